@@ -1,0 +1,8 @@
+//! Capture: everything that turns live traffic into [`crate::model::Exchange`]s.
+//!
+//! The recording proxy lives here; passive sniffing and pcap import join it. Capture hands
+//! finished exchanges to an [`crate::model::ExchangeSink`] and never waits on disk.
+//!
+//! Imports: `model`, `decode`, `net`.
+
+pub mod proxy;

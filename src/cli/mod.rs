@@ -1,0 +1,75 @@
+//! The command line: one file per subcommand. Arguments are validated here into plain stage
+//! configs; only this module wires stages together.
+//!
+//! Imports: everything below it.
+
+pub mod generate;
+mod ls;
+mod record;
+mod replay;
+mod show;
+pub(crate) mod util;
+
+use clap::{Parser, Subcommand};
+
+/// Record real API traffic and replay it, deterministically.
+///
+/// mf sits between a client and a real service, records every exchange into one compressed
+/// SQLite file, and serves the recording back when the service is gone.
+#[derive(Debug, Parser)]
+#[command(name = "mf", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// More log output (-v: info, -vv: debug, -vvv: trace). `RUST_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Record(record::RecordArgs),
+    Replay(replay::ReplayArgs),
+    Ls(ls::LsArgs),
+    Show(show::ShowArgs),
+    #[command(hide = true)]
+    Generate(generate::GenerateArgs),
+}
+
+/// Parses the command line and runs it. Returns the exit code for success paths
+/// (0, or 1 when a command ran but found a mismatch).
+///
+/// # Errors
+/// Anything that stops the command; `main` prints it and exits with 2.
+pub fn run() -> anyhow::Result<u8> {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version to stdout and usage errors to stderr.
+            let _ = e.print();
+            return Ok(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    init_logging(cli.verbose);
+    match cli.command {
+        Command::Record(args) => record::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::Ls(args) => ls::run(args),
+        Command::Show(args) => show::run(args),
+        Command::Generate(args) => generate::run(args),
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "mf=warn",
+        1 => "mf=info",
+        2 => "mf=debug",
+        _ => "mf=trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_target(false).try_init();
+}

@@ -1,0 +1,86 @@
+//! Writing HTTP/1.1 messages: the inverse of [`super::h1`], also sans-IO (into a buffer).
+
+use bytes::{BufMut, BytesMut};
+
+use crate::model::Header;
+
+/// Appends a request head: request line, headers in the given order and case, blank line.
+pub fn request_head(out: &mut BytesMut, method: &str, target: &str, headers: &[Header]) {
+    out.reserve(method.len() + target.len() + 16 + headers_len(headers));
+    out.put_slice(method.as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(target.as_bytes());
+    out.put_slice(b" HTTP/1.1\r\n");
+    put_headers(out, headers);
+}
+
+/// Appends a response head. The status line always says HTTP/1.1: that is what mf speaks,
+/// whatever version the recorded server used.
+pub fn response_head(out: &mut BytesMut, status: u16, reason: &str, headers: &[Header]) {
+    out.reserve(reason.len() + 16 + headers_len(headers));
+    out.put_slice(b"HTTP/1.1 ");
+    out.put_slice(&itoa_u16(status));
+    out.put_u8(b' ');
+    out.put_slice(reason.as_bytes());
+    out.put_slice(b"\r\n");
+    put_headers(out, headers);
+}
+
+/// Appends one chunk of a chunked body; empty data writes nothing (an empty chunk would end
+/// the body).
+pub fn chunk(out: &mut BytesMut, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    out.put_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    out.put_slice(data);
+    out.put_slice(b"\r\n");
+}
+
+/// Appends the last chunk and the trailer section.
+pub fn last_chunk(out: &mut BytesMut, trailers: &[Header]) {
+    out.put_slice(b"0\r\n");
+    put_headers(out, trailers);
+}
+
+fn headers_len(headers: &[Header]) -> usize {
+    headers.iter().map(|h| h.name.len() + h.value.len() + 4).sum::<usize>() + 2
+}
+
+fn put_headers(out: &mut BytesMut, headers: &[Header]) {
+    for h in headers {
+        out.put_slice(h.name.as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(&h.value);
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"\r\n");
+}
+
+fn itoa_u16(n: u16) -> [u8; 3] {
+    let n = n.min(999);
+    [b'0' + (n / 100) as u8, b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::h1::{Decoder, Event, Role};
+
+    #[test]
+    fn encoded_response_decodes_back() {
+        let headers = vec![Header::new("X-A", "1"), Header::new("Transfer-Encoding", "chunked")];
+        let mut out = BytesMut::new();
+        response_head(&mut out, 200, "OK", &headers);
+        chunk(&mut out, b"abc");
+        last_chunk(&mut out, &[Header::new("T", "x")]);
+        let mut d = Decoder::new(Role::Response);
+        d.push_request_method("GET");
+        d.feed(&out);
+        let Ok(Some(Event::ResponseHead(h))) = d.poll() else { panic!() };
+        assert_eq!(h.headers, headers);
+        assert_eq!(d.poll(), Ok(Some(Event::Data(bytes::Bytes::from_static(b"abc")))));
+        assert_eq!(d.poll(), Ok(Some(Event::Trailers(vec![Header::new("T", "x")]))));
+        assert_eq!(d.poll(), Ok(Some(Event::End)));
+    }
+}

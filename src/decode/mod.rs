@@ -1,0 +1,9 @@
+//! Sans-IO protocol decoders: bytes in, events out.
+//!
+//! Nothing here opens a socket, reads a clock or spawns a task, so the recording proxy, the
+//! replay server, the pcap importer, the fuzzers and the benchmarks all drive the same code.
+//!
+//! Imports: `model` only.
+
+pub mod h1;
+pub mod h1_encode;

@@ -1,0 +1,17 @@
+//! mf: record real API traffic and replay it deterministically.
+//!
+//! The crate is layered; each module imports only from the ones below it:
+//!
+//! ```text
+//! cli ─→ capture / replay ─→ decode / store / net ─→ model
+//! ```
+//!
+//! [`model::Exchange`] is the one type that flows through all of them.
+
+pub mod capture;
+pub mod cli;
+pub mod decode;
+pub mod model;
+pub mod net;
+pub mod replay;
+pub mod store;

@@ -1,0 +1,338 @@
+//! The one domain type that flows through every stage: an [`Exchange`].
+//!
+//! Capture produces exchanges, the store persists them, inference reads them and replay serves
+//! them. This module is pure data: it imports nothing from the rest of mf.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// One header line as it was seen on the wire: original case, raw value bytes.
+///
+/// Headers are kept as an ordered `Vec<Header>` rather than a map so that duplicates, their
+/// relative order and the case of names survive a record/replay round trip byte for byte.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub name: String,
+    #[serde(with = "lossless_bytes")]
+    pub value: Vec<u8>,
+}
+
+impl Header {
+    /// A header from text; convenient for tests and generated responses.
+    pub fn new(name: impl Into<String>, value: impl AsRef<[u8]>) -> Self {
+        Header { name: name.into(), value: value.as_ref().to_vec() }
+    }
+
+    /// The value as text, replacing bytes that are not UTF-8.
+    pub fn value_str(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.value)
+    }
+}
+
+/// Ordered header list helpers; names compare case-insensitively as HTTP requires.
+pub trait HeaderList {
+    /// First value of `name`, if any.
+    fn header(&self, name: &str) -> Option<&[u8]>;
+    /// All values of `name`, in order.
+    fn header_all<'a>(&'a self, name: &'a str) -> Box<dyn Iterator<Item = &'a [u8]> + 'a>;
+    /// First value of `name` as trimmed text.
+    fn header_str(&self, name: &str) -> Option<String> {
+        self.header(name).map(|v| String::from_utf8_lossy(v).trim().to_string())
+    }
+}
+
+impl HeaderList for [Header] {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_slice())
+    }
+    fn header_all<'a>(&'a self, name: &'a str) -> Box<dyn Iterator<Item = &'a [u8]> + 'a> {
+        Box::new(
+            self.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_slice()),
+        )
+    }
+}
+
+/// The application protocol of an exchange, as `mf ls --json` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+pub enum Protocol {
+    #[serde(rename = "http/1.0")]
+    Http10,
+    #[serde(rename = "http/1.1")]
+    Http11,
+    #[serde(rename = "h2")]
+    H2,
+    #[serde(rename = "grpc")]
+    Grpc,
+    #[serde(rename = "websocket")]
+    WebSocket,
+}
+
+impl Protocol {
+    /// The stable name used in the store and in JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http10 => "http/1.0",
+            Protocol::Http11 => "http/1.1",
+            Protocol::H2 => "h2",
+            Protocol::Grpc => "grpc",
+            Protocol::WebSocket => "websocket",
+        }
+    }
+
+    /// Parses the stable name back; `None` for names this mf does not know.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "http/1.0" => Protocol::Http10,
+            "http/1.1" => Protocol::Http11,
+            "h2" => Protocol::H2,
+            "grpc" => Protocol::Grpc,
+            "websocket" => Protocol::WebSocket,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A message body, possibly cut short at the recorder's `--max-body` limit.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Body {
+    /// The stored bytes (all of them unless `truncated`).
+    pub data: Bytes,
+    /// Size of the body on the wire, which exceeds `data.len()` when truncated.
+    pub size: u64,
+    /// The body was larger than the recording limit and only a prefix is stored.
+    pub truncated: bool,
+}
+
+impl Body {
+    /// A complete body.
+    pub fn full(data: impl Into<Bytes>) -> Self {
+        let data = data.into();
+        Body { size: data.len() as u64, data, truncated: false }
+    }
+
+    /// True when nothing was sent.
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+}
+
+/// The request half of an exchange.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    /// The request target as sent: origin form (`/a?b=c`), absolute form, or `service/method`
+    /// path for gRPC.
+    pub target: String,
+    /// `HTTP/1.1`, `HTTP/1.0` or `HTTP/2`.
+    pub version: String,
+    pub headers: Vec<Header>,
+    pub body: Body,
+    pub trailers: Vec<Header>,
+}
+
+impl Request {
+    /// The path part of the target, without the query string.
+    pub fn path(&self) -> &str {
+        let t = self.origin_form();
+        t.split_once('?').map_or(t, |(p, _)| p)
+    }
+
+    /// The query string without `?`, if any.
+    pub fn query(&self) -> Option<&str> {
+        self.origin_form().split_once('?').map(|(_, q)| q)
+    }
+
+    /// The target in origin form: an absolute-form target loses its scheme and authority.
+    pub fn origin_form(&self) -> &str {
+        let t = self.target.as_str();
+        for scheme in ["http://", "https://"] {
+            if let Some(rest) = t.strip_prefix(scheme) {
+                return rest.find('/').map_or("/", |i| &rest[i..]);
+            }
+        }
+        t
+    }
+}
+
+/// The response half of an exchange.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub reason: String,
+    pub version: String,
+    pub headers: Vec<Header>,
+    pub body: Body,
+    pub trailers: Vec<Header>,
+}
+
+/// When things happened, in nanoseconds after the exchange's `started_at_ns`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Last byte of the request seen.
+    pub request_end_ns: Option<u64>,
+    /// First byte of the response head seen.
+    pub response_first_byte_ns: Option<u64>,
+    /// Last byte of the response seen.
+    pub response_end_ns: Option<u64>,
+}
+
+/// Who sent a stream message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Direction {
+    #[serde(rename = "client")]
+    ClientToServer,
+    #[serde(rename = "server")]
+    ServerToClient,
+}
+
+/// What kind of stream message this is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MessageKind {
+    /// A gRPC length-prefixed message; `compressed` is the flag byte.
+    Grpc { compressed: bool },
+    /// A WebSocket frame exactly as framed by the sender (fragments are kept as fragments).
+    WebSocket { opcode: u8, fin: bool },
+}
+
+/// One message of a streaming exchange (gRPC message, WebSocket frame).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamMessage {
+    pub direction: Direction,
+    /// Nanoseconds after the exchange's start.
+    pub offset_ns: u64,
+    pub kind: MessageKind,
+    pub data: Bytes,
+}
+
+/// One recorded request/response exchange: the unit everything in mf is about.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Exchange {
+    /// Row id in the store; 0 before it is stored.
+    pub id: i64,
+    /// Which client connection carried it (unique within a recording).
+    pub connection_id: u64,
+    /// Position of the exchange within its connection, from 0.
+    pub seq: u32,
+    pub protocol: Option<Protocol>,
+    /// Wall-clock start (first request byte) in nanoseconds since the Unix epoch.
+    pub started_at_ns: i64,
+    pub client_addr: Option<String>,
+    pub server_addr: Option<String>,
+    /// `http` or `https`; the authority the client addressed (Host or `:authority`).
+    pub scheme: String,
+    pub authority: String,
+    pub request: Request,
+    /// `None` when no response arrived (see `error`).
+    pub response: Option<Response>,
+    pub timings: Timings,
+    /// Why the exchange is incomplete: upstream refused, reset, timed out…
+    pub error: Option<String>,
+    /// W3C trace id from a `traceparent` request header.
+    pub trace_id: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    /// gRPC messages and WebSocket frames, in order.
+    pub messages: Vec<StreamMessage>,
+}
+
+impl Exchange {
+    /// The protocol, defaulting to HTTP/1.1 for exchanges built without one.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol.unwrap_or(Protocol::Http11)
+    }
+
+    /// Full URL as the client addressed it.
+    pub fn url(&self) -> String {
+        let t = &self.request.target;
+        if t.starts_with("http://") || t.starts_with("https://") || self.authority.is_empty() {
+            return t.clone();
+        }
+        let scheme = if self.scheme.is_empty() { "http" } else { &self.scheme };
+        format!("{scheme}://{}{}", self.authority, t)
+    }
+
+    /// Total duration from first request byte to last response byte, if the response ended.
+    pub fn duration_ns(&self) -> Option<u64> {
+        self.timings.response_end_ns
+    }
+}
+
+/// Extracts the trace id from a W3C `traceparent` value (`00-<32 hex>-<16 hex>-<2 hex>`).
+pub fn trace_id_from_traceparent(value: &[u8]) -> Option<String> {
+    let s = std::str::from_utf8(value).ok()?.trim();
+    let mut parts = s.split('-');
+    let _version = parts.next()?;
+    let trace = parts.next()?;
+    let valid = trace.len() == 32
+        && trace.bytes().all(|b| b.is_ascii_hexdigit())
+        && trace.bytes().any(|b| b != b'0');
+    valid.then(|| trace.to_ascii_lowercase())
+}
+
+/// Where finished exchanges go: implemented by the store's batched writer, and by test sinks.
+///
+/// `record` must not block on disk: the proxy calls it on its hot path.
+pub trait ExchangeSink: Send + Sync {
+    fn record(&self, exchange: Exchange);
+}
+
+/// Serialises header values as strings when they are UTF-8 (readable JSON) and as
+/// `{"b64": ...}`-free byte arrays otherwise, so that no value is ever altered.
+mod lossless_bytes {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Text(String),
+        Bytes(Vec<u8>),
+    }
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(v) {
+            Ok(t) => s.serialize_str(t),
+            Err(_) => Repr::Bytes(v.to_vec()).serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        Ok(match Repr::deserialize(d)? {
+            Repr::Text(t) => t.into_bytes(),
+            Repr::Bytes(b) => b,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_gives_trace_id() {
+        let v = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(trace_id_from_traceparent(v).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(trace_id_from_traceparent(b"00-0000-11-01"), None);
+        assert_eq!(
+            trace_id_from_traceparent(b"00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            None
+        );
+    }
+
+    #[test]
+    fn origin_form_strips_absolute_targets() {
+        let r = Request { target: "http://a.example:8080/x/y?z=1".into(), ..Default::default() };
+        assert_eq!(r.path(), "/x/y");
+        assert_eq!(r.query(), Some("z=1"));
+        let r = Request { target: "http://a.example".into(), ..Default::default() };
+        assert_eq!(r.path(), "/");
+    }
+}

@@ -1,0 +1,8 @@
+//! Replay: serving a recording back to real clients, the upstream gone.
+//!
+//! `matcher` is pure (which recorded exchange answers a request); `server` does the I/O.
+//!
+//! Imports: `model`, `decode`, `net`.
+
+pub mod matcher;
+pub mod server;

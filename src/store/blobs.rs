@@ -1,0 +1,62 @@
+//! Content-addressed, compressed blob storage.
+
+use std::collections::HashSet;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::StoreError;
+
+/// Key of a blob: the first 16 bytes of its BLAKE3 hash (collision odds are negligible at
+/// any recording size, and half the index of a full hash).
+pub(super) type BlobKey = [u8; 16];
+
+const CODEC_RAW: i64 = 0;
+const CODEC_ZSTD: i64 = 1;
+/// Below this size zstd's frame overhead outweighs what it saves.
+const MIN_COMPRESS: usize = 64;
+
+pub(super) fn key_of(data: &[u8]) -> BlobKey {
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&blake3::hash(data).as_bytes()[..16]);
+    key
+}
+
+/// Stores `data` once; remembers stored keys so repeats cost one hash and no query.
+pub(super) fn put(conn: &Connection, known: &mut HashSet<BlobKey>, data: &[u8]) -> Result<BlobKey, StoreError> {
+    let key = key_of(data);
+    if known.contains(&key) {
+        return Ok(key);
+    }
+    let (codec, stored) = if data.len() >= MIN_COMPRESS {
+        match zstd::bulk::compress(data, 3) {
+            Ok(c) if c.len() < data.len() => (CODEC_ZSTD, c),
+            _ => (CODEC_RAW, data.to_vec()),
+        }
+    } else {
+        (CODEC_RAW, data.to_vec())
+    };
+    conn.prepare_cached("INSERT OR IGNORE INTO blobs (hash, size, codec, data) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![&key[..], data.len() as i64, codec, stored])?;
+    known.insert(key);
+    Ok(key)
+}
+
+/// Loads a blob by key.
+pub(super) fn get(conn: &Connection, key: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let row: Option<(i64, i64, Vec<u8>)> = conn
+        .prepare_cached("SELECT size, codec, data FROM blobs WHERE hash = ?1")?
+        .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let corrupt = |reason: String| StoreError::Corrupt { path: "recording".into(), reason };
+    let Some((size, codec, data)) = row else {
+        return Err(corrupt("a body refers to a missing blob".into()));
+    };
+    match codec {
+        CODEC_RAW => Ok(data),
+        CODEC_ZSTD => {
+            let cap = usize::try_from(size).map_err(|_| corrupt("bad blob size".into()))?;
+            zstd::bulk::decompress(&data, cap).map_err(|e| corrupt(format!("blob does not decompress: {e}")))
+        }
+        other => Err(corrupt(format!("unknown blob codec {other}"))),
+    }
+}

@@ -1,0 +1,96 @@
+//! The recording file: the only code in mf that touches SQLite.
+//!
+//! A recording is one SQLite database in WAL mode. `PRAGMA user_version` holds the schema
+//! version and migrations run forward only; `application_id` marks the file as mf's so that a
+//! foreign SQLite file is refused rather than scribbled on. Bodies and stream messages live in a
+//! content-addressed `blobs` table (BLAKE3 of the raw bytes, zstd-compressed when that helps), so
+//! a body repeated a thousand times is stored once.
+//!
+//! Imports: `model` only.
+
+mod blobs;
+mod codec;
+mod read;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use read::{ExchangeSummary, Reader};
+pub use writer::{Writer, WriterConfig, WriterHandle, WriterSummary};
+
+/// Schema version written by this build.
+pub const SCHEMA_VERSION: i32 = schema::MIGRATIONS.len() as i32;
+
+/// `PRAGMA application_id` of mf recordings ("mf01" in ASCII).
+pub const APPLICATION_ID: i32 = 0x6d66_3031;
+
+/// Why a recording cannot be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: no such recording")]
+    NotFound { path: PathBuf },
+    #[error("{path}: not an mf recording ({reason})")]
+    NotARecording { path: PathBuf, reason: String },
+    #[error(
+        "{path}: recording has schema version {found}, this mf understands up to {supported}; please update mf"
+    )]
+    TooNew { path: PathBuf, found: i32, supported: i32 },
+    #[error("{path}: recording is damaged: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("no exchange with id {0}")]
+    NoSuchExchange(i64),
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// Metadata written once when a recording is created.
+#[derive(Clone, Debug, Default)]
+pub struct Meta {
+    /// What produced the recording: `proxy http://upstream`, `import file.pcap`…
+    pub source: String,
+    /// The command line that created it.
+    pub command_line: String,
+}
+
+fn classify_open_error(path: &Path, e: rusqlite::Error) -> StoreError {
+    let msg = e.to_string();
+    if msg.contains("file is not a database") || msg.contains("malformed") {
+        StoreError::NotARecording { path: path.to_path_buf(), reason: msg }
+    } else {
+        StoreError::Sqlite(e)
+    }
+}
+
+/// Opens an existing recording read-only, checking that it is one and upgrading nothing.
+///
+/// # Errors
+/// Missing file, not an mf recording, a recording from a newer mf, or a damaged file.
+pub fn open_read(path: &Path) -> Result<Connection, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::NotFound { path: path.to_path_buf() });
+    }
+    // Read-write so that an old recording can be migrated and a WAL left by a killed recorder
+    // is checkpointed; nothing else is written.
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .or_else(|_| Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY))
+        .map_err(|e| classify_open_error(path, e))?;
+    schema::check_and_migrate(&conn, path, false)?;
+    Ok(conn)
+}
+
+/// Opens a recording for writing, creating it (and its schema) when missing.
+///
+/// # Errors
+/// As [`open_read`], plus failures to create the file.
+pub fn open_write(path: &Path, meta: &Meta) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(|e| classify_open_error(path, e))?;
+    schema::check_and_migrate(&conn, path, true)?;
+    schema::write_meta(&conn, meta)?;
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests;

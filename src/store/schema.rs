@@ -1,0 +1,143 @@
+//! Schema creation, version checks and forward migrations.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection};
+
+use super::{Meta, StoreError, APPLICATION_ID, SCHEMA_VERSION};
+
+/// Forward-only migrations; entry `i` takes a database from version `i` to `i + 1`.
+/// Never edit a released entry: append a new one.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // v1: exchanges, stream messages, content-addressed blobs, metadata, inferred patterns.
+    r#"
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE blobs (
+        hash  BLOB PRIMARY KEY,      -- BLAKE3 of the raw bytes (16 bytes)
+        size  INTEGER NOT NULL,      -- raw size
+        codec INTEGER NOT NULL,      -- 0 raw, 1 zstd
+        data  BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE exchanges (
+        id              INTEGER PRIMARY KEY,
+        connection_id   INTEGER NOT NULL,
+        seq             INTEGER NOT NULL,
+        protocol        TEXT NOT NULL,
+        started_at_ns   INTEGER NOT NULL,
+        client_addr     TEXT,
+        server_addr     TEXT,
+        scheme          TEXT NOT NULL DEFAULT 'http',
+        authority       TEXT NOT NULL DEFAULT '',
+        method          TEXT NOT NULL,
+        target          TEXT NOT NULL,
+        req_version     TEXT NOT NULL,
+        req_headers     BLOB NOT NULL,
+        req_body        BLOB,          -- blobs.hash, NULL when empty
+        req_body_size   INTEGER NOT NULL DEFAULT 0,
+        req_body_truncated INTEGER NOT NULL DEFAULT 0,
+        req_trailers    BLOB,
+        status          INTEGER,       -- NULL when no response arrived
+        reason          TEXT,
+        resp_version    TEXT,
+        resp_headers    BLOB,
+        resp_body       BLOB,
+        resp_body_size  INTEGER NOT NULL DEFAULT 0,
+        resp_body_truncated INTEGER NOT NULL DEFAULT 0,
+        resp_trailers   BLOB,
+        request_end_ns  INTEGER,
+        response_first_byte_ns INTEGER,
+        response_end_ns INTEGER,
+        error           TEXT,
+        trace_id        TEXT,
+        tags            TEXT           -- JSON object, NULL when empty
+    );
+    CREATE INDEX exchanges_conn ON exchanges (connection_id, seq);
+    CREATE TABLE messages (
+        exchange_id INTEGER NOT NULL REFERENCES exchanges (id),
+        idx         INTEGER NOT NULL,
+        direction   INTEGER NOT NULL,  -- 0 client to server, 1 server to client
+        offset_ns   INTEGER NOT NULL,
+        kind        TEXT NOT NULL,     -- JSON of model::MessageKind
+        size        INTEGER NOT NULL,
+        data        BLOB,              -- blobs.hash, NULL when empty
+        PRIMARY KEY (exchange_id, idx)
+    ) WITHOUT ROWID;
+    CREATE TABLE patterns (
+        id      INTEGER PRIMARY KEY,
+        kind    TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        detail  TEXT NOT NULL          -- JSON
+    );
+    "#,
+];
+
+/// Checks that `conn` is an mf recording this build understands, creating the schema in an
+/// empty file when `create` is set, and applies pending migrations.
+pub(super) fn check_and_migrate(conn: &Connection, path: &Path, create: bool) -> Result<(), StoreError> {
+    let not_rec = |reason: String| StoreError::NotARecording { path: path.to_path_buf(), reason };
+    // The first read of the header is where SQLite notices a file that is not a database.
+    let app_id: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(|e| not_rec(e.to_string()))?;
+    let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let table_count: i64 =
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(|e| not_rec(e.to_string()))?;
+
+    if app_id == 0 && version == 0 && table_count == 0 {
+        if !create {
+            return Err(not_rec("the file is an empty database".into()));
+        }
+    } else if app_id != APPLICATION_ID {
+        return Err(not_rec("it is an SQLite database of another program".into()));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew { path: path.to_path_buf(), found: version, supported: SCHEMA_VERSION });
+    }
+    // WAL: readers never block the writer, and a killed writer loses only its open transaction.
+    let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).unwrap_or_default();
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")?;
+
+    if version < SCHEMA_VERSION {
+        let from = usize::try_from(version).unwrap_or(0);
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(from) {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(sql)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}; PRAGMA application_id = {APPLICATION_ID};", i + 1))?;
+            tx.commit()?;
+        }
+    }
+    let quick: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0)).map_err(|e| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    if quick != "ok" {
+        return Err(StoreError::Corrupt { path: path.to_path_buf(), reason: quick });
+    }
+    Ok(())
+}
+
+/// Records creation metadata (kept from the first session when the file already existed).
+pub(super) fn write_meta(conn: &Connection, meta: &Meta) -> Result<(), StoreError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let rows = [
+        ("mf_version", env!("CARGO_PKG_VERSION").to_string()),
+        ("created_at", now.to_string()),
+        ("command_line", meta.command_line.clone()),
+        ("source", meta.source.clone()),
+    ];
+    for (k, v) in rows {
+        conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)", params![k, v])?;
+    }
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('last_mf_version', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![env!("CARGO_PKG_VERSION")],
+    )?;
+    Ok(())
+}
