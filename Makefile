@@ -1,0 +1,48 @@
+# One-word entry points. `make demo` and `make test` install what they need (Debian, as root).
+SHELL := /bin/bash
+CARGO ?= cargo
+APT_PACKAGES := curl python3 python3-pip libpcap-dev tcpdump nginx-light wrk nghttp2-client
+PIP_PACKAGES := grpcio grpcio-tools websockets requests
+
+.PHONY: demo test bench setup setup-apt setup-pip man fmt lint corpus
+
+demo: setup-apt
+	$(CARGO) build --quiet
+	bash replay-tests/demo.sh target/debug/mf
+
+test: setup
+	$(CARGO) build --quiet --all-targets
+	$(CARGO) test --all-targets -- --test-threads=4
+
+bench: setup
+	$(CARGO) build --release --quiet
+	bash benches/run.sh target/release/mf
+
+setup: setup-apt setup-pip
+
+# apt only when something is missing, so a warm machine starts in a second.
+setup-apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+setup-pip:
+	@python3 -c "import grpc, grpc_tools, websockets, requests" 2>/dev/null || \
+	  python3 -m pip install --quiet --disable-pip-version-check $(PIP_PACKAGES) 2>/dev/null || \
+	  python3 -m pip install --quiet --disable-pip-version-check --break-system-packages $(PIP_PACKAGES)
+
+man:
+	$(CARGO) run --quiet -- generate man man
+
+fmt:
+	$(CARGO) fmt
+
+lint:
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# Real-world captures, where the shared folder exists (not part of the test suite).
+corpus:
+	bash replay-tests/corpus.sh ../shared/captures

@@ -1,0 +1,254 @@
+//! Shared test harness: run the real `mf` binary and real peers (Python servers, curl) on
+//! 127.0.0.1 with ephemeral ports. Every process is killed on drop, so a failing test leaves
+//! nothing running.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Path of the mf binary under test.
+pub fn mf_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mf"))
+}
+
+/// Folder of this test suite (for the Python servers and fixtures).
+pub fn tests_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("replay-tests")
+}
+
+/// A hermetic `mf` command: no proxies, no MF_* settings, no user config.
+pub fn mf() -> Command {
+    let mut cmd = Command::new(mf_bin());
+    hermetic(&mut cmd);
+    cmd
+}
+
+fn hermetic(cmd: &mut Command) {
+    for (key, _) in std::env::vars() {
+        if key.starts_with("MF_") || key.to_ascii_lowercase().ends_with("_proxy") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("NO_PROXY", "*");
+    cmd.env_remove("RUST_LOG");
+}
+
+/// Runs `mf ARGS` to completion.
+pub fn mf_run(args: &[&str]) -> Output {
+    mf().args(args).output().expect("running mf")
+}
+
+/// A long-running child process whose stderr is collected in the background.
+pub struct Proc {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
+    pub addr: Option<SocketAddr>,
+    name: String,
+}
+
+impl Proc {
+    /// Starts `cmd` and waits (up to 20 s) until it prints a line containing `marker`
+    /// followed by an address (`listening on 127.0.0.1:PORT` or `PORT 1234`).
+    pub fn start(name: &str, mut cmd: Command, marker: &str) -> Proc {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        for (pipe, buf) in [
+            (Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>, stderr.clone()),
+            (Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, stdout.clone()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    buf.lock().unwrap().push_str(&line);
+                    buf.lock().unwrap().push('\n');
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut addr = None;
+        while Instant::now() < deadline {
+            let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) else {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("{name} exited early with {status}:\n{}", stderr.lock().unwrap());
+                }
+                continue;
+            };
+            if let Some(pos) = line.find(marker) {
+                let rest = &line[pos + marker.len()..];
+                let token: String = rest.trim_start().chars().take_while(|c| !c.is_whitespace() && *c != ',').collect();
+                addr = token
+                    .parse::<SocketAddr>()
+                    .ok()
+                    .or_else(|| token.parse::<u16>().ok().map(|p| SocketAddr::from(([127, 0, 0, 1], p))));
+                break;
+            }
+        }
+        let addr = addr.unwrap_or_else(|| panic!("{name} never printed {marker:?}:\n{}", stderr.lock().unwrap()));
+        Proc { child, stderr, stdout, addr: Some(addr), name: name.to_string() }
+    }
+
+    /// The address the process listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr.expect("process has an address")
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    /// Everything the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Everything the process wrote to stdout so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Sends `signal` and waits (up to 20 s) for the exit.
+    pub fn signal_and_wait(&mut self, signal: i32) -> ExitStatus {
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the reader threads catch the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("{} did not exit after signal {signal}:\n{}", self.name, self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGINT, as Ctrl-C would.
+    pub fn interrupt(&mut self) -> ExitStatus {
+        self.signal_and_wait(libc::SIGINT)
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `mf record --proxy --upstream UPSTREAM -o DB --listen 127.0.0.1:0 EXTRA...`
+pub fn start_recorder(upstream: &str, db: &Path, extra: &[&str]) -> Proc {
+    let mut cmd = mf();
+    cmd.args(["record", "--proxy", "--upstream", upstream, "--listen", "127.0.0.1:0", "-o"])
+        .arg(db)
+        .args(extra);
+    Proc::start("mf record", cmd, "listening on")
+}
+
+/// `mf replay DB --listen 127.0.0.1:0 EXTRA...`
+pub fn start_replay(db: &Path, extra: &[&str]) -> Proc {
+    let mut cmd = mf();
+    cmd.arg("replay").arg(db).args(["--listen", "127.0.0.1:0"]).args(extra);
+    Proc::start("mf replay", cmd, "listening on")
+}
+
+/// Starts `replay-tests/servers/SCRIPT` with python3; the script prints `PORT n` when ready.
+pub fn start_python(script: &str, args: &[&str]) -> Proc {
+    let mut cmd = Command::new("python3");
+    cmd.arg("-u").arg(tests_dir().join("servers").join(script)).args(args);
+    hermetic(&mut cmd);
+    Proc::start(script, cmd, "PORT")
+}
+
+/// Fails loudly when a tool the suite needs is missing: `make test` installs them all.
+pub fn require(tool: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(found, "{tool} is not installed: run the suite through `make test`, which installs it");
+}
+
+/// What curl saw: status line, headers and body, separately.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurlResult {
+    pub exit: i32,
+    /// Raw header block(s) as curl dumped them (`-D`), interim responses included.
+    pub headers: String,
+    pub body: Vec<u8>,
+}
+
+impl CurlResult {
+    /// Status code of the final response.
+    pub fn status(&self) -> u16 {
+        self.headers
+            .split("\r\n\r\n")
+            .filter(|b| !b.trim().is_empty())
+            .last()
+            .and_then(|b| b.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Runs curl with `args` and returns the dumped headers and body.
+pub fn curl(args: &[&str]) -> CurlResult {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = dir.path().join("h");
+    let b = dir.path().join("b");
+    let out = Command::new("curl")
+        .args(["-sS", "--noproxy", "*", "--max-time", "30", "-D"])
+        .arg(&h)
+        .arg("-o")
+        .arg(&b)
+        .args(args)
+        .output()
+        .expect("running curl");
+    CurlResult {
+        exit: out.status.code().unwrap_or(-1),
+        headers: std::fs::read_to_string(&h).unwrap_or_default(),
+        body: std::fs::read(&b).unwrap_or_default(),
+    }
+}
+
+/// Lines of `mf ls --json` parsed.
+pub fn ls_json(db: &Path) -> Vec<serde_json::Value> {
+    let out = mf().arg("ls").arg(db).arg("--json").output().expect("mf ls");
+    assert!(out.status.success(), "mf ls failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("ls --json line is JSON"))
+        .collect()
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    false
+}
