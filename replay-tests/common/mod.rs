@@ -199,11 +199,11 @@ pub struct CurlResult {
 }
 
 impl CurlResult {
-    /// Status code of the final response.
+    /// Status code of the final response (trailers, which curl dumps too, are skipped).
     pub fn status(&self) -> u16 {
         self.headers
             .split("\r\n\r\n")
-            .filter(|b| !b.trim().is_empty())
+            .filter(|b| b.starts_with("HTTP/"))
             .last()
             .and_then(|b| b.split(' ').nth(1))
             .and_then(|s| s.parse().ok())

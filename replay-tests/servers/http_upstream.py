@@ -82,6 +82,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path == "/size":
             body = self.read_body()
             return self.send(200, json.dumps({"size": len(body)}).encode())
+        if path.startswith("/api/items/"):
+            # A JSON API answer that varies by id, for the disk-usage benchmark.
+            n = int(path.rsplit("/", 1)[1] or 0)
+            body = json.dumps({
+                "id": n, "name": f"item-{n}", "price": (n * 37) % 1000 / 10, "in_stock": n % 3 != 0,
+                "tags": ["blue", "large"] if n % 2 else ["red"], "owner": {"id": n % 50, "email": f"user{n % 50}@example.com"},
+                "updated_at": f"2026-11-{1 + n % 28:02d}T10:00:00Z",
+            }).encode()
+            return self.send(200, body, extra=[("Cache-Control", "max-age=60"), ("X-Request-Id", f"req-{n:08d}")])
         if path == "/slow":
             import time
             time.sleep(0.3)

@@ -3,6 +3,7 @@
 //!
 //! Imports: everything below it.
 
+mod export;
 pub mod generate;
 mod ls;
 mod record;
@@ -34,6 +35,7 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     Ls(ls::LsArgs),
     Show(show::ShowArgs),
+    Export(export::ExportArgs),
     #[command(hide = true)]
     Generate(generate::GenerateArgs),
 }
@@ -58,6 +60,7 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Replay(args) => replay::run(args),
         Command::Ls(args) => ls::run(args),
         Command::Show(args) => show::run(args),
+        Command::Export(args) => export::run(args),
         Command::Generate(args) => generate::run(args),
     }
 }

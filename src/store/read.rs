@@ -47,6 +47,7 @@ const EXCHANGE_COLUMNS: &str = "id, connection_id, seq, protocol, started_at_ns,
 /// Row fields before blobs are resolved.
 struct RawRow {
     ex: Exchange,
+    req_headers: Vec<u8>,
     req_body: Option<Vec<u8>>,
     resp_body: Option<Vec<u8>>,
 }
@@ -175,6 +176,7 @@ impl Reader {
 
     fn resolve(&self, raw: RawRow) -> Result<Exchange, StoreError> {
         let mut ex = raw.ex;
+        ex.request.headers = decode_headers(&self.blob(&raw.req_headers)?);
         if let Some(key) = raw.req_body {
             ex.request.body.data = Bytes::from(self.blob(&key)?);
         }
@@ -236,7 +238,7 @@ fn raw_row(r: &Row) -> Result<RawRow, StoreError> {
         method: r.get(9)?,
         target: r.get(10)?,
         version: r.get(11)?,
-        headers: decode_headers(&req_headers),
+        headers: Vec::new(),
         body: Body { data: Bytes::new(), size: opt_u64(r.get(14)?).unwrap_or(0), truncated: r.get(15)? },
         trailers: req_trailers.map(|t| decode_headers(&t)).unwrap_or_default(),
     };
@@ -277,5 +279,5 @@ fn raw_row(r: &Row) -> Result<RawRow, StoreError> {
         tags: tags.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default(),
         messages: Vec::new(),
     };
-    Ok(RawRow { ex, req_body: r.get(13)?, resp_body: r.get(21)? })
+    Ok(RawRow { ex, req_headers, req_body: r.get(13)?, resp_body: r.get(21)? })
 }

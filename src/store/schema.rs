@@ -34,7 +34,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         method          TEXT NOT NULL,
         target          TEXT NOT NULL,
         req_version     TEXT NOT NULL,
-        req_headers     BLOB NOT NULL,
+        req_headers     BLOB NOT NULL, -- blobs.hash: request header sets repeat, so they are stored once
         req_body        BLOB,          -- blobs.hash, NULL when empty
         req_body_size   INTEGER NOT NULL DEFAULT 0,
         req_body_truncated INTEGER NOT NULL DEFAULT 0,
@@ -54,7 +54,6 @@ pub(super) const MIGRATIONS: &[&str] = &[
         trace_id        TEXT,
         tags            TEXT           -- JSON object, NULL when empty
     );
-    CREATE INDEX exchanges_conn ON exchanges (connection_id, seq);
     CREATE TABLE messages (
         exchange_id INTEGER NOT NULL REFERENCES exchanges (id),
         idx         INTEGER NOT NULL,

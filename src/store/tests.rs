@@ -56,7 +56,7 @@ fn write_then_read_round_trips_and_dedups_bodies() {
     expected.scheme = "http".into();
     assert_eq!(all[3], expected);
     let blobs: i64 = reader.connection().query_row("SELECT count(*) FROM blobs", [], |r| r.get(0)).unwrap();
-    assert_eq!(blobs, 3, "one request body, one response body, one message, however often repeated");
+    assert_eq!(blobs, 4, "one request body, one header set, one response body, one message, however often repeated");
 }
 
 #[test]

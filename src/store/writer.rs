@@ -187,6 +187,7 @@ fn blob_of(conn: &Connection, known: &mut HashSet<BlobKey>, body: &Body) -> Resu
 pub(super) fn insert_exchange(conn: &Connection, known: &mut HashSet<BlobKey>, ex: &Exchange) -> Result<(), StoreError> {
     let req = &ex.request;
     let req_body = blob_of(conn, known, &req.body)?;
+    let req_headers = blobs::put(conn, known, &encode_headers(&req.headers))?;
     let resp = ex.response.as_ref();
     let resp_body = match resp {
         Some(r) => blob_of(conn, known, &r.body)?,
@@ -216,7 +217,7 @@ pub(super) fn insert_exchange(conn: &Connection, known: &mut HashSet<BlobKey>, e
         req.method,
         req.target,
         req.version,
-        encode_headers(&req.headers),
+        &req_headers[..],
         req_body,
         i64::try_from(req.body.size).unwrap_or(i64::MAX),
         req.body.truncated,

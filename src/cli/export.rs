@@ -1,0 +1,131 @@
+//! `mf export`: a recording in another tool's format (HAR 1.2).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use base64::Engine;
+use clap::{Args, ValueEnum};
+use serde_json::json;
+
+use super::util;
+use crate::model::{Body, Exchange, Header, HeaderList};
+
+/// Export a recording for other tools (browser dev tools, HAR viewers).
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The recording.
+    #[arg(value_name = "FILE")]
+    pub recording: PathBuf,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Har)]
+    pub format: Format,
+
+    /// Write here instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Export formats.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Format {
+    /// HTTP Archive 1.2 (JSON).
+    Har,
+}
+
+pub(super) fn run(args: ExportArgs) -> anyhow::Result<u8> {
+    let reader = util::open_recording(&args.recording)?;
+    let exchanges = reader.load_all().with_context(|| format!("reading {}", args.recording.display()))?;
+    let har = json!({
+        "log": {
+            "version": "1.2",
+            "creator": { "name": "mf", "version": env!("CARGO_PKG_VERSION") },
+            "entries": exchanges.iter().map(har_entry).collect::<Vec<_>>(),
+        }
+    });
+    let text = serde_json::to_string_pretty(&har)?;
+    match &args.output {
+        Some(path) => std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.write_all(b"\n")?;
+        }
+    }
+    Ok(0)
+}
+
+fn har_headers(h: &[Header]) -> serde_json::Value {
+    serde_json::Value::Array(h.iter().map(|h| json!({ "name": h.name, "value": h.value_str() })).collect())
+}
+
+fn har_content(body: &Body, mime: &str) -> serde_json::Value {
+    match std::str::from_utf8(&body.data) {
+        Ok(text) => json!({ "size": body.size, "mimeType": mime, "text": text }),
+        Err(_) => json!({
+            "size": body.size, "mimeType": mime, "encoding": "base64",
+            "text": base64::engine::general_purpose::STANDARD.encode(&body.data),
+        }),
+    }
+}
+
+fn har_entry(ex: &Exchange) -> serde_json::Value {
+    let req = &ex.request;
+    let started = u64::try_from(ex.started_at_ns)
+        .map(|ns| humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns)).to_string())
+        .unwrap_or_default();
+    let ms = |ns: Option<u64>| ns.map_or(-1.0, |n| n as f64 / 1e6);
+    let t = &ex.timings;
+    let send = ms(t.request_end_ns).max(0.0);
+    let wait = (ms(t.response_first_byte_ns) - send).max(0.0);
+    let receive = (ms(t.response_end_ns) - ms(t.response_first_byte_ns)).max(0.0);
+    let query: Vec<serde_json::Value> = req
+        .query()
+        .map(|q| {
+            q.split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (n, v) = p.split_once('=').unwrap_or((p, ""));
+                    json!({ "name": n, "value": v })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut request = json!({
+        "method": req.method, "url": ex.url(), "httpVersion": req.version,
+        "headers": har_headers(&req.headers), "queryString": query, "cookies": [],
+        "headersSize": -1, "bodySize": req.body.size,
+    });
+    if !req.body.is_empty() {
+        let mime = req.headers.header_str("content-type").unwrap_or_default();
+        let content = har_content(&req.body, &mime);
+        request["postData"] = json!({ "mimeType": mime, "text": content["text"] });
+    }
+    let response = match &ex.response {
+        Some(r) => {
+            let mime = r.headers.header_str("content-type").unwrap_or_default();
+            json!({
+                "status": r.status, "statusText": r.reason, "httpVersion": r.version,
+                "headers": har_headers(&r.headers), "cookies": [], "content": har_content(&r.body, &mime),
+                "redirectURL": r.headers.header_str("location").unwrap_or_default(),
+                "headersSize": -1, "bodySize": r.body.size,
+            })
+        }
+        None => json!({
+            "status": 0, "statusText": "", "httpVersion": "", "headers": [], "cookies": [],
+            "content": { "size": 0, "mimeType": "" }, "redirectURL": "", "headersSize": -1, "bodySize": -1,
+            "_error": ex.error,
+        }),
+    };
+    json!({
+        "startedDateTime": started,
+        "time": ms(t.response_end_ns).max(0.0),
+        "request": request,
+        "response": response,
+        "cache": {},
+        "timings": { "send": send, "wait": wait, "receive": receive },
+        "serverIPAddress": ex.server_addr.as_deref().and_then(|a| a.rsplit_once(':').map(|(h, _)| h.to_string())),
+        "connection": ex.connection_id.to_string(),
+    })
+}
