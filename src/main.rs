@@ -2,6 +2,10 @@
 
 use std::process::ExitCode;
 
+// glibc malloc showed as ~15% of the recording proxy's profile under load; mimalloc halves it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match mf::cli::run() {
         Ok(code) => ExitCode::from(code),
