@@ -16,8 +16,11 @@ use hyper_util::rt::TokioIo;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let headers_text = std::fs::read_to_string(args.get(1).ok_or("usage: bare_hyper HEADERS BODY")?)?;
-    let body = Bytes::from(std::fs::read(args.get(2).ok_or("usage: bare_hyper HEADERS BODY")?)?);
+    let headers_text =
+        std::fs::read_to_string(args.get(1).ok_or("usage: bare_hyper HEADERS BODY")?)?;
+    let body = Bytes::from(std::fs::read(
+        args.get(2).ok_or("usage: bare_hyper HEADERS BODY")?,
+    )?);
     let headers: Arc<Vec<(String, String)>> = Arc::new(
         headers_text
             .lines()
@@ -42,7 +45,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let resp = resp.body(Full::new(body.clone())).unwrap_or_default();
                 async move { Ok::<_, Infallible>(resp) }
             });
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }

@@ -36,7 +36,9 @@ pub enum Format {
 
 pub(super) fn run(args: ExportArgs) -> anyhow::Result<u8> {
     let reader = util::open_recording(&args.recording)?;
-    let exchanges = reader.load_all().with_context(|| format!("reading {}", args.recording.display()))?;
+    let exchanges = reader
+        .load_all()
+        .with_context(|| format!("reading {}", args.recording.display()))?;
     let har = json!({
         "log": {
             "version": "1.2",
@@ -46,7 +48,9 @@ pub(super) fn run(args: ExportArgs) -> anyhow::Result<u8> {
     });
     let text = serde_json::to_string_pretty(&har)?;
     match &args.output {
-        Some(path) => std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?,
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
+        }
         None => {
             let mut out = std::io::stdout().lock();
             out.write_all(text.as_bytes())?;
@@ -57,7 +61,11 @@ pub(super) fn run(args: ExportArgs) -> anyhow::Result<u8> {
 }
 
 fn har_headers(h: &[Header]) -> serde_json::Value {
-    serde_json::Value::Array(h.iter().map(|h| json!({ "name": h.name, "value": h.value_str() })).collect())
+    serde_json::Value::Array(
+        h.iter()
+            .map(|h| json!({ "name": h.name, "value": h.value_str() }))
+            .collect(),
+    )
 }
 
 fn har_content(body: &Body, mime: &str) -> serde_json::Value {
@@ -73,7 +81,12 @@ fn har_content(body: &Body, mime: &str) -> serde_json::Value {
 fn har_entry(ex: &Exchange) -> serde_json::Value {
     let req = &ex.request;
     let started = u64::try_from(ex.started_at_ns)
-        .map(|ns| humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns)).to_string())
+        .map(|ns| {
+            humantime::format_rfc3339_millis(
+                std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns),
+            )
+            .to_string()
+        })
         .unwrap_or_default();
     let ms = |ns: Option<u64>| ns.map_or(-1.0, |n| n as f64 / 1e6);
     let t = &ex.timings;
