@@ -15,3 +15,4 @@ pub mod model;
 pub mod net;
 pub mod replay;
 pub mod store;
+pub mod tls;

@@ -3,6 +3,7 @@
 //!
 //! Imports: everything below it.
 
+mod ca;
 mod export;
 pub mod generate;
 mod ls;
@@ -36,6 +37,7 @@ pub enum Command {
     Ls(ls::LsArgs),
     Show(show::ShowArgs),
     Export(export::ExportArgs),
+    Ca(ca::CaArgs),
     #[command(hide = true)]
     Generate(generate::GenerateArgs),
 }
@@ -61,6 +63,7 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Ls(args) => ls::run(args),
         Command::Show(args) => show::run(args),
         Command::Export(args) => export::run(args),
+        Command::Ca(args) => ca::run(args),
         Command::Generate(args) => generate::run(args),
     }
 }
