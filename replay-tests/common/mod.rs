@@ -311,3 +311,25 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// A throwaway CA and a server certificate for 127.0.0.1/localhost, made with openssl.
+/// Returns (ca.pem, server cert.pem, server key.pem).
+pub fn make_test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    require("openssl");
+    let ca_key = dir.join("test-ca-key.pem");
+    let ca = dir.join("test-ca.pem");
+    let key = dir.join("server-key.pem");
+    let csr = dir.join("server.csr");
+    let cert = dir.join("server.pem");
+    let ext = dir.join("ext.cnf");
+    std::fs::write(&ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let p = |p: &Path| p.to_str().unwrap().to_string();
+    run(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", &p(&ca_key), "-out", &p(&ca), "-days", "2", "-subj", "/CN=mf test CA"]);
+    run(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", &p(&key), "-out", &p(&csr), "-subj", "/CN=localhost"]);
+    run(&["x509", "-req", "-in", &p(&csr), "-CA", &p(&ca), "-CAkey", &p(&ca_key), "-CAcreateserial", "-out", &p(&cert), "-days", "2", "-extfile", &p(&ext)]);
+    (ca, cert, key)
+}
