@@ -72,7 +72,7 @@ fn truncated_recording_is_a_clear_error() {
 
 #[test]
 fn bad_arguments_exit_2_with_advice() {
-    assert_clean_error(&["record", "--proxy"], "--upstream");
+    assert_clean_error(&["record"], "--proxy");
     assert_clean_error(
         &["record", "--proxy", "--upstream", "ftp://x"],
         "unsupported scheme",

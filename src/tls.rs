@@ -29,6 +29,8 @@ const CA_KEY: &str = "mf-ca-key.pem";
 
 /// ALPN protocols offered by mf's TLS listeners, most preferred first.
 pub const ALPN_H2_H1: [&[u8]; 2] = [b"h2", b"http/1.1"];
+/// ALPN for listeners that speak HTTP/1.1 only.
+pub const ALPN_H1: [&[u8]; 1] = [b"http/1.1"];
 
 /// Why TLS set-up failed.
 #[derive(Debug, thiserror::Error)]
@@ -152,9 +154,20 @@ impl Ca {
     /// # Errors
     /// Certificate generation failed.
     pub fn mint(&self, name: &str) -> Result<CertifiedKey, TlsError> {
+        self.mint_for(&[name.to_string()])
+    }
+
+    /// Mints one leaf valid for all `names` (the first is the common name).
+    ///
+    /// # Errors
+    /// Certificate generation failed.
+    pub fn mint_for(&self, names: &[String]) -> Result<CertifiedKey, TlsError> {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(vec![name.to_string()])?;
-        params.distinguished_name.push(DnType::CommonName, name);
+        let mut params = CertificateParams::new(names.to_vec())?;
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().map_or("localhost", String::as_str),
+        );
         params.is_ca = IsCa::NoCa;
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
@@ -251,18 +264,42 @@ impl MintingResolver {
     }
 }
 
-impl ResolvesServerCert for MintingResolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let name = hello
-            .server_name()
-            .unwrap_or(&self.fallback_name)
-            .to_string();
-        self.leaf(&name)
+impl MintingResolver {
+    /// Clients that connect to an IP address send no SNI: one leaf covers the fallback name
+    /// and the loopback addresses.
+    fn leaf_without_sni(&self) -> Option<Arc<CertifiedKey>> {
+        const KEY: &str = "";
+        if let Some(hit) = self.cache.lock().ok()?.get(KEY) {
+            return Some(hit.clone());
+        }
+        let names = [
+            self.fallback_name.clone(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+        ];
+        let leaf = Arc::new(self.ca.mint_for(&names).ok()?);
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(KEY.to_string(), leaf.clone());
+        }
+        Some(leaf)
     }
 }
 
-/// A listener config that mints leaves from `ca` (ALPN h2 + http/1.1).
-pub fn minting_server_config(ca: Arc<Ca>, fallback_name: &str) -> Arc<ServerConfig> {
+impl ResolvesServerCert for MintingResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        match hello.server_name() {
+            Some(name) => self.leaf(name),
+            None => self.leaf_without_sni(),
+        }
+    }
+}
+
+/// A listener config that mints leaves from `ca`, offering `alpn`.
+pub fn minting_server_config(
+    ca: Arc<Ca>,
+    fallback_name: &str,
+    alpn: &[&[u8]],
+) -> Arc<ServerConfig> {
     let mut config =
         ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
@@ -271,7 +308,7 @@ pub fn minting_server_config(ca: Arc<Ca>, fallback_name: &str) -> Arc<ServerConf
                     .with_cert_resolver(Arc::new(MintingResolver::new(ca, fallback_name)))
             });
     match config.as_mut() {
-        Ok(c) => c.alpn_protocols = ALPN_H2_H1.iter().map(|p| p.to_vec()).collect(),
+        Ok(c) => c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect(),
         Err(e) => tracing::error!(error = %e, "tls server config"),
     }
     // The ring provider supports the safe defaults, so the builder cannot fail here; fall back
@@ -291,11 +328,15 @@ impl ResolvesServerCert for NoCert {
     }
 }
 
-/// A listener config from a PEM certificate chain and key (ALPN h2 + http/1.1).
+/// A listener config from a PEM certificate chain and key, offering `alpn`.
 ///
 /// # Errors
 /// Unreadable or invalid files.
-pub fn file_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn file_server_config(
+    cert: &Path,
+    key: &Path,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| file_err(cert, e))?
         .collect::<Result<_, _>>()
@@ -309,7 +350,7 @@ pub fn file_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, 
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_single_cert(chain, key_der)?;
-    config.alpn_protocols = ALPN_H2_H1.iter().map(|p| p.to_vec()).collect();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
 

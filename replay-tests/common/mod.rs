@@ -266,8 +266,18 @@ pub fn curl(args: &[&str]) -> CurlResult {
     let dir = tempfile::tempdir().expect("tempdir");
     let h = dir.path().join("h");
     let b = dir.path().join("b");
+    // `--noproxy *` keeps a developer's proxy settings out of the tests, except where the
+    // test names a proxy itself with -x.
+    let explicit_proxy = args.iter().any(|a| *a == "-x" || *a == "--proxy");
+    let noproxy: &[&str] = if explicit_proxy {
+        &[]
+    } else {
+        &["--noproxy", "*"]
+    };
     let out = Command::new("curl")
-        .args(["-sS", "--noproxy", "*", "--max-time", "30", "-D"])
+        .args(["-sS"])
+        .args(noproxy)
+        .args(["--max-time", "30", "-D"])
         .arg(&h)
         .arg("-o")
         .arg(&b)
@@ -324,12 +334,64 @@ pub fn make_test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let ext = dir.join("ext.cnf");
     std::fs::write(&ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
     let run = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).output().expect("openssl");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     let p = |p: &Path| p.to_str().unwrap().to_string();
-    run(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", &p(&ca_key), "-out", &p(&ca), "-days", "2", "-subj", "/CN=mf test CA"]);
-    run(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", &p(&key), "-out", &p(&csr), "-subj", "/CN=localhost"]);
-    run(&["x509", "-req", "-in", &p(&csr), "-CA", &p(&ca), "-CAkey", &p(&ca_key), "-CAcreateserial", "-out", &p(&cert), "-days", "2", "-extfile", &p(&ext)]);
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &p(&ca_key),
+        "-out",
+        &p(&ca),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=mf test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &p(&key),
+        "-out",
+        &p(&csr),
+        "-subj",
+        "/CN=localhost",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &p(&csr),
+        "-CA",
+        &p(&ca),
+        "-CAkey",
+        &p(&ca_key),
+        "-CAcreateserial",
+        "-out",
+        &p(&cert),
+        "-days",
+        "2",
+        "-extfile",
+        &p(&ext),
+    ]);
     (ca, cert, key)
 }

@@ -1,4 +1,6 @@
-//! The recording reverse proxy for HTTP/1.x.
+//! The recording proxy for HTTP/1.x: a reverse proxy in front of one upstream, or (with no
+//! upstream) a forward proxy that clients reach through `HTTP_PROXY`/`HTTPS_PROXY`, with
+//! `CONNECT` tunnels intercepted by TLS certificates minted from the local mf CA.
 //!
 //! Why not hyper here: hyper normalises header names to lowercase and regroups duplicates in a
 //! `HeaderMap`, and the only knobs that keep the original case and order are internal types a
@@ -14,8 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use futures_util::FutureExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::decode::h1::{self, Decoder, Event, Framing, RequestHead, Role};
@@ -28,9 +30,15 @@ use crate::net::Shutdown;
 
 const READ_BUF: usize = 64 * 1024;
 
+/// Either half of a client or upstream connection, plain TCP or TLS.
+type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
 /// Where the proxy forwards to.
 #[derive(Clone, Debug)]
 pub struct Upstream {
+    /// Speak TLS to it (`https://`).
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     /// `host:port` as written in the URL, used for the Host header.
@@ -40,7 +48,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Parses `http://host[:port][/prefix]`.
+    /// Parses `http[s]://host[:port][/prefix]`.
     ///
     /// # Errors
     /// Another scheme, or no host.
@@ -48,20 +56,20 @@ impl Upstream {
         let uri: http::Uri = url
             .parse()
             .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            Some(other) => {
                 return Err(format!(
-                    "{url}: https upstreams are not supported yet; use http://"
+                    "{url}: unsupported scheme {other:?}; use http:// or https://"
                 ))
             }
-            Some(other) => return Err(format!("{url}: unsupported scheme {other:?}; use http://")),
             None => {
                 return Err(format!(
                     "{url:?}: the upstream needs a scheme, e.g. http://{url}"
                 ))
             }
-        }
+        };
         let authority = uri.authority().ok_or_else(|| format!("{url}: no host"))?;
         if authority.as_str().ends_with(':') {
             return Err(format!("{url}: empty port"));
@@ -76,18 +84,61 @@ impl Upstream {
         }
         let base_path = uri.path().trim_end_matches('/').to_string();
         Ok(Upstream {
+            tls,
             host,
-            port: authority.port_u16().unwrap_or(80),
+            port: authority.port_u16().unwrap_or(if tls { 443 } else { 80 }),
             authority: authority.to_string(),
             base_path,
         })
     }
+
+    /// The target of a `CONNECT host:port` request, spoken to over TLS after interception.
+    fn from_connect(authority: &str) -> Result<Upstream, String> {
+        let (host, port) = split_host_port(authority)
+            .ok_or_else(|| format!("bad CONNECT target {authority:?}"))?;
+        Ok(Upstream {
+            tls: true,
+            host,
+            port,
+            authority: authority.to_string(),
+            base_path: String::new(),
+        })
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    fn same_origin(&self, other: &Upstream) -> bool {
+        self.tls == other.tls
+            && self.host.eq_ignore_ascii_case(&other.host)
+            && self.port == other.port
+    }
+}
+
+fn split_host_port(authority: &str) -> Option<(String, u16)> {
+    let (host, port) = authority.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| (host.to_string(), port))
 }
 
 /// Proxy settings, validated by the CLI.
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
-    pub upstream: Upstream,
+    /// The reverse-proxy target; `None` makes mf a forward proxy.
+    pub upstream: Option<Upstream>,
+    /// TLS settings for `https` upstreams (ALPN http/1.1).
+    pub upstream_tls: Arc<rustls::ClientConfig>,
+    /// Certificates for intercepted `CONNECT` tunnels (forward proxy).
+    pub intercept_tls: Option<Arc<rustls::ServerConfig>>,
+    /// Hosts whose `CONNECT` tunnels are relayed untouched (recorded as opaque tunnels).
+    pub passthrough: Vec<String>,
     /// Bodies longer than this are forwarded whole but stored truncated.
     pub max_body: usize,
     pub x_forwarded_for: bool,
@@ -139,17 +190,52 @@ impl Proxy {
         peer: SocketAddr,
         shutdown: Shutdown,
     ) {
+        let (reader, writer) = client.into_split();
+        self.handle_halves(Box::new(reader), Box::new(writer), peer, shutdown)
+            .await;
+    }
+
+    /// Serves a client connection that arrived over TLS (`--tls` listener).
+    pub async fn handle_tls_connection(
+        self: Arc<Self>,
+        client: TcpStream,
+        peer: SocketAddr,
+        shutdown: Shutdown,
+        acceptor: tokio_rustls::TlsAcceptor,
+    ) {
+        match acceptor.accept(client).await {
+            Ok(tls) => {
+                let (reader, writer) = tokio::io::split(tls);
+                self.handle_halves(Box::new(reader), Box::new(writer), peer, shutdown)
+                    .await;
+            }
+            Err(e) => {
+                tracing::info!(peer = %peer, error = %e, "TLS handshake with client failed");
+            }
+        }
+    }
+
+    async fn handle_halves(
+        self: Arc<Self>,
+        reader: BoxRead,
+        writer: BoxWrite,
+        peer: SocketAddr,
+        shutdown: Shutdown,
+    ) {
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
         self.stats.connections.fetch_add(1, Ordering::Relaxed);
-        let mut conn = ClientConn::new(self, client, peer, id, shutdown);
+        let origin = self.config.upstream.clone();
+        let mut conn = ClientConn::new(self, reader, writer, peer, id, shutdown, origin);
         conn.run().await;
     }
 }
 
 /// An upstream connection, kept alive between exchanges of one client connection.
 struct UpstreamConn {
-    reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
+    reader: BoxRead,
+    writer: BoxWrite,
+    /// Which origin this connection talks to.
+    origin: Upstream,
     decoder: Decoder,
     addr: SocketAddr,
     /// Read buffer, kept across exchanges: allocating 64 KiB per request showed in profiles.
@@ -158,9 +244,11 @@ struct UpstreamConn {
 
 impl UpstreamConn {
     /// False when the upstream closed the idle connection (or sent something unasked).
-    fn is_reusable(&self) -> bool {
+    fn is_reusable(&mut self) -> bool {
+        // One poll with no waker: pending means the idle connection is still open. Works the
+        // same for plain and TLS streams, unlike a peek on the socket.
         let mut probe = [0u8; 1];
-        matches!(self.reader.try_read(&mut probe), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        self.reader.read(&mut probe).now_or_never().is_none()
     }
 }
 
@@ -175,10 +263,13 @@ enum Failure {
 
 struct ClientConn {
     proxy: Arc<Proxy>,
-    reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
+    reader: BoxRead,
+    writer: BoxWrite,
     decoder: Decoder,
     upstream: Option<UpstreamConn>,
+    /// Where origin-form requests go: the reverse-proxy upstream, or the host of an
+    /// intercepted CONNECT tunnel. `None` on a plain forward-proxy connection.
+    origin: Option<Upstream>,
     peer: SocketAddr,
     id: u64,
     seq: u32,
@@ -234,12 +325,13 @@ struct ResponseOutcome {
 impl ClientConn {
     fn new(
         proxy: Arc<Proxy>,
-        client: TcpStream,
+        reader: BoxRead,
+        writer: BoxWrite,
         peer: SocketAddr,
         id: u64,
         shutdown: Shutdown,
+        origin: Option<Upstream>,
     ) -> Self {
-        let (reader, writer) = client.into_split();
         let max_head = proxy.config.max_head;
         ClientConn {
             proxy,
@@ -247,6 +339,7 @@ impl ClientConn {
             writer,
             decoder: Decoder::new(Role::Request).with_max_head(max_head),
             upstream: None,
+            origin,
             peer,
             id,
             seq: 0,
@@ -306,7 +399,13 @@ impl ClientConn {
             }
             let mut shutdown = self.shutdown.clone();
             let n = tokio::select! {
-                r = self.reader.read(&mut self.buf) => r.map_err(|e| ClientError::Io(e.to_string()))?,
+                r = self.reader.read(&mut self.buf) => match r {
+                    Ok(n) => n,
+                    // TLS clients often close without close_notify; between requests that is
+                    // just a close.
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && self.decoder.is_idle() => 0,
+                    Err(e) => return Err(ClientError::Io(e.to_string())),
+                },
                 _ = shutdown.wait(), if self.decoder.is_idle() => return Ok(None),
             };
             if n == 0 {
@@ -337,6 +436,23 @@ impl ClientConn {
     ) -> bool {
         let proxy = self.proxy.clone();
         let config = &proxy.config;
+        if head.method.eq_ignore_ascii_case("CONNECT") {
+            return self.connect(head, started_wall).await;
+        }
+        let (target_up, origin_target, host_override) = match self.route(&head.target) {
+            Ok(route) => route,
+            Err(message) => {
+                self.proxy
+                    .stats
+                    .bad_requests
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(conn = self.id, target = %head.target, "{message}");
+                let _ = self
+                    .send_simple(400, "Bad Request", &format!("mf: {message}\n"), true)
+                    .await;
+                return false;
+            }
+        };
         let client_close = h1::wants_close(head.minor, &head.headers);
         let recorded_headers: Vec<Header> = head
             .headers
@@ -354,15 +470,15 @@ impl ClientConn {
             }),
             started_at_ns: started_wall,
             client_addr: Some(self.peer.to_string()),
-            scheme: "http".into(),
-            authority: config.upstream.authority.clone(),
+            scheme: target_up.scheme().into(),
+            authority: target_up.authority.clone(),
             trace_id: head
                 .headers
                 .header("traceparent")
                 .and_then(trace_id_from_traceparent),
             request: Request {
                 method: head.method.clone(),
-                target: head.target.clone(),
+                target: origin_target.clone(),
                 version: format!("HTTP/1.{}", head.minor),
                 headers: recorded_headers,
                 ..Default::default()
@@ -373,7 +489,7 @@ impl ClientConn {
             ex.protocol = Some(Protocol::WebSocket);
         }
 
-        if let Err(failure) = self.ensure_upstream().await {
+        if let Err(failure) = self.ensure_upstream(&target_up).await {
             let Failure::Upstream { status, message } = failure else {
                 return false;
             };
@@ -403,8 +519,14 @@ impl ClientConn {
         // The head as the upstream gets it: hop-by-hop fields dropped, except the upgrade
         // handshake and the body framing that we keep unchanged.
         let mut out = BytesMut::new();
-        let fwd_headers = forward_request_headers(&head, config, self.peer);
-        let target = format!("{}{}", config.upstream.base_path, head.target);
+        let fwd_headers = forward_request_headers(
+            &head,
+            config,
+            self.peer,
+            host_override.as_deref(),
+            &target_up.authority,
+        );
+        let target = format!("{}{}", target_up.base_path, origin_target);
         h1_encode::request_head(&mut out, &head.method, &target, &fwd_headers);
         upstream.decoder.push_request_method(&head.method);
 
@@ -526,19 +648,69 @@ impl ClientConn {
         keep_going
     }
 
-    async fn ensure_upstream(&mut self) -> Result<(), Failure> {
-        if self
-            .upstream
-            .as_ref()
-            .is_some_and(UpstreamConn::is_reusable)
-        {
-            return Ok(());
+    /// Where a request goes: (upstream, origin-form target, Host header to send instead of
+    /// the client's).
+    fn route(&self, target: &str) -> Result<(Upstream, String, Option<String>), String> {
+        if target.starts_with("http://") || target.starts_with("https://") {
+            // Absolute form: a forward-proxy request (RFC 9112 §3.2.2).
+            let uri: http::Uri = target
+                .parse()
+                .map_err(|e| format!("bad request target {target:?}: {e}"))?;
+            let origin = format!(
+                "{}://{}",
+                uri.scheme_str().unwrap_or("http"),
+                uri.authority().map(|a| a.as_str()).unwrap_or("")
+            );
+            let up = Upstream::parse(&origin)?;
+            let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+            return Ok((up, path, None));
+        }
+        match &self.origin {
+            Some(up) => {
+                let rewrite = self.proxy.config.upstream.is_some() && !self.proxy.config.keep_host;
+                Ok((
+                    up.clone(),
+                    target.to_string(),
+                    rewrite.then(|| up.authority.clone()),
+                ))
+            }
+            None => Err(format!(
+                "{target:?} is not an absolute URL: this mf is a forward proxy (no --upstream); \
+                 point HTTP_PROXY at it, or start it with --upstream URL"
+            )),
+        }
+    }
+
+    async fn ensure_upstream(&mut self, up: &Upstream) -> Result<(), Failure> {
+        if let Some(conn) = self.upstream.as_mut() {
+            if conn.origin.same_origin(up) && conn.is_reusable() {
+                return Ok(());
+            }
         }
         self.upstream = None;
-        let up = &self.proxy.config.upstream;
+        let proxy = self.proxy.clone();
+        let (reader, writer, addr) = connect_upstream(&proxy.config, up).await?;
+        self.upstream = Some(UpstreamConn {
+            reader,
+            writer,
+            origin: up.clone(),
+            decoder: Decoder::new(Role::Response),
+            addr,
+            buf: vec![0; READ_BUF],
+        });
+        Ok(())
+    }
+}
+
+/// Opens a connection (TLS for https) to `up`.
+async fn connect_upstream(
+    config: &ProxyConfig,
+    up: &Upstream,
+) -> Result<(BoxRead, BoxWrite, SocketAddr), Failure> {
+    {
         let target = (up.host.as_str(), up.port);
         let connect = TcpStream::connect(target);
-        let stream = match tokio::time::timeout(self.proxy.config.connect_timeout, connect).await {
+        let stream = match tokio::time::timeout(config.connect_timeout, connect).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 return Err(Failure::Upstream {
@@ -551,7 +723,7 @@ impl ClientConn {
                     status: 504,
                     message: format!(
                         "upstream {} did not accept a connection within {:?}",
-                        up.authority, self.proxy.config.connect_timeout
+                        up.authority, config.connect_timeout
                     ),
                 })
             }
@@ -560,15 +732,169 @@ impl ClientConn {
         let addr = stream
             .peer_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], up.port)));
-        let (reader, writer) = stream.into_split();
-        self.upstream = Some(UpstreamConn {
-            reader,
-            writer,
-            decoder: Decoder::new(Role::Response),
-            addr,
-            buf: vec![0; READ_BUF],
-        });
-        Ok(())
+        if !up.tls {
+            let (reader, writer) = stream.into_split();
+            return Ok((Box::new(reader), Box::new(writer), addr));
+        }
+        let name = rustls::pki_types::ServerName::try_from(up.host.clone()).map_err(|e| {
+            Failure::Upstream {
+                status: 502,
+                message: format!("upstream {}: invalid TLS server name: {e}", up.authority),
+            }
+        })?;
+        let connector = tokio_rustls::TlsConnector::from(config.upstream_tls.clone());
+        let handshake = connector.connect(name, stream);
+        match tokio::time::timeout(config.connect_timeout, handshake).await {
+            Ok(Ok(tls)) => {
+                let (reader, writer) = tokio::io::split(tls);
+                Ok((Box::new(reader), Box::new(writer), addr))
+            }
+            Ok(Err(e)) => Err(Failure::Upstream {
+                status: 502,
+                message: format!("TLS handshake with upstream {} failed: {e}", up.authority),
+            }),
+            Err(_) => Err(Failure::Upstream {
+                status: 504,
+                message: format!("TLS handshake with upstream {} timed out", up.authority),
+            }),
+        }
+    }
+}
+
+impl ClientConn {
+    /// `CONNECT host:port` on a forward proxy: intercept with a minted certificate, or relay
+    /// untouched for `--passthrough` hosts. Returns false: the connection ends with the tunnel.
+    async fn connect(&mut self, head: RequestHead, started_wall: i64) -> bool {
+        let proxy = self.proxy.clone();
+        let up = match Upstream::from_connect(&head.target) {
+            Ok(up) => up,
+            Err(message) => {
+                let _ = self
+                    .send_simple(400, "Bad Request", &format!("mf: {message}\n"), true)
+                    .await;
+                return false;
+            }
+        };
+        let passthrough = proxy
+            .config
+            .passthrough
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(&up.host));
+        let intercept = match (&proxy.config.intercept_tls, passthrough) {
+            (Some(cfg), false) => Some(cfg.clone()),
+            _ => None,
+        };
+        if let Some(tls_config) = intercept {
+            if self
+                .send_raw(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                .await
+                .is_err()
+            {
+                return false;
+            }
+            // Bytes the client sent after the CONNECT head belong to the TLS handshake.
+            let early = self.decoder.take_buffered();
+            let reader = std::mem::replace(&mut self.reader, Box::new(tokio::io::empty()));
+            let writer = std::mem::replace(&mut self.writer, Box::new(tokio::io::sink()));
+            let stream = tokio::io::join(std::io::Cursor::new(early).chain(reader), writer);
+            let tls = match tokio_rustls::TlsAcceptor::from(tls_config)
+                .accept(stream)
+                .await
+            {
+                Ok(tls) => tls,
+                Err(e) => {
+                    tracing::warn!(conn = self.id, host = %up.authority, error = %e,
+                        "client refused the intercepted TLS handshake (does it trust the mf CA? see `mf ca path`)");
+                    return false;
+                }
+            };
+            let (reader, writer) = tokio::io::split(tls);
+            let mut inner = ClientConn::new(
+                proxy,
+                Box::new(reader),
+                Box::new(writer),
+                self.peer,
+                self.id,
+                self.shutdown.clone(),
+                Some(up),
+            );
+            inner.seq = self.seq;
+            Box::pin(inner.run()).await;
+            return false;
+        }
+        // Opaque tunnel: connect first so that a dead host gets a 502, not a 200.
+        let mut ex = Exchange {
+            connection_id: self.id,
+            seq: self.seq,
+            protocol: Some(Protocol::Http11),
+            started_at_ns: started_wall,
+            client_addr: Some(self.peer.to_string()),
+            scheme: "https".into(),
+            authority: up.authority.clone(),
+            request: Request {
+                method: head.method.clone(),
+                target: head.target.clone(),
+                version: format!("HTTP/1.{}", head.minor),
+                headers: head.headers.clone(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        ex.tags.insert("tunnel".into(), "opaque".into());
+        let mut plain = up.clone();
+        plain.tls = false;
+        match connect_upstream(&proxy.config, &plain).await {
+            Ok((reader, writer, addr)) => {
+                ex.server_addr = Some(addr.to_string());
+                ex.response = Some(Response {
+                    status: 200,
+                    reason: "Connection Established".into(),
+                    version: "HTTP/1.1".into(),
+                    ..Default::default()
+                });
+                if self
+                    .send_raw(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+                self.proxy.sink.record(ex);
+                self.proxy.stats.exchanges.fetch_add(1, Ordering::Relaxed);
+                self.upstream = Some(UpstreamConn {
+                    reader,
+                    writer,
+                    origin: plain,
+                    decoder: Decoder::new(Role::Response),
+                    addr,
+                    buf: Vec::new(),
+                });
+                self.tunnel().await;
+            }
+            Err(failure) => {
+                let (status, message) = match failure {
+                    Failure::Upstream { status, message } => (status, message),
+                    Failure::Client(message) => (502, message),
+                };
+                ex.error = Some(message.clone());
+                let _ = self
+                    .send_simple(
+                        status,
+                        status_reason(status),
+                        &format!("mf: {message}\n"),
+                        true,
+                    )
+                    .await;
+                self.proxy.sink.record(ex);
+                self.proxy.stats.exchanges.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        false
+    }
+
+    async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.writer.write_all(bytes).await?;
+        self.writer.flush().await
     }
 
     async fn send_simple(
@@ -588,7 +914,7 @@ impl ClientConn {
         }
         h1_encode::response_head(&mut out, status, reason, &headers);
         out.extend_from_slice(body.as_bytes());
-        self.writer.write_all(&out).await?;
+        write_flush(&mut self.writer, &out).await?;
         if close {
             let _ = self.writer.shutdown().await;
         }
@@ -637,6 +963,12 @@ impl std::fmt::Display for ClientError {
     }
 }
 
+/// Writes and flushes: TLS streams hold written bytes in their record buffer until flushed.
+async fn write_flush(w: &mut BoxWrite, data: &[u8]) -> std::io::Result<()> {
+    w.write_all(data).await?;
+    w.flush().await
+}
+
 fn now_pair() -> (Instant, i64) {
     let wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -661,13 +993,16 @@ fn is_websocket_upgrade(headers: &[Header]) -> bool {
         .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"websocket"))
 }
 
-/// The request headers sent upstream, in the client's order and case.
+/// The request headers sent upstream, in the client's order and case. `host_override`
+/// replaces the Host value (reverse proxy); a request without Host gets `authority`.
 fn forward_request_headers(
     head: &RequestHead,
     config: &ProxyConfig,
     peer: SocketAddr,
+    host_override: Option<&str>,
+    authority: &str,
 ) -> Vec<Header> {
-    let upgrading = is_websocket_upgrade(&head.headers) || head.headers.header("upgrade").is_some();
+    let upgrading = head.headers.header("upgrade").is_some();
     let mut out: Vec<Header> = Vec::with_capacity(head.headers.len() + 2);
     let mut saw_host = false;
     let mut saw_xff = false;
@@ -681,10 +1016,10 @@ fn forward_request_headers(
         }
         if h.name.eq_ignore_ascii_case("host") {
             saw_host = true;
-            if !config.keep_host {
+            if let Some(host) = host_override {
                 out.push(Header {
                     name: h.name.clone(),
-                    value: config.upstream.authority.clone().into_bytes(),
+                    value: host.as_bytes().to_vec(),
                 });
                 continue;
             }
@@ -702,7 +1037,7 @@ fn forward_request_headers(
         out.push(h.clone());
     }
     if !saw_host {
-        out.insert(0, Header::new("Host", &config.upstream.authority));
+        out.insert(0, Header::new("Host", host_override.unwrap_or(authority)));
     }
     if config.x_forwarded_for && !saw_xff {
         out.push(Header::new("X-Forwarded-For", peer.ip().to_string()));
@@ -713,9 +1048,9 @@ fn forward_request_headers(
 /// Streams the request body from the client to the upstream (after the head in `out`).
 #[allow(clippy::too_many_arguments)]
 async fn pump_request(
-    client: &mut OwnedReadHalf,
+    client: &mut BoxRead,
     decoder: &mut Decoder,
-    upstream: &mut OwnedWriteHalf,
+    upstream: &mut BoxWrite,
     buf: &mut [u8],
     mut out: BytesMut,
     framing: Framing,
@@ -745,7 +1080,7 @@ async fn pump_request(
                         h1_encode::last_chunk(&mut out, &[]);
                     }
                     collected.ended_at = Some(Instant::now());
-                    upstream.write_all(&out).await.map_err(upstream_err)?;
+                    write_flush(upstream, &out).await.map_err(upstream_err)?;
                     return Ok(());
                 }
                 Ok(Some(_)) => {}
@@ -754,7 +1089,7 @@ async fn pump_request(
             }
         }
         if !out.is_empty() {
-            upstream.write_all(&out).await.map_err(upstream_err)?;
+            write_flush(upstream, &out).await.map_err(upstream_err)?;
             out.clear();
         }
         let n = client
@@ -773,10 +1108,10 @@ async fn pump_request(
 /// Streams the upstream's response to the client.
 #[allow(clippy::too_many_arguments)]
 async fn pump_response(
-    upstream: &mut OwnedReadHalf,
+    upstream: &mut BoxRead,
     decoder: &mut Decoder,
     buf: &mut [u8],
-    client: &mut OwnedWriteHalf,
+    client: &mut BoxWrite,
     method: &str,
     client_close: bool,
     max_body: usize,
@@ -844,7 +1179,7 @@ async fn pump_response(
                         h1_encode::last_chunk(&mut out, &[]);
                     }
                     outcome.collected.ended_at = Some(Instant::now());
-                    client.write_all(&out).await.map_err(client_err)?;
+                    write_flush(client, &out).await.map_err(client_err)?;
                     if outcome.close_client {
                         let _ = client.shutdown().await;
                     }
@@ -855,7 +1190,7 @@ async fn pump_response(
                 Some(Event::Upgraded) => {
                     outcome.upgraded = true;
                     outcome.upstream_reusable = false;
-                    client.write_all(&out).await.map_err(client_err)?;
+                    write_flush(client, &out).await.map_err(client_err)?;
                     return Ok(());
                 }
                 Some(Event::RequestHead(_)) => {}
@@ -863,7 +1198,7 @@ async fn pump_response(
             }
         }
         if !out.is_empty() {
-            client.write_all(&out).await.map_err(client_err)?;
+            write_flush(client, &out).await.map_err(client_err)?;
             out.clear();
         }
         let read = upstream.read(buf);
@@ -893,7 +1228,7 @@ async fn pump_response(
                     // Close-delimited body: the close is the end. Re-run the event loop with it.
                     if let Event::Data(d) = &ev {
                         outcome.collected.keep(d, max_body);
-                        client.write_all(d).await.map_err(client_err)?;
+                        write_flush(client, d).await.map_err(client_err)?;
                         continue;
                     }
                     outcome.collected.ended_at = Some(Instant::now());
@@ -919,13 +1254,31 @@ async fn pump_response(
     }
 }
 
-/// Shortcut for tests and tools: a proxy bound to `listener` until `shutdown`.
-pub async fn serve(listener: tokio::net::TcpListener, proxy: Arc<Proxy>, shutdown: Shutdown) {
+/// Runs `proxy` on `listener` until `shutdown`; with `tls`, clients connect over TLS.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    proxy: Arc<Proxy>,
+    shutdown: Shutdown,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     crate::net::accept_loop(
         listener,
         shutdown,
         Duration::from_secs(5),
-        move |stream, peer, shutdown| proxy.clone().handle_connection(stream, peer, shutdown),
+        move |stream, peer, shutdown| {
+            let proxy = proxy.clone();
+            let tls = tls.clone();
+            async move {
+                match tls {
+                    Some(acceptor) => {
+                        proxy
+                            .handle_tls_connection(stream, peer, shutdown, acceptor)
+                            .await
+                    }
+                    None => proxy.handle_connection(stream, peer, shutdown).await,
+                }
+            }
+        },
     )
     .await;
 }

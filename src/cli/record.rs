@@ -15,8 +15,11 @@ use crate::store::{Meta, Writer, WriterConfig};
 
 /// Record traffic into a recording file.
 ///
-/// With --proxy, mf listens for clients and forwards every request to --upstream, recording
-/// each exchange. Stop it with Ctrl-C (or SIGTERM): everything is flushed to disk and a
+/// With --proxy and --upstream, mf is a reverse proxy: it listens for clients and forwards
+/// every request to the upstream (http:// or https://), recording each exchange. With --proxy
+/// alone it is a forward proxy for clients configured with HTTP_PROXY/HTTPS_PROXY: HTTPS
+/// (CONNECT) is intercepted with certificates from the local mf CA (see `mf ca`), except for
+/// --passthrough hosts. Stop it with Ctrl-C (or SIGTERM): everything is flushed to disk and a
 /// summary is printed.
 #[derive(Debug, Args)]
 #[command(
@@ -27,9 +30,34 @@ pub struct RecordArgs {
     #[arg(long)]
     pub proxy: bool,
 
-    /// The real service, e.g. http://127.0.0.1:3000 (a path prefix is kept).
+    /// The real service, e.g. http://127.0.0.1:3000 or https://api.example.com (a path prefix
+    /// is kept). Without it, mf is a forward proxy.
     #[arg(long, value_name = "URL")]
     pub upstream: Option<String>,
+
+    /// Trust this CA certificate (PEM) for upstreams, in addition to the public roots.
+    #[arg(long, value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
+
+    /// Accept any upstream certificate. Dangerous: only for test servers.
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// Forward proxy: relay CONNECT tunnels to these hosts without interception.
+    #[arg(long, value_name = "HOST", value_delimiter = ',')]
+    pub passthrough: Vec<String>,
+
+    /// Listen with TLS, using a certificate minted from the mf CA.
+    #[arg(long)]
+    pub tls: bool,
+
+    /// Listen with TLS using this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
@@ -67,14 +95,61 @@ pub struct RecordArgs {
 
 pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
     if !args.proxy {
-        bail!("say how to record: --proxy (with --upstream URL)");
+        bail!("say how to record: --proxy (with --upstream URL for a reverse proxy, without for a forward proxy)");
     }
-    let Some(upstream_url) = args.upstream.as_deref() else {
-        bail!("--proxy needs --upstream URL (the service to forward to), e.g. --upstream http://127.0.0.1:3000");
+    let upstream = match args.upstream.as_deref() {
+        Some(url) => Some(Upstream::parse(url).map_err(anyhow::Error::msg)?),
+        None => None,
     };
-    let upstream = Upstream::parse(upstream_url).map_err(anyhow::Error::msg)?;
+    if args.insecure {
+        eprintln!("mf: WARNING: --insecure: upstream certificates are NOT verified; anyone on the path can read and alter this traffic");
+    }
+    let upstream_tls = crate::tls::client_config(
+        &crate::tls::UpstreamTls {
+            extra_ca: args.upstream_ca.clone(),
+            insecure: args.insecure,
+        },
+        &[b"http/1.1"],
+    )
+    .context("setting up TLS for upstreams")?;
+    let ca_dir = crate::tls::default_ca_dir();
+    let needs_ca = upstream.is_none() || (args.tls && args.tls_cert.is_none());
+    let ca = if needs_ca {
+        let (ca, created) = crate::tls::Ca::init(&ca_dir).context("loading the mf CA")?;
+        if created {
+            eprintln!(
+                "mf: created the mf CA; clients must trust {}",
+                crate::tls::Ca::cert_path(&ca_dir).display()
+            );
+        }
+        Some(Arc::new(ca))
+    } else {
+        None
+    };
+    let intercept_tls = match (&upstream, &ca) {
+        (None, Some(ca)) => Some(crate::tls::minting_server_config(
+            ca.clone(),
+            "localhost",
+            &crate::tls::ALPN_H1,
+        )),
+        _ => None,
+    };
+    let listener_tls = super::util::listener_tls(
+        args.tls,
+        args.tls_cert.as_deref(),
+        args.tls_key.as_deref(),
+        ca.clone(),
+        &crate::tls::ALPN_H1,
+    )?;
+    let source = match &args.upstream {
+        Some(url) => format!("proxy {url}"),
+        None => "forward proxy".to_string(),
+    };
     let config = ProxyConfig {
         upstream,
+        upstream_tls,
+        intercept_tls,
+        passthrough: args.passthrough.clone(),
         max_body: args.max_body,
         x_forwarded_for: args.x_forwarded_for,
         keep_host: args.keep_host,
@@ -83,7 +158,7 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
         max_head: crate::decode::h1::DEFAULT_MAX_HEAD,
     };
     let meta = Meta {
-        source: format!("proxy {upstream_url}"),
+        source,
         command_line: util::command_line(),
     };
     let (writer, handle) = Writer::spawn(&args.output, &meta, WriterConfig::default())
@@ -97,9 +172,16 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let local = listener.local_addr().context("reading the listen address")?;
+        let local = listener
+            .local_addr()
+            .context("reading the listen address")?;
         eprintln!(
-            "mf: listening on {local}, proxying to {upstream_url}, recording to {} (Ctrl-C to stop)",
+            "mf: listening on {local}{}, {}, recording to {} (Ctrl-C to stop)",
+            if listener_tls.is_some() { " (TLS)" } else { "" },
+            match &args.upstream {
+                Some(url) => format!("proxying to {url}"),
+                None => "forward proxy (set HTTP_PROXY/HTTPS_PROXY to it)".to_string(),
+            },
             args.output.display()
         );
         let (trigger, shutdown) = crate::net::shutdown_pair();
@@ -107,7 +189,7 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
             crate::net::termination_signal().await;
             trigger.trigger();
         });
-        proxy::serve(listener, proxy.clone(), shutdown).await;
+        proxy::serve(listener, proxy.clone(), shutdown, listener_tls).await;
         anyhow::Ok(proxy)
     });
     // Drop the runtime (and the proxy's sink clones held by tasks) before flushing.

@@ -27,6 +27,18 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: String,
 
+    /// Listen with TLS, using a certificate minted from the mf CA.
+    #[arg(long)]
+    pub tls: bool,
+
+    /// Listen with TLS using this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// What identical requests get once their recorded answers are used up.
     #[arg(long, value_enum, default_value_t = Repeat::Last)]
     pub repeat: Repeat,
@@ -58,6 +70,31 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         },
         ..ReplayConfig::default()
     };
+    // CONNECT interception (apps using HTTPS_PROXY) needs the mf CA; it is created on first use.
+    let (ca, created) =
+        crate::tls::Ca::init(&crate::tls::default_ca_dir()).context("loading the mf CA")?;
+    if created {
+        eprintln!(
+            "mf: created the mf CA; clients must trust {}",
+            crate::tls::Ca::cert_path(ca.dir()).display()
+        );
+    }
+    let ca = std::sync::Arc::new(ca);
+    let config = ReplayConfig {
+        intercept_tls: Some(crate::tls::minting_server_config(
+            ca.clone(),
+            "localhost",
+            &crate::tls::ALPN_H1,
+        )),
+        ..config
+    };
+    let listener_tls = util::listener_tls(
+        args.tls,
+        args.tls_cert.as_deref(),
+        args.tls_key.as_deref(),
+        Some(ca),
+        &crate::tls::ALPN_H1,
+    )?;
     let replay = Replay::new(&exchanges, config);
     let rt = util::runtime()?;
     rt.block_on(async {
@@ -68,7 +105,12 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
             .local_addr()
             .context("reading the listen address")?;
         eprintln!(
-            "mf: listening on {local}, replaying {} exchanges from {} (Ctrl-C to stop)",
+            "mf: listening on {local}{}, replaying {} exchanges from {} (Ctrl-C to stop)",
+            if args.tls || args.tls_cert.is_some() {
+                " (TLS)"
+            } else {
+                ""
+            },
             exchanges.len(),
             args.recording.display()
         );
@@ -77,7 +119,7 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
             crate::net::termination_signal().await;
             trigger.trigger();
         });
-        server::serve(listener, replay.clone(), shutdown).await;
+        server::serve(listener, replay.clone(), shutdown, listener_tls).await;
         anyhow::Ok(())
     })?;
     let s = &replay.stats;

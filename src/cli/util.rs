@@ -56,6 +56,34 @@ pub(crate) fn command_line() -> String {
     std::env::args().collect::<Vec<_>>().join(" ")
 }
 
+/// The TLS acceptor for a listener: `--tls-cert/--tls-key`, or `--tls` with a certificate
+/// minted from the mf CA (created when missing), or none.
+pub(crate) fn listener_tls(
+    tls: bool,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    ca: Option<std::sync::Arc<crate::tls::Ca>>,
+    alpn: &[&[u8]],
+) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    let config = match (cert, key) {
+        (Some(cert), Some(key)) => crate::tls::file_server_config(cert, key, alpn)
+            .context("loading --tls-cert/--tls-key")?,
+        _ if tls => {
+            let ca = match ca {
+                Some(ca) => ca,
+                None => std::sync::Arc::new(
+                    crate::tls::Ca::init(&crate::tls::default_ca_dir())
+                        .context("loading the mf CA")?
+                        .0,
+                ),
+            };
+            crate::tls::minting_server_config(ca, "localhost", alpn)
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(tokio_rustls::TlsAcceptor::from(config)))
+}
+
 /// A multi-threaded runtime for the network commands.
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

@@ -60,6 +60,8 @@ pub enum MatchResult {
 }
 
 struct Entry {
+    /// Normalised authority; empty unless the recording spans several hosts.
+    authority: String,
     method: String,
     path: String,
     query: Vec<(String, String)>,
@@ -76,6 +78,7 @@ enum BodyKey {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct GroupKey {
+    authority: String,
     method: String,
     path: String,
     query: Vec<(String, String)>,
@@ -89,6 +92,8 @@ pub struct Matcher {
     groups: HashMap<GroupKey, Vec<usize>>,
     calls: Mutex<HashMap<GroupKey, usize>>,
     repeat: RepeatPolicy,
+    /// The recording holds several hosts (forward proxy): the authority is part of a match.
+    multi_host: bool,
 }
 
 impl Matcher {
@@ -96,8 +101,20 @@ impl Matcher {
     pub fn new(exchanges: &[Exchange], repeat: RepeatPolicy) -> Matcher {
         let mut entries = Vec::with_capacity(exchanges.len());
         let mut groups: HashMap<GroupKey, Vec<usize>> = HashMap::new();
+        let mut hosts: Vec<String> = exchanges
+            .iter()
+            .map(|e| normalize_authority(&e.authority))
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        let multi_host = hosts.len() > 1;
         for (i, ex) in exchanges.iter().enumerate() {
             let entry = Entry {
+                authority: if multi_host {
+                    normalize_authority(&ex.authority)
+                } else {
+                    String::new()
+                },
                 method: ex.request.method.clone(),
                 path: ex.request.path().to_string(),
                 query: parse_query(ex.request.query()),
@@ -112,6 +129,7 @@ impl Matcher {
             groups,
             calls: Mutex::new(HashMap::new()),
             repeat,
+            multi_host,
         }
     }
 
@@ -134,8 +152,18 @@ impl Matcher {
 
     /// Finds the answer for `req`, advancing its group's counter.
     pub fn find(&self, req: &Incoming<'_>) -> MatchResult {
+        self.find_at(None, req)
+    }
+
+    /// As [`Matcher::find`], for a request addressed to `authority` (Host header, absolute
+    /// URL or CONNECT target); it matters only when the recording spans several hosts.
+    pub fn find_at(&self, authority: Option<&str>, req: &Incoming<'_>) -> MatchResult {
         let (path, query) = split_target(req.target);
         let probe = Entry {
+            authority: match authority {
+                Some(a) if self.multi_host => normalize_authority(a),
+                _ => String::new(),
+            },
             method: req.method.to_string(),
             path: path.to_string(),
             query: parse_query(query),
@@ -186,6 +214,12 @@ impl Matcher {
             .map(|(i, e)| {
                 let mut score = 0u32;
                 let mut mismatches = Vec::new();
+                if e.authority != probe.authority {
+                    mismatches.push(format!(
+                        "host: recorded {}, got {}",
+                        e.authority, probe.authority
+                    ));
+                }
                 if e.method == probe.method {
                     score += 20;
                 } else {
@@ -241,8 +275,19 @@ impl Matcher {
     }
 }
 
+/// Lowercase host with the scheme's default port dropped, so `Host: a.example` and
+/// `CONNECT a.example:443` name the same origin.
+fn normalize_authority(a: &str) -> String {
+    let a = a.trim().to_ascii_lowercase();
+    a.strip_suffix(":443")
+        .or_else(|| a.strip_suffix(":80"))
+        .unwrap_or(&a)
+        .to_string()
+}
+
 fn key_of(e: &Entry) -> GroupKey {
     GroupKey {
+        authority: e.authority.clone(),
         method: e.method.clone(),
         path: e.path.clone(),
         query: e.query.clone(),

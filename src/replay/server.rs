@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::matcher::{Incoming, MatchResult, Matcher, RepeatPolicy};
 use crate::decode::h1::{self, Decoder, Event, Framing, Role};
@@ -21,6 +20,11 @@ use crate::net::Shutdown;
 
 const READ_BUF: usize = 64 * 1024;
 
+/// A client stream of any kind (TCP, TLS, TLS inside a CONNECT tunnel), type-erased so that
+/// a tunnel can recurse into the same connection handler.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 /// Replay settings, validated by the CLI.
 #[derive(Clone, Debug)]
 pub struct ReplayConfig {
@@ -28,6 +32,8 @@ pub struct ReplayConfig {
     pub max_head: usize,
     /// Larger request bodies are refused with 413.
     pub max_request_body: usize,
+    /// Certificates for intercepting `CONNECT` (minted from the mf CA); `None` refuses CONNECT.
+    pub intercept_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ReplayConfig {
@@ -36,6 +42,7 @@ impl Default for ReplayConfig {
             repeat: RepeatPolicy::Last,
             max_head: h1::DEFAULT_MAX_HEAD,
             max_request_body: 64 << 20,
+            intercept_tls: None,
         }
     }
 }
@@ -62,6 +69,9 @@ struct Rendered {
 
 /// A replay of one recording.
 pub struct Replay {
+    /// Answers `CONNECT` by intercepting TLS with certificates from the mf CA, so apps
+    /// pointed at the replay with `HTTPS_PROXY` run offline.
+    intercept: Option<tokio_rustls::TlsAcceptor>,
     rendered: Vec<Rendered>,
     matcher: Matcher,
     config: ReplayConfig,
@@ -73,6 +83,10 @@ impl Replay {
     pub fn new(exchanges: &[Exchange], config: ReplayConfig) -> Arc<Replay> {
         let rendered = exchanges.iter().map(render).collect();
         Arc::new(Replay {
+            intercept: config
+                .intercept_tls
+                .clone()
+                .map(tokio_rustls::TlsAcceptor::from),
             rendered,
             matcher: Matcher::new(exchanges, config.repeat),
             config,
@@ -86,12 +100,55 @@ impl Replay {
     }
 
     /// Serves one client connection.
-    pub async fn handle_connection(
+    pub async fn handle_connection<S>(
         self: Arc<Self>,
-        mut stream: TcpStream,
+        stream: S,
+        peer: SocketAddr,
+        shutdown: Shutdown,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        self.handle_stream(stream, peer, shutdown, None).await;
+    }
+
+    /// Serves a connection that arrived over TLS (`--tls` listener).
+    pub async fn handle_tls_connection<S>(
+        self: Arc<Self>,
+        stream: S,
+        peer: SocketAddr,
+        shutdown: Shutdown,
+        acceptor: tokio_rustls::TlsAcceptor,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        match acceptor.accept(stream).await {
+            Ok(tls) => self.handle_stream(tls, peer, shutdown, None).await,
+            Err(e) => tracing::info!(peer = %peer, error = %e, "TLS handshake with client failed"),
+        }
+    }
+
+    /// Type- and future-erased entry for connections inside a CONNECT tunnel: the explicit
+    /// `Send` future breaks the recursion the compiler would otherwise have to unroll.
+    fn handle_boxed(
+        self: Arc<Self>,
+        stream: Box<dyn Io>,
+        peer: SocketAddr,
+        shutdown: Shutdown,
+        tunnel: Option<String>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(self.handle_stream(stream, peer, shutdown, tunnel))
+    }
+
+    /// `tunnel`: the authority of the CONNECT this connection arrived through.
+    async fn handle_stream<S>(
+        self: Arc<Self>,
+        mut stream: S,
         peer: SocketAddr,
         mut shutdown: Shutdown,
-    ) {
+        tunnel: Option<String>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let mut decoder = Decoder::new(Role::Request).with_max_head(self.config.max_head);
         let mut buf = vec![0u8; READ_BUF];
         let mut out = BytesMut::new();
@@ -166,14 +223,40 @@ impl Replay {
             };
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
             let client_close = h1::wants_close(head.minor, &head.headers);
+            if head.method.eq_ignore_ascii_case("CONNECT") {
+                if let Some(acceptor) = self.intercept.clone() {
+                    if stream
+                        .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    // Bytes sent right after the CONNECT head are the start of the TLS handshake.
+                    let early = decoder.take_buffered();
+                    let (read, write) = tokio::io::split(stream);
+                    let joined = tokio::io::join(std::io::Cursor::new(early).chain(read), write);
+                    match acceptor.accept(joined).await {
+                        Ok(tls) => {
+                            let tls: Box<dyn Io> = Box::new(tls);
+                            self.handle_boxed(tls, peer, shutdown, Some(head.target.clone()))
+                                .await;
+                        }
+                        Err(e) => tracing::warn!(peer = %peer, host = %head.target, error = %e,
+                            "client refused the intercepted TLS handshake (does it trust the mf CA? see `mf ca path`)"),
+                    }
+                    return;
+                }
+            }
             let target = origin_form(&head.target);
+            let authority = authority_of(&head, tunnel.as_deref());
             let incoming = Incoming {
                 method: &head.method,
                 target,
                 body: &body,
             };
             out.clear();
-            let close = match self.matcher.find(&incoming) {
+            let close = match self.matcher.find_at(authority.as_deref(), &incoming) {
                 MatchResult::Found { index, call } => {
                     self.stats.matched.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(method = %head.method, target = %head.target, index, call, "matched");
@@ -217,15 +300,46 @@ impl Replay {
     }
 }
 
-/// Serves `replay` on `listener` until `shutdown`.
-pub async fn serve(listener: tokio::net::TcpListener, replay: Arc<Replay>, shutdown: Shutdown) {
+/// Serves `replay` on `listener` until `shutdown`; with `tls`, clients connect over TLS.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    replay: Arc<Replay>,
+    shutdown: Shutdown,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     crate::net::accept_loop(
         listener,
         shutdown,
         Duration::from_secs(2),
-        move |stream, peer, shutdown| replay.clone().handle_connection(stream, peer, shutdown),
+        move |stream, peer, shutdown| {
+            let replay = replay.clone();
+            let tls = tls.clone();
+            async move {
+                match tls {
+                    Some(acceptor) => {
+                        replay
+                            .handle_tls_connection(stream, peer, shutdown, acceptor)
+                            .await
+                    }
+                    None => replay.handle_connection(stream, peer, shutdown).await,
+                }
+            }
+        },
     )
     .await;
+}
+
+/// Who the request is addressed to: an absolute URL's authority, the CONNECT tunnel's, or
+/// the Host header.
+fn authority_of(head: &h1::RequestHead, tunnel: Option<&str>) -> Option<String> {
+    for scheme in ["http://", "https://"] {
+        if let Some(rest) = head.target.strip_prefix(scheme) {
+            return Some(rest.split('/').next().unwrap_or(rest).to_string());
+        }
+    }
+    tunnel
+        .map(str::to_string)
+        .or_else(|| head.headers.header_str("host"))
 }
 
 fn expects_continue(h: &h1::RequestHead) -> bool {
@@ -244,8 +358,8 @@ fn origin_form(target: &str) -> &str {
     target
 }
 
-async fn simple(
-    stream: &mut TcpStream,
+async fn simple<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     status: u16,
     reason: &str,
     body: &str,
