@@ -2,7 +2,7 @@
 # `make bench`: every figure beside a baseline measured in the same run, on 127.0.0.1 only.
 # Load: wrk, 1 thread, 16 connections, 5 s per run (MF_BENCH_SECONDS to change).
 set -euo pipefail
-MF=${1:-target/release/mf}
+MF=$(realpath "${1:-target/release/mf}")
 BARE=${BARE:-$(dirname "$MF")/examples/bare_hyper}
 SECS=${MF_BENCH_SECONDS:-5}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -128,6 +128,6 @@ print(f"replay latency p50/p99 {$replay_p50:.3f}/{$replay_p99:.3f} ms vs bare hy
 print(f"peak RSS of the record proxy: {$rss_before/1024:.1f} MiB before, {$rss_after/1024:.1f} MiB after streaming 1 GiB through it (goal: flat, < 64 MiB)")
 print(f"record proxy stored ${recorded:-0} exchanges during its load run")
 PY
-for extra in grpc_ws import infer faults; do
+for extra in tls grpc_ws import infer faults; do
   if [ -f "$here/$extra.sh" ]; then echo; echo "== $extra"; bash "$here/$extra.sh" "$MF"; fi
 done
