@@ -6,3 +6,4 @@
 //! Imports: `model`, `decode`, `net`.
 
 pub mod proxy;
+pub mod ws;

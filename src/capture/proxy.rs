@@ -411,6 +411,11 @@ impl ClientConn {
         }
         let upgraded = response.upgraded;
         self.decoder.resolve_upgrade(upgraded);
+        if upgraded && ex.protocol == Some(Protocol::WebSocket) {
+            // Recorded when the session ends, with every frame.
+            self.tunnel_websocket(ex, started_at).await;
+            return false;
+        }
         self.proxy.sink.record(ex);
         self.proxy.stats.exchanges.fetch_add(1, Ordering::Relaxed);
         if upgraded {
@@ -469,6 +474,38 @@ impl ClientConn {
             let _ = self.writer.shutdown().await;
         }
         Ok(())
+    }
+
+    /// After a WebSocket 101: relay and decode frames both ways, then record the exchange.
+    async fn tunnel_websocket(&mut self, mut ex: Exchange, started_at: Instant) {
+        let Some(mut upstream) = self.upstream.take() else {
+            self.proxy.sink.record(ex);
+            return;
+        };
+        let client_early = self.decoder.take_buffered();
+        let upstream_early = upstream.decoder.take_buffered();
+        let relayed = super::ws::relay(
+            &mut self.reader,
+            &mut self.writer,
+            &mut upstream.reader,
+            &mut upstream.writer,
+            client_early,
+            upstream_early,
+            started_at,
+            self.proxy.config.max_body,
+        )
+        .await;
+        ex.messages = relayed.messages;
+        if relayed.dropped > 0 {
+            ex.tags.insert("messages_dropped".into(), relayed.dropped.to_string());
+        }
+        if let Some(e) = relayed.error {
+            tracing::info!(conn = self.id, seq = self.seq, error = %e, "websocket ended abnormally");
+            ex.error = Some(e);
+        }
+        ex.timings.response_end_ns = Some(started_at.elapsed().as_nanos() as u64);
+        self.proxy.sink.record(ex);
+        self.proxy.stats.exchanges.fetch_add(1, Ordering::Relaxed);
     }
 
     /// After a 101 (or a CONNECT tunnel): relay bytes both ways until either side closes.
