@@ -7,3 +7,4 @@
 
 pub mod proxy;
 pub mod ws;
+pub mod h2;

@@ -88,8 +88,8 @@ pub struct ProxyStats {
 
 /// A recording proxy: configuration, where exchanges go, and counters.
 pub struct Proxy {
-    config: ProxyConfig,
-    sink: Arc<dyn ExchangeSink>,
+    pub(super) config: ProxyConfig,
+    pub(super) sink: Arc<dyn ExchangeSink>,
     next_connection: AtomicU64,
     pub stats: ProxyStats,
 }
@@ -110,6 +110,10 @@ impl Proxy {
     pub async fn handle_connection(self: Arc<Self>, client: TcpStream, peer: SocketAddr, shutdown: Shutdown) {
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
         self.stats.connections.fetch_add(1, Ordering::Relaxed);
+        if super::h2::starts_with_preface(&client).await {
+            super::h2::serve(self, client, peer, id, shutdown).await;
+            return;
+        }
         let mut conn = ClientConn::new(self, client, peer, id, shutdown);
         conn.run().await;
     }
@@ -569,7 +573,10 @@ fn is_websocket_upgrade(headers: &[Header]) -> bool {
 
 /// The request headers sent upstream, in the client's order and case.
 fn forward_request_headers(head: &RequestHead, config: &ProxyConfig, peer: SocketAddr) -> Vec<Header> {
-    let upgrading = is_websocket_upgrade(&head.headers) || head.headers.header("upgrade").is_some();
+    // `Upgrade: h2c` is declined (the request goes on as HTTP/1.1, which RFC 9113 §3.2 allows):
+    // hyper and h2 cannot adopt an upgraded request as stream 1, so the proxy could not record
+    // it. Clients that want HTTP/2 from the start use prior knowledge, which is recorded.
+    let upgrading = head.headers.header("upgrade").is_some_and(|v| !v.trim_ascii().eq_ignore_ascii_case(b"h2c"));
     let mut out: Vec<Header> = Vec::with_capacity(head.headers.len() + 2);
     let mut saw_host = false;
     let mut saw_xff = false;
