@@ -6,3 +6,4 @@
 
 pub mod matcher;
 pub mod server;
+pub mod stream;
