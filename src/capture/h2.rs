@@ -31,35 +31,7 @@ use crate::model::{
 };
 use crate::net::Shutdown;
 
-/// The HTTP/2 client connection preface (RFC 9113 §3.4).
-pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
 type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
-
-/// True when the client starts with the HTTP/2 preface. Looks without consuming, so an
-/// HTTP/1 connection is handed on untouched.
-pub async fn starts_with_preface(stream: &TcpStream) -> bool {
-    let mut buf = [0u8; 24];
-    let deadline = Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let n = match stream.peek(&mut buf).await {
-            Ok(n) => n,
-            Err(_) => return false,
-        };
-        if n == 0 || buf[..n] != PREFACE[..n] {
-            return false;
-        }
-        if n == PREFACE.len() {
-            return true;
-        }
-        // A preface split across segments: peek returns at once with the same bytes, so
-        // wait a little for the rest rather than spin.
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    }
-}
 
 /// The shared upstream HTTP/2 connection of one client connection, opened on first use.
 struct UpstreamH2 {

@@ -110,7 +110,7 @@ impl Proxy {
     pub async fn handle_connection(self: Arc<Self>, client: TcpStream, peer: SocketAddr, shutdown: Shutdown) {
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
         self.stats.connections.fetch_add(1, Ordering::Relaxed);
-        if super::h2::starts_with_preface(&client).await {
+        if crate::net::starts_with_h2_preface(&client).await {
             super::h2::serve(self, client, peer, id, shutdown).await;
             return;
         }
@@ -584,6 +584,11 @@ fn forward_request_headers(head: &RequestHead, config: &ProxyConfig, peer: Socke
         let keep_hop = h.name.eq_ignore_ascii_case("transfer-encoding")
             || (upgrading && (h.name.eq_ignore_ascii_case("connection") || h.name.eq_ignore_ascii_case("upgrade")));
         if !keep_hop && h1::is_hop_by_hop(&h.name, &head.headers) {
+            continue;
+        }
+        // No WebSocket extensions: a recorded frame keeps opcode and FIN but not RSV bits, so
+        // permessage-deflate frames could not be replayed; uncompressed frames can.
+        if h.name.eq_ignore_ascii_case("sec-websocket-extensions") && is_websocket_upgrade(&head.headers) {
             continue;
         }
         if h.name.eq_ignore_ascii_case("host") {

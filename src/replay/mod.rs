@@ -7,3 +7,6 @@
 pub mod matcher;
 pub mod server;
 pub mod stream;
+pub mod grpc;
+pub mod h2;
+pub mod ws;

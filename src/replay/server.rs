@@ -28,11 +28,18 @@ pub struct ReplayConfig {
     pub max_head: usize,
     /// Larger request bodies are refused with 413.
     pub max_request_body: usize,
+    /// Replay stream messages (gRPC, WebSocket) with their recorded relative timing.
+    pub recorded_latency: bool,
 }
 
 impl Default for ReplayConfig {
     fn default() -> Self {
-        ReplayConfig { repeat: RepeatPolicy::Last, max_head: h1::DEFAULT_MAX_HEAD, max_request_body: 64 << 20 }
+        ReplayConfig {
+            repeat: RepeatPolicy::Last,
+            max_head: h1::DEFAULT_MAX_HEAD,
+            max_request_body: 64 << 20,
+            recorded_latency: true,
+        }
     }
 }
 
@@ -59,9 +66,12 @@ struct Rendered {
 /// A replay of one recording.
 pub struct Replay {
     rendered: Vec<Rendered>,
-    matcher: Matcher,
-    config: ReplayConfig,
+    pub(super) matcher: Matcher,
+    pub(super) config: ReplayConfig,
     pub stats: ReplayStats,
+    /// The recording itself, for the streaming paths (HTTP/2, gRPC, WebSocket).
+    pub(super) exchanges: Vec<Exchange>,
+    pub(super) grpc: super::grpc::GrpcIndex,
 }
 
 impl Replay {
@@ -71,6 +81,8 @@ impl Replay {
         Arc::new(Replay {
             rendered,
             matcher: Matcher::new(exchanges, config.repeat),
+            grpc: super::grpc::GrpcIndex::new(exchanges, config.repeat),
+            exchanges: exchanges.to_vec(),
             config,
             stats: ReplayStats::default(),
         })
@@ -83,6 +95,10 @@ impl Replay {
 
     /// Serves one client connection.
     pub async fn handle_connection(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr, mut shutdown: Shutdown) {
+        if crate::net::starts_with_h2_preface(&stream).await {
+            super::h2::serve(self, stream, peer, shutdown).await;
+            return;
+        }
         let mut decoder = Decoder::new(Role::Request).with_max_head(self.config.max_head);
         let mut buf = vec![0u8; READ_BUF];
         let mut out = BytesMut::new();
@@ -148,6 +164,11 @@ impl Replay {
                 MatchResult::Found { index, call } => {
                     self.stats.matched.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(method = %head.method, target = %head.target, index, call, "matched");
+                    if super::ws::is_websocket_answer(&self.exchanges[index]) {
+                        let early = decoder.take_buffered();
+                        super::ws::serve(&self, stream, &head.headers, early, index).await;
+                        return;
+                    }
                     let r = &self.rendered[index];
                     let close = client_close || r.must_close;
                     out.extend_from_slice(if close { &r.head_close } else { &r.head });

@@ -54,13 +54,23 @@ pub fn plan(client_offsets: &[u64], half_close: Option<u64>, offset_ns: u64) -> 
 }
 
 /// Matches a live client message to a recorded one: the first unconsumed with the same bytes,
-/// else the first unconsumed. Marks it consumed.
-pub fn match_client(recorded: &[Bytes], consumed: &mut [bool], live: &[u8]) -> Option<usize> {
+/// else the first unconsumed of the same kind (`same_kind(recorded, live)`). Marks it consumed.
+pub fn match_client(
+    recorded: &[Bytes],
+    consumed: &mut [bool],
+    live: &[u8],
+    same_kind: impl Fn(&[u8], &[u8]) -> bool,
+) -> Option<usize> {
     let exact = recorded
         .iter()
         .zip(consumed.iter())
         .position(|(r, c)| !c && r[..] == *live);
-    let pick = exact.or_else(|| consumed.iter().position(|c| !c))?;
+    let pick = exact.or_else(|| {
+        recorded
+            .iter()
+            .zip(consumed.iter())
+            .position(|(r, c)| !c && same_kind(r, live))
+    })?;
     consumed[pick] = true;
     Some(pick)
 }
@@ -97,10 +107,14 @@ impl Progress {
     }
 
     /// A live client message arrived; returns the recorded index it stands for.
-    pub fn client_message(&self, data: &[u8]) -> Option<usize> {
+    pub fn client_message(
+        &self,
+        data: &[u8],
+        same_kind: impl Fn(&[u8], &[u8]) -> bool,
+    ) -> Option<usize> {
         let idx = {
             let mut consumed = self.consumed.lock().ok()?;
-            match_client(&self.recorded, &mut consumed, data)?
+            match_client(&self.recorded, &mut consumed, data, same_kind)?
         };
         let now = Instant::now();
         self.tx.send_modify(|s| s.matched[idx] = Some(now));
@@ -196,14 +210,14 @@ mod tests {
             Bytes::from_static(b"c"),
         ];
         let mut used = vec![false; 3];
-        assert_eq!(match_client(&rec, &mut used, b"b"), Some(1));
-        assert_eq!(match_client(&rec, &mut used, b"zzz"), Some(0));
+        assert_eq!(match_client(&rec, &mut used, b"b", |_, _| true), Some(1));
+        assert_eq!(match_client(&rec, &mut used, b"zzz", |_, _| true), Some(0));
         assert_eq!(
-            match_client(&rec, &mut used, b"b"),
+            match_client(&rec, &mut used, b"b", |_, _| true),
             Some(2),
             "b used up: next by position"
         );
-        assert_eq!(match_client(&rec, &mut used, b"a"), None);
+        assert_eq!(match_client(&rec, &mut used, b"a", |_, _| true), None);
     }
 
     #[tokio::test(start_paused = true)]
@@ -219,7 +233,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!player.is_finished());
         let sent_at = Instant::now();
-        p.client_message(b"q");
+        p.client_message(b"q", |_, _| true);
         let t = player.await.unwrap();
         assert_eq!(t.duration_since(sent_at), Duration::from_millis(40));
     }
