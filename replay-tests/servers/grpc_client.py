@@ -1,5 +1,9 @@
 """Runs every call kind against ADDR and prints one JSON line per call (messages, metadata,
-status), so two runs can be compared. Usage: grpc_client.py HOST:PORT"""
+status), so two runs can be compared.
+
+Usage: grpc_client.py HOST:PORT [all|cancel|long]
+  cancel: starts a long server stream and cancels it after two messages.
+  long:   reads a long server stream, printing each message, until it ends or fails."""
 import json
 import sys
 
@@ -37,8 +41,24 @@ def report(name, fn):
 
 def main():
     addr = sys.argv[1]
+    mode = sys.argv[2] if len(sys.argv) > 2 else "all"
     with grpc.insecure_channel(addr) as ch:
         stub = pb_grpc.RoutesStub(ch)
+        if mode == "cancel":
+            call = stub.ListPoints(pb.Point(x=100, label="c"), timeout=30)
+            got = [next(call), next(call)]
+            call.cancel()
+            print(json.dumps({"call": "cancel", "messages": [point(p) for p in got]}), flush=True)
+            return
+        if mode == "long":
+            def long():
+                out = []
+                for p in stub.ListPoints(pb.Point(x=100, label="l"), timeout=30):
+                    out.append(point(p))
+                    print(json.dumps({"progress": len(out)}), flush=True)
+                return {"messages": out}
+            report("long", long)
+            return
 
         def unary():
             resp, call = stub.GetPoint.with_call(pb.Point(x=21, label="a"), timeout=10)

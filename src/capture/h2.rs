@@ -471,6 +471,22 @@ impl Recording {
     }
 }
 
+impl Drop for Recording {
+    /// The last holder let go without the exchange being finished: the client reset the
+    /// stream before the upstream answered (an expired deadline, a cancelled call).
+    fn drop(&mut self) {
+        if self.ex.is_some() {
+            let message = if self.first_byte.is_none() {
+                "client cancelled the stream before the upstream answered"
+            } else {
+                "client cancelled the stream before the response ended"
+            };
+            self.error.get_or_insert_with(|| message.into());
+            self.finish();
+        }
+    }
+}
+
 /// A body passed through frame by frame while its recording watches.
 pub(crate) struct Tee {
     inner: Option<Incoming>,
