@@ -4,3 +4,4 @@ mod common;
 mod http1;
 mod cli;
 mod grpc;
+mod websocket;

@@ -410,7 +410,8 @@ impl ClientConn {
                     ex.error = Some(message);
                 }
             }
-        } else if !response.upstream_reusable {
+        } else if !response.upstream_reusable && !response.upgraded {
+            // An upgraded upstream connection is not reusable, but the tunnel needs it.
             self.upstream = None;
         }
         let upgraded = response.upgraded;
@@ -738,6 +739,9 @@ async fn pump_response(
                     }
                     outcome.collected.ended_at = Some(Instant::now());
                     client.write_all(&out).await.map_err(client_err)?;
+                    // A 101 ends its (empty) message and then reports the upgrade: without
+                    // this the head would be written twice, corrupting the new protocol.
+                    out.clear();
                     if outcome.close_client {
                         let _ = client.shutdown().await;
                     }

@@ -192,7 +192,9 @@ pub(crate) async fn serve(
         // Nothing left to play: stay open until the client leaves, answering its pings.
         let _ = closed_rx.wait_for(|c| *c).await;
     }
+    // The reader holds a sender for its pongs: stop it first so the writer sees the end.
+    reader_task.abort();
+    let _ = reader_task.await;
     drop(out_tx);
     let _ = writer_task.await;
-    reader_task.abort();
 }
