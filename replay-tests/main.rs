@@ -5,3 +5,4 @@ mod http1;
 mod cli;
 mod grpc;
 mod websocket;
+mod h2;
