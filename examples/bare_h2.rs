@@ -29,7 +29,8 @@ async fn main() -> std::io::Result<()> {
                     Ok(Frame::trailers(trailers)),
                 ]);
                 let mut resp = Response::new(StreamBody::new(frames));
-                resp.headers_mut().insert("content-type", HeaderValue::from_static("application/grpc"));
+                resp.headers_mut()
+                    .insert("content-type", HeaderValue::from_static("application/grpc"));
                 Ok::<_, Infallible>(resp)
             });
             let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())

@@ -1,8 +1,8 @@
 //! End-to-end tests: the real `mf` binary against real peers over 127.0.0.1.
 
-mod common;
-mod http1;
 mod cli;
+mod common;
 mod grpc;
-mod websocket;
 mod h2;
+mod http1;
+mod websocket;

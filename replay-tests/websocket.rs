@@ -16,8 +16,15 @@ fn client(url: &str, mode: &str) -> Vec<serde_json::Value> {
         .stdin(Stdio::null())
         .output()
         .expect("running ws_client.py");
-    assert!(out.status.success(), "ws client failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("client prints JSON")).collect()
+    assert!(
+        out.status.success(),
+        "ws client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("client prints JSON"))
+        .collect()
 }
 
 #[test]
@@ -37,18 +44,38 @@ fn websocket_sessions_replay_frame_for_frame() {
         {"text": "part1-part2-part3"}, {"pong": true}, {"text": "tick"}
     ]);
     assert_eq!(serde_json::json!(normal[..7]), expected_start);
-    assert_eq!(normal[7], serde_json::json!({"closed": 1000, "reason": "done"}));
-    assert_eq!(error[7], serde_json::json!({"closed": 1011, "reason": "server failure"}));
+    assert_eq!(
+        normal[7],
+        serde_json::json!({"closed": 1000, "reason": "done"})
+    );
+    assert_eq!(
+        error[7],
+        serde_json::json!({"closed": 1011, "reason": "server failure"})
+    );
 
     let rows = ls_json(&db);
     assert_eq!(rows.len(), 2, "{rows:?}");
-    assert!(rows.iter().all(|r| r["protocol"] == "websocket" && r["status"] == 101));
+    assert!(rows
+        .iter()
+        .all(|r| r["protocol"] == "websocket" && r["status"] == 101));
     // Client: hello, binary, 3 fragments, frag, ping, push, close-error, close.
-    assert_eq!((rows[1]["messages_in"].as_i64(), rows[1]["messages_out"].as_i64()), (Some(10), Some(11)));
+    assert_eq!(
+        (
+            rows[1]["messages_in"].as_i64(),
+            rows[1]["messages_out"].as_i64()
+        ),
+        (Some(10), Some(11))
+    );
     let show = mf_run(&["show", db.to_str().unwrap(), &rows[1]["id"].to_string()]);
     let text = String::from_utf8_lossy(&show.stdout);
-    assert!(text.contains("ws op=1 (fragment) 6B \"part1-\""), "fragments kept as sent:\n{text}");
-    assert!(text.contains("ws op=8 16B 03f3"), "close code 1011 kept:\n{text}");
+    assert!(
+        text.contains("ws op=1 (fragment) 6B \"part1-\""),
+        "fragments kept as sent:\n{text}"
+    );
+    assert!(
+        text.contains("ws op=8 16B 03f3"),
+        "close code 1011 kept:\n{text}"
+    );
     assert!(text.contains("ws op=9 13B \"are you there\""), "{text}");
 
     let mut replay = start_replay(&db, &[]);
