@@ -17,6 +17,8 @@ test: setup
 bench: setup
 	$(CARGO) build --release --quiet
 	bash benches/run.sh target/release/mf
+	$(CARGO) build --release --quiet --example bare_h2
+	bash benches/grpc_ws.sh target/release/mf
 
 setup: setup-apt setup-pip
 

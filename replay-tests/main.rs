@@ -2,5 +2,8 @@
 
 mod cli;
 mod common;
+mod grpc;
+mod h2;
 mod http1;
 mod tls;
+mod websocket;

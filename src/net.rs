@@ -106,3 +106,31 @@ pub async fn termination_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// The HTTP/2 client connection preface (RFC 9113 §3.4).
+pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// True when the client starts with the HTTP/2 preface. Looks without consuming, so an
+/// HTTP/1 connection is handed on untouched.
+pub async fn starts_with_h2_preface(stream: &TcpStream) -> bool {
+    let mut buf = [0u8; 24];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let n = match stream.peek(&mut buf).await {
+            Ok(n) => n,
+            Err(_) => return false,
+        };
+        if n == 0 || buf[..n] != H2_PREFACE[..n] {
+            return false;
+        }
+        if n == H2_PREFACE.len() {
+            return true;
+        }
+        // A preface split across segments: peek returns at once with the same bytes, so
+        // wait a little for the rest rather than spin.
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}

@@ -5,4 +5,6 @@
 //!
 //! Imports: `model`, `decode`, `net`.
 
+pub mod h2;
 pub mod proxy;
+pub mod ws;

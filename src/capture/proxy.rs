@@ -30,6 +30,10 @@ use crate::net::Shutdown;
 
 const READ_BUF: usize = 64 * 1024;
 
+/// A whole connection, plain TCP or TLS, for code that needs both directions in one value.
+pub(crate) trait AsyncIo: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> AsyncIo for T {}
+
 /// Either half of a client or upstream connection, plain TCP or TLS.
 type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
@@ -135,6 +139,8 @@ pub struct ProxyConfig {
     pub upstream: Option<Upstream>,
     /// TLS settings for `https` upstreams (ALPN http/1.1).
     pub upstream_tls: Arc<rustls::ClientConfig>,
+    /// The same for HTTP/2 and gRPC upstreams (ALPN h2).
+    pub upstream_tls_h2: Arc<rustls::ClientConfig>,
     /// Certificates for intercepted `CONNECT` tunnels (forward proxy).
     pub intercept_tls: Option<Arc<rustls::ServerConfig>>,
     /// Hosts whose `CONNECT` tunnels are relayed untouched (recorded as opaque tunnels).
@@ -161,8 +167,8 @@ pub struct ProxyStats {
 
 /// A recording proxy: configuration, where exchanges go, and counters.
 pub struct Proxy {
-    config: ProxyConfig,
-    sink: Arc<dyn ExchangeSink>,
+    pub(super) config: ProxyConfig,
+    pub(super) sink: Arc<dyn ExchangeSink>,
     next_connection: AtomicU64,
     pub stats: ProxyStats,
 }
@@ -190,6 +196,12 @@ impl Proxy {
         peer: SocketAddr,
         shutdown: Shutdown,
     ) {
+        if crate::net::starts_with_h2_preface(&client).await {
+            let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
+            self.stats.connections.fetch_add(1, Ordering::Relaxed);
+            super::h2::serve(self, client, peer, id, shutdown).await;
+            return;
+        }
         let (reader, writer) = client.into_split();
         self.handle_halves(Box::new(reader), Box::new(writer), peer, shutdown)
             .await;
@@ -634,11 +646,17 @@ impl ClientConn {
                     ex.error = Some(message);
                 }
             }
-        } else if !response.upstream_reusable {
+        } else if !response.upstream_reusable && !response.upgraded {
+            // An upgraded upstream connection is not reusable, but the tunnel needs it.
             self.upstream = None;
         }
         let upgraded = response.upgraded;
         self.decoder.resolve_upgrade(upgraded);
+        if upgraded && ex.protocol == Some(Protocol::WebSocket) {
+            // Recorded when the session ends, with every frame.
+            self.tunnel_websocket(ex, started_at).await;
+            return false;
+        }
         self.proxy.sink.record(ex);
         self.proxy.stats.exchanges.fetch_add(1, Ordering::Relaxed);
         if upgraded {
@@ -921,6 +939,39 @@ impl ClientConn {
         Ok(())
     }
 
+    /// After a WebSocket 101: relay and decode frames both ways, then record the exchange.
+    async fn tunnel_websocket(&mut self, mut ex: Exchange, started_at: Instant) {
+        let Some(mut upstream) = self.upstream.take() else {
+            self.proxy.sink.record(ex);
+            return;
+        };
+        let client_early = self.decoder.take_buffered();
+        let upstream_early = upstream.decoder.take_buffered();
+        let relayed = super::ws::relay(
+            &mut self.reader,
+            &mut self.writer,
+            &mut upstream.reader,
+            &mut upstream.writer,
+            client_early,
+            upstream_early,
+            started_at,
+            self.proxy.config.max_body,
+        )
+        .await;
+        ex.messages = relayed.messages;
+        if relayed.dropped > 0 {
+            ex.tags
+                .insert("messages_dropped".into(), relayed.dropped.to_string());
+        }
+        if let Some(e) = relayed.error {
+            tracing::info!(conn = self.id, seq = self.seq, error = %e, "websocket ended abnormally");
+            ex.error = Some(e);
+        }
+        ex.timings.response_end_ns = Some(started_at.elapsed().as_nanos() as u64);
+        self.proxy.sink.record(ex);
+        self.proxy.stats.exchanges.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// After a 101 (or a CONNECT tunnel): relay bytes both ways until either side closes.
     async fn tunnel(&mut self) {
         let Some(mut upstream) = self.upstream.take() else {
@@ -1002,7 +1053,13 @@ fn forward_request_headers(
     host_override: Option<&str>,
     authority: &str,
 ) -> Vec<Header> {
-    let upgrading = head.headers.header("upgrade").is_some();
+    // `Upgrade: h2c` is declined (the request goes on as HTTP/1.1, which RFC 9113 §3.2 allows):
+    // hyper and h2 cannot adopt an upgraded request as stream 1, so the proxy could not record
+    // it. Clients that want HTTP/2 from the start use prior knowledge, which is recorded.
+    let upgrading = head
+        .headers
+        .header("upgrade")
+        .is_some_and(|v| !v.trim_ascii().eq_ignore_ascii_case(b"h2c"));
     let mut out: Vec<Header> = Vec::with_capacity(head.headers.len() + 2);
     let mut saw_host = false;
     let mut saw_xff = false;
@@ -1012,6 +1069,13 @@ fn forward_request_headers(
                 && (h.name.eq_ignore_ascii_case("connection")
                     || h.name.eq_ignore_ascii_case("upgrade")));
         if !keep_hop && h1::is_hop_by_hop(&h.name, &head.headers) {
+            continue;
+        }
+        // No WebSocket extensions: a recorded frame keeps opcode and FIN but not RSV bits, so
+        // permessage-deflate frames could not be replayed; uncompressed frames can.
+        if h.name.eq_ignore_ascii_case("sec-websocket-extensions")
+            && is_websocket_upgrade(&head.headers)
+        {
             continue;
         }
         if h.name.eq_ignore_ascii_case("host") {
@@ -1180,6 +1244,9 @@ async fn pump_response(
                     }
                     outcome.collected.ended_at = Some(Instant::now());
                     write_flush(client, &out).await.map_err(client_err)?;
+                    // A 101 ends its (empty) message and then reports the upgrade: without
+                    // this the head would be written twice, corrupting the new protocol.
+                    out.clear();
                     if outcome.close_client {
                         let _ = client.shutdown().await;
                     }

@@ -104,14 +104,14 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
     if args.insecure {
         eprintln!("mf: WARNING: --insecure: upstream certificates are NOT verified; anyone on the path can read and alter this traffic");
     }
-    let upstream_tls = crate::tls::client_config(
-        &crate::tls::UpstreamTls {
-            extra_ca: args.upstream_ca.clone(),
-            insecure: args.insecure,
-        },
-        &[b"http/1.1"],
-    )
-    .context("setting up TLS for upstreams")?;
+    let upstream_trust = crate::tls::UpstreamTls {
+        extra_ca: args.upstream_ca.clone(),
+        insecure: args.insecure,
+    };
+    let upstream_tls = crate::tls::client_config(&upstream_trust, &[b"http/1.1"])
+        .context("setting up TLS for upstreams")?;
+    let upstream_tls_h2 = crate::tls::client_config(&upstream_trust, &[b"h2"])
+        .context("setting up TLS for upstreams")?;
     let ca_dir = crate::tls::default_ca_dir();
     let needs_ca = upstream.is_none() || (args.tls && args.tls_cert.is_none());
     let ca = if needs_ca {
@@ -148,6 +148,7 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
     let config = ProxyConfig {
         upstream,
         upstream_tls,
+        upstream_tls_h2,
         intercept_tls,
         passthrough: args.passthrough.clone(),
         max_body: args.max_body,

@@ -42,6 +42,19 @@ pub struct ReplayArgs {
     /// What identical requests get once their recorded answers are used up.
     #[arg(long, value_enum, default_value_t = Repeat::Last)]
     pub repeat: Repeat,
+
+    /// Timing of streamed answers (gRPC messages, WebSocket frames): as recorded, or at once.
+    #[arg(long, value_enum, default_value_t = Latency::Recorded)]
+    pub latency: Latency,
+}
+
+/// `--latency` values.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Latency {
+    /// Keep the recorded delays between a client message and the answers to it.
+    Recorded,
+    /// Send answers as soon as they are due by order.
+    None,
 }
 
 /// `--repeat` values.
@@ -68,6 +81,7 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
             Repeat::Cycle => RepeatPolicy::Cycle,
             Repeat::NotFound => RepeatPolicy::NotFound,
         },
+        recorded_latency: matches!(args.latency, Latency::Recorded),
         ..ReplayConfig::default()
     };
     // CONNECT interception (apps using HTTPS_PROXY) needs the mf CA; it is created on first use.

@@ -5,5 +5,7 @@
 //!
 //! Imports: `model` only.
 
+pub mod grpc;
 pub mod h1;
 pub mod h1_encode;
+pub mod ws;

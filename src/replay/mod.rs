@@ -4,5 +4,9 @@
 //!
 //! Imports: `model`, `decode`, `net`.
 
+pub mod grpc;
+pub mod h2;
 pub mod matcher;
 pub mod server;
+pub mod stream;
+pub mod ws;

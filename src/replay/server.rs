@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use super::matcher::{Incoming, MatchResult, Matcher, RepeatPolicy};
 use crate::decode::h1::{self, Decoder, Event, Framing, Role};
@@ -34,6 +35,8 @@ pub struct ReplayConfig {
     pub max_request_body: usize,
     /// Certificates for intercepting `CONNECT` (minted from the mf CA); `None` refuses CONNECT.
     pub intercept_tls: Option<Arc<rustls::ServerConfig>>,
+    /// Replay stream messages (gRPC, WebSocket) with their recorded relative timing.
+    pub recorded_latency: bool,
 }
 
 impl Default for ReplayConfig {
@@ -43,6 +46,7 @@ impl Default for ReplayConfig {
             max_head: h1::DEFAULT_MAX_HEAD,
             max_request_body: 64 << 20,
             intercept_tls: None,
+            recorded_latency: true,
         }
     }
 }
@@ -73,9 +77,12 @@ pub struct Replay {
     /// pointed at the replay with `HTTPS_PROXY` run offline.
     intercept: Option<tokio_rustls::TlsAcceptor>,
     rendered: Vec<Rendered>,
-    matcher: Matcher,
-    config: ReplayConfig,
+    pub(super) matcher: Matcher,
+    pub(super) config: ReplayConfig,
     pub stats: ReplayStats,
+    /// The recording itself, for the streaming paths (HTTP/2, gRPC, WebSocket).
+    pub(super) exchanges: Vec<Exchange>,
+    pub(super) grpc: super::grpc::GrpcIndex,
 }
 
 impl Replay {
@@ -89,6 +96,8 @@ impl Replay {
                 .map(tokio_rustls::TlsAcceptor::from),
             rendered,
             matcher: Matcher::new(exchanges, config.repeat),
+            grpc: super::grpc::GrpcIndex::new(exchanges, config.repeat),
+            exchanges: exchanges.to_vec(),
             config,
             stats: ReplayStats::default(),
         })
@@ -100,14 +109,16 @@ impl Replay {
     }
 
     /// Serves one client connection.
-    pub async fn handle_connection<S>(
+    pub async fn handle_connection(
         self: Arc<Self>,
-        stream: S,
+        stream: TcpStream,
         peer: SocketAddr,
         shutdown: Shutdown,
-    ) where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+    ) {
+        if crate::net::starts_with_h2_preface(&stream).await {
+            super::h2::serve(self, stream, peer, shutdown).await;
+            return;
+        }
         self.handle_stream(stream, peer, shutdown, None).await;
     }
 
@@ -260,6 +271,11 @@ impl Replay {
                 MatchResult::Found { index, call } => {
                     self.stats.matched.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(method = %head.method, target = %head.target, index, call, "matched");
+                    if super::ws::is_websocket_answer(&self.exchanges[index]) {
+                        let early = decoder.take_buffered();
+                        super::ws::serve(&self, stream, &head.headers, early, index).await;
+                        return;
+                    }
                     let r = &self.rendered[index];
                     let close = client_close || r.must_close;
                     out.extend_from_slice(if close { &r.head_close } else { &r.head });

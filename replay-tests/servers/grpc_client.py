@@ -1,0 +1,116 @@
+"""Runs every call kind against ADDR and prints one JSON line per call (messages, metadata,
+status), so two runs can be compared.
+
+Usage: grpc_client.py HOST:PORT [all|cancel|long]
+  cancel: starts a long server stream and cancels it after two messages.
+  long:   reads a long server stream, printing each message, until it ends or fails."""
+import json
+import sys
+
+import grpc
+
+from grpc_common import load
+
+pb, pb_grpc = load()
+
+
+def md(pairs):
+    out = []
+    for k, v in pairs or ():
+        if k in ("date", "user-agent", "grpc-accept-encoding", "accept-encoding", "content-type"):
+            continue
+        out.append([k, v.hex() if isinstance(v, bytes) else v])
+    return out
+
+
+def point(p):
+    return [p.x, p.label]
+
+
+def report(name, fn):
+    rec = {"call": name}
+    try:
+        rec.update(fn())
+        rec["code"] = "OK"
+    except grpc.RpcError as e:
+        rec["code"] = e.code().name
+        rec["details"] = e.details()
+        rec["trailing"] = md(e.trailing_metadata())
+    print(json.dumps(rec), flush=True)
+
+
+def main():
+    addr = sys.argv[1]
+    mode = sys.argv[2] if len(sys.argv) > 2 else "all"
+    with grpc.insecure_channel(addr) as ch:
+        stub = pb_grpc.RoutesStub(ch)
+        if mode == "cancel":
+            call = stub.ListPoints(pb.Point(x=100, label="c"), timeout=30)
+            got = [next(call), next(call)]
+            call.cancel()
+            print(json.dumps({"call": "cancel", "messages": [point(p) for p in got]}), flush=True)
+            return
+        if mode == "long":
+            def long():
+                out = []
+                for p in stub.ListPoints(pb.Point(x=100, label="l"), timeout=30):
+                    out.append(point(p))
+                    print(json.dumps({"progress": len(out)}), flush=True)
+                return {"messages": out}
+            report("long", long)
+            return
+
+        def unary():
+            resp, call = stub.GetPoint.with_call(pb.Point(x=21, label="a"), timeout=10)
+            return {"messages": [point(resp)], "initial": md(call.initial_metadata()),
+                    "trailing": md(call.trailing_metadata())}
+
+        def unary_other():
+            resp = stub.GetPoint(pb.Point(x=5, label="b"), timeout=10)
+            return {"messages": [point(resp)]}
+
+        def not_found():
+            stub.GetPoint(pb.Point(x=1, label="missing"), timeout=10)
+            return {}
+
+        def deadline():
+            stub.GetPoint(pb.Point(x=2, label="slow"), timeout=0.5)
+            return {}
+
+        def server_stream():
+            call = stub.ListPoints(pb.Point(x=5, label="s"), timeout=10)
+            return {"messages": [point(p) for p in call]}
+
+        def client_stream():
+            resp = stub.RecordPoints(iter([pb.Point(x=i) for i in range(1, 6)]), timeout=10)
+            return {"messages": [[resp.count, resp.total]]}
+
+        def bidi():
+            # Interactive: each request is sent only after the answers to the previous one
+            # arrived, which fails if anything between client and server buffers the stream.
+            import queue
+            q = queue.Queue()
+
+            def requests():
+                for i in range(3):
+                    yield pb.Point(x=i, label=f"m{i}")
+                    q.get(timeout=5)
+
+            got = []
+            for p in stub.Chat(requests(), timeout=10):
+                got.append(point(p))
+                if len(got) % 2 == 0:
+                    q.put(1)
+            return {"messages": got}
+
+        report("unary", unary)
+        report("unary_other", unary_other)
+        report("not_found", not_found)
+        report("deadline", deadline)
+        report("server_stream", server_stream)
+        report("client_stream", client_stream)
+        report("bidi", bidi)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""A real grpcio server for fixtures/routes.proto. Prints `PORT n` once listening."""
+import sys
+import time
+from concurrent import futures
+
+import grpc
+
+from grpc_common import load
+
+pb, pb_grpc = load()
+
+
+class Routes(pb_grpc.RoutesServicer):
+    def GetPoint(self, request, context):
+        if request.label == "missing":
+            context.set_trailing_metadata((("detail-bin", b"\x00\x01\xff"), ("why", "no such point")))
+            context.abort(grpc.StatusCode.NOT_FOUND, "point not found")
+        if request.label == "slow":
+            time.sleep(2)
+        context.send_initial_metadata((("server-kind", "python"),))
+        context.set_trailing_metadata((("checksum-bin", bytes([request.x & 0xFF, 0xFE])), ("served-by", "grpc_server")))
+        return pb.Point(x=request.x * 2, label="got " + request.label)
+
+    def ListPoints(self, request, context):
+        for i in range(request.x):
+            yield pb.Point(x=i, label=f"{request.label}-{i}")
+            time.sleep(0.05)
+
+    def RecordPoints(self, request_iterator, context):
+        count = total = 0
+        for p in request_iterator:
+            count += 1
+            total += p.x
+        return pb.Summary(count=count, total=total)
+
+    def Chat(self, request_iterator, context):
+        for p in request_iterator:
+            yield pb.Point(x=p.x, label="echo " + p.label)
+            yield pb.Point(x=p.x + 1000, label="more " + p.label)
+
+
+def main():
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    pb_grpc.add_RoutesServicer_to_server(Routes(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print(f"PORT {port}", flush=True)
+    server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    main()

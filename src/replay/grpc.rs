@@ -1,0 +1,312 @@
+//! gRPC replay: picks the recorded call for a live one and plays the recorded answer —
+//! headers, messages, trailers — with the recorded timing relative to the client's messages.
+//!
+//! A call is matched on its path (`/service/method`) and its first request message: a
+//! recorded call with the same bytes first (in recorded order, like identical HTTP requests),
+//! else the next recorded call of that method by position. Within the call, every server
+//! event waits for the client event it followed in the recording (see [`super::stream`]):
+//! unary and server-streaming answers follow the request, client-streaming answers follow the
+//! half-close, and bidirectional answers follow the message they answered.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderValue, Request, Response};
+use http_body::Frame;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::h2::{header_map, BoxError, ChannelBody, ReplayBody};
+use super::matcher::RepeatPolicy;
+use super::server::Replay;
+use super::stream::{due, plan, Progress};
+use crate::decode::grpc;
+use crate::model::{Direction, Exchange, HeaderList, MessageKind, Protocol};
+
+/// Recorded gRPC calls by path, with per-group call counters.
+pub struct GrpcIndex {
+    by_path: HashMap<String, Vec<usize>>,
+    first_message: Vec<Option<Bytes>>,
+    server_first: Vec<bool>,
+    calls: Mutex<HashMap<(String, Option<blake3::Hash>), usize>>,
+    repeat: RepeatPolicy,
+}
+
+impl GrpcIndex {
+    /// Indexes the gRPC exchanges of a recording.
+    pub fn new(exchanges: &[Exchange], repeat: RepeatPolicy) -> GrpcIndex {
+        let mut by_path: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut first_message = Vec::with_capacity(exchanges.len());
+        let mut server_first = Vec::with_capacity(exchanges.len());
+        for (i, ex) in exchanges.iter().enumerate() {
+            first_message.push(
+                ex.messages
+                    .iter()
+                    .find(|m| m.direction == Direction::ClientToServer)
+                    .map(|m| m.data.clone()),
+            );
+            server_first.push(
+                ex.messages
+                    .first()
+                    .is_some_and(|m| m.direction == Direction::ServerToClient),
+            );
+            if ex.protocol == Some(Protocol::Grpc) {
+                by_path
+                    .entry(ex.request.path().to_string())
+                    .or_default()
+                    .push(i);
+            }
+        }
+        GrpcIndex {
+            by_path,
+            first_message,
+            server_first,
+            calls: Mutex::new(HashMap::new()),
+            repeat,
+        }
+    }
+
+    /// True when every recorded call of `path` has the server speak before the client: the
+    /// answer must start without waiting for a client message.
+    fn server_speaks_first(&self, path: &str) -> bool {
+        self.by_path
+            .get(path)
+            .is_some_and(|c| !c.is_empty() && c.iter().all(|&i| self.server_first[i]))
+    }
+
+    /// The recorded call answering a live call of `path` whose first message is `first`.
+    pub fn find(&self, path: &str, first: Option<&[u8]>) -> Option<usize> {
+        let candidates = self.by_path.get(path)?;
+        let exact: Vec<usize> = match first {
+            Some(f) => candidates
+                .iter()
+                .copied()
+                .filter(|&i| self.first_message[i].as_deref() == Some(f))
+                .collect(),
+            None => candidates
+                .iter()
+                .copied()
+                .filter(|&i| self.first_message[i].is_none())
+                .collect(),
+        };
+        let (group, key) = if exact.is_empty() {
+            (candidates.clone(), (path.to_string(), None))
+        } else {
+            (
+                exact,
+                (
+                    path.to_string(),
+                    Some(blake3::hash(first.unwrap_or_default())),
+                ),
+            )
+        };
+        let mut calls = self.calls.lock().ok()?;
+        let n = calls.entry(key).or_insert(0);
+        let call = *n;
+        *n += 1;
+        let pick = match self.repeat {
+            RepeatPolicy::Last => call.min(group.len() - 1),
+            RepeatPolicy::Cycle => call % group.len(),
+            RepeatPolicy::NotFound => call,
+        };
+        group.get(pick).copied()
+    }
+}
+
+/// What the request reader reports.
+enum Live {
+    Message(Bytes),
+    End,
+}
+
+/// Answers one live gRPC call.
+pub(super) async fn serve_call(
+    replay: Arc<Replay>,
+    req: Request<Incoming>,
+) -> Response<ReplayBody> {
+    let start = Instant::now();
+    let path = req.uri().path().to_string();
+    let (live_tx, mut live_rx) = mpsc::unbounded_channel();
+    let mut body = req.into_body();
+    // The reader runs for the whole call, so the client's stream is always drained and its
+    // half-close seen, whatever the player is waiting for.
+    tokio::spawn(async move {
+        let mut decoder = grpc::Decoder::new();
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { break };
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            if decoder.feed(data).is_err() {
+                break;
+            }
+            while let Some(m) = decoder.poll() {
+                if live_tx.send(Live::Message(m.data)).is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = live_tx.send(Live::End);
+    });
+
+    let first = if replay.grpc.server_speaks_first(&path) {
+        None
+    } else {
+        match live_rx.recv().await {
+            Some(Live::Message(m)) => Some(m),
+            Some(Live::End) | None => None,
+        }
+    };
+    let index = replay.grpc.find(&path, first.as_deref());
+    let Some(index) = index else {
+        replay.stats.unmatched.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(path = %path, "no recorded grpc call matches");
+        return trailers_only(12, &format!("mf: no recorded call matches {path}"));
+    };
+    replay.stats.matched.fetch_add(1, Ordering::Relaxed);
+    let ex = &replay.exchanges[index];
+    let client: Vec<&crate::model::StreamMessage> = ex
+        .messages
+        .iter()
+        .filter(|m| m.direction == Direction::ClientToServer)
+        .collect();
+    let client_offsets: Vec<u64> = client.iter().map(|m| m.offset_ns).collect();
+    let progress = Progress::new(client.iter().map(|m| m.data.clone()).collect(), start);
+    let half_close = ex.timings.request_end_ns;
+
+    // Feed live client events to the progress tracker.
+    let feeder = progress.clone();
+    tokio::spawn(async move {
+        if let Some(m) = first {
+            feeder.client_message(&m, |_, _| true);
+        }
+        while let Some(ev) = live_rx.recv().await {
+            match ev {
+                Live::Message(m) => {
+                    feeder.client_message(&m, |_, _| true);
+                }
+                Live::End => break,
+            }
+        }
+        feeder.half_close();
+    });
+
+    let Some(resp) = ex.response.clone() else {
+        if ex
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("client cancelled"))
+        {
+            // The recorded client gave up before any answer (an expired deadline): so does
+            // the replay, by never answering; hyper drops this future when the client resets.
+            std::future::pending::<()>().await;
+        }
+        let message = ex
+            .error
+            .clone()
+            .unwrap_or_else(|| "upstream sent no response".into());
+        return trailers_only(14, &format!("mf: recorded call failed: {message}"));
+    };
+    let latency = replay.config.recorded_latency;
+    let head_step = plan(
+        &client_offsets,
+        half_close,
+        ex.timings.response_first_byte_ns.unwrap_or(0),
+    );
+    let mut last = due(&progress, head_step, latency, start).await;
+
+    let server: Vec<(u64, bool, Bytes)> = ex
+        .messages
+        .iter()
+        .filter(|m| m.direction == Direction::ServerToClient)
+        .map(|m| {
+            (
+                m.offset_ns,
+                matches!(m.kind, MessageKind::Grpc { compressed: true }),
+                m.data.clone(),
+            )
+        })
+        .collect();
+    let mut builder = Response::builder().status(resp.status);
+    if let Some(h) = builder.headers_mut() {
+        *h = header_map(&resp.headers, None);
+    }
+    // A trailers-only answer (errors usually are): grpc-status in the head, no body.
+    let trailers_only = server.is_empty()
+        && resp.trailers.is_empty()
+        && resp.headers.header("grpc-status").is_some();
+    if trailers_only {
+        let empty = http_body_util::Empty::<Bytes>::new().map_err(|never| match never {});
+        return builder
+            .body(UnsyncBoxBody::new(empty))
+            .unwrap_or_else(|_| trailers_only_fallback());
+    }
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(16);
+    let trailers = resp.trailers.clone();
+    let end_ns = ex.timings.response_end_ns;
+    let error = ex.error.clone();
+    tokio::spawn(async move {
+        for (offset, compressed, data) in server {
+            last = due(
+                &progress,
+                plan(&client_offsets, half_close, offset),
+                latency,
+                last,
+            )
+            .await;
+            let mut out = BytesMut::with_capacity(5 + data.len());
+            grpc::encode(&mut out, compressed, &data);
+            if tx.send(Ok(Frame::data(out.freeze()))).await.is_err() {
+                return;
+            }
+        }
+        if let Some(end) = end_ns {
+            due(
+                &progress,
+                plan(&client_offsets, half_close, end),
+                latency,
+                last,
+            )
+            .await;
+        }
+        let frame = if !trailers.is_empty() {
+            Ok(Frame::trailers(header_map(&trailers, None)))
+        } else {
+            // No trailers recorded: the upstream reset the stream or the client cancelled.
+            let why = error.unwrap_or_else(|| "recorded stream ended without trailers".into());
+            Err(why.into())
+        };
+        let _ = tx.send(frame).await;
+    });
+    builder
+        .body(UnsyncBoxBody::new(ChannelBody { rx }))
+        .unwrap_or_else(|_| trailers_only_fallback())
+}
+
+fn trailers_only_fallback() -> Response<ReplayBody> {
+    trailers_only(13, "mf: recorded response headers are not valid HTTP/2")
+}
+
+/// A gRPC error answer with no messages.
+fn trailers_only(code: u32, message: &str) -> Response<ReplayBody> {
+    let empty = http_body_util::Empty::<Bytes>::new().map_err(|never| match never {});
+    let mut r = Response::new(UnsyncBoxBody::new(empty));
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    h.insert("grpc-status", HeaderValue::from(code));
+    let encoded: String =
+        percent_encoding::utf8_percent_encode(message, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+    if let Ok(v) = HeaderValue::from_str(&encoded) {
+        h.insert("grpc-message", v);
+    }
+    r
+}

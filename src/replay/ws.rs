@@ -1,0 +1,201 @@
+//! WebSocket replay: after a matched upgrade, the recorded server frames are played back.
+//!
+//! Server frames that followed a client frame in the recording go out when the live client
+//! sends the matching frame (same opcode and payload, else the next of the same opcode), after
+//! the recorded delay; frames sent before any client frame go out at their recorded offsets.
+//! A recorded pong answering a ping carries the live ping's payload, since clients check it;
+//! a live ping with no recorded counterpart is answered at once. The recorded close (code and
+//! reason) ends the session.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::server::Replay;
+use super::stream::{due, plan, Progress, Trigger};
+use crate::decode::h1_encode;
+use crate::decode::ws::{self, opcode};
+use crate::model::{Direction, Exchange, Header, HeaderList, MessageKind, Protocol};
+
+/// How long to wait for the client's close frame after the recorded close went out.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// True for a recorded WebSocket handshake that the server accepted.
+pub(crate) fn is_websocket_answer(ex: &Exchange) -> bool {
+    ex.protocol == Some(Protocol::WebSocket)
+        && ex.response.as_ref().is_some_and(|r| r.status == 101)
+}
+
+/// `[opcode] ++ payload`: how frames are compared (same kind and same bytes).
+fn key(op: u8, payload: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(1 + payload.len());
+    b.extend_from_slice(&[op]);
+    b.extend_from_slice(payload);
+    b.freeze()
+}
+
+fn same_opcode(a: &[u8], b: &[u8]) -> bool {
+    a.first() == b.first()
+}
+
+/// Completes the handshake for the live client and plays the session of exchange `index`.
+pub(crate) async fn serve<S>(
+    replay: &Arc<Replay>,
+    stream: S,
+    req_headers: &[Header],
+    early: Bytes,
+    index: usize,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let ex = &replay.exchanges[index];
+    let Some(resp) = &ex.response else { return };
+    let live_key = req_headers.header("sec-websocket-key").unwrap_or_default();
+    let headers: Vec<Header> = resp
+        .headers
+        .iter()
+        .filter(|h| !h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+        .map(|h| {
+            if h.name.eq_ignore_ascii_case("sec-websocket-accept") {
+                Header {
+                    name: h.name.clone(),
+                    value: ws::accept_key(live_key).into_bytes(),
+                }
+            } else {
+                h.clone()
+            }
+        })
+        .collect();
+    let mut head = BytesMut::new();
+    h1_encode::response_head(&mut head, 101, &resp.reason, &headers);
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    if writer.write_all(&head).await.is_err() {
+        return;
+    }
+    let start = Instant::now();
+    // Offsets are from the exchange start; the session starts at the 101.
+    let base = ex.timings.response_first_byte_ns.unwrap_or(0);
+    let frames: Vec<(Direction, u64, u8, bool, Bytes)> = ex
+        .messages
+        .iter()
+        .filter_map(|m| match m.kind {
+            MessageKind::WebSocket { opcode, fin } => Some((
+                m.direction,
+                m.offset_ns.saturating_sub(base),
+                opcode,
+                fin,
+                m.data.clone(),
+            )),
+            MessageKind::Grpc { .. } => None,
+        })
+        .collect();
+    let client: Vec<&(Direction, u64, u8, bool, Bytes)> = frames
+        .iter()
+        .filter(|f| f.0 == Direction::ClientToServer)
+        .collect();
+    let client_offsets: Vec<u64> = client.iter().map(|f| f.1).collect();
+    let client_ops: Vec<u8> = client.iter().map(|f| f.2).collect();
+    let progress = Progress::new(client.iter().map(|f| key(f.2, &f.4)).collect(), start);
+    let live_payloads: Arc<Mutex<Vec<Option<Bytes>>>> =
+        Arc::new(Mutex::new(vec![None; client.len()]));
+
+    // One writer owns the socket; the player and the reader's automatic pongs feed it.
+    let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(64);
+    let writer_task = tokio::spawn(async move {
+        while let Some(b) = out_rx.recv().await {
+            if writer.write_all(&b).await.is_err() {
+                return;
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+
+    let (closed_tx, mut closed_rx) = tokio::sync::watch::channel(false);
+    let reader_progress = progress.clone();
+    let reader_payloads = live_payloads.clone();
+    let pong_tx = out_tx.clone();
+    let reader_task = tokio::spawn(async move {
+        let mut decoder = ws::Decoder::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut pending = early;
+        loop {
+            if pending.is_empty() {
+                match reader.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => pending = Bytes::copy_from_slice(&buf[..n]),
+                }
+            }
+            if decoder.feed(&pending).is_err() {
+                break;
+            }
+            pending = Bytes::new();
+            while let Some(f) = decoder.poll() {
+                let matched =
+                    reader_progress.client_message(&key(f.opcode, &f.payload), same_opcode);
+                match matched {
+                    Some(i) => {
+                        if let Ok(mut p) = reader_payloads.lock() {
+                            p[i] = Some(f.payload.clone());
+                        }
+                    }
+                    None if f.opcode == opcode::PING => {
+                        let mut out = BytesMut::new();
+                        ws::encode(&mut out, true, opcode::PONG, &f.payload, None);
+                        let _ = pong_tx.send(out.freeze()).await;
+                    }
+                    None => {}
+                }
+                if f.opcode == opcode::CLOSE {
+                    let _ = closed_tx.send(true);
+                }
+            }
+        }
+        let _ = closed_tx.send(true);
+        reader_progress.half_close();
+    });
+
+    let latency = replay.config.recorded_latency;
+    let mut last = start;
+    let mut sent_close = false;
+    for (dir, offset, op, fin, data) in &frames {
+        if *dir != Direction::ServerToClient {
+            continue;
+        }
+        let step = plan(&client_offsets, None, *offset);
+        last = due(&progress, step, latency, last).await;
+        let mut payload = data.clone();
+        if *op == opcode::PONG {
+            if let Trigger::Client(i) = step.trigger {
+                if client_ops.get(i) == Some(&opcode::PING) {
+                    if let Some(live) = live_payloads.lock().ok().and_then(|p| p[i].clone()) {
+                        payload = live;
+                    }
+                }
+            }
+        }
+        let mut out = BytesMut::new();
+        ws::encode(&mut out, *fin, *op, &payload, None);
+        if out_tx.send(out.freeze()).await.is_err() {
+            break;
+        }
+        if *op == opcode::CLOSE {
+            sent_close = true;
+            break;
+        }
+    }
+    if sent_close {
+        let _ = tokio::time::timeout(CLOSE_GRACE, closed_rx.wait_for(|c| *c)).await;
+    } else {
+        // Nothing left to play: stay open until the client leaves, answering its pings.
+        let _ = closed_rx.wait_for(|c| *c).await;
+    }
+    // The reader holds a sender for its pongs: stop it first so the writer sees the end.
+    reader_task.abort();
+    let _ = reader_task.await;
+    drop(out_tx);
+    let _ = writer_task.await;
+}
