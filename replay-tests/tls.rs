@@ -304,3 +304,92 @@ fn forward_proxy_records_many_hosts_and_replays_them_offline() {
         assert_eq!(a.status(), b.status(), "call {i}");
     }
 }
+
+#[test]
+fn grpc_over_tls_through_the_proxy_and_the_tls_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("mfca");
+    let (test_ca, cert, key) = make_test_pki(dir.path());
+    let server = start_python(
+        "grpc_server.py",
+        &["--tls", cert.to_str().unwrap(), key.to_str().unwrap()],
+    );
+    let up = format!("https://localhost:{}", server.addr().port());
+    let db = dir.path().join("grpc-tls.db");
+    let mut recorder = start_mf(
+        "record",
+        &ca_dir,
+        &[
+            "record",
+            "--proxy",
+            "--upstream",
+            &up,
+            "--upstream-ca",
+            test_ca.to_str().unwrap(),
+            "--tls",
+            "--listen",
+            "127.0.0.1:0",
+            "-o",
+            db.to_str().unwrap(),
+        ],
+    );
+    let mf_ca = ca_dir.join("mf-ca.pem");
+    let run = |addr: std::net::SocketAddr| -> Vec<serde_json::Value> {
+        let out = Command::new("python3")
+            .arg(tests_dir().join("servers").join("grpc_client.py"))
+            .args([&addr.to_string(), "all", "--tls", mf_ca.to_str().unwrap()])
+            .env("NO_PROXY", "*")
+            .env_remove("https_proxy")
+            .env_remove("grpc_proxy")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let recorded = run(recorder.addr());
+    assert!(recorder.interrupt().success(), "{}", recorder.stderr());
+    drop(server);
+    let unary = recorded.iter().find(|l| l["call"] == "unary").unwrap();
+    assert_eq!(unary["code"], "OK", "{recorded:?}");
+    let rows = ls_json(&db);
+    assert!(
+        rows.iter()
+            .any(|r| r["protocol"] == "grpc" && r["url"].as_str().unwrap().starts_with("https://")),
+        "{rows:?}"
+    );
+
+    let replay = start_mf(
+        "replay",
+        &ca_dir,
+        &[
+            "replay",
+            db.to_str().unwrap(),
+            "--tls",
+            "--latency",
+            "none",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let replayed = run(replay.addr());
+    for name in [
+        "unary",
+        "unary_other",
+        "not_found",
+        "server_stream",
+        "client_stream",
+        "bidi",
+    ] {
+        let a = recorded.iter().find(|l| l["call"] == name).unwrap();
+        let b = replayed.iter().find(|l| l["call"] == name).unwrap();
+        assert_eq!(a["code"], b["code"], "{name}");
+        assert_eq!(a["messages"], b["messages"], "{name}");
+    }
+}

@@ -1,7 +1,7 @@
 """Runs every call kind against ADDR and prints one JSON line per call (messages, metadata,
 status), so two runs can be compared.
 
-Usage: grpc_client.py HOST:PORT [all|cancel|long]
+Usage: grpc_client.py HOST:PORT [all|cancel|long] [--tls CA_PEM]
   cancel: starts a long server stream and cancels it after two messages.
   long:   reads a long server stream, printing each message, until it ends or fails."""
 import json
@@ -39,10 +39,20 @@ def report(name, fn):
     print(json.dumps(rec), flush=True)
 
 
+def channel(addr, args):
+    if "--tls" in args:
+        ca = open(args[args.index("--tls") + 1], "rb").read()
+        # The certificate names localhost; the test connects to 127.0.0.1.
+        return grpc.secure_channel(addr, grpc.ssl_channel_credentials(root_certificates=ca),
+                                   options=[("grpc.ssl_target_name_override", "localhost")])
+    return grpc.insecure_channel(addr)
+
+
 def main():
-    addr = sys.argv[1]
-    mode = sys.argv[2] if len(sys.argv) > 2 else "all"
-    with grpc.insecure_channel(addr) as ch:
+    args = sys.argv[1:]
+    addr = args[0]
+    mode = args[1] if len(args) > 1 and not args[1].startswith("--") else "all"
+    with channel(addr, args) as ch:
         stub = pb_grpc.RoutesStub(ch)
         if mode == "cancel":
             call = stub.ListPoints(pb.Point(x=100, label="c"), timeout=30)

@@ -42,7 +42,12 @@ class Routes(pb_grpc.RoutesServicer):
 def main():
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     pb_grpc.add_RoutesServicer_to_server(Routes(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    if "--tls" in sys.argv:
+        i = sys.argv.index("--tls")
+        cert, key = open(sys.argv[i + 1], "rb").read(), open(sys.argv[i + 2], "rb").read()
+        port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key, cert)]))
+    else:
+        port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     print(f"PORT {port}", flush=True)
     server.wait_for_termination()

@@ -40,13 +40,15 @@ struct UpstreamH2 {
 }
 
 /// Serves one client connection that opened with the HTTP/2 preface.
-pub(crate) async fn serve(
+pub(crate) async fn serve<S>(
     proxy: Arc<Proxy>,
-    client: TcpStream,
+    client: S,
     peer: std::net::SocketAddr,
     id: u64,
     mut shutdown: Shutdown,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let upstream = Arc::new(UpstreamH2 {
         sender: tokio::sync::Mutex::new(None),
         addr: Mutex::new(None),

@@ -216,6 +216,11 @@ impl Proxy {
         acceptor: tokio_rustls::TlsAcceptor,
     ) {
         match acceptor.accept(client).await {
+            Ok(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
+                self.stats.connections.fetch_add(1, Ordering::Relaxed);
+                super::h2::serve(self, tls, peer, id, shutdown).await;
+            }
             Ok(tls) => {
                 let (reader, writer) = tokio::io::split(tls);
                 self.handle_halves(Box::new(reader), Box::new(writer), peer, shutdown)
@@ -1348,4 +1353,36 @@ pub async fn serve(
         },
     )
     .await;
+}
+
+/// Whether `up` speaks HTTP/2: ALPN for https upstreams, a prior-knowledge preface answered
+/// with a SETTINGS frame for http ones. A TLS listener offers clients `h2` only when the
+/// upstream can take it, so that the protocol a client picks can be forwarded as it is.
+pub async fn upstream_speaks_h2(config: &ProxyConfig, up: &Upstream) -> bool {
+    let attempt = async {
+        let stream = TcpStream::connect((up.host.as_str(), up.port)).await.ok()?;
+        if up.tls {
+            let name = rustls::pki_types::ServerName::try_from(up.host.clone()).ok()?;
+            let mut alpn = (*config.upstream_tls_h2).clone();
+            alpn.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            let tls = tokio_rustls::TlsConnector::from(Arc::new(alpn))
+                .connect(name, stream)
+                .await
+                .ok()?;
+            return Some(tls.get_ref().1.alpn_protocol() == Some(b"h2"));
+        }
+        let mut stream = stream;
+        // Client preface (RFC 9113 §3.4) and an empty SETTINGS frame.
+        stream
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .await
+            .ok()?;
+        let mut head = [0u8; 9];
+        stream.read_exact(&mut head).await.ok()?;
+        Some(head[3] == 0x04)
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), attempt).await,
+        Ok(Some(true))
+    )
 }

@@ -134,12 +134,36 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
         )),
         _ => None,
     };
+    // Offer clients h2 over TLS only when the upstream can take it (probed once, now).
+    let offer_h2 = match (&upstream, args.tls || args.tls_cert.is_some()) {
+        (Some(up), true) => {
+            let probe_config = ProxyConfig {
+                upstream: None,
+                upstream_tls: upstream_tls.clone(),
+                upstream_tls_h2: upstream_tls_h2.clone(),
+                intercept_tls: None,
+                passthrough: Vec::new(),
+                max_body: 0,
+                x_forwarded_for: false,
+                keep_host: false,
+                connect_timeout: args.connect_timeout,
+                response_timeout: args.upstream_timeout,
+                max_head: 0,
+            };
+            util::runtime()?.block_on(proxy::upstream_speaks_h2(&probe_config, up))
+        }
+        _ => false,
+    };
     let listener_tls = super::util::listener_tls(
         args.tls,
         args.tls_cert.as_deref(),
         args.tls_key.as_deref(),
         ca.clone(),
-        &crate::tls::ALPN_H1,
+        if offer_h2 {
+            &crate::tls::ALPN_H2_H1
+        } else {
+            &crate::tls::ALPN_H1
+        },
     )?;
     let source = match &args.upstream {
         Some(url) => format!("proxy {url}"),

@@ -102,12 +102,24 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         )),
         ..config
     };
+    // Offer h2 over TLS when the recorded service spoke it, so clients pick what they used.
+    let spoke_h2 = exchanges.iter().any(|e| {
+        matches!(
+            e.protocol(),
+            crate::model::Protocol::H2 | crate::model::Protocol::Grpc
+        )
+    });
+    let alpn: &[&[u8]] = if spoke_h2 {
+        &crate::tls::ALPN_H2_H1
+    } else {
+        &crate::tls::ALPN_H1
+    };
     let listener_tls = util::listener_tls(
         args.tls,
         args.tls_cert.as_deref(),
         args.tls_key.as_deref(),
         Some(ca),
-        &crate::tls::ALPN_H1,
+        alpn,
     )?;
     let replay = Replay::new(&exchanges, config);
     let rt = util::runtime()?;

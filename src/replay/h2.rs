@@ -16,7 +16,6 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::matcher::{Incoming as MatchIncoming, MatchResult};
@@ -29,13 +28,14 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) type ReplayBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Serves one connection that opened with the HTTP/2 preface.
-pub(crate) async fn serve(
+pub(crate) async fn serve<S>(
     replay: Arc<Replay>,
-    stream: TcpStream,
+    stream: S,
     peer: SocketAddr,
     mut shutdown: Shutdown,
-) {
-    let _ = stream.set_nodelay(true);
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let replay = replay.clone();
         async move { Ok::<_, std::convert::Infallible>(handle(replay, req).await) }

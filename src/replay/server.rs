@@ -133,6 +133,9 @@ impl Replay {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         match acceptor.accept(stream).await {
+            Ok(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                super::h2::serve(self, tls, peer, shutdown).await
+            }
             Ok(tls) => self.handle_stream(tls, peer, shutdown, None).await,
             Err(e) => tracing::info!(peer = %peer, error = %e, "TLS handshake with client failed"),
         }
