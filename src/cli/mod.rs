@@ -3,6 +3,7 @@
 //!
 //! Imports: everything below it.
 
+mod ctl;
 pub mod generate;
 mod ls;
 mod record;
@@ -34,6 +35,7 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     Ls(ls::LsArgs),
     Show(show::ShowArgs),
+    Ctl(ctl::CtlArgs),
     #[command(hide = true)]
     Generate(generate::GenerateArgs),
 }
@@ -58,6 +60,7 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Replay(args) => replay::run(args),
         Command::Ls(args) => ls::run(args),
         Command::Show(args) => show::run(args),
+        Command::Ctl(args) => ctl::run(args),
         Command::Generate(args) => generate::run(args),
     }
 }

@@ -13,10 +13,15 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::faults::{reason_phrase, Fault};
+use super::latency::paced_write;
 use super::matcher::{Incoming, MatchResult, Matcher, RepeatPolicy};
+use super::metrics::Metrics;
+use super::plan::{Plan, Planner, Settings};
+use super::rules::{route_template, RequestInfo};
 use crate::decode::h1::{self, Decoder, Event, Framing, Role};
 use crate::decode::h1_encode;
-use crate::model::{Exchange, Header, HeaderList, Response};
+use crate::model::{Exchange, Header, HeaderList, Protocol, Response};
 use crate::net::Shutdown;
 
 const READ_BUF: usize = 64 * 1024;
@@ -28,11 +33,21 @@ pub struct ReplayConfig {
     pub max_head: usize,
     /// Larger request bodies are refused with 413.
     pub max_request_body: usize,
+    /// Latency, scenario and rules at start (changed live through the admin API).
+    pub realism: Settings,
+    /// Seeds every random choice of the planner.
+    pub seed: u64,
 }
 
 impl Default for ReplayConfig {
     fn default() -> Self {
-        ReplayConfig { repeat: RepeatPolicy::Last, max_head: h1::DEFAULT_MAX_HEAD, max_request_body: 64 << 20 }
+        ReplayConfig {
+            repeat: RepeatPolicy::Last,
+            max_head: h1::DEFAULT_MAX_HEAD,
+            max_request_body: 64 << 20,
+            realism: Settings::default(),
+            seed: 0,
+        }
     }
 }
 
@@ -52,6 +67,9 @@ struct Rendered {
     /// Head announcing that the connection closes after this response.
     head_close: Bytes,
     body: Bytes,
+    /// The body as recorded, unframed, and its content type: what a `status` fault sends.
+    raw_body: Bytes,
+    content_type: Option<Vec<u8>>,
     /// The recorded framing delimits the body by closing the connection.
     must_close: bool,
 }
@@ -60,20 +78,37 @@ struct Rendered {
 pub struct Replay {
     rendered: Vec<Rendered>,
     matcher: Matcher,
+    planner: Planner,
+    metrics: Metrics,
     config: ReplayConfig,
     pub stats: ReplayStats,
 }
 
 impl Replay {
     /// Prepares `exchanges` (in recorded order) for serving.
-    pub fn new(exchanges: &[Exchange], config: ReplayConfig) -> Arc<Replay> {
+    ///
+    /// # Errors
+    /// The metrics registry refused a metric (a bug in mf's metric definitions).
+    pub fn new(exchanges: &[Exchange], config: ReplayConfig) -> Result<Arc<Replay>, prometheus::Error> {
         let rendered = exchanges.iter().map(render).collect();
-        Arc::new(Replay {
+        Ok(Arc::new(Replay {
             rendered,
             matcher: Matcher::new(exchanges, config.repeat),
+            planner: Planner::new(exchanges, config.realism.clone(), config.seed),
+            metrics: Metrics::new()?,
             config,
             stats: ReplayStats::default(),
-        })
+        }))
+    }
+
+    /// The latency and fault planner, shared by every protocol's server and the admin API.
+    pub fn planner(&self) -> &Planner {
+        &self.planner
+    }
+
+    /// The Prometheus metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The matcher, for control endpoints (reset counters).
@@ -143,11 +178,14 @@ impl Replay {
             let client_close = h1::wants_close(head.minor, &head.headers);
             let target = origin_form(&head.target);
             let incoming = Incoming { method: &head.method, target, body: &body };
+            let started = tokio::time::Instant::now();
             out.clear();
+            let mut matched = None;
             let close = match self.matcher.find(&incoming) {
                 MatchResult::Found { index, call } => {
                     self.stats.matched.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(method = %head.method, target = %head.target, index, call, "matched");
+                    matched = Some(index);
                     let r = &self.rendered[index];
                     let close = client_close || r.must_close;
                     out.extend_from_slice(if close { &r.head_close } else { &r.head });
@@ -177,7 +215,16 @@ impl Replay {
                     client_close
                 }
             };
-            if stream.write_all(&out).await.is_err() {
+            // The realism hook: the planner decides delay, pacing and fault; `answer` applies them.
+            let path = target.split('?').next().unwrap_or(target);
+            let protocol = if head.minor == 0 { Protocol::Http10 } else { Protocol::Http11 };
+            let info = RequestInfo { protocol, method: &head.method, path, grpc_method: None, headers: &head.headers };
+            let plan = self.planner.plan(&info, matched);
+            let split = head_len(&out);
+            let answer = Answer { head: &out[..split], body: &out[split..], close };
+            let (status, close) = self.answer(&mut stream, &plan, answer, matched, &head, client_close, &mut shutdown).await;
+            self.metrics.request(protocol.as_str(), &route_template(path), status, matched.is_some(), started.elapsed());
+            if status == 0 {
                 return;
             }
             if close {
@@ -186,6 +233,104 @@ impl Replay {
             }
         }
     }
+}
+
+/// The answer the matcher chose, split for pacing.
+struct Answer<'a> {
+    head: &'a [u8],
+    body: &'a [u8],
+    close: bool,
+}
+
+impl Replay {
+    /// Writes the answer as the plan says: after its delay, at its pace, or not at all.
+    /// Returns the status sent (0: none, the connection is gone) and whether to close.
+    #[allow(clippy::too_many_arguments)]
+    async fn answer(
+        &self,
+        stream: &mut TcpStream,
+        plan: &Plan,
+        answer: Answer<'_>,
+        matched: Option<usize>,
+        head: &h1::RequestHead,
+        client_close: bool,
+        shutdown: &mut Shutdown,
+    ) -> (u16, bool) {
+        if let Some(f) = &plan.fault {
+            self.metrics.fault(f.kind());
+            tracing::info!(fault = f.kind(), rule = plan.rule.as_deref().unwrap_or("-"), target = %head.target, "injecting fault");
+        }
+        if !plan.first_byte.is_zero() {
+            tokio::time::sleep(plan.first_byte).await;
+        }
+        match &plan.fault {
+            Some(Fault::Reset) => {
+                // SO_LINGER 0: close() sends RST instead of FIN.
+                let _ = stream.set_zero_linger();
+                (0, true)
+            }
+            Some(Fault::Hang) => {
+                // Read and discard until the client gives up (or mf stops).
+                let mut buf = [0u8; 4096];
+                loop {
+                    tokio::select! {
+                        r = stream.read(&mut buf) => if !matches!(r, Ok(n) if n > 0) { break },
+                        _ = shutdown.wait() => break,
+                    }
+                }
+                (0, true)
+            }
+            Some(Fault::CloseMidBody { after_bytes }) => {
+                let n = after_bytes.map_or(answer.body.len() / 2, |n| n as usize).min(answer.body.len().saturating_sub(1));
+                let _ = stream.write_all(answer.head).await;
+                let _ = paced_write(stream, &answer.body[..n], plan.pacing).await;
+                let _ = stream.shutdown().await;
+                (0, true)
+            }
+            Some(Fault::Status { code, body }) => {
+                let (text, content_type): (Bytes, Vec<u8>) = match (body, matched.map(|i| &self.rendered[i])) {
+                    (Some(b), _) => (Bytes::from(b.clone().into_bytes()), b"text/plain; charset=utf-8".to_vec()),
+                    (None, Some(r)) => (r.raw_body.clone(), r.content_type.clone().unwrap_or_else(|| b"application/octet-stream".to_vec())),
+                    (None, None) => (Bytes::from_static(b"{\"error\":\"mf: injected fault\"}\n"), b"application/json".to_vec()),
+                };
+                let mut headers = vec![
+                    Header::new("Content-Type", content_type),
+                    Header::new("Content-Length", text.len().to_string()),
+                    Header::new("X-Mf-Fault", "status"),
+                ];
+                if client_close {
+                    headers.push(Header::new("Connection", "close"));
+                }
+                let mut out = BytesMut::new();
+                h1_encode::response_head(&mut out, *code, reason_phrase(*code), &headers);
+                if stream.write_all(&out).await.is_err() {
+                    return (0, true);
+                }
+                // RFC 9110 §9.3.2: a response to HEAD has no body.
+                let body = if head.method.eq_ignore_ascii_case("HEAD") { &[][..] } else { &text[..] };
+                if paced_write(stream, body, plan.pacing).await.is_err() {
+                    return (0, true);
+                }
+                (*code, client_close)
+            }
+            _ => {
+                if stream.write_all(answer.head).await.is_err() || paced_write(stream, answer.body, plan.pacing).await.is_err() {
+                    return (0, true);
+                }
+                (status_of(answer.head), answer.close)
+            }
+        }
+    }
+}
+
+/// Length of the response head at the start of `out` (through the blank line).
+fn head_len(out: &[u8]) -> usize {
+    out.windows(4).position(|w| w == b"\r\n\r\n").map_or(out.len(), |i| i + 4)
+}
+
+/// The status code of a rendered head (`HTTP/1.1 200 ...`).
+fn status_of(head: &[u8]) -> u16 {
+    head.get(9..12).and_then(|s| std::str::from_utf8(s).ok()).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
 /// Serves `replay` on `listener` until `shutdown`.
@@ -280,5 +425,6 @@ fn render(ex: &Exchange) -> Rendered {
     h1_encode::response_head(&mut head, resp.status, &resp.reason, &h1::client_response_headers(resp.status, &headers, must_close));
     let mut head_close = BytesMut::new();
     h1_encode::response_head(&mut head_close, resp.status, &resp.reason, &h1::client_response_headers(resp.status, &headers, true));
-    Rendered { head: head.freeze(), head_close: head_close.freeze(), body: body.freeze(), must_close }
+    let content_type = resp.headers.iter().find(|h| h.name.eq_ignore_ascii_case("content-type")).map(|h| h.value.clone());
+    Rendered { head: head.freeze(), head_close: head_close.freeze(), body: body.freeze(), raw_body: data.clone(), content_type, must_close }
 }
