@@ -1,8 +1,8 @@
 //! The faults a replay can inject, per protocol. Pure data: the servers apply them.
 //!
 //! In config files and the admin API a fault is a YAML/JSON value: a bare word for the ones
-//! without parameters (`reset`, `hang`, `close_mid_body`, `grpc_abort`, `ws_drop`) or a
-//! one-key map (`{status: {code: 503, body: "busy"}}`, `{drip: {bandwidth: 100}}`).
+//! without parameters (`reset`, `hang`, `grpc_abort`, `ws_drop`) or a one-key map
+//! (`{status: {code: 503, body: "busy"}}`, `{drip: {bandwidth: 100}}`, `{close_mid_body: {}}`).
 
 use std::time::Duration;
 

@@ -163,8 +163,10 @@ impl RecordedTiming {
     /// Extracts the pace from an exchange's timings.
     pub fn from_timings(t: &Timings) -> RecordedTiming {
         let first_byte = match (t.request_end_ns, t.response_first_byte_ns) {
-            (Some(req), Some(first)) => Some(Duration::from_nanos(first.saturating_sub(req))),
-            (None, Some(first)) => Some(Duration::from_nanos(first)),
+            (Some(req), Some(first)) if req <= first => Some(Duration::from_nanos(first - req)),
+            // A request end stamped after the answer began (the recorder stamps bodyless
+            // requests when the exchange completes) says nothing: count from the start.
+            (_, Some(first)) => Some(Duration::from_nanos(first)),
             _ => None,
         };
         let body = match (t.response_first_byte_ns, t.response_end_ns) {
@@ -350,6 +352,12 @@ mod tests {
             response_end_ns: Some(41_000_000),
         };
         assert_eq!(RecordedTiming::from_timings(&t), RecordedTiming { first_byte: Some(ms(30)), body: Some(ms(10)) });
+        let late = Timings {
+            request_end_ns: Some(50_000_000),
+            response_first_byte_ns: Some(31_000_000),
+            response_end_ns: None,
+        };
+        assert_eq!(RecordedTiming::from_timings(&late).first_byte, Some(ms(31)));
     }
 
     #[tokio::test(start_paused = true)]
