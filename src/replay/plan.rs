@@ -7,7 +7,7 @@
 //! same seed and the same request order makes the same choices, request for request.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use rand::SeedableRng;
@@ -74,6 +74,10 @@ pub struct Planner {
     /// Recorded first-byte delays per route template, for `--latency profile`.
     profiles: HashMap<String, Vec<Duration>>,
     state: Mutex<State>,
+    /// A copy of `state.settings` for the lock-free check that nothing applies (the common
+    /// case: rules that do not match must not cost every request a trip through the mutex).
+    /// Written only while `state` is locked.
+    quick: RwLock<Settings>,
 }
 
 /// Counts for the stats endpoint.
@@ -99,6 +103,7 @@ impl Planner {
             seed,
             timings,
             profiles,
+            quick: RwLock::new(settings.clone()),
             state: Mutex::new(State {
                 rng: ChaCha8Rng::seed_from_u64(seed),
                 settings,
@@ -120,15 +125,12 @@ impl Planner {
     /// Decides what happens to `req`, answered by exchange `matched` (an index into the
     /// exchanges given to [`Planner::new`]; `None` when nothing matched).
     pub fn plan(&self, req: &RequestInfo<'_>, matched: Option<usize>) -> Plan {
+        if self.nothing_applies(req) {
+            return Plan::NOTHING;
+        }
         let recorded = matched.and_then(|i| self.timings.get(i)).copied().unwrap_or_default();
         let mut st = self.lock();
         let State { rng, settings, calls, fired } = &mut *st;
-        if settings.rules.is_empty()
-            && settings.scenario.mode == scenario::Mode::Healthy
-            && settings.latency == LatencySpec::default()
-        {
-            return Plan::NOTHING;
-        }
         // Every rule that applies counts the call, so "the 3rd call to /pay" stays exact when
         // an earlier rule also matches; the first that fires wins.
         let mut winner: Option<usize> = None;
@@ -176,6 +178,20 @@ impl Planner {
         plan
     }
 
+    fn nothing_applies(&self, req: &RequestInfo<'_>) -> bool {
+        let s = self.quick.read().unwrap_or_else(|p| p.into_inner());
+        s.scenario.mode == scenario::Mode::Healthy
+            && s.latency == LatencySpec::default()
+            && !s.rules.iter().any(|r| r.applies_to(req))
+    }
+
+    /// Updates the settings and their lock-free copy together.
+    fn update(&self, f: impl FnOnce(&mut State)) {
+        let mut st = self.lock();
+        f(&mut st);
+        *self.quick.write().unwrap_or_else(|p| p.into_inner()) = st.settings.clone();
+    }
+
     /// A copy of the live settings.
     pub fn settings(&self) -> Settings {
         self.lock().settings.clone()
@@ -183,12 +199,12 @@ impl Planner {
 
     /// Replaces the scenario.
     pub fn set_scenario(&self, s: Scenario) {
-        self.lock().settings.scenario = s;
+        self.update(|st| st.settings.scenario = s);
     }
 
     /// Replaces the latency spec.
     pub fn set_latency(&self, l: LatencySpec) {
-        self.lock().settings.latency = l;
+        self.update(|st| st.settings.latency = l);
     }
 
     /// Replaces the rules; their counters start from zero.
@@ -197,10 +213,11 @@ impl Planner {
     /// A rule that could never fire.
     pub fn set_rules(&self, r: Vec<Rule>) -> Result<(), PlanError> {
         rules::check_rules(&r)?;
-        let mut st = self.lock();
-        st.calls = vec![0; r.len()];
-        st.fired = vec![0; r.len()];
-        st.settings.rules = r;
+        self.update(|st| {
+            st.calls = vec![0; r.len()];
+            st.fired = vec![0; r.len()];
+            st.settings.rules = r;
+        });
         Ok(())
     }
 
@@ -209,15 +226,14 @@ impl Planner {
     /// # Errors
     /// An unknown name.
     pub fn apply_preset(&self, name: &str) -> Result<Scenario, PlanError> {
-        let mut st = self.lock();
-        let s = st
-            .settings
+        let s = self
+            .settings()
             .presets
             .get(name)
             .cloned()
             .or_else(|| scenario::preset(name))
             .ok_or_else(|| PlanError::UnknownPreset(name.to_string()))?;
-        st.settings.scenario = s.clone();
+        self.set_scenario(s.clone());
         Ok(s)
     }
 

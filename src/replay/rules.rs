@@ -177,7 +177,7 @@ impl Rule {
         }
         if let Some(want) = &m.grpc {
             match req.grpc_method {
-                Some(got) if glob(want.trim_start_matches('/'), got.trim_start_matches('/'), false) => {}
+                Some(got) if path_matches(want.trim_start_matches('/'), got.trim_start_matches('/')) => {}
                 _ => return false,
             }
         }
@@ -208,25 +208,41 @@ impl Rule {
 }
 
 /// Matches a path against a glob or a template: `{name}` and `*` match one segment, `**`
-/// any number of them.
+/// any number of them. Allocation-free: it runs for every rule on every request.
 pub fn path_matches(pattern: &str, path: &str) -> bool {
-    glob(pattern, path, true)
+    glob(Some(pattern), Some(path))
 }
 
-fn glob(pattern: &str, text: &str, segments: bool) -> bool {
-    let pat: Vec<&str> = pattern.split('/').collect();
-    let txt: Vec<&str> = text.split('/').collect();
-    if !segments {
-        return pat.len() == txt.len() && pat.iter().zip(&txt).all(|(p, t)| segment_matches(p, t));
+/// The first `/`-separated segment and the rest (`None` after the last segment).
+fn split_segment(s: &str) -> (&str, Option<&str>) {
+    match s.find('/') {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
     }
-    fn go(p: &[&str], t: &[&str]) -> bool {
-        match p.split_first() {
-            None => t.is_empty(),
-            Some((&"**", rest)) => (0..=t.len()).any(|i| go(rest, &t[i..])),
-            Some((seg, rest)) => t.split_first().is_some_and(|(ts, trest)| segment_matches(seg, ts) && go(rest, trest)),
+}
+
+fn glob(pattern: Option<&str>, text: Option<&str>) -> bool {
+    let Some(pattern) = pattern else { return text.is_none() };
+    let (seg, rest) = split_segment(pattern);
+    if seg == "**" {
+        let mut text = text;
+        loop {
+            if glob(rest, text) {
+                return true;
+            }
+            match text {
+                Some(t) => text = split_segment(t).1,
+                None => return false,
+            }
         }
     }
-    go(&pat, &txt)
+    match text {
+        Some(t) => {
+            let (tseg, trest) = split_segment(t);
+            segment_matches(seg, tseg) && glob(rest, trest)
+        }
+        None => false,
+    }
 }
 
 /// One segment: `{name}` matches any non-empty segment, `*` any run of characters.
@@ -234,16 +250,17 @@ fn segment_matches(pat: &str, text: &str) -> bool {
     if pat.starts_with('{') && pat.ends_with('}') {
         return !text.is_empty();
     }
-    let parts: Vec<&str> = pat.split('*').collect();
-    if parts.len() == 1 {
+    let stars = pat.bytes().filter(|&b| b == b'*').count();
+    if stars == 0 {
         return pat == text;
     }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
+    let first = pat.split('*').next().unwrap_or("");
+    let last = pat.rsplit('*').next().unwrap_or("");
+    if text.len() < first.len() + last.len() || !text.starts_with(first) || !text.ends_with(last) {
         return false;
     }
     let mut rest = &text[first.len()..text.len() - last.len()];
-    for mid in &parts[1..parts.len() - 1] {
+    for mid in pat.split('*').skip(1).take(stars - 1) {
         match rest.find(mid) {
             Some(i) => rest = &rest[i + mid.len()..],
             None => return false,
@@ -312,6 +329,10 @@ mod tests {
         assert!(!path_matches("/files/*.json", "/files/a.xml"));
         assert!(path_matches("/pay", "/pay"));
         assert!(!path_matches("/pay", "/payment"));
+        assert!(path_matches("/a/*b*c*/d", "/a/xbyyc/d"));
+        assert!(!path_matches("/a/*b*c*/d", "/a/xcyb/d"));
+        assert!(path_matches("/**", "/"));
+        assert!(!path_matches("/x/**/y", "/x/z"));
     }
 
     #[test]

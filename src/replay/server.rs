@@ -111,6 +111,17 @@ impl Replay {
         &self.metrics
     }
 
+    /// What to do with the answer to `info` (exchange `matched`): the entry point for every
+    /// protocol's replay path. Counts the injected fault in the metrics and logs it.
+    pub fn plan_for(&self, info: &RequestInfo<'_>, matched: Option<usize>) -> Plan {
+        let plan = self.planner.plan(info, matched);
+        if let Some(f) = &plan.fault {
+            self.metrics.fault(f.kind());
+            tracing::info!(fault = f.kind(), rule = plan.rule.as_deref().unwrap_or("-"), path = info.path, "injecting fault");
+        }
+        plan
+    }
+
     /// The matcher, for control endpoints (reset counters).
     pub fn matcher(&self) -> &Matcher {
         &self.matcher
@@ -219,7 +230,7 @@ impl Replay {
             let path = target.split('?').next().unwrap_or(target);
             let protocol = if head.minor == 0 { Protocol::Http10 } else { Protocol::Http11 };
             let info = RequestInfo { protocol, method: &head.method, path, grpc_method: None, headers: &head.headers };
-            let plan = self.planner.plan(&info, matched);
+            let plan = self.plan_for(&info, matched);
             let split = head_len(&out);
             let answer = Answer { head: &out[..split], body: &out[split..], close };
             let (status, close) = self.answer(&mut stream, &plan, answer, matched, &head, client_close, &mut shutdown).await;
@@ -256,10 +267,6 @@ impl Replay {
         client_close: bool,
         shutdown: &mut Shutdown,
     ) -> (u16, bool) {
-        if let Some(f) = &plan.fault {
-            self.metrics.fault(f.kind());
-            tracing::info!(fault = f.kind(), rule = plan.rule.as_deref().unwrap_or("-"), target = %head.target, "injecting fault");
-        }
         if !plan.first_byte.is_zero() {
             tokio::time::sleep(plan.first_byte).await;
         }
