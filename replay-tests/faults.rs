@@ -296,3 +296,34 @@ fn answers_are_never_faster_than_the_configured_latency() {
     assert_eq!(it.next(), Some("1048576"));
     assert!(total >= 1.9, "1 MiB at 512 KiB/s took {total}s");
 }
+
+#[test]
+fn status_faults_carry_the_recorded_or_the_configured_body() {
+    let (_dir, config) = write_config(
+        "rules:\n  - {match: {path: /json}, fault: {status: {code: 500}}}\n  - {match: {path: \"/users/*\"}, fault: {status: {code: 429, body: slow down}}}\n",
+    );
+    let replay = start_replay(recording(), &["--config", config.to_str().unwrap()]);
+    let recorded = curl(&[&format!("{}/json", replay.url())]);
+    assert_eq!(recorded.status(), 500);
+    assert!(String::from_utf8_lossy(&recorded.body).contains("\"ada\""), "recorded body: {recorded:?}");
+    let configured = curl(&[&format!("{}/users/7", replay.url())]);
+    assert_eq!(configured.status(), 429);
+    assert_eq!(configured.body, b"slow down");
+    assert!(configured.headers.contains("X-Mf-Fault: status"));
+}
+
+#[test]
+fn ctl_latency_slows_the_next_answer() {
+    let (replay, admin) = replay_with_admin(&[]);
+    let ctl = mf_run(&["ctl", "--admin", &admin, "latency", "fixed:300ms"]);
+    assert!(ctl.status.success(), "{}", String::from_utf8_lossy(&ctl.stderr));
+    let t = time_to_first_byte(&format!("{}/json", replay.url()));
+    assert!(t >= 0.3, "fixed:300ms set live answered after {t}s");
+    let bad = mf_run(&["ctl", "--admin", &admin, "latency", "fast"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("unknown latency mode"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

@@ -194,7 +194,7 @@ impl Rule {
     /// the sequence of random choices.
     pub fn fires(&self, call: u64, rng: &mut impl Rng) -> bool {
         if self.nth.is_some_and(|n| call != n)
-            || self.every.is_some_and(|n| call % n != 0)
+            || self.every.is_some_and(|n| !call.is_multiple_of(n))
             || self.first.is_some_and(|n| call > n)
             || self.after.is_some_and(|n| call <= n)
         {
