@@ -43,11 +43,15 @@ pub struct Plan {
     pub fault: Option<Fault>,
     /// The name (or 1-based position) of the rule that fired.
     pub rule: Option<String>,
+    /// For streams (gRPC, WebSocket): send the recorded server messages at their recorded
+    /// offsets times this factor (`recorded`: 1, `scale:F`: F); `None`: as fast as allowed.
+    pub message_scale: Option<f64>,
 }
 
 impl Plan {
     /// Answer at once, as recorded.
-    pub const NOTHING: Plan = Plan { first_byte: Duration::ZERO, pacing: Pacing::Burst, fault: None, rule: None };
+    pub const NOTHING: Plan =
+        Plan { first_byte: Duration::ZERO, pacing: Pacing::Burst, fault: None, rule: None, message_scale: None };
 }
 
 /// Why the admin API refused a change.
@@ -154,7 +158,13 @@ impl Planner {
             &[]
         };
         let timing = latency::decide(&spec, recorded, profile, rng);
-        let mut plan = Plan { first_byte: timing.first_byte, pacing: timing.pacing, fault: None, rule: None };
+        let message_scale = match spec.mode {
+            latency::LatencyMode::Recorded => Some(1.0),
+            latency::LatencyMode::Scale(f) => Some(f),
+            _ => None,
+        };
+        let mut plan =
+            Plan { first_byte: timing.first_byte, pacing: timing.pacing, fault: None, rule: None, message_scale };
         match (winner, rule) {
             (Some(i), Some(r)) => {
                 plan.fault = r.fault.clone();
@@ -235,6 +245,13 @@ impl Planner {
             .ok_or_else(|| PlanError::UnknownPreset(name.to_string()))?;
         self.set_scenario(s.clone());
         Ok(s)
+    }
+
+    /// True with probability `p`, drawn from the seeded generator: for per-message decisions
+    /// such as [`Fault::WsDropFrames`].
+    pub fn chance(&self, p: f64) -> bool {
+        use rand::Rng;
+        p > 0.0 && self.lock().rng.random::<f64>() < p
     }
 
     /// Starts the rule counters over and reseeds the generator, so the sequence of decisions
@@ -323,6 +340,7 @@ mod tests {
         assert_eq!(slow.first_byte, Duration::from_millis(1030));
         assert_eq!(slow.rule.as_deref(), Some("#1"));
         assert_eq!(p.plan(&get("/drip"), None).pacing, Pacing::Bandwidth(10));
+        assert!(!p.chance(0.0) && p.chance(1.0));
         assert_eq!(p.plan(&get("/else"), None), Plan::NOTHING);
     }
 
