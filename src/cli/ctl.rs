@@ -21,8 +21,8 @@ pub struct CtlArgs {
     pub admin: String,
 
     /// Bearer token, when the replay requires one.
-    #[arg(long, value_name = "TOKEN", env = "MF_ADMIN_TOKEN", hide_env_values = true, global = true)]
-    pub token: Option<String>,
+    #[arg(long, value_name = "TOKEN", env = "MF_ADMIN_TOKEN", hide_env_values = true, global = true, value_parser = parse_secret)]
+    pub token: Option<Secret>,
 
     #[command(subcommand)]
     pub command: CtlCommand,
@@ -75,6 +75,28 @@ pub enum CtlCommand {
     Metrics,
 }
 
+/// A token that never shows up in `Debug` output or logs.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The token itself, for the places that send or check it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Wraps a token read from the command line or the environment.
+pub(crate) fn parse_secret(s: &str) -> Result<Secret, String> {
+    Ok(Secret(s.to_string()))
+}
+
 pub(super) fn run(args: CtlArgs) -> anyhow::Result<u8> {
     let (method, path, body) = match &args.command {
         CtlCommand::State => ("GET", "/api/state", None),
@@ -112,7 +134,7 @@ pub(super) fn run(args: CtlArgs) -> anyhow::Result<u8> {
         CtlCommand::Stats => ("GET", "/api/stats", None),
         CtlCommand::Metrics => ("GET", "/metrics", None),
     };
-    let (status, text) = request(&args.admin, args.token.as_deref(), method, path, body.as_deref())
+    let (status, text) = request(&args.admin, args.token.as_ref().map(Secret::expose), method, path, body.as_deref())
         .with_context(|| format!("calling the admin API at {}", args.admin))?;
     if !(200..300).contains(&status) {
         let message = serde_json::from_str::<serde_json::Value>(&text)

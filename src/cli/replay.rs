@@ -97,9 +97,10 @@ pub struct ReplayArgs {
         value_name = "TOKEN",
         env = "MF_ADMIN_TOKEN",
         hide_env_values = true,
-        help_heading = "Control"
+        help_heading = "Control",
+        value_parser = super::ctl::parse_secret
     )]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<super::ctl::Secret>,
 }
 
 /// `--mode` values.
@@ -216,7 +217,7 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
             let addr: std::net::SocketAddr = a
                 .parse()
                 .with_context(|| format!("--admin {a}: expected IP:PORT"))?;
-            if !addr.ip().is_loopback() && args.admin_token.as_deref().is_none_or(str::is_empty) {
+            if !addr.ip().is_loopback() && args.admin_token.as_ref().is_none_or(|t| t.expose().is_empty()) {
                 bail!("--admin {addr} is reachable from other hosts: set --admin-token (or MF_ADMIN_TOKEN)");
             }
             Some(addr)
@@ -266,7 +267,7 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         if let Some(l) = admin {
             let addr = l.local_addr().context("reading the admin address")?;
             eprintln!("mf: admin API at {addr} (GET /metrics, /api/state)");
-            tokio::spawn(crate::replay::admin::serve(l, replay.clone(), args.admin_token.clone(), shutdown.clone()));
+            tokio::spawn(crate::replay::admin::serve(l, replay.clone(), args.admin_token.as_ref().map(|t| t.expose().to_string()), shutdown.clone()));
         }
         tokio::spawn(async move {
             crate::net::termination_signal().await;
