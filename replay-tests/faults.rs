@@ -20,7 +20,8 @@ fn recording() -> &'static Path {
     static DB: OnceLock<PathBuf> = OnceLock::new();
     DB.get_or_init(|| {
         require("curl");
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("faults-{}", std::process::id()));
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("faults-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let db = dir.join("rec.db");
         let _ = std::fs::remove_file(&db);
@@ -40,12 +41,23 @@ fn recording() -> &'static Path {
 /// keeps it (curl reconnects after a reset or close by itself).
 fn statuses(base: &str, paths: &[&str]) -> Vec<u16> {
     let mut cmd = Command::new("curl");
-    cmd.args(["-s", "--noproxy", "*", "--max-time", "20", "-w", "%{http_code}\\n"]);
+    cmd.args([
+        "-s",
+        "--noproxy",
+        "*",
+        "--max-time",
+        "20",
+        "-w",
+        "%{http_code}\\n",
+    ]);
     for p in paths {
         cmd.arg(format!("{base}{p}")).args(["-o", "/dev/null"]);
     }
     let out = cmd.output().expect("running curl");
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim().parse().unwrap_or(0)).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().parse().unwrap_or(0))
+        .collect()
 }
 
 fn write_config(text: &str) -> (tempfile::TempDir, PathBuf) {
@@ -83,9 +95,27 @@ fn error_mode_with_a_seed_injects_exactly_the_planned_faults_every_run() {
     const N: usize = 60;
     let paths = vec!["/json"; N];
     // What the planner decides for this seed, computed independently of the server.
-    let scenario = Scenario { mode: Mode::Error, error_rate: 0.3, error_status: vec![502, 503], ..Scenario::default() };
-    let planner = Planner::new(&[], Settings { scenario, ..Settings::default() }, 7);
-    let req = RequestInfo { protocol: Protocol::Http11, method: "GET", path: "/json", grpc_method: None, headers: &[] };
+    let scenario = Scenario {
+        mode: Mode::Error,
+        error_rate: 0.3,
+        error_status: vec![502, 503],
+        ..Scenario::default()
+    };
+    let planner = Planner::new(
+        &[],
+        Settings {
+            scenario,
+            ..Settings::default()
+        },
+        7,
+    );
+    let req = RequestInfo {
+        protocol: Protocol::Http11,
+        method: "GET",
+        path: "/json",
+        grpc_method: None,
+        headers: &[],
+    };
     let expected: Vec<u16> = (0..N)
         .map(|_| match planner.plan(&req, Some(0)).fault {
             Some(mf::replay::faults::Fault::Status { code, .. }) => code,
@@ -93,16 +123,30 @@ fn error_mode_with_a_seed_injects_exactly_the_planned_faults_every_run() {
         })
         .collect();
     let injected = expected.iter().filter(|&&s| s != 200).count();
-    assert!(injected > 5 && injected < 35, "seed 7 should fail some but not all: {injected}");
+    assert!(
+        injected > 5 && injected < 35,
+        "seed 7 should fail some but not all: {injected}"
+    );
 
     let mut runs = vec![];
     for _ in 0..2 {
         let replay = start_replay(
             recording(),
-            &["--mode", "error", "--error-rate", "0.3", "--error-status", "502,503", "--seed", "7"],
+            &[
+                "--mode",
+                "error",
+                "--error-rate",
+                "0.3",
+                "--error-status",
+                "502,503",
+                "--seed",
+                "7",
+            ],
         );
         assert!(
-            wait_until(Duration::from_secs(5), || replay.stderr().contains("mf: seed 7 ")),
+            wait_until(Duration::from_secs(5), || replay
+                .stderr()
+                .contains("mf: seed 7 ")),
             "the seed is logged: {}",
             replay.stderr()
         );
@@ -110,7 +154,10 @@ fn error_mode_with_a_seed_injects_exactly_the_planned_faults_every_run() {
     }
     assert_eq!(runs[0], expected);
     assert_eq!(runs[1], expected, "the same seed gives the same run");
-    assert_eq!(runs[0].iter().filter(|&&s| s == 502 || s == 503).count(), injected);
+    assert_eq!(
+        runs[0].iter().filter(|&&s| s == 502 || s == 503).count(),
+        injected
+    );
 }
 
 #[test]
@@ -119,8 +166,17 @@ fn nth_three_fails_exactly_the_third_call() {
         "rules:\n  - name: third-json\n    match: {method: GET, path: /json}\n    nth: 3\n    fault: {status: {code: 503, body: \"third call\"}}\n",
     );
     let replay = start_replay(recording(), &["--config", config.to_str().unwrap()]);
-    let got = statuses(&replay.url(), &["/json", "/binary", "/json", "/json", "/binary", "/json", "/json"]);
-    assert_eq!(got, vec![200, 200, 200, 503, 200, 200, 200], "only the 3rd /json fails; /binary does not count");
+    let got = statuses(
+        &replay.url(),
+        &[
+            "/json", "/binary", "/json", "/json", "/binary", "/json", "/json",
+        ],
+    );
+    assert_eq!(
+        got,
+        vec![200, 200, 200, 503, 200, 200, 200],
+        "only the 3rd /json fails; /binary does not count"
+    );
     let r = curl(&[&format!("{}/json", replay.url())]);
     assert_eq!(r.status(), 200);
 }
@@ -157,11 +213,29 @@ fn admin_api_and_ctl_switch_the_mode_on_the_next_request() {
     assert_eq!(curl(&[&url]).status(), 418);
 
     let ctl = mf_run(&["ctl", "--admin", &admin, "mode", "healthy"]);
-    assert!(ctl.status.success(), "{}", String::from_utf8_lossy(&ctl.stderr));
+    assert!(
+        ctl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ctl.stderr)
+    );
     assert_eq!(curl(&[&url]).status(), 200);
 
-    let ctl = mf_run(&["ctl", "--admin", &admin, "mode", "error", "--error-rate", "1", "--error-status", "503"]);
-    assert!(ctl.status.success(), "{}", String::from_utf8_lossy(&ctl.stderr));
+    let ctl = mf_run(&[
+        "ctl",
+        "--admin",
+        &admin,
+        "mode",
+        "error",
+        "--error-rate",
+        "1",
+        "--error-status",
+        "503",
+    ]);
+    assert!(
+        ctl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ctl.stderr)
+    );
     assert_eq!(curl(&[&url]).status(), 503);
 
     let preset = mf_run(&["ctl", "--admin", &admin, "preset", "nope"]);
@@ -174,13 +248,31 @@ fn admin_api_and_ctl_switch_the_mode_on_the_next_request() {
     assert_eq!(stats["faults"]["status"], 2);
 
     // Rules set live take effect at once.
-    let (_dir, rules) = write_config("rules:\n  - {match: {path: /binary}, nth: 1, fault: reset}\n");
-    assert!(mf_run(&["ctl", "--admin", &admin, "mode", "healthy"]).status.success());
-    assert!(mf_run(&["ctl", "--admin", &admin, "rules", "--set", rules.to_str().unwrap()]).status.success());
+    let (_dir, rules) =
+        write_config("rules:\n  - {match: {path: /binary}, nth: 1, fault: reset}\n");
+    assert!(mf_run(&["ctl", "--admin", &admin, "mode", "healthy"])
+        .status
+        .success());
+    assert!(mf_run(&[
+        "ctl",
+        "--admin",
+        &admin,
+        "rules",
+        "--set",
+        rules.to_str().unwrap()
+    ])
+    .status
+    .success());
     assert_eq!(curl(&[&format!("{}/binary", replay.url())]).exit, 56);
     assert_eq!(curl(&[&format!("{}/binary", replay.url())]).status(), 200);
-    assert!(mf_run(&["ctl", "--admin", &admin, "reset"]).status.success());
-    assert_eq!(curl(&[&format!("{}/binary", replay.url())]).exit, 56, "reset starts the counters over");
+    assert!(mf_run(&["ctl", "--admin", &admin, "reset"])
+        .status
+        .success());
+    assert_eq!(
+        curl(&[&format!("{}/binary", replay.url())]).exit,
+        56,
+        "reset starts the counters over"
+    );
 }
 
 #[test]
@@ -188,27 +280,47 @@ fn admin_token_is_required_when_set_and_off_loopback() {
     let (_replay, admin) = replay_with_admin(&["--admin-token", "s3cret"]);
     let denied = curl(&[&format!("http://{admin}/api/state")]);
     assert_eq!(denied.status(), 401);
-    let ok = curl(&["-H", "Authorization: Bearer s3cret", &format!("http://{admin}/api/state")]);
+    let ok = curl(&[
+        "-H",
+        "Authorization: Bearer s3cret",
+        &format!("http://{admin}/api/state"),
+    ]);
     assert_eq!(ok.status(), 200);
     let ctl = mf_run(&["ctl", "--admin", &admin, "--token", "s3cret", "state"]);
-    assert!(ctl.status.success(), "{}", String::from_utf8_lossy(&ctl.stderr));
+    assert!(
+        ctl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ctl.stderr)
+    );
     let no_token = mf_run(&["ctl", "--admin", &admin, "state"]);
     assert_eq!(no_token.status.code(), Some(2));
 
-    let open = mf_run(&["replay", recording().to_str().unwrap(), "--listen", "127.0.0.1:0", "--admin", "0.0.0.0:0"]);
+    let open = mf_run(&[
+        "replay",
+        recording().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "0.0.0.0:0",
+    ]);
     assert_eq!(open.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&open.stderr).contains("--admin-token"));
 }
 
 #[test]
 fn metrics_parse_with_prometheus_client_and_count_what_happened() {
-    let (_dir, config) = write_config("rules:\n  - {match: {path: /binary}, every: 2, fault: reset}\n");
+    let (_dir, config) =
+        write_config("rules:\n  - {match: {path: /binary}, every: 2, fault: reset}\n");
     let (replay, admin) = replay_with_admin(&["--config", config.to_str().unwrap()]);
     let base = replay.url();
     for _ in 0..3 {
         assert_eq!(curl(&[&format!("{base}/json")]).status(), 200);
     }
-    assert_eq!(curl(&[&format!("{base}/users/42")]).status(), 404, "unmatched");
+    assert_eq!(
+        curl(&[&format!("{base}/users/42")]).status(),
+        404,
+        "unmatched"
+    );
     for i in 1..=4 {
         let r = curl(&[&format!("{base}/binary")]);
         assert_eq!(r.exit, if i % 2 == 0 { 56 } else { 0 });
@@ -248,24 +360,61 @@ print(json.dumps(out))
     };
     let req = "mf_requests_total";
     assert_eq!(
-        value(req, &[("route", "/json"), ("status", "200"), ("match", "matched"), ("protocol", "http/1.1")]),
+        value(
+            req,
+            &[
+                ("route", "/json"),
+                ("status", "200"),
+                ("match", "matched"),
+                ("protocol", "http/1.1")
+            ]
+        ),
         3.0
     );
-    assert_eq!(value(req, &[("route", "/users/{id}"), ("status", "404"), ("match", "unmatched")]), 1.0);
+    assert_eq!(
+        value(
+            req,
+            &[
+                ("route", "/users/{id}"),
+                ("status", "404"),
+                ("match", "unmatched")
+            ]
+        ),
+        1.0
+    );
     assert_eq!(value(req, &[("route", "/binary"), ("status", "200")]), 2.0);
     assert_eq!(value(req, &[("route", "/binary"), ("status", "none")]), 2.0);
     assert_eq!(value("mf_faults_injected_total", &[("kind", "reset")]), 2.0);
-    assert_eq!(value("mf_request_duration_seconds_count", &[("route", "/json")]), 3.0);
-    assert!(samples.iter().any(|s| s["name"] == "mf_websocket_connections_active"));
+    assert_eq!(
+        value("mf_request_duration_seconds_count", &[("route", "/json")]),
+        3.0
+    );
+    assert!(samples
+        .iter()
+        .any(|s| s["name"] == "mf_websocket_connections_active"));
 }
 
 /// Seconds until curl saw the first byte of the answer.
 fn time_to_first_byte(url: &str) -> f64 {
     let out = Command::new("curl")
-        .args(["-s", "--noproxy", "*", "--max-time", "20", "-o", "/dev/null", "-w", "%{time_starttransfer}", url])
+        .args([
+            "-s",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "20",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{time_starttransfer}",
+            url,
+        ])
         .output()
         .expect("curl");
-    String::from_utf8_lossy(&out.stdout).trim().parse().expect("curl printed a time")
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("curl printed a time")
 }
 
 #[test]
@@ -279,14 +428,27 @@ fn answers_are_never_faster_than_the_configured_latency() {
     let t = time_to_first_byte(&format!("{}/slow", recorded.url()));
     assert!(t >= 0.29, "recorded answered after {t}s");
 
-    let degraded = start_replay(recording(), &["--latency", "fixed:50ms", "--latency-multiplier", "4"]);
+    let degraded = start_replay(
+        recording(),
+        &["--latency", "fixed:50ms", "--latency-multiplier", "4"],
+    );
     let t = time_to_first_byte(&format!("{}/json", degraded.url()));
     assert!(t >= 0.2, "degraded ×4 of 50ms answered after {t}s");
 
     // 1 MiB at 512 KiB/s: 40 chunks, 50 ms apart.
     let paced = start_replay(recording(), &["--bandwidth", "512KiB"]);
     let out = Command::new("curl")
-        .args(["-s", "--noproxy", "*", "--max-time", "20", "-o", "/dev/null", "-w", "%{time_total} %{size_download}"])
+        .args([
+            "-s",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "20",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{time_total} %{size_download}",
+        ])
         .arg(format!("{}/binary", paced.url()))
         .output()
         .unwrap();
@@ -305,7 +467,10 @@ fn status_faults_carry_the_recorded_or_the_configured_body() {
     let replay = start_replay(recording(), &["--config", config.to_str().unwrap()]);
     let recorded = curl(&[&format!("{}/json", replay.url())]);
     assert_eq!(recorded.status(), 500);
-    assert!(String::from_utf8_lossy(&recorded.body).contains("\"ada\""), "recorded body: {recorded:?}");
+    assert!(
+        String::from_utf8_lossy(&recorded.body).contains("\"ada\""),
+        "recorded body: {recorded:?}"
+    );
     let configured = curl(&[&format!("{}/users/7", replay.url())]);
     assert_eq!(configured.status(), 429);
     assert_eq!(configured.body, b"slow down");
@@ -316,7 +481,11 @@ fn status_faults_carry_the_recorded_or_the_configured_body() {
 fn ctl_latency_slows_the_next_answer() {
     let (replay, admin) = replay_with_admin(&[]);
     let ctl = mf_run(&["ctl", "--admin", &admin, "latency", "fixed:300ms"]);
-    assert!(ctl.status.success(), "{}", String::from_utf8_lossy(&ctl.stderr));
+    assert!(
+        ctl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ctl.stderr)
+    );
     let t = time_to_first_byte(&format!("{}/json", replay.url()));
     assert!(t >= 0.3, "fixed:300ms set live answered after {t}s");
     let bad = mf_run(&["ctl", "--admin", &admin, "latency", "fast"]);

@@ -13,11 +13,19 @@ use crate::replay::rules::ConfigFile;
 
 /// Change a running replay's mode, latency and rules, or read its stats and metrics.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  mf ctl --admin 127.0.0.1:9901 mode error --error-rate 0.5\n  \
-    mf ctl preset network-issues\n  mf ctl stats")]
+#[command(
+    after_help = "Examples:\n  mf ctl --admin 127.0.0.1:9901 mode error --error-rate 0.5\n  \
+    mf ctl preset network-issues\n  mf ctl stats"
+)]
 pub struct CtlArgs {
     /// The replay's admin address (its --admin).
-    #[arg(long, value_name = "ADDR", env = "MF_ADMIN", default_value = "127.0.0.1:9901", global = true)]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "MF_ADMIN",
+        default_value = "127.0.0.1:9901",
+        global = true
+    )]
     pub admin: String,
 
     /// Bearer token, when the replay requires one.
@@ -100,7 +108,14 @@ pub(crate) fn parse_secret(s: &str) -> Result<Secret, String> {
 pub(super) fn run(args: CtlArgs) -> anyhow::Result<u8> {
     let (method, path, body) = match &args.command {
         CtlCommand::State => ("GET", "/api/state", None),
-        CtlCommand::Mode { mode, error_rate, error_status, latency_multiplier, timeout_rate, reset_rate } => {
+        CtlCommand::Mode {
+            mode,
+            error_rate,
+            error_status,
+            latency_multiplier,
+            timeout_rate,
+            reset_rate,
+        } => {
             let mut v = serde_json::json!({ "mode": crate::replay::scenario::Mode::from(*mode) });
             let put = |v: &mut serde_json::Value, k: &str, x: serde_json::Value| {
                 if !x.is_null() {
@@ -109,33 +124,61 @@ pub(super) fn run(args: CtlArgs) -> anyhow::Result<u8> {
             };
             put(&mut v, "error_rate", serde_json::json!(error_rate));
             put(&mut v, "error_status", serde_json::json!(error_status));
-            put(&mut v, "latency_multiplier", serde_json::json!(latency_multiplier));
+            put(
+                &mut v,
+                "latency_multiplier",
+                serde_json::json!(latency_multiplier),
+            );
             put(&mut v, "timeout_rate", serde_json::json!(timeout_rate));
             put(&mut v, "reset_rate", serde_json::json!(reset_rate));
             ("PUT", "/api/mode", Some(v.to_string()))
         }
-        CtlCommand::Latency { mode, jitter, bandwidth } => {
+        CtlCommand::Latency {
+            mode,
+            jitter,
+            bandwidth,
+        } => {
             let v = serde_json::json!({ "mode": mode, "jitter": jitter, "bandwidth": bandwidth });
             ("PUT", "/api/latency", Some(v.to_string()))
         }
-        CtlCommand::Preset { name } => ("POST", "/api/preset", Some(serde_json::json!({ "name": name }).to_string())),
-        CtlCommand::Rules { set: None, clear: false } => ("GET", "/api/rules", None),
+        CtlCommand::Preset { name } => (
+            "POST",
+            "/api/preset",
+            Some(serde_json::json!({ "name": name }).to_string()),
+        ),
+        CtlCommand::Rules {
+            set: None,
+            clear: false,
+        } => ("GET", "/api/rules", None),
         CtlCommand::Rules { set, .. } => {
             let rules = match set {
                 Some(path) => {
-                    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                    ConfigFile::parse(&text).with_context(|| format!("in {}", path.display()))?.rules
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    ConfigFile::parse(&text)
+                        .with_context(|| format!("in {}", path.display()))?
+                        .rules
                 }
                 None => vec![],
             };
-            ("PUT", "/api/rules", Some(serde_json::to_string(&rules).context("encoding rules")?))
+            (
+                "PUT",
+                "/api/rules",
+                Some(serde_json::to_string(&rules).context("encoding rules")?),
+            )
         }
         CtlCommand::Reset => ("POST", "/api/reset", None),
         CtlCommand::Stats => ("GET", "/api/stats", None),
         CtlCommand::Metrics => ("GET", "/metrics", None),
     };
-    let (status, text) = request(&args.admin, args.token.as_ref().map(Secret::expose), method, path, body.as_deref())
-        .with_context(|| format!("calling the admin API at {}", args.admin))?;
+    let (status, text) = request(
+        &args.admin,
+        args.token.as_ref().map(Secret::expose),
+        method,
+        path,
+        body.as_deref(),
+    )
+    .with_context(|| format!("calling the admin API at {}", args.admin))?;
     if !(200..300).contains(&status) {
         let message = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
@@ -157,12 +200,19 @@ fn request(
     path: &str,
     body: Option<&str>,
 ) -> anyhow::Result<(u16, String)> {
-    let target = addr.to_socket_addrs().with_context(|| format!("resolving {addr}"))?.next().context("no address")?;
-    let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(5)).context("connecting")?;
+    let target = addr
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {addr}"))?
+        .next()
+        .context("no address")?;
+    let mut s =
+        TcpStream::connect_timeout(&target, Duration::from_secs(5)).context("connecting")?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let body = body.unwrap_or("");
-    let mut req =
-        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     if !body.is_empty() {
         req.push_str("Content-Type: application/json\r\n");
     }
@@ -174,8 +224,18 @@ fn request(
     s.write_all(req.as_bytes()).context("sending")?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).context("reading the answer")?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").context("the admin API sent no complete answer")?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("the admin API sent no complete answer")?;
     let head = String::from_utf8_lossy(&raw[..split]);
-    let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).context("malformed status line")?;
-    Ok((status, String::from_utf8_lossy(&raw[split + 4..]).into_owned()))
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("malformed status line")?;
+    Ok((
+        status,
+        String::from_utf8_lossy(&raw[split + 4..]).into_owned(),
+    ))
 }

@@ -209,7 +209,9 @@ pub enum Repeat {
 
 pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
     let reader = util::open_recording(&args.recording)?;
-    let exchanges = reader.load_all().with_context(|| format!("reading {}", args.recording.display()))?;
+    let exchanges = reader
+        .load_all()
+        .with_context(|| format!("reading {}", args.recording.display()))?;
     drop(reader);
     let (realism, seed) = realism(&args)?;
     let admin = match &args.admin {
@@ -217,7 +219,12 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
             let addr: std::net::SocketAddr = a
                 .parse()
                 .with_context(|| format!("--admin {a}: expected IP:PORT"))?;
-            if !addr.ip().is_loopback() && args.admin_token.as_ref().is_none_or(|t| t.expose().is_empty()) {
+            if !addr.ip().is_loopback()
+                && args
+                    .admin_token
+                    .as_ref()
+                    .is_none_or(|t| t.expose().is_empty())
+            {
                 bail!("--admin {addr} is reachable from other hosts: set --admin-token (or MF_ADMIN_TOKEN)");
             }
             Some(addr)
@@ -240,10 +247,14 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let local = listener.local_addr().context("reading the listen address")?;
+        let local = listener
+            .local_addr()
+            .context("reading the listen address")?;
         let admin = match admin {
             Some(addr) => {
-                let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on --admin {addr}"))?;
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on --admin {addr}"))?;
                 if l.local_addr().ok() == Some(local) {
                     bail!("--admin must not be the traffic port");
                 }
@@ -267,7 +278,12 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         if let Some(l) = admin {
             let addr = l.local_addr().context("reading the admin address")?;
             eprintln!("mf: admin API at {addr} (GET /metrics, /api/state)");
-            tokio::spawn(crate::replay::admin::serve(l, replay.clone(), args.admin_token.as_ref().map(|t| t.expose().to_string()), shutdown.clone()));
+            tokio::spawn(crate::replay::admin::serve(
+                l,
+                replay.clone(),
+                args.admin_token.as_ref().map(|t| t.expose().to_string()),
+                shutdown.clone(),
+            ));
         }
         tokio::spawn(async move {
             crate::net::termination_signal().await;

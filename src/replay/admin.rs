@@ -35,29 +35,44 @@ use crate::net::Shutdown;
 const MAX_BODY: usize = 1 << 20;
 
 /// Serves the admin API for `replay` on `listener` until `shutdown`.
-pub async fn serve(listener: tokio::net::TcpListener, replay: Arc<Replay>, token: Option<String>, shutdown: Shutdown) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    replay: Arc<Replay>,
+    token: Option<String>,
+    shutdown: Shutdown,
+) {
     let token: Arc<Option<String>> = Arc::new(token);
-    crate::net::accept_loop(listener, shutdown, Duration::from_secs(1), move |stream, _peer, mut shutdown| {
-        let replay = replay.clone();
-        let token = token.clone();
-        async move {
-            let service = hyper::service::service_fn(move |req| {
-                let replay = replay.clone();
-                let token = token.clone();
-                async move { Ok::<_, Infallible>(handle(&replay, token.as_deref(), req).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = shutdown.wait() => conn.as_mut().graceful_shutdown(),
+    crate::net::accept_loop(
+        listener,
+        shutdown,
+        Duration::from_secs(1),
+        move |stream, _peer, mut shutdown| {
+            let replay = replay.clone();
+            let token = token.clone();
+            async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let replay = replay.clone();
+                    let token = token.clone();
+                    async move { Ok::<_, Infallible>(handle(&replay, token.as_deref(), req).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service);
+                tokio::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    _ = shutdown.wait() => conn.as_mut().graceful_shutdown(),
+                }
             }
-        }
-    })
+        },
+    )
     .await;
 }
 
-fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+fn respond(
+    status: StatusCode,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     if let Ok(v) = http::HeaderValue::from_str(content_type) {
@@ -80,7 +95,11 @@ fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
 
-async fn handle(replay: &Replay, token: Option<&str>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(
+    replay: &Replay,
+    token: Option<&str>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     if let Some(token) = token {
         let given = req
             .headers()
@@ -95,13 +114,20 @@ async fn handle(replay: &Replay, token: Option<&str>, req: Request<Incoming>) ->
     let path = req.uri().path().to_string();
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("reading the request body: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("reading the request body: {e}"),
+            )
+        }
     };
     let planner = replay.planner();
     match (method, path.trim_end_matches('/')) {
-        (Method::GET, "/metrics") => {
-            respond(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", replay.metrics().render())
-        }
+        (Method::GET, "/metrics") => respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            replay.metrics().render(),
+        ),
         (Method::GET, "/api/state" | "") => json(
             StatusCode::OK,
             &serde_json::json!({ "seed": planner.seed(), "settings": to_json(&planner.settings()) }),
@@ -115,20 +141,26 @@ async fn handle(replay: &Replay, token: Option<&str>, req: Request<Incoming>) ->
             }
             Err(e) => error(StatusCode::BAD_REQUEST, e),
         },
-        (Method::GET, "/api/latency") => json(StatusCode::OK, &to_json(&planner.settings().latency)),
-        (Method::PUT | Method::POST, "/api/latency") => match serde_json::from_slice::<LatencySpec>(&body) {
-            Ok(l) => {
-                planner.set_latency(l.clone());
-                json(StatusCode::OK, &to_json(&l))
+        (Method::GET, "/api/latency") => {
+            json(StatusCode::OK, &to_json(&planner.settings().latency))
+        }
+        (Method::PUT | Method::POST, "/api/latency") => {
+            match serde_json::from_slice::<LatencySpec>(&body) {
+                Ok(l) => {
+                    planner.set_latency(l.clone());
+                    json(StatusCode::OK, &to_json(&l))
+                }
+                Err(e) => error(StatusCode::BAD_REQUEST, format!("bad latency: {e}")),
             }
-            Err(e) => error(StatusCode::BAD_REQUEST, format!("bad latency: {e}")),
-        },
+        }
         (Method::GET, "/api/rules") => json(StatusCode::OK, &to_json(&planner.settings().rules)),
         (Method::PUT | Method::POST, "/api/rules") => {
             // YAML is a superset of JSON: one parser takes both.
             let rules = std::str::from_utf8(&body)
                 .map_err(|e| e.to_string())
-                .and_then(|t| super::rules::from_yaml::<Vec<Rule>>(t).map_err(|e| format!("bad rules: {e}")));
+                .and_then(|t| {
+                    super::rules::from_yaml::<Vec<Rule>>(t).map_err(|e| format!("bad rules: {e}"))
+                });
             match rules.map(|r| (planner.set_rules(r.clone()), r)) {
                 Ok((Ok(()), r)) => json(StatusCode::OK, &to_json(&r)),
                 Ok((Err(e), _)) => error(StatusCode::BAD_REQUEST, e),
@@ -178,8 +210,9 @@ fn scenario_from_json(body: &[u8]) -> Result<Scenario, String> {
     let given: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(body).map_err(|e| format!("expected a JSON object: {e}"))?;
     let mode: Mode = match given.get("mode") {
-        Some(m) => serde_json::from_value(m.clone())
-            .map_err(|_| format!("unknown mode {m} (expected healthy, degraded, error or chaos)"))?,
+        Some(m) => serde_json::from_value(m.clone()).map_err(|_| {
+            format!("unknown mode {m} (expected healthy, degraded, error or chaos)")
+        })?,
         None => return Err("missing \"mode\"".into()),
     };
     let mut merged = match to_json(&scenario::for_mode(mode)) {
@@ -187,7 +220,8 @@ fn scenario_from_json(body: &[u8]) -> Result<Scenario, String> {
         _ => serde_json::Map::new(),
     };
     merged.extend(given);
-    serde_json::from_value(serde_json::Value::Object(merged)).map_err(|e| format!("bad scenario: {e}"))
+    serde_json::from_value(serde_json::Value::Object(merged))
+        .map_err(|e| format!("bad scenario: {e}"))
 }
 
 #[cfg(test)]

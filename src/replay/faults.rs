@@ -127,9 +127,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f[0], Fault::Reset);
-        assert_eq!(f[2], Fault::Status { code: 503, body: Some("busy".into()) });
-        assert_eq!(f[3], Fault::SlowFirstByte { delay: Duration::from_secs(2) });
-        assert_eq!(f[4], Fault::WsClose { code: 4001, reason: String::new() });
+        assert_eq!(
+            f[2],
+            Fault::Status {
+                code: 503,
+                body: Some("busy".into())
+            }
+        );
+        assert_eq!(
+            f[3],
+            Fault::SlowFirstByte {
+                delay: Duration::from_secs(2)
+            }
+        );
+        assert_eq!(
+            f[4],
+            Fault::WsClose {
+                code: 4001,
+                reason: String::new()
+            }
+        );
         assert!(crate::replay::rules::from_yaml::<Fault>("explode").is_err());
         let json = serde_json::to_string(&f[3]).unwrap();
         assert_eq!(json, r#"{"slow_first_byte":{"delay":"2s"}}"#);

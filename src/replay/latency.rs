@@ -67,14 +67,19 @@ impl FromStr for LatencyMode {
             ("profile", "") => LatencyMode::Profile,
             ("fixed", a) => LatencyMode::Fixed(parse_duration(a)?),
             ("scale", a) => {
-                let f: f64 = a.trim().parse().map_err(|_| LatencyError::Factor(a.to_string()))?;
+                let f: f64 = a
+                    .trim()
+                    .parse()
+                    .map_err(|_| LatencyError::Factor(a.to_string()))?;
                 if !f.is_finite() || f < 0.0 {
                     return Err(LatencyError::Factor(a.to_string()));
                 }
                 LatencyMode::Scale(f)
             }
             ("uniform", a) => {
-                let (lo, hi) = a.split_once("..").ok_or_else(|| LatencyError::Duration(a.to_string()))?;
+                let (lo, hi) = a
+                    .split_once("..")
+                    .ok_or_else(|| LatencyError::Duration(a.to_string()))?;
                 let (lo, hi) = (parse_duration(lo)?, parse_duration(hi)?);
                 if lo > hi {
                     return Err(LatencyError::Range(a.to_string()));
@@ -94,7 +99,12 @@ impl fmt::Display for LatencyMode {
             LatencyMode::Profile => f.write_str("profile"),
             LatencyMode::Fixed(d) => write!(f, "fixed:{}", format_duration(*d)),
             LatencyMode::Scale(x) => write!(f, "scale:{x}"),
-            LatencyMode::Uniform(a, b) => write!(f, "uniform:{}..{}", format_duration(*a), format_duration(*b)),
+            LatencyMode::Uniform(a, b) => write!(
+                f,
+                "uniform:{}..{}",
+                format_duration(*a),
+                format_duration(*b)
+            ),
         }
     }
 }
@@ -118,7 +128,11 @@ impl<'de> Deserialize<'de> for LatencyMode {
 pub struct LatencySpec {
     pub mode: LatencyMode,
     /// Up to this much is added or removed at random (never below zero).
-    #[serde(default, with = "opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub jitter: Option<Duration>,
     /// Bodies and stream messages are sent at most this fast (bytes per second).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -127,7 +141,11 @@ pub struct LatencySpec {
 
 impl Default for LatencySpec {
     fn default() -> Self {
-        LatencySpec { mode: LatencyMode::None, jitter: None, bandwidth: None }
+        LatencySpec {
+            mode: LatencyMode::None,
+            jitter: None,
+            bandwidth: None,
+        }
     }
 }
 
@@ -146,7 +164,8 @@ pub(crate) mod opt_duration {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let s: Option<String> = Option::deserialize(d)?;
-        s.map(|s| humantime::parse_duration(s.trim()).map_err(serde::de::Error::custom)).transpose()
+        s.map(|s| humantime::parse_duration(s.trim()).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 
@@ -197,7 +216,12 @@ pub struct Timing {
 
 /// Decides the delay and pacing for one answer. `profile` holds the recorded first-byte
 /// delays of the request's route (for [`LatencyMode::Profile`]).
-pub fn decide(spec: &LatencySpec, recorded: RecordedTiming, profile: &[Duration], rng: &mut impl Rng) -> Timing {
+pub fn decide(
+    spec: &LatencySpec,
+    recorded: RecordedTiming,
+    profile: &[Duration],
+    rng: &mut impl Rng,
+) -> Timing {
     let base = match &spec.mode {
         LatencyMode::None => Duration::ZERO,
         LatencyMode::Recorded => recorded.first_byte.unwrap_or_default(),
@@ -218,10 +242,15 @@ pub fn decide(spec: &LatencySpec, recorded: RecordedTiming, profile: &[Duration]
     };
     let pacing = match (spec.bandwidth, &spec.mode) {
         (Some(bps), _) => Pacing::Bandwidth(bps.max(1)),
-        (None, LatencyMode::Recorded) => recorded.body.filter(|d| !d.is_zero()).map_or(Pacing::Burst, Pacing::Over),
-        (None, LatencyMode::Scale(f)) => {
-            recorded.body.map(|d| d.mul_f64(*f)).filter(|d| !d.is_zero()).map_or(Pacing::Burst, Pacing::Over)
-        }
+        (None, LatencyMode::Recorded) => recorded
+            .body
+            .filter(|d| !d.is_zero())
+            .map_or(Pacing::Burst, Pacing::Over),
+        (None, LatencyMode::Scale(f)) => recorded
+            .body
+            .map(|d| d.mul_f64(*f))
+            .filter(|d| !d.is_zero())
+            .map_or(Pacing::Burst, Pacing::Over),
         _ => Pacing::Burst,
     };
     Timing { first_byte, pacing }
@@ -246,7 +275,11 @@ const TICK: Duration = Duration::from_millis(50);
 ///
 /// # Errors
 /// The writer's error (typically the client went away).
-pub async fn paced_write<W: AsyncWrite + Unpin>(w: &mut W, data: &[u8], pacing: Pacing) -> std::io::Result<()> {
+pub async fn paced_write<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    data: &[u8],
+    pacing: Pacing,
+) -> std::io::Result<()> {
     let (chunk, tick) = match pacing {
         Pacing::Burst => return w.write_all(data).await,
         Pacing::Bandwidth(bps) => {
@@ -288,35 +321,79 @@ mod tests {
     }
 
     fn spec(s: &str) -> LatencySpec {
-        LatencySpec { mode: s.parse().unwrap(), jitter: None, bandwidth: None }
+        LatencySpec {
+            mode: s.parse().unwrap(),
+            jitter: None,
+            bandwidth: None,
+        }
     }
 
     #[test]
     fn modes_parse_and_print_back() {
-        for s in ["none", "recorded", "profile", "fixed:50ms", "scale:2.5", "uniform:10ms..200ms"] {
+        for s in [
+            "none",
+            "recorded",
+            "profile",
+            "fixed:50ms",
+            "scale:2.5",
+            "uniform:10ms..200ms",
+        ] {
             let m: LatencyMode = s.parse().unwrap();
             assert_eq!(m.to_string(), s);
         }
-        assert_eq!("fixed:1s".parse::<LatencyMode>().unwrap(), LatencyMode::Fixed(ms(1000)));
-        assert!(matches!("fast".parse::<LatencyMode>(), Err(LatencyError::Unknown(_))));
-        assert!(matches!("fixed:soon".parse::<LatencyMode>(), Err(LatencyError::Duration(_))));
-        assert!(matches!("scale:-1".parse::<LatencyMode>(), Err(LatencyError::Factor(_))));
-        assert!(matches!("uniform:2s..1s".parse::<LatencyMode>(), Err(LatencyError::Range(_))));
+        assert_eq!(
+            "fixed:1s".parse::<LatencyMode>().unwrap(),
+            LatencyMode::Fixed(ms(1000))
+        );
+        assert!(matches!(
+            "fast".parse::<LatencyMode>(),
+            Err(LatencyError::Unknown(_))
+        ));
+        assert!(matches!(
+            "fixed:soon".parse::<LatencyMode>(),
+            Err(LatencyError::Duration(_))
+        ));
+        assert!(matches!(
+            "scale:-1".parse::<LatencyMode>(),
+            Err(LatencyError::Factor(_))
+        ));
+        assert!(matches!(
+            "uniform:2s..1s".parse::<LatencyMode>(),
+            Err(LatencyError::Range(_))
+        ));
     }
 
     #[test]
     fn decisions_follow_the_mode() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let rec = RecordedTiming { first_byte: Some(ms(40)), body: Some(ms(100)) };
-        assert_eq!(decide(&spec("none"), rec, &[], &mut rng), Timing { first_byte: ms(0), pacing: Pacing::Burst });
-        assert_eq!(decide(&spec("fixed:20ms"), rec, &[], &mut rng).first_byte, ms(20));
+        let rec = RecordedTiming {
+            first_byte: Some(ms(40)),
+            body: Some(ms(100)),
+        };
+        assert_eq!(
+            decide(&spec("none"), rec, &[], &mut rng),
+            Timing {
+                first_byte: ms(0),
+                pacing: Pacing::Burst
+            }
+        );
+        assert_eq!(
+            decide(&spec("fixed:20ms"), rec, &[], &mut rng).first_byte,
+            ms(20)
+        );
         assert_eq!(
             decide(&spec("recorded"), rec, &[], &mut rng),
-            Timing { first_byte: ms(40), pacing: Pacing::Over(ms(100)) }
+            Timing {
+                first_byte: ms(40),
+                pacing: Pacing::Over(ms(100))
+            }
         );
         assert_eq!(
             decide(&spec("scale:2.5"), rec, &[], &mut rng),
-            Timing { first_byte: ms(100), pacing: Pacing::Over(ms(250)) }
+            Timing {
+                first_byte: ms(100),
+                pacing: Pacing::Over(ms(250))
+            }
         );
         for _ in 0..100 {
             let d = decide(&spec("uniform:10ms..20ms"), rec, &[], &mut rng).first_byte;
@@ -324,7 +401,11 @@ mod tests {
             let p = decide(&spec("profile"), rec, &[ms(1), ms(7)], &mut rng).first_byte;
             assert!(p == ms(1) || p == ms(7));
         }
-        let jittered = LatencySpec { mode: LatencyMode::Fixed(ms(10)), jitter: Some(ms(5)), bandwidth: Some(1000) };
+        let jittered = LatencySpec {
+            mode: LatencyMode::Fixed(ms(10)),
+            jitter: Some(ms(5)),
+            bandwidth: Some(1000),
+        };
         for _ in 0..100 {
             let t = decide(&jittered, rec, &[], &mut rng);
             assert!(t.first_byte >= ms(5) && t.first_byte <= ms(15));
@@ -337,7 +418,15 @@ mod tests {
         let draw = |seed| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             (0..20)
-                .map(|_| decide(&spec("uniform:0ms..1s"), RecordedTiming::default(), &[], &mut rng).first_byte)
+                .map(|_| {
+                    decide(
+                        &spec("uniform:0ms..1s"),
+                        RecordedTiming::default(),
+                        &[],
+                        &mut rng,
+                    )
+                    .first_byte
+                })
                 .collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
@@ -351,7 +440,13 @@ mod tests {
             response_first_byte_ns: Some(31_000_000),
             response_end_ns: Some(41_000_000),
         };
-        assert_eq!(RecordedTiming::from_timings(&t), RecordedTiming { first_byte: Some(ms(30)), body: Some(ms(10)) });
+        assert_eq!(
+            RecordedTiming::from_timings(&t),
+            RecordedTiming {
+                first_byte: Some(ms(30)),
+                body: Some(ms(10))
+            }
+        );
         let late = Timings {
             request_end_ns: Some(50_000_000),
             response_first_byte_ns: Some(31_000_000),
@@ -365,7 +460,9 @@ mod tests {
         let mut out = Vec::new();
         let start = tokio::time::Instant::now();
         // 1000 B/s → 50 B per 50 ms tick → 500 B take 10 chunks and 9 sleeps.
-        paced_write(&mut out, &[7u8; 500], Pacing::Bandwidth(1000)).await.unwrap();
+        paced_write(&mut out, &[7u8; 500], Pacing::Bandwidth(1000))
+            .await
+            .unwrap();
         assert_eq!(start.elapsed(), ms(450));
         assert_eq!(out.len(), 500);
     }
@@ -374,7 +471,9 @@ mod tests {
     async fn recorded_pace_spreads_the_body_over_its_duration() {
         let mut out = Vec::new();
         let start = tokio::time::Instant::now();
-        paced_write(&mut out, &[1u8; 1000], Pacing::Over(ms(200))).await.unwrap();
+        paced_write(&mut out, &[1u8; 1000], Pacing::Over(ms(200)))
+            .await
+            .unwrap();
         // 4 chunks of 250 B, 50 ms apart: the last leaves after 150 ms.
         assert_eq!(start.elapsed(), ms(150));
         assert_eq!(out, vec![1u8; 1000]);

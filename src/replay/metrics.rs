@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 /// Every metric mf exports.
@@ -27,7 +28,9 @@ pub struct Metrics {
     pub grpc_calls: IntCounterVec,
 }
 
-const LATENCY_BUCKETS: [f64; 14] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 
 impl Metrics {
     /// Creates and registers every metric.
@@ -37,7 +40,10 @@ impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("mf_requests_total", "Requests served, by protocol, route template, status and match result."),
+            Opts::new(
+                "mf_requests_total",
+                "Requests served, by protocol, route template, status and match result.",
+            ),
             &["protocol", "route", "status", "match"],
         )?;
         let duration = HistogramVec::new(
@@ -48,19 +54,37 @@ impl Metrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
             &["protocol", "route"],
         )?;
-        let faults = IntCounterVec::new(Opts::new("mf_faults_injected_total", "Faults injected, by kind."), &["kind"])?;
-        let ws_active = IntGauge::new("mf_websocket_connections_active", "WebSocket connections open now.")?;
-        let ws_total = IntCounter::new("mf_websocket_connections_total", "WebSocket connections accepted.")?;
+        let faults = IntCounterVec::new(
+            Opts::new("mf_faults_injected_total", "Faults injected, by kind."),
+            &["kind"],
+        )?;
+        let ws_active = IntGauge::new(
+            "mf_websocket_connections_active",
+            "WebSocket connections open now.",
+        )?;
+        let ws_total = IntCounter::new(
+            "mf_websocket_connections_total",
+            "WebSocket connections accepted.",
+        )?;
         let ws_duration = Histogram::with_opts(
-            HistogramOpts::new("mf_websocket_connection_duration_seconds", "How long WebSocket connections lasted.")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "mf_websocket_connection_duration_seconds",
+                "How long WebSocket connections lasted.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
         )?;
         let ws_messages = IntCounterVec::new(
-            Opts::new("mf_websocket_messages_total", "WebSocket messages, by direction."),
+            Opts::new(
+                "mf_websocket_messages_total",
+                "WebSocket messages, by direction.",
+            ),
             &["direction"],
         )?;
         let grpc_calls = IntCounterVec::new(
-            Opts::new("mf_grpc_calls_total", "gRPC calls, by method and grpc-status."),
+            Opts::new(
+                "mf_grpc_calls_total",
+                "gRPC calls, by method and grpc-status.",
+            ),
             &["method", "code"],
         )?;
         registry.register(Box::new(requests.clone()))?;
@@ -71,16 +95,37 @@ impl Metrics {
         registry.register(Box::new(ws_duration.clone()))?;
         registry.register(Box::new(ws_messages.clone()))?;
         registry.register(Box::new(grpc_calls.clone()))?;
-        Ok(Metrics { registry, requests, duration, faults, ws_active, ws_total, ws_duration, ws_messages, grpc_calls })
+        Ok(Metrics {
+            registry,
+            requests,
+            duration,
+            faults,
+            ws_active,
+            ws_total,
+            ws_duration,
+            ws_messages,
+            grpc_calls,
+        })
     }
 
     /// Counts one answered request. `status` is 0 when no status was sent (reset, hang).
     pub fn request(&self, protocol: &str, route: &str, status: u16, matched: bool, took: Duration) {
-        let status = if status == 0 { "none".to_string() } else { status.to_string() };
+        let status = if status == 0 {
+            "none".to_string()
+        } else {
+            status.to_string()
+        };
         self.requests
-            .with_label_values(&[protocol, route, &status, if matched { "matched" } else { "unmatched" }])
+            .with_label_values(&[
+                protocol,
+                route,
+                &status,
+                if matched { "matched" } else { "unmatched" },
+            ])
             .inc();
-        self.duration.with_label_values(&[protocol, route]).observe(took.as_secs_f64());
+        self.duration
+            .with_label_values(&[protocol, route])
+            .observe(took.as_secs_f64());
     }
 
     /// Counts one injected fault.
@@ -123,8 +168,20 @@ mod tests {
     #[test]
     fn exposition_has_the_counted_series() {
         let m = Metrics::new().unwrap();
-        m.request("http/1.1", "/users/{id}", 200, true, Duration::from_millis(3));
-        m.request("http/1.1", "/users/{id}", 200, true, Duration::from_millis(3));
+        m.request(
+            "http/1.1",
+            "/users/{id}",
+            200,
+            true,
+            Duration::from_millis(3),
+        );
+        m.request(
+            "http/1.1",
+            "/users/{id}",
+            200,
+            true,
+            Duration::from_millis(3),
+        );
         m.fault("reset");
         let text = m.render();
         assert!(
@@ -133,8 +190,14 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.contains(r#"mf_faults_injected_total{kind="reset"} 1"#), "{text}");
-        assert!(text.contains("mf_request_duration_seconds_bucket"), "{text}");
+        assert!(
+            text.contains(r#"mf_faults_injected_total{kind="reset"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("mf_request_duration_seconds_bucket"),
+            "{text}"
+        );
         assert_eq!(m.fault_counts().get("reset"), Some(&1));
     }
 }

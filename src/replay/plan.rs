@@ -50,14 +50,21 @@ pub struct Plan {
 
 impl Plan {
     /// Answer at once, as recorded.
-    pub const NOTHING: Plan =
-        Plan { first_byte: Duration::ZERO, pacing: Pacing::Burst, fault: None, rule: None, message_scale: None };
+    pub const NOTHING: Plan = Plan {
+        first_byte: Duration::ZERO,
+        pacing: Pacing::Burst,
+        fault: None,
+        rule: None,
+        message_scale: None,
+    };
 }
 
 /// Why the admin API refused a change.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("unknown preset {0:?} (built in: production, staging, high-load, network-issues, chaos)")]
+    #[error(
+        "unknown preset {0:?} (built in: production, staging, high-load, network-issues, chaos)"
+    )]
     UnknownPreset(String),
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -95,11 +102,17 @@ pub struct RuleStats {
 impl Planner {
     /// A planner for `exchanges` (the list given to the matcher, in the same order).
     pub fn new(exchanges: &[Exchange], settings: Settings, seed: u64) -> Planner {
-        let timings: Vec<RecordedTiming> = exchanges.iter().map(|e| RecordedTiming::from_timings(&e.timings)).collect();
+        let timings: Vec<RecordedTiming> = exchanges
+            .iter()
+            .map(|e| RecordedTiming::from_timings(&e.timings))
+            .collect();
         let mut profiles: HashMap<String, Vec<Duration>> = HashMap::new();
         for (e, t) in exchanges.iter().zip(&timings) {
             if let Some(d) = t.first_byte {
-                profiles.entry(rules::route_template(e.request.path())).or_default().push(d);
+                profiles
+                    .entry(rules::route_template(e.request.path()))
+                    .or_default()
+                    .push(d);
             }
         }
         let n = settings.rules.len();
@@ -132,9 +145,17 @@ impl Planner {
         if self.nothing_applies(req) {
             return Plan::NOTHING;
         }
-        let recorded = matched.and_then(|i| self.timings.get(i)).copied().unwrap_or_default();
+        let recorded = matched
+            .and_then(|i| self.timings.get(i))
+            .copied()
+            .unwrap_or_default();
         let mut st = self.lock();
-        let State { rng, settings, calls, fired } = &mut *st;
+        let State {
+            rng,
+            settings,
+            calls,
+            fired,
+        } = &mut *st;
         // Every rule that applies counts the call, so "the 3rd call to /pay" stays exact when
         // an earlier rule also matches; the first that fires wins.
         let mut winner: Option<usize> = None;
@@ -153,7 +174,9 @@ impl Planner {
             spec.mode = mode;
         }
         let profile: &[Duration] = if spec.mode == latency::LatencyMode::Profile {
-            self.profiles.get(&rules::route_template(req.path)).map_or(&[], Vec::as_slice)
+            self.profiles
+                .get(&rules::route_template(req.path))
+                .map_or(&[], Vec::as_slice)
         } else {
             &[]
         };
@@ -163,8 +186,13 @@ impl Planner {
             latency::LatencyMode::Scale(f) => Some(f),
             _ => None,
         };
-        let mut plan =
-            Plan { first_byte: timing.first_byte, pacing: timing.pacing, fault: None, rule: None, message_scale };
+        let mut plan = Plan {
+            first_byte: timing.first_byte,
+            pacing: timing.pacing,
+            fault: None,
+            rule: None,
+            message_scale,
+        };
         match (winner, rule) {
             (Some(i), Some(r)) => {
                 plan.fault = r.fault.clone();
@@ -285,12 +313,21 @@ mod tests {
     use crate::model::Protocol;
 
     fn get(path: &str) -> RequestInfo<'_> {
-        RequestInfo { protocol: Protocol::Http11, method: "GET", path, grpc_method: None, headers: &[] }
+        RequestInfo {
+            protocol: Protocol::Http11,
+            method: "GET",
+            path,
+            grpc_method: None,
+            headers: &[],
+        }
     }
 
     fn settings(yaml: &str) -> Settings {
         let c = rules::ConfigFile::parse(yaml).unwrap();
-        Settings { rules: c.rules, ..Settings::default() }
+        Settings {
+            rules: c.rules,
+            ..Settings::default()
+        }
     }
 
     #[test]
@@ -301,12 +338,19 @@ mod tests {
 
     #[test]
     fn nth_counts_only_matching_calls() {
-        let p = Planner::new(&[], settings("rules:\n  - {name: pay, match: {path: /pay}, nth: 3, fault: reset}\n"), 1);
+        let p = Planner::new(
+            &[],
+            settings("rules:\n  - {name: pay, match: {path: /pay}, nth: 3, fault: reset}\n"),
+            1,
+        );
         let mut faults = vec![];
         for path in ["/pay", "/other", "/pay", "/other", "/pay", "/pay"] {
             faults.push(p.plan(&get(path), None).fault);
         }
-        assert_eq!(faults, vec![None, None, None, None, Some(Fault::Reset), None]);
+        assert_eq!(
+            faults,
+            vec![None, None, None, None, Some(Fault::Reset), None]
+        );
         assert_eq!(p.rule_stats()[0].calls, 4);
         p.reset();
         assert_eq!(p.rule_stats()[0].calls, 0);
@@ -317,7 +361,9 @@ mod tests {
         let run = |seed| {
             let p = Planner::new(&[], Settings::default(), seed);
             p.apply_preset("chaos").unwrap();
-            (0..200).map(|_| p.plan(&get("/x"), None)).collect::<Vec<_>>()
+            (0..200)
+                .map(|_| p.plan(&get("/x"), None))
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(42), run(42));
         assert_ne!(run(42), run(43));
@@ -347,9 +393,21 @@ mod tests {
     #[test]
     fn user_presets_win_over_built_in_names() {
         let mut s = Settings::default();
-        s.presets.insert("chaos".into(), Scenario { mode: scenario::Mode::Degraded, ..Scenario::default() });
+        s.presets.insert(
+            "chaos".into(),
+            Scenario {
+                mode: scenario::Mode::Degraded,
+                ..Scenario::default()
+            },
+        );
         let p = Planner::new(&[], s, 1);
-        assert_eq!(p.apply_preset("chaos").unwrap().mode, scenario::Mode::Degraded);
-        assert!(matches!(p.apply_preset("calm"), Err(PlanError::UnknownPreset(_))));
+        assert_eq!(
+            p.apply_preset("chaos").unwrap().mode,
+            scenario::Mode::Degraded
+        );
+        assert!(matches!(
+            p.apply_preset("calm"),
+            Err(PlanError::UnknownPreset(_))
+        ));
     }
 }

@@ -33,7 +33,10 @@ use crate::model::Protocol;
 pub struct ConfigFile {
     pub seed: Option<u64>,
     pub latency: Option<LatencyMode>,
-    #[serde(with = "super::latency::opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "super::latency::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub jitter: Option<std::time::Duration>,
     pub bandwidth: Option<u64>,
     pub mode: Option<Mode>,
@@ -59,7 +62,11 @@ impl ConfigFile {
     /// # Errors
     /// Syntax errors, unknown keys, and rules that could never fire.
     pub fn parse(text: &str) -> Result<ConfigFile, ConfigError> {
-        let c: ConfigFile = if text.trim().is_empty() { ConfigFile::default() } else { from_yaml(text)? };
+        let c: ConfigFile = if text.trim().is_empty() {
+            ConfigFile::default()
+        } else {
+            from_yaml(text)?
+        };
         check_rules(&c.rules)?;
         Ok(c)
     }
@@ -80,7 +87,12 @@ pub fn from_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, serde_
 /// The first bad rule, by position.
 pub fn check_rules(rules: &[Rule]) -> Result<(), ConfigError> {
     for (index, r) in rules.iter().enumerate() {
-        let bad = |message: &str| Err(ConfigError::Rule { index: index + 1, message: message.to_string() });
+        let bad = |message: &str| {
+            Err(ConfigError::Rule {
+                index: index + 1,
+                message: message.to_string(),
+            })
+        };
         if r.fault.is_none() && r.latency.is_none() {
             return bad("has neither fault nor latency");
         }
@@ -169,15 +181,22 @@ impl Rule {
                 return false;
             }
         }
-        if m.method.as_deref().is_some_and(|want| !want.eq_ignore_ascii_case(req.method)) {
+        if m.method
+            .as_deref()
+            .is_some_and(|want| !want.eq_ignore_ascii_case(req.method))
+        {
             return false;
         }
-        if m.path.as_deref().is_some_and(|pat| !path_matches(pat, req.path)) {
+        if m.path
+            .as_deref()
+            .is_some_and(|pat| !path_matches(pat, req.path))
+        {
             return false;
         }
         if let Some(want) = &m.grpc {
             match req.grpc_method {
-                Some(got) if path_matches(want.trim_start_matches('/'), got.trim_start_matches('/')) => {}
+                Some(got)
+                    if path_matches(want.trim_start_matches('/'), got.trim_start_matches('/')) => {}
                 _ => return false,
             }
         }
@@ -222,7 +241,9 @@ fn split_segment(s: &str) -> (&str, Option<&str>) {
 }
 
 fn glob(pattern: Option<&str>, text: Option<&str>) -> bool {
-    let Some(pattern) = pattern else { return text.is_none() };
+    let Some(pattern) = pattern else {
+        return text.is_none();
+    };
     let (seg, rest) = split_segment(pattern);
     if seg == "**" {
         let mut text = text;
@@ -291,17 +312,17 @@ fn is_id(seg: &str) -> bool {
         return false;
     }
     let all_digits = seg.bytes().all(|b| b.is_ascii_digit());
-    let uuid =
-        seg.len() == 36
-            && seg.bytes().enumerate().all(|(i, b)| {
-                if [8, 13, 18, 23].contains(&i) {
-                    b == b'-'
-                } else {
-                    b.is_ascii_hexdigit()
-                }
-            });
-    let long_hex =
-        seg.len() >= 16 && seg.bytes().all(|b| b.is_ascii_hexdigit()) && seg.bytes().any(|b| b.is_ascii_digit());
+    let uuid = seg.len() == 36
+        && seg.bytes().enumerate().all(|(i, b)| {
+            if [8, 13, 18, 23].contains(&i) {
+                b == b'-'
+            } else {
+                b.is_ascii_hexdigit()
+            }
+        });
+    let long_hex = seg.len() >= 16
+        && seg.bytes().all(|b| b.is_ascii_hexdigit())
+        && seg.bytes().any(|b| b.is_ascii_digit());
     all_digits || uuid || long_hex
 }
 
@@ -314,7 +335,13 @@ mod tests {
     use crate::model::Header;
 
     fn req<'a>(method: &'a str, path: &'a str, headers: &'a [Header]) -> RequestInfo<'a> {
-        RequestInfo { protocol: Protocol::Http11, method, path, grpc_method: None, headers }
+        RequestInfo {
+            protocol: Protocol::Http11,
+            method,
+            path,
+            grpc_method: None,
+            headers,
+        }
     }
 
     #[test]
@@ -337,8 +364,14 @@ mod tests {
 
     #[test]
     fn templates_are_guessed_from_ids() {
-        assert_eq!(route_template("/users/42/orders/7"), "/users/{id}/orders/{id}");
-        assert_eq!(route_template("/o/123e4567-e89b-12d3-a456-426614174000"), "/o/{id}");
+        assert_eq!(
+            route_template("/users/42/orders/7"),
+            "/users/{id}/orders/{id}"
+        );
+        assert_eq!(
+            route_template("/o/123e4567-e89b-12d3-a456-426614174000"),
+            "/o/{id}"
+        );
         assert_eq!(route_template("/json?a=1"), "/json");
         assert_eq!(route_template("/v1/users"), "/v1/users");
         assert_eq!(route_template(""), "/");
@@ -347,12 +380,15 @@ mod tests {
     #[test]
     fn match_on_method_header_protocol_and_grpc() {
         let hs = [Header::new("X-Tenant", "beta")];
-        let rule: Rule =
-            from_yaml("match: {method: post, path: /pay, header: {x-tenant: beta}}\nfault: reset\n").unwrap();
+        let rule: Rule = from_yaml(
+            "match: {method: post, path: /pay, header: {x-tenant: beta}}\nfault: reset\n",
+        )
+        .unwrap();
         assert!(rule.applies_to(&req("POST", "/pay", &hs)));
         assert!(!rule.applies_to(&req("GET", "/pay", &hs)));
         assert!(!rule.applies_to(&req("POST", "/pay", &[])));
-        let grpc: Rule = from_yaml("match: {protocol: grpc, grpc: shop.Cart/*}\nfault: grpc_abort\n").unwrap();
+        let grpc: Rule =
+            from_yaml("match: {protocol: grpc, grpc: shop.Cart/*}\nfault: grpc_abort\n").unwrap();
         let call = RequestInfo {
             protocol: Protocol::Grpc,
             method: "POST",
@@ -370,7 +406,9 @@ mod tests {
     #[test]
     fn deterministic_triggers_are_exact() {
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let fired = |r: &Rule, rng: &mut ChaCha8Rng| (1..=12).filter(|&c| r.fires(c, rng)).collect::<Vec<_>>();
+        let fired = |r: &Rule, rng: &mut ChaCha8Rng| {
+            (1..=12).filter(|&c| r.fires(c, rng)).collect::<Vec<_>>()
+        };
         let r = |y: &str| from_yaml::<Rule>(&format!("{y}\nfault: reset\n")).unwrap();
         assert_eq!(fired(&r("nth: 3"), &mut rng), vec![3]);
         assert_eq!(fired(&r("every: 5"), &mut rng), vec![5, 10]);

@@ -80,14 +80,28 @@ impl Default for Scenario {
 }
 
 /// The names of the built-in presets.
-pub const PRESETS: [&str; 5] = ["production", "staging", "high-load", "network-issues", "chaos"];
+pub const PRESETS: [&str; 5] = [
+    "production",
+    "staging",
+    "high-load",
+    "network-issues",
+    "chaos",
+];
 
 /// The default knobs of a mode (what `--mode MODE` means without further flags).
 pub fn for_mode(mode: Mode) -> Scenario {
     match mode {
         Mode::Healthy => Scenario::default(),
-        Mode::Degraded => Scenario { mode, latency_multiplier: 3.0, ..Scenario::default() },
-        Mode::Error => Scenario { mode, error_rate: 0.1, ..Scenario::default() },
+        Mode::Degraded => Scenario {
+            mode,
+            latency_multiplier: 3.0,
+            ..Scenario::default()
+        },
+        Mode::Error => Scenario {
+            mode,
+            error_rate: 0.1,
+            ..Scenario::default()
+        },
         Mode::Chaos => Scenario {
             mode,
             error_rate: 0.1,
@@ -170,7 +184,10 @@ impl Scenario {
     /// Draws this request's fate. The number of draws depends only on the scenario, so a
     /// seeded run repeats exactly.
     pub fn decide(&self, rng: &mut impl Rng) -> Effect {
-        let mut e = Effect { multiplier: 1.0, ..Effect::default() };
+        let mut e = Effect {
+            multiplier: 1.0,
+            ..Effect::default()
+        };
         match self.mode {
             Mode::Healthy => {}
             Mode::Degraded => e.multiplier = self.latency_multiplier.max(0.0),
@@ -197,7 +214,8 @@ impl Scenario {
     }
 
     fn draw_error(&self, rng: &mut impl Rng) -> Option<Fault> {
-        (self.error_rate > 0.0 && rng.random::<f64>() < self.error_rate).then(|| self.error_fault(rng))
+        (self.error_rate > 0.0 && rng.random::<f64>() < self.error_rate)
+            .then(|| self.error_fault(rng))
     }
 
     fn error_fault(&self, rng: &mut impl Rng) -> Fault {
@@ -228,24 +246,48 @@ mod tests {
 
     #[test]
     fn error_mode_fails_the_configured_share() {
-        let s = Scenario { mode: Mode::Error, error_rate: 0.3, error_status: vec![502, 503], ..Scenario::default() };
+        let s = Scenario {
+            mode: Mode::Error,
+            error_rate: 0.3,
+            error_status: vec![502, 503],
+            ..Scenario::default()
+        };
         let mut rng = ChaCha8Rng::seed_from_u64(7);
-        let faults: Vec<_> = (0..10_000).filter_map(|_| s.decide(&mut rng).fault).collect();
+        let faults: Vec<_> = (0..10_000)
+            .filter_map(|_| s.decide(&mut rng).fault)
+            .collect();
         assert!((2700..3300).contains(&faults.len()), "{}", faults.len());
-        assert!(faults.iter().all(|f| matches!(f, Fault::Status { code: 502 | 503, .. })));
+        assert!(faults.iter().all(|f| matches!(
+            f,
+            Fault::Status {
+                code: 502 | 503,
+                ..
+            }
+        )));
     }
 
     #[test]
     fn healthy_and_degraded_inject_nothing() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        assert_eq!(Scenario::default().decide(&mut rng), Effect { multiplier: 1.0, ..Effect::default() });
-        let d = Scenario { mode: Mode::Degraded, latency_multiplier: 3.0, ..Scenario::default() };
+        assert_eq!(
+            Scenario::default().decide(&mut rng),
+            Effect {
+                multiplier: 1.0,
+                ..Effect::default()
+            }
+        );
+        let d = Scenario {
+            mode: Mode::Degraded,
+            latency_multiplier: 3.0,
+            ..Scenario::default()
+        };
         assert_eq!(d.decide(&mut rng).multiplier, 3.0);
     }
 
     #[test]
     fn user_presets_read_from_yaml() {
-        let s: Scenario = serde_yaml::from_str("mode: error\nerror_rate: 0.5\nerror_status: [429]\n").unwrap();
+        let s: Scenario =
+            serde_yaml::from_str("mode: error\nerror_rate: 0.5\nerror_status: [429]\n").unwrap();
         assert_eq!(s.error_status, vec![429]);
         assert_eq!(s.latency_multiplier, 1.0);
         assert!(serde_yaml::from_str::<Scenario>("mode: error\nerror_rat: 0.5\n").is_err());

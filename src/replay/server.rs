@@ -89,7 +89,10 @@ impl Replay {
     ///
     /// # Errors
     /// The metrics registry refused a metric (a bug in mf's metric definitions).
-    pub fn new(exchanges: &[Exchange], config: ReplayConfig) -> Result<Arc<Replay>, prometheus::Error> {
+    pub fn new(
+        exchanges: &[Exchange],
+        config: ReplayConfig,
+    ) -> Result<Arc<Replay>, prometheus::Error> {
         let rendered = exchanges.iter().map(render).collect();
         Ok(Arc::new(Replay {
             rendered,
@@ -117,7 +120,12 @@ impl Replay {
         let plan = self.planner.plan(info, matched);
         if let Some(f) = &plan.fault {
             self.metrics.fault(f.kind());
-            tracing::info!(fault = f.kind(), rule = plan.rule.as_deref().unwrap_or("-"), path = info.path, "injecting fault");
+            tracing::info!(
+                fault = f.kind(),
+                rule = plan.rule.as_deref().unwrap_or("-"),
+                path = info.path,
+                "injecting fault"
+            );
         }
         plan
     }
@@ -128,7 +136,12 @@ impl Replay {
     }
 
     /// Serves one client connection.
-    pub async fn handle_connection(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr, mut shutdown: Shutdown) {
+    pub async fn handle_connection(
+        self: Arc<Self>,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        mut shutdown: Shutdown,
+    ) {
         let mut decoder = Decoder::new(Role::Request).with_max_head(self.config.max_head);
         let mut buf = vec![0u8; READ_BUF];
         let mut out = BytesMut::new();
@@ -143,7 +156,13 @@ impl Replay {
                     Ok(Some(Event::Data(d))) => {
                         if body.len() + d.len() > self.config.max_request_body {
                             self.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
-                            let _ = simple(&mut stream, 413, "Content Too Large", "mf: request body too large\n").await;
+                            let _ = simple(
+                                &mut stream,
+                                413,
+                                "Content Too Large",
+                                "mf: request body too large\n",
+                            )
+                            .await;
                             return;
                         }
                         body.extend_from_slice(&d);
@@ -156,7 +175,11 @@ impl Replay {
                         if let Some(h) = &head {
                             if !continue_sent && expects_continue(h) {
                                 continue_sent = true;
-                                if stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+                                if stream
+                                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                                    .await
+                                    .is_err()
+                                {
                                     return;
                                 }
                             }
@@ -178,17 +201,27 @@ impl Replay {
                         self.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(peer = %peer, error = %e, "bad request");
                         let status = e.status();
-                        let reason = if status == 431 { "Request Header Fields Too Large" } else { "Bad Request" };
+                        let reason = if status == 431 {
+                            "Request Header Fields Too Large"
+                        } else {
+                            "Bad Request"
+                        };
                         let _ = simple(&mut stream, status, reason, &format!("mf: {e}\n")).await;
                         return;
                     }
                 }
             };
-            let Some(head) = head.filter(|_| complete) else { return };
+            let Some(head) = head.filter(|_| complete) else {
+                return;
+            };
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
             let client_close = h1::wants_close(head.minor, &head.headers);
             let target = origin_form(&head.target);
-            let incoming = Incoming { method: &head.method, target, body: &body };
+            let incoming = Incoming {
+                method: &head.method,
+                target,
+                body: &body,
+            };
             let started = tokio::time::Instant::now();
             out.clear();
             let mut matched = None;
@@ -228,13 +261,43 @@ impl Replay {
             };
             // The realism hook: the planner decides delay, pacing and fault; `answer` applies them.
             let path = target.split('?').next().unwrap_or(target);
-            let protocol = if head.minor == 0 { Protocol::Http10 } else { Protocol::Http11 };
-            let info = RequestInfo { protocol, method: &head.method, path, grpc_method: None, headers: &head.headers };
+            let protocol = if head.minor == 0 {
+                Protocol::Http10
+            } else {
+                Protocol::Http11
+            };
+            let info = RequestInfo {
+                protocol,
+                method: &head.method,
+                path,
+                grpc_method: None,
+                headers: &head.headers,
+            };
             let plan = self.plan_for(&info, matched);
             let split = head_len(&out);
-            let answer = Answer { head: &out[..split], body: &out[split..], close };
-            let (status, close) = self.answer(&mut stream, &plan, answer, matched, &head, client_close, &mut shutdown).await;
-            self.metrics.request(protocol.as_str(), &route_template(path), status, matched.is_some(), started.elapsed());
+            let answer = Answer {
+                head: &out[..split],
+                body: &out[split..],
+                close,
+            };
+            let (status, close) = self
+                .answer(
+                    &mut stream,
+                    &plan,
+                    answer,
+                    matched,
+                    &head,
+                    client_close,
+                    &mut shutdown,
+                )
+                .await;
+            self.metrics.request(
+                protocol.as_str(),
+                &route_template(path),
+                status,
+                matched.is_some(),
+                started.elapsed(),
+            );
             if status == 0 {
                 return;
             }
@@ -288,18 +351,32 @@ impl Replay {
                 (0, true)
             }
             Some(Fault::CloseMidBody { after_bytes }) => {
-                let n = after_bytes.map_or(answer.body.len() / 2, |n| n as usize).min(answer.body.len().saturating_sub(1));
+                let n = after_bytes
+                    .map_or(answer.body.len() / 2, |n| n as usize)
+                    .min(answer.body.len().saturating_sub(1));
                 let _ = stream.write_all(answer.head).await;
                 let _ = paced_write(stream, &answer.body[..n], plan.pacing).await;
                 let _ = stream.shutdown().await;
                 (0, true)
             }
             Some(Fault::Status { code, body }) => {
-                let (text, content_type): (Bytes, Vec<u8>) = match (body, matched.map(|i| &self.rendered[i])) {
-                    (Some(b), _) => (Bytes::from(b.clone().into_bytes()), b"text/plain; charset=utf-8".to_vec()),
-                    (None, Some(r)) => (r.raw_body.clone(), r.content_type.clone().unwrap_or_else(|| b"application/octet-stream".to_vec())),
-                    (None, None) => (Bytes::from_static(b"{\"error\":\"mf: injected fault\"}\n"), b"application/json".to_vec()),
-                };
+                let (text, content_type): (Bytes, Vec<u8>) =
+                    match (body, matched.map(|i| &self.rendered[i])) {
+                        (Some(b), _) => (
+                            Bytes::from(b.clone().into_bytes()),
+                            b"text/plain; charset=utf-8".to_vec(),
+                        ),
+                        (None, Some(r)) => (
+                            r.raw_body.clone(),
+                            r.content_type
+                                .clone()
+                                .unwrap_or_else(|| b"application/octet-stream".to_vec()),
+                        ),
+                        (None, None) => (
+                            Bytes::from_static(b"{\"error\":\"mf: injected fault\"}\n"),
+                            b"application/json".to_vec(),
+                        ),
+                    };
                 let mut headers = vec![
                     Header::new("Content-Type", content_type),
                     Header::new("Content-Length", text.len().to_string()),
@@ -314,14 +391,20 @@ impl Replay {
                     return (0, true);
                 }
                 // RFC 9110 §9.3.2: a response to HEAD has no body.
-                let body = if head.method.eq_ignore_ascii_case("HEAD") { &[][..] } else { &text[..] };
+                let body = if head.method.eq_ignore_ascii_case("HEAD") {
+                    &[][..]
+                } else {
+                    &text[..]
+                };
                 if paced_write(stream, body, plan.pacing).await.is_err() {
                     return (0, true);
                 }
                 (*code, client_close)
             }
             _ => {
-                if stream.write_all(answer.head).await.is_err() || paced_write(stream, answer.body, plan.pacing).await.is_err() {
+                if stream.write_all(answer.head).await.is_err()
+                    || paced_write(stream, answer.body, plan.pacing).await.is_err()
+                {
                     return (0, true);
                 }
                 (status_of(answer.head), answer.close)
@@ -332,25 +415,35 @@ impl Replay {
 
 /// Length of the response head at the start of `out` (through the blank line).
 fn head_len(out: &[u8]) -> usize {
-    out.windows(4).position(|w| w == b"\r\n\r\n").map_or(out.len(), |i| i + 4)
+    out.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(out.len(), |i| i + 4)
 }
 
 /// The status code of a rendered head (`HTTP/1.1 200 ...`).
 fn status_of(head: &[u8]) -> u16 {
-    head.get(9..12).and_then(|s| std::str::from_utf8(s).ok()).and_then(|s| s.parse().ok()).unwrap_or(0)
+    head.get(9..12)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Serves `replay` on `listener` until `shutdown`.
 pub async fn serve(listener: tokio::net::TcpListener, replay: Arc<Replay>, shutdown: Shutdown) {
-    crate::net::accept_loop(listener, shutdown, Duration::from_secs(2), move |stream, peer, shutdown| {
-        replay.clone().handle_connection(stream, peer, shutdown)
-    })
+    crate::net::accept_loop(
+        listener,
+        shutdown,
+        Duration::from_secs(2),
+        move |stream, peer, shutdown| replay.clone().handle_connection(stream, peer, shutdown),
+    )
     .await;
 }
 
 fn expects_continue(h: &h1::RequestHead) -> bool {
     !matches!(h.framing, Framing::Empty)
-        && h.headers.header("expect").is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"))
+        && h.headers
+            .header("expect")
+            .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"))
 }
 
 fn origin_form(target: &str) -> &str {
@@ -362,7 +455,12 @@ fn origin_form(target: &str) -> &str {
     target
 }
 
-async fn simple(stream: &mut TcpStream, status: u16, reason: &str, body: &str) -> std::io::Result<()> {
+async fn simple(
+    stream: &mut TcpStream,
+    status: u16,
+    reason: &str,
+    body: &str,
+) -> std::io::Result<()> {
     let mut out = BytesMut::new();
     let headers = [
         Header::new("Content-Type", "text/plain; charset=utf-8"),
@@ -377,12 +475,20 @@ async fn simple(stream: &mut TcpStream, status: u16, reason: &str, body: &str) -
 
 /// The answer the client saw when the recorded exchange failed upstream: the proxy's 502/504.
 fn failure_response(ex: &Exchange) -> Response {
-    let message = ex.error.clone().unwrap_or_else(|| "upstream sent no response".into());
+    let message = ex
+        .error
+        .clone()
+        .unwrap_or_else(|| "upstream sent no response".into());
     let status = if message.contains("within") { 504 } else { 502 };
     let body = format!("mf: {message}\n");
     Response {
         status,
-        reason: if status == 504 { "Gateway Timeout" } else { "Bad Gateway" }.into(),
+        reason: if status == 504 {
+            "Gateway Timeout"
+        } else {
+            "Bad Gateway"
+        }
+        .into(),
         version: "HTTP/1.1".into(),
         headers: vec![
             Header::new("Content-Type", "text/plain; charset=utf-8"),
@@ -413,7 +519,10 @@ fn render(ex: &Exchange) -> Rendered {
         Framing::Empty => {}
         Framing::Length(n) => {
             if n != data.len() as u64 {
-                for h in headers.iter_mut().filter(|h| h.name.eq_ignore_ascii_case("content-length")) {
+                for h in headers
+                    .iter_mut()
+                    .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+                {
                     h.value = data.len().to_string().into_bytes();
                 }
             }
@@ -429,9 +538,30 @@ fn render(ex: &Exchange) -> Rendered {
         }
     }
     let mut head = BytesMut::new();
-    h1_encode::response_head(&mut head, resp.status, &resp.reason, &h1::client_response_headers(resp.status, &headers, must_close));
+    h1_encode::response_head(
+        &mut head,
+        resp.status,
+        &resp.reason,
+        &h1::client_response_headers(resp.status, &headers, must_close),
+    );
     let mut head_close = BytesMut::new();
-    h1_encode::response_head(&mut head_close, resp.status, &resp.reason, &h1::client_response_headers(resp.status, &headers, true));
-    let content_type = resp.headers.iter().find(|h| h.name.eq_ignore_ascii_case("content-type")).map(|h| h.value.clone());
-    Rendered { head: head.freeze(), head_close: head_close.freeze(), body: body.freeze(), raw_body: data.clone(), content_type, must_close }
+    h1_encode::response_head(
+        &mut head_close,
+        resp.status,
+        &resp.reason,
+        &h1::client_response_headers(resp.status, &headers, true),
+    );
+    let content_type = resp
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-type"))
+        .map(|h| h.value.clone());
+    Rendered {
+        head: head.freeze(),
+        head_close: head_close.freeze(),
+        body: body.freeze(),
+        raw_body: data.clone(),
+        content_type,
+        must_close,
+    }
 }
