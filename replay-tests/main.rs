@@ -2,6 +2,7 @@
 
 mod cli;
 mod common;
+mod faults;
 mod grpc;
 mod h2;
 mod http1;

@@ -593,6 +593,7 @@ impl ClientConn {
         // the client's request stream in an unknown place: close after it.
         let request_done = matches!(req_result, Some(Ok(())));
 
+        let request_ended_at = request.ended_at;
         let (req_body, req_trailers) = std::mem::take(&mut request).into_body();
         ex.request.body = req_body;
         ex.request.trailers = req_trailers;
@@ -600,7 +601,7 @@ impl ClientConn {
             t.map(|t| t.saturating_duration_since(started_at).as_nanos() as u64)
         };
         ex.timings = Timings {
-            request_end_ns: rel(request.ended_at.or(if request_done {
+            request_end_ns: rel(request_ended_at.or(if request_done {
                 Some(Instant::now())
             } else {
                 None

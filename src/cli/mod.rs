@@ -4,6 +4,7 @@
 //! Imports: everything below it.
 
 mod ca;
+mod ctl;
 mod export;
 pub mod generate;
 mod ls;
@@ -36,6 +37,7 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     Ls(ls::LsArgs),
     Show(show::ShowArgs),
+    Ctl(ctl::CtlArgs),
     Export(export::ExportArgs),
     Ca(ca::CaArgs),
     #[command(hide = true)]
@@ -62,6 +64,7 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Replay(args) => replay::run(args),
         Command::Ls(args) => ls::run(args),
         Command::Show(args) => show::run(args),
+        Command::Ctl(args) => ctl::run(args),
         Command::Export(args) => export::run(args),
         Command::Ca(args) => ca::run(args),
         Command::Generate(args) => generate::run(args),

@@ -3,11 +3,15 @@
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
 use super::util;
+use crate::replay::latency::{LatencyMode, LatencySpec};
 use crate::replay::matcher::RepeatPolicy;
+use crate::replay::plan::Settings;
+use crate::replay::rules::ConfigFile;
+use crate::replay::scenario::{self, Mode};
 use crate::replay::server::{self, Replay, ReplayConfig};
 
 /// Serve a recording back to real clients, the upstream gone.
@@ -17,7 +21,11 @@ use crate::replay::server::{self, Replay, ReplayConfig};
 /// matches nothing gets a 404 whose JSON body lists the closest recorded requests and why
 /// each did not match.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  mf replay api.db --listen 127.0.0.1:8080")]
+#[command(
+    after_help = "Examples:\n  mf replay api.db --listen 127.0.0.1:8080\n  \
+    mf replay api.db --mode error --error-rate 0.3 --error-status 502,503 --seed 7\n  \
+    mf replay api.db --latency fixed:50ms --config chaos.yaml --admin 127.0.0.1:9901"
+)]
 pub struct ReplayArgs {
     /// The recording to serve.
     #[arg(value_name = "FILE")]
@@ -43,18 +51,162 @@ pub struct ReplayArgs {
     #[arg(long, value_enum, default_value_t = Repeat::Last)]
     pub repeat: Repeat,
 
-    /// Timing of streamed answers (gRPC messages, WebSocket frames): as recorded, or at once.
-    #[arg(long, value_enum, default_value_t = Latency::Recorded)]
-    pub latency: Latency,
+    /// Delay before each answer: none, recorded, fixed:50ms, scale:2.5, profile or
+    /// uniform:10ms..200ms. Default: HTTP answers at once, while streamed answers (gRPC
+    /// messages, WebSocket frames) keep their recorded relative timing; `none` sends
+    /// those at once too.
+    #[arg(long, value_name = "MODE", help_heading = "Realism")]
+    pub latency: Option<String>,
+
+    /// Add or remove up to this much at random from every delay.
+    #[arg(long, value_name = "DURATION", value_parser = util::parse_duration, help_heading = "Realism")]
+    pub jitter: Option<std::time::Duration>,
+
+    /// Send bodies at most this fast (bytes per second; 64k, 1MiB).
+    #[arg(long, value_name = "BYTES", value_parser = util::parse_size, help_heading = "Realism")]
+    pub bandwidth: Option<usize>,
+
+    /// Rules, presets and defaults for the options here (YAML).
+    #[arg(long, value_name = "FILE", help_heading = "Realism")]
+    pub config: Option<PathBuf>,
+
+    /// Seed for every random choice; the same seed and request order give the same run.
+    /// Without one a seed is drawn and printed.
+    #[arg(long, value_name = "N", help_heading = "Realism")]
+    pub seed: Option<u64>,
+
+    /// Scenario mode.
+    #[arg(long, value_enum, help_heading = "Realism")]
+    pub mode: Option<ModeArg>,
+
+    /// Share of requests answered with an error status (implies --mode error).
+    #[arg(long, value_name = "RATE", help_heading = "Realism")]
+    pub error_rate: Option<f64>,
+
+    /// Statuses errors are drawn from.
+    #[arg(
+        long,
+        value_name = "CODES",
+        value_delimiter = ',',
+        help_heading = "Realism"
+    )]
+    pub error_status: Option<Vec<u16>>,
+
+    /// Multiply every delay (implies --mode degraded).
+    #[arg(long, value_name = "FACTOR", help_heading = "Realism")]
+    pub latency_multiplier: Option<f64>,
+
+    /// Start with a preset: production, staging, high-load, network-issues, chaos, or one
+    /// from the config file.
+    #[arg(long, value_name = "NAME", help_heading = "Realism")]
+    pub preset: Option<String>,
+
+    /// Serve the control API and /metrics on this address (off by default).
+    #[arg(long, value_name = "ADDR", help_heading = "Control")]
+    pub admin: Option<String>,
+
+    /// Bearer token the control API requires (mandatory off loopback).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "MF_ADMIN_TOKEN",
+        hide_env_values = true,
+        help_heading = "Control",
+        value_parser = super::ctl::parse_secret
+    )]
+    pub admin_token: Option<super::ctl::Secret>,
 }
 
-/// `--latency` values.
+/// `--mode` values.
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Latency {
-    /// Keep the recorded delays between a client message and the answers to it.
-    Recorded,
-    /// Send answers as soon as they are due by order.
-    None,
+pub enum ModeArg {
+    Healthy,
+    Degraded,
+    Error,
+    Chaos,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
+        match m {
+            ModeArg::Healthy => Mode::Healthy,
+            ModeArg::Degraded => Mode::Degraded,
+            ModeArg::Error => Mode::Error,
+            ModeArg::Chaos => Mode::Chaos,
+        }
+    }
+}
+
+/// Flags over the config file over the defaults.
+fn realism(args: &ReplayArgs) -> anyhow::Result<(Settings, u64)> {
+    let file = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            ConfigFile::parse(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => ConfigFile::default(),
+    };
+    let mut settings = Settings {
+        presets: file.presets.clone(),
+        rules: file.rules.clone(),
+        ..Settings::default()
+    };
+    let preset = |name: &str| {
+        file.presets.get(name).cloned().or_else(|| scenario::preset(name)).with_context(|| {
+            format!("unknown preset {name:?} (built in: {}; or define it under presets: in --config)", scenario::PRESETS.join(", "))
+        })
+    };
+    if let Some(p) = &file.preset {
+        settings.scenario = preset(p)?;
+    }
+    if let Some(m) = file.mode {
+        settings.scenario = scenario::for_mode(m);
+    }
+    if let Some(p) = &args.preset {
+        settings.scenario = preset(p)?;
+    }
+    let mut mode = args.mode.map(Mode::from);
+    if mode.is_none() && settings.scenario.mode == Mode::Healthy {
+        if args.error_rate.is_some() || args.error_status.is_some() {
+            mode = Some(Mode::Error);
+        } else if args.latency_multiplier.is_some() {
+            mode = Some(Mode::Degraded);
+        }
+    }
+    if let Some(m) = mode {
+        settings.scenario = scenario::for_mode(m);
+    }
+    if let Some(r) = args.error_rate {
+        if !(0.0..=1.0).contains(&r) {
+            bail!("--error-rate {r} is not between 0 and 1");
+        }
+        settings.scenario.error_rate = r;
+    }
+    if let Some(s) = &args.error_status {
+        if let Some(bad) = s.iter().find(|c| !(100..=599).contains(*c)) {
+            bail!("--error-status {bad} is not an HTTP status");
+        }
+        settings.scenario.error_status = s.clone();
+    }
+    if let Some(m) = args.latency_multiplier {
+        if !m.is_finite() || m < 0.0 {
+            bail!("--latency-multiplier {m} must be a non-negative number");
+        }
+        settings.scenario.latency_multiplier = m;
+    }
+    settings.latency = LatencySpec {
+        mode: match &args.latency {
+            Some(l) => l
+                .parse::<LatencyMode>()
+                .with_context(|| format!("--latency {l}"))?,
+            None => file.latency.clone().unwrap_or(LatencyMode::None),
+        },
+        jitter: args.jitter.or(file.jitter),
+        bandwidth: args.bandwidth.map(|b| b as u64).or(file.bandwidth),
+    };
+    let seed = args.seed.or(file.seed).unwrap_or_else(rand::random);
+    Ok((settings, seed))
 }
 
 /// `--repeat` values.
@@ -75,13 +227,35 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         .load_all()
         .with_context(|| format!("reading {}", args.recording.display()))?;
     drop(reader);
+    let (realism, seed) = realism(&args)?;
+    let admin = match &args.admin {
+        Some(a) => {
+            let addr: std::net::SocketAddr = a
+                .parse()
+                .with_context(|| format!("--admin {a}: expected IP:PORT"))?;
+            if !addr.ip().is_loopback()
+                && args
+                    .admin_token
+                    .as_ref()
+                    .is_none_or(|t| t.expose().is_empty())
+            {
+                bail!("--admin {addr} is reachable from other hosts: set --admin-token (or MF_ADMIN_TOKEN)");
+            }
+            Some(addr)
+        }
+        None => None,
+    };
+    // Streams keep their recorded pacing unless the user asked for none at all.
+    let recorded_latency = args.latency.as_deref().is_none_or(|l| l.trim() != "none");
     let config = ReplayConfig {
+        realism,
+        seed,
+        recorded_latency,
         repeat: match args.repeat {
             Repeat::Last => RepeatPolicy::Last,
             Repeat::Cycle => RepeatPolicy::Cycle,
             Repeat::NotFound => RepeatPolicy::NotFound,
         },
-        recorded_latency: matches!(args.latency, Latency::Recorded),
         ..ReplayConfig::default()
     };
     // CONNECT interception (apps using HTTPS_PROXY) needs the mf CA; it is created on first use.
@@ -121,7 +295,7 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         Some(ca),
         alpn,
     )?;
-    let replay = Replay::new(&exchanges, config);
+    let replay = Replay::new(&exchanges, config).context("setting up metrics")?;
     let rt = util::runtime()?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -130,17 +304,42 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         let local = listener
             .local_addr()
             .context("reading the listen address")?;
+        let admin = match admin {
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on --admin {addr}"))?;
+                if l.local_addr().ok() == Some(local) {
+                    bail!("--admin must not be the traffic port");
+                }
+                Some(l)
+            }
+            None => None,
+        };
         eprintln!(
             "mf: listening on {local}{}, replaying {} exchanges from {} (Ctrl-C to stop)",
-            if args.tls || args.tls_cert.is_some() {
-                " (TLS)"
-            } else {
-                ""
-            },
+            if listener_tls.is_some() { " (TLS)" } else { "" },
             exchanges.len(),
             args.recording.display()
         );
+        let s = replay.planner().settings();
+        eprintln!(
+            "mf: seed {seed} (--seed {seed} repeats this run), latency {}, mode {:?}, {} rules",
+            s.latency.mode,
+            s.scenario.mode,
+            s.rules.len()
+        );
         let (trigger, shutdown) = crate::net::shutdown_pair();
+        if let Some(l) = admin {
+            let addr = l.local_addr().context("reading the admin address")?;
+            eprintln!("mf: admin API at {addr} (GET /metrics, /api/state)");
+            tokio::spawn(crate::replay::admin::serve(
+                l,
+                replay.clone(),
+                args.admin_token.as_ref().map(|t| t.expose().to_string()),
+                shutdown.clone(),
+            ));
+        }
         tokio::spawn(async move {
             crate::net::termination_signal().await;
             trigger.trigger();

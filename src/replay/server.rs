@@ -5,6 +5,10 @@
 //! framed body), so serving one is a lookup and a write.
 
 use std::net::SocketAddr;
+#[cfg(unix)]
+use std::os::fd::RawFd;
+#[cfg(not(unix))]
+type RawFd = i32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,13 +17,61 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::faults::{reason_phrase, Fault};
+use super::latency::paced_write;
 use super::matcher::{Incoming, MatchResult, Matcher, RepeatPolicy};
+use super::metrics::Metrics;
+use super::plan::{Plan, Planner, Settings};
+use super::rules::{route_template, RequestInfo};
 use crate::decode::h1::{self, Decoder, Event, Framing, Role};
 use crate::decode::h1_encode;
-use crate::model::{Exchange, Header, HeaderList, Response};
+use crate::model::{Exchange, Header, HeaderList, Protocol, Response};
 use crate::net::Shutdown;
 
 const READ_BUF: usize = 64 * 1024;
+
+/// Where a connection came from: the CONNECT authority it tunnels to, and the TCP socket
+/// underneath (for faults that act on TCP itself, like a reset).
+struct Tunnel {
+    authority: Option<String>,
+    fd: Option<RawFd>,
+}
+
+fn raw_fd(stream: &TcpStream) -> Option<RawFd> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        Some(stream.as_raw_fd())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = stream;
+        None
+    }
+}
+
+/// Sets SO_LINGER to zero so that closing the socket sends RST instead of FIN. The socket
+/// stays owned by its stream: this only changes an option while the stream is alive.
+fn zero_linger(fd: RawFd) {
+    #[cfg(unix)]
+    {
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: `fd` is the descriptor of a TcpStream the caller still owns and holds open;
+        // setsockopt reads `linger` and does not retain the pointer.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+    }
+}
 
 /// A client stream of any kind (TCP, TLS, TLS inside a CONNECT tunnel), type-erased so that
 /// a tunnel can recurse into the same connection handler.
@@ -37,6 +89,10 @@ pub struct ReplayConfig {
     pub intercept_tls: Option<Arc<rustls::ServerConfig>>,
     /// Replay stream messages (gRPC, WebSocket) with their recorded relative timing.
     pub recorded_latency: bool,
+    /// Latency, scenario and rules at start (changed live through the admin API).
+    pub realism: Settings,
+    /// Seeds every random choice of the planner.
+    pub seed: u64,
 }
 
 impl Default for ReplayConfig {
@@ -47,6 +103,8 @@ impl Default for ReplayConfig {
             max_request_body: 64 << 20,
             intercept_tls: None,
             recorded_latency: true,
+            realism: Settings::default(),
+            seed: 0,
         }
     }
 }
@@ -67,6 +125,9 @@ struct Rendered {
     /// Head announcing that the connection closes after this response.
     head_close: Bytes,
     body: Bytes,
+    /// The body as recorded, unframed, and its content type: what a `status` fault sends.
+    raw_body: Bytes,
+    content_type: Option<Vec<u8>>,
     /// The recorded framing delimits the body by closing the connection.
     must_close: bool,
 }
@@ -78,6 +139,8 @@ pub struct Replay {
     intercept: Option<tokio_rustls::TlsAcceptor>,
     rendered: Vec<Rendered>,
     pub(super) matcher: Matcher,
+    planner: Planner,
+    metrics: Metrics,
     pub(super) config: ReplayConfig,
     pub stats: ReplayStats,
     /// The recording itself, for the streaming paths (HTTP/2, gRPC, WebSocket).
@@ -87,9 +150,15 @@ pub struct Replay {
 
 impl Replay {
     /// Prepares `exchanges` (in recorded order) for serving.
-    pub fn new(exchanges: &[Exchange], config: ReplayConfig) -> Arc<Replay> {
+    ///
+    /// # Errors
+    /// The metrics registry refused a metric (a bug in mf's metric definitions).
+    pub fn new(
+        exchanges: &[Exchange],
+        config: ReplayConfig,
+    ) -> Result<Arc<Replay>, prometheus::Error> {
         let rendered = exchanges.iter().map(render).collect();
-        Arc::new(Replay {
+        Ok(Arc::new(Replay {
             intercept: config
                 .intercept_tls
                 .clone()
@@ -98,9 +167,37 @@ impl Replay {
             matcher: Matcher::new(exchanges, config.repeat),
             grpc: super::grpc::GrpcIndex::new(exchanges, config.repeat),
             exchanges: exchanges.to_vec(),
+            planner: Planner::new(exchanges, config.realism.clone(), config.seed),
+            metrics: Metrics::new()?,
             config,
             stats: ReplayStats::default(),
-        })
+        }))
+    }
+
+    /// The latency and fault planner, shared by every protocol's server and the admin API.
+    pub fn planner(&self) -> &Planner {
+        &self.planner
+    }
+
+    /// The Prometheus metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// What to do with the answer to `info` (exchange `matched`): the entry point for every
+    /// protocol's replay path. Counts the injected fault in the metrics and logs it.
+    pub fn plan_for(&self, info: &RequestInfo<'_>, matched: Option<usize>) -> Plan {
+        let plan = self.planner.plan(info, matched);
+        if let Some(f) = &plan.fault {
+            self.metrics.fault(f.kind());
+            tracing::info!(
+                fault = f.kind(),
+                rule = plan.rule.as_deref().unwrap_or("-"),
+                path = info.path,
+                "injecting fault"
+            );
+        }
+        plan
     }
 
     /// The matcher, for control endpoints (reset counters).
@@ -119,24 +216,44 @@ impl Replay {
             super::h2::serve(self, stream, peer, shutdown).await;
             return;
         }
-        self.handle_stream(stream, peer, shutdown, None).await;
+        let fd = raw_fd(&stream);
+        self.handle_stream(
+            stream,
+            peer,
+            shutdown,
+            Tunnel {
+                authority: None,
+                fd,
+            },
+        )
+        .await;
     }
 
     /// Serves a connection that arrived over TLS (`--tls` listener).
-    pub async fn handle_tls_connection<S>(
+    pub async fn handle_tls_connection(
         self: Arc<Self>,
-        stream: S,
+        stream: TcpStream,
         peer: SocketAddr,
         shutdown: Shutdown,
         acceptor: tokio_rustls::TlsAcceptor,
-    ) where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+    ) {
+        let fd = raw_fd(&stream);
         match acceptor.accept(stream).await {
             Ok(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
                 super::h2::serve(self, tls, peer, shutdown).await
             }
-            Ok(tls) => self.handle_stream(tls, peer, shutdown, None).await,
+            Ok(tls) => {
+                self.handle_stream(
+                    tls,
+                    peer,
+                    shutdown,
+                    Tunnel {
+                        authority: None,
+                        fd,
+                    },
+                )
+                .await
+            }
             Err(e) => tracing::info!(peer = %peer, error = %e, "TLS handshake with client failed"),
         }
     }
@@ -148,7 +265,7 @@ impl Replay {
         stream: Box<dyn Io>,
         peer: SocketAddr,
         shutdown: Shutdown,
-        tunnel: Option<String>,
+        tunnel: Tunnel,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         Box::pin(self.handle_stream(stream, peer, shutdown, tunnel))
     }
@@ -159,7 +276,7 @@ impl Replay {
         mut stream: S,
         peer: SocketAddr,
         mut shutdown: Shutdown,
-        tunnel: Option<String>,
+        tunnel: Tunnel,
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -253,8 +370,16 @@ impl Replay {
                     match acceptor.accept(joined).await {
                         Ok(tls) => {
                             let tls: Box<dyn Io> = Box::new(tls);
-                            self.handle_boxed(tls, peer, shutdown, Some(head.target.clone()))
-                                .await;
+                            self.handle_boxed(
+                                tls,
+                                peer,
+                                shutdown,
+                                Tunnel {
+                                    authority: Some(head.target.clone()),
+                                    fd: tunnel.fd,
+                                },
+                            )
+                            .await;
                         }
                         Err(e) => tracing::warn!(peer = %peer, host = %head.target, error = %e,
                             "client refused the intercepted TLS handshake (does it trust the mf CA? see `mf ca path`)"),
@@ -263,13 +388,15 @@ impl Replay {
                 }
             }
             let target = origin_form(&head.target);
-            let authority = authority_of(&head, tunnel.as_deref());
+            let authority = authority_of(&head, tunnel.authority.as_deref());
             let incoming = Incoming {
                 method: &head.method,
                 target,
                 body: &body,
             };
+            let started = tokio::time::Instant::now();
             out.clear();
+            let mut matched = None;
             let close = match self.matcher.find_at(authority.as_deref(), &incoming) {
                 MatchResult::Found { index, call } => {
                     self.stats.matched.fetch_add(1, Ordering::Relaxed);
@@ -279,6 +406,7 @@ impl Replay {
                         super::ws::serve(&self, stream, &head.headers, early, index).await;
                         return;
                     }
+                    matched = Some(index);
                     let r = &self.rendered[index];
                     let close = client_close || r.must_close;
                     out.extend_from_slice(if close { &r.head_close } else { &r.head });
@@ -308,7 +436,47 @@ impl Replay {
                     client_close
                 }
             };
-            if stream.write_all(&out).await.is_err() {
+            // The realism hook: the planner decides delay, pacing and fault; `answer` applies them.
+            let path = target.split('?').next().unwrap_or(target);
+            let protocol = if head.minor == 0 {
+                Protocol::Http10
+            } else {
+                Protocol::Http11
+            };
+            let info = RequestInfo {
+                protocol,
+                method: &head.method,
+                path,
+                grpc_method: None,
+                headers: &head.headers,
+            };
+            let plan = self.plan_for(&info, matched);
+            let split = head_len(&out);
+            let answer = Answer {
+                head: &out[..split],
+                body: &out[split..],
+                close,
+            };
+            let (status, close) = self
+                .answer(
+                    &mut stream,
+                    tunnel.fd,
+                    &plan,
+                    answer,
+                    matched,
+                    &head,
+                    client_close,
+                    &mut shutdown,
+                )
+                .await;
+            self.metrics.request(
+                protocol.as_str(),
+                &route_template(path),
+                status,
+                matched.is_some(),
+                started.elapsed(),
+            );
+            if status == 0 {
                 return;
             }
             if close {
@@ -317,6 +485,128 @@ impl Replay {
             }
         }
     }
+}
+
+/// The answer the matcher chose, split for pacing.
+struct Answer<'a> {
+    head: &'a [u8],
+    body: &'a [u8],
+    close: bool,
+}
+
+impl Replay {
+    /// Writes the answer as the plan says: after its delay, at its pace, or not at all.
+    /// Returns the status sent (0: none, the connection is gone) and whether to close.
+    #[allow(clippy::too_many_arguments)]
+    async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        stream: &mut S,
+        fd: Option<RawFd>,
+        plan: &Plan,
+        answer: Answer<'_>,
+        matched: Option<usize>,
+        head: &h1::RequestHead,
+        client_close: bool,
+        shutdown: &mut Shutdown,
+    ) -> (u16, bool) {
+        if !plan.first_byte.is_zero() {
+            tokio::time::sleep(plan.first_byte).await;
+        }
+        match &plan.fault {
+            Some(Fault::Reset) => {
+                // SO_LINGER 0: close() sends RST instead of FIN.
+                if let Some(fd) = fd {
+                    zero_linger(fd);
+                }
+                (0, true)
+            }
+            Some(Fault::Hang) => {
+                // Read and discard until the client gives up (or mf stops).
+                let mut buf = [0u8; 4096];
+                loop {
+                    tokio::select! {
+                        r = stream.read(&mut buf) => if !matches!(r, Ok(n) if n > 0) { break },
+                        _ = shutdown.wait() => break,
+                    }
+                }
+                (0, true)
+            }
+            Some(Fault::CloseMidBody { after_bytes }) => {
+                let n = after_bytes
+                    .map_or(answer.body.len() / 2, |n| n as usize)
+                    .min(answer.body.len().saturating_sub(1));
+                let _ = stream.write_all(answer.head).await;
+                let _ = paced_write(stream, &answer.body[..n], plan.pacing).await;
+                let _ = stream.shutdown().await;
+                (0, true)
+            }
+            Some(Fault::Status { code, body }) => {
+                let (text, content_type): (Bytes, Vec<u8>) =
+                    match (body, matched.map(|i| &self.rendered[i])) {
+                        (Some(b), _) => (
+                            Bytes::from(b.clone().into_bytes()),
+                            b"text/plain; charset=utf-8".to_vec(),
+                        ),
+                        (None, Some(r)) => (
+                            r.raw_body.clone(),
+                            r.content_type
+                                .clone()
+                                .unwrap_or_else(|| b"application/octet-stream".to_vec()),
+                        ),
+                        (None, None) => (
+                            Bytes::from_static(b"{\"error\":\"mf: injected fault\"}\n"),
+                            b"application/json".to_vec(),
+                        ),
+                    };
+                let mut headers = vec![
+                    Header::new("Content-Type", content_type),
+                    Header::new("Content-Length", text.len().to_string()),
+                    Header::new("X-Mf-Fault", "status"),
+                ];
+                if client_close {
+                    headers.push(Header::new("Connection", "close"));
+                }
+                let mut out = BytesMut::new();
+                h1_encode::response_head(&mut out, *code, reason_phrase(*code), &headers);
+                if stream.write_all(&out).await.is_err() {
+                    return (0, true);
+                }
+                // RFC 9110 §9.3.2: a response to HEAD has no body.
+                let body = if head.method.eq_ignore_ascii_case("HEAD") {
+                    &[][..]
+                } else {
+                    &text[..]
+                };
+                if paced_write(stream, body, plan.pacing).await.is_err() {
+                    return (0, true);
+                }
+                (*code, client_close)
+            }
+            _ => {
+                if stream.write_all(answer.head).await.is_err()
+                    || paced_write(stream, answer.body, plan.pacing).await.is_err()
+                {
+                    return (0, true);
+                }
+                (status_of(answer.head), answer.close)
+            }
+        }
+    }
+}
+
+/// Length of the response head at the start of `out` (through the blank line).
+fn head_len(out: &[u8]) -> usize {
+    out.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(out.len(), |i| i + 4)
+}
+
+/// The status code of a rendered head (`HTTP/1.1 200 ...`).
+fn status_of(head: &[u8]) -> u16 {
+    head.get(9..12)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Serves `replay` on `listener` until `shutdown`; with `tls`, clients connect over TLS.
@@ -473,10 +763,17 @@ fn render(ex: &Exchange) -> Rendered {
         &resp.reason,
         &h1::client_response_headers(resp.status, &headers, true),
     );
+    let content_type = resp
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-type"))
+        .map(|h| h.value.clone());
     Rendered {
         head: head.freeze(),
         head_close: head_close.freeze(),
         body: body.freeze(),
+        raw_body: data.clone(),
+        content_type,
         must_close,
     }
 }
