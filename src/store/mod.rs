@@ -10,6 +10,7 @@
 
 mod blobs;
 mod codec;
+pub mod fixtures;
 mod read;
 mod schema;
 mod writer;
@@ -20,6 +21,35 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use read::{ExchangeSummary, Reader};
 pub use writer::{Writer, WriterConfig, WriterHandle, WriterSummary};
+
+/// One inferred pattern as kept in the recording's `patterns` table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PatternRow {
+    /// `ordering`, `transition`, `value_flow`, `retry`…
+    pub kind: String,
+    /// One human-readable line.
+    pub summary: String,
+    pub detail: serde_json::Value,
+}
+
+/// Replaces the patterns stored in the recording at `path` with `patterns`, in one
+/// transaction (a second `mf infer` leaves exactly its own result).
+///
+/// # Errors
+/// The recording cannot be opened for writing, or the write fails.
+pub fn replace_patterns(path: &Path, patterns: &[PatternRow]) -> Result<(), StoreError> {
+    let mut conn = open_read(path)?;
+    let tx = conn.transaction()?;
+    tx.execute("DELETE FROM patterns", [])?;
+    for p in patterns {
+        tx.execute(
+            "INSERT INTO patterns (kind, summary, detail) VALUES (?1, ?2, ?3)",
+            rusqlite::params![p.kind, p.summary, p.detail.to_string()],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
 
 /// Schema version written by this build.
 pub const SCHEMA_VERSION: i32 = schema::MIGRATIONS.len() as i32;
@@ -37,7 +67,11 @@ pub enum StoreError {
     #[error(
         "{path}: recording has schema version {found}, this mf understands up to {supported}; please update mf"
     )]
-    TooNew { path: PathBuf, found: i32, supported: i32 },
+    TooNew {
+        path: PathBuf,
+        found: i32,
+        supported: i32,
+    },
     #[error("{path}: recording is damaged: {reason}")]
     Corrupt { path: PathBuf, reason: String },
     #[error("no exchange with id {0}")]
@@ -58,7 +92,10 @@ pub struct Meta {
 fn classify_open_error(path: &Path, e: rusqlite::Error) -> StoreError {
     let msg = e.to_string();
     if msg.contains("file is not a database") || msg.contains("malformed") {
-        StoreError::NotARecording { path: path.to_path_buf(), reason: msg }
+        StoreError::NotARecording {
+            path: path.to_path_buf(),
+            reason: msg,
+        }
     } else {
         StoreError::Sqlite(e)
     }
@@ -70,7 +107,9 @@ fn classify_open_error(path: &Path, e: rusqlite::Error) -> StoreError {
 /// Missing file, not an mf recording, a recording from a newer mf, or a damaged file.
 pub fn open_read(path: &Path) -> Result<Connection, StoreError> {
     if !path.exists() {
-        return Err(StoreError::NotFound { path: path.to_path_buf() });
+        return Err(StoreError::NotFound {
+            path: path.to_path_buf(),
+        });
     }
     // Read-write so that an old recording can be migrated and a WAL left by a killed recorder
     // is checkpointed; nothing else is written.
