@@ -4,7 +4,9 @@
 //! Imports: everything below it.
 
 pub mod generate;
+mod infer;
 mod ls;
+mod patterns;
 mod record;
 mod replay;
 mod show;
@@ -34,6 +36,8 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     Ls(ls::LsArgs),
     Show(show::ShowArgs),
+    Infer(infer::InferArgs),
+    Patterns(patterns::PatternsArgs),
     #[command(hide = true)]
     Generate(generate::GenerateArgs),
 }
@@ -58,6 +62,8 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Replay(args) => replay::run(args),
         Command::Ls(args) => ls::run(args),
         Command::Show(args) => show::run(args),
+        Command::Infer(args) => infer::run(args),
+        Command::Patterns(args) => patterns::run(args),
         Command::Generate(args) => generate::run(args),
     }
 }
@@ -71,10 +77,5 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_target(false).try_init();
 }
