@@ -9,6 +9,7 @@ mod ls;
 mod patterns;
 mod record;
 mod replay;
+mod replay_fixtures;
 mod show;
 pub(crate) mod util;
 

@@ -19,8 +19,8 @@ use crate::replay::server::{self, Replay, ReplayConfig};
 #[derive(Debug, Args)]
 #[command(after_help = "Example:\n  mf replay api.db --listen 127.0.0.1:8080")]
 pub struct ReplayArgs {
-    /// The recording to serve.
-    #[arg(value_name = "FILE")]
+    /// The recording to serve, or a fixtures folder written by `mf infer`.
+    #[arg(value_name = "FILE|DIR")]
     pub recording: PathBuf,
 
     /// Address to listen on.
@@ -30,6 +30,11 @@ pub struct ReplayArgs {
     /// What identical requests get once their recorded answers are used up.
     #[arg(long, value_enum, default_value_t = Repeat::Last)]
     pub repeat: Repeat,
+
+    /// Fixtures folder only: honour inferred value flows (what a POST created, the matching
+    /// GET returns).
+    #[arg(long)]
+    pub stateful: bool,
 }
 
 /// `--repeat` values.
@@ -45,6 +50,9 @@ pub enum Repeat {
 }
 
 pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
+    if args.recording.is_dir() {
+        return super::replay_fixtures::run(&args.recording, &args.listen, args.stateful);
+    }
     let reader = util::open_recording(&args.recording)?;
     let exchanges = reader.load_all().with_context(|| format!("reading {}", args.recording.display()))?;
     drop(reader);

@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::matcher::{Incoming, MatchResult, Matcher, RepeatPolicy};
+use super::source::{Answer, AnswerSource};
 use crate::decode::h1::{self, Decoder, Event, Framing, Role};
 use crate::decode::h1_encode;
 use crate::model::{Exchange, Header, HeaderList, Response};
@@ -60,6 +61,8 @@ struct Rendered {
 pub struct Replay {
     rendered: Vec<Rendered>,
     matcher: Matcher,
+    /// When set, answers come from here instead of `matcher` (a fixtures folder).
+    source: Option<Arc<dyn AnswerSource>>,
     config: ReplayConfig,
     pub stats: ReplayStats,
 }
@@ -71,9 +74,58 @@ impl Replay {
         Arc::new(Replay {
             rendered,
             matcher: Matcher::new(exchanges, config.repeat),
+            source: None,
             config,
             stats: ReplayStats::default(),
         })
+    }
+
+    /// A replay whose answers come from `source` (a fixtures folder) rather than a recording.
+    pub fn from_source(source: Arc<dyn AnswerSource>, config: ReplayConfig) -> Arc<Replay> {
+        Arc::new(Replay {
+            rendered: Vec::new(),
+            matcher: Matcher::new(&[], config.repeat),
+            source: Some(source),
+            config,
+            stats: ReplayStats::default(),
+        })
+    }
+
+    /// Asks the answer source; writes the response into `out`. Returns whether to close.
+    fn answer_from_source(&self, source: &dyn AnswerSource, req: &Incoming<'_>, client_close: bool, out: &mut BytesMut) -> bool {
+        match source.answer(req) {
+            Answer::Response { response, label } => {
+                self.stats.matched.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(method = %req.method, target = %req.target, %label, "matched");
+                let ex = Exchange {
+                    request: crate::model::Request { method: req.method.to_string(), ..Default::default() },
+                    response: Some(response),
+                    ..Default::default()
+                };
+                let r = render(&ex);
+                let close = client_close || r.must_close;
+                out.extend_from_slice(if close { &r.head_close } else { &r.head });
+                out.extend_from_slice(&r.body);
+                close
+            }
+            Answer::NotFound(report) => {
+                self.stats.unmatched.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(method = %req.method, target = %req.target, "no fixture matches");
+                let mut text = serde_json::to_string_pretty(&report).unwrap_or_default();
+                text.push('\n');
+                let mut headers = vec![
+                    Header::new("Content-Type", "application/json"),
+                    Header::new("Content-Length", text.len().to_string()),
+                    Header::new("X-Mf-Match", "none"),
+                ];
+                if client_close {
+                    headers.push(Header::new("Connection", "close"));
+                }
+                h1_encode::response_head(out, 404, "Not Found", &headers);
+                out.extend_from_slice(text.as_bytes());
+                client_close
+            }
+        }
     }
 
     /// The matcher, for control endpoints (reset counters).
@@ -144,7 +196,8 @@ impl Replay {
             let target = origin_form(&head.target);
             let incoming = Incoming { method: &head.method, target, body: &body };
             out.clear();
-            let close = match self.matcher.find(&incoming) {
+            let from_source = self.source.as_ref().map(|s| self.answer_from_source(s.as_ref(), &incoming, client_close, &mut out));
+            let close = if let Some(close) = from_source { close } else { match self.matcher.find(&incoming) {
                 MatchResult::Found { index, call } => {
                     self.stats.matched.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(method = %head.method, target = %head.target, index, call, "matched");
@@ -176,7 +229,7 @@ impl Replay {
                     out.extend_from_slice(text.as_bytes());
                     client_close
                 }
-            };
+            } };
             if stream.write_all(&out).await.is_err() {
                 return;
             }
