@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 APT_PACKAGES := curl python3 python3-pip libpcap-dev tcpdump nginx-light wrk nghttp2-client
-PIP_PACKAGES := grpcio grpcio-tools websockets requests
+PIP_PACKAGES := grpcio grpcio-tools websockets requests openapi-spec-validator
 
 .PHONY: demo test bench setup setup-apt setup-pip man fmt lint corpus
 
@@ -30,7 +30,7 @@ setup-apt:
 	fi
 
 setup-pip:
-	@python3 -c "import grpc, grpc_tools, websockets, requests" 2>/dev/null || \
+	@python3 -c "import grpc, grpc_tools, websockets, requests, openapi_spec_validator" 2>/dev/null || \
 	  python3 -m pip install --quiet --disable-pip-version-check $(PIP_PACKAGES) 2>/dev/null || \
 	  python3 -m pip install --quiet --disable-pip-version-check --break-system-packages $(PIP_PACKAGES)
 

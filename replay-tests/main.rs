@@ -3,3 +3,4 @@
 mod common;
 mod http1;
 mod cli;
+mod infer;

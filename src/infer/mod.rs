@@ -167,9 +167,13 @@ impl Var {
 
     fn is_noise(&self, name: &str) -> bool {
         let seen = self.occurrences.min(DISTINCT_CAP as u64);
-        let varies = self.occurrences >= 3 && (self.distinct.len() as u64) * 10 >= seen * 9;
+        let distinct = self.distinct.len() as u64;
         let leaf = name.rsplit('.').next().unwrap_or(name).to_ascii_lowercase();
-        varies && (self.all_noisy || NOISY_NAMES.contains(&leaf.as_str()))
+        // A conventional name (`_`, `nonce`, `ts`) needs less evidence than a shape alone:
+        // concurrent clients can send the same millisecond cache buster.
+        let named = NOISY_NAMES.contains(&leaf.as_str()) && distinct * 2 >= seen;
+        let shaped = self.all_noisy && distinct * 10 >= seen * 9;
+        self.occurrences >= 3 && distinct >= 2 && (named || shaped)
     }
 }
 
@@ -552,8 +556,13 @@ impl Analyzer {
                 let resp_body = file(c.resp_body, "response");
                 ep.examples.push(Example {
                     name: ex_name.clone(),
-                    request: ExampleRequest { path: c.path, query: c.query, headers: c.req_headers, body: req_body },
-                    response: ExampleResponse { status: c.status, headers: c.resp_headers, body: resp_body },
+                    request: ExampleRequest {
+                        path: c.path,
+                        query: c.query,
+                        headers: joined(c.req_headers),
+                        body: req_body,
+                    },
+                    response: ExampleResponse { status: c.status, headers: joined(c.resp_headers), body: resp_body },
                 });
             }
             set.index.endpoints.push(IndexEntry {
@@ -585,6 +594,10 @@ impl Analyzer {
             .collect();
         Ok(Inferred { set, files, patterns, redactions: redactor.report })
     }
+}
+
+fn joined(h: Vec<(String, String)>) -> Vec<String> {
+    h.into_iter().map(|(n, v)| format!("{n}: {v}")).collect()
 }
 
 fn latency(v: &mut [u32]) -> Option<Latency> {

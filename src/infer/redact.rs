@@ -76,18 +76,18 @@ impl Redactor {
         }
         let v = value.trim();
         // Short values ("1", "on") would scrub innocent text; they are not credentials anyway.
-        if v.len() >= 6 && self.secrets.len() < MAX_SECRETS {
+        if v.len() >= 8 && self.secrets.len() < MAX_SECRETS {
             self.secrets.insert(v.to_string());
             // `Bearer abc`: the bare token may show up elsewhere too.
             if let Some((_, rest)) = v.split_once(' ') {
-                if rest.len() >= 6 {
+                if rest.len() >= 8 {
                     self.secrets.insert(rest.trim().to_string());
                 }
             }
             // Cookie pairs `a=b; c=d`: the values alone.
             for part in v.split(';') {
                 if let Some((_, val)) = part.split_once('=') {
-                    if val.trim().len() >= 6 {
+                    if val.trim().len() >= 8 {
                         self.secrets.insert(val.trim().to_string());
                     }
                 }
@@ -108,7 +108,10 @@ impl Redactor {
 
     fn is_secret_field(&self, name: &str) -> bool {
         let n = name.to_ascii_lowercase();
-        self.enabled && (JSON_WORDS.iter().any(|w| n.contains(w)) || self.extra.contains(&n))
+        // `token_type: bearer`, `password_policy`… describe a secret without being one.
+        let descriptive =
+            ["_type", "_policy", "_hint", "_expires", "_expires_at", "_length"].iter().any(|s| n.ends_with(s));
+        self.enabled && ((JSON_WORDS.iter().any(|w| n.contains(w)) && !descriptive) || self.extra.contains(&n))
     }
 
     /// Redacts header values in place.

@@ -124,8 +124,13 @@ impl FixtureSource {
                     };
                     let raw_body = body_of(&ex.request.body);
                     let resp_body = body_of(&ex.response.body);
-                    let mut headers: Vec<Header> =
-                        ex.response.headers.iter().map(|(n, v)| Header::new(n.clone(), v)).collect();
+                    let mut headers: Vec<Header> = ex
+                        .response
+                        .headers
+                        .iter()
+                        .filter_map(|h| h.split_once(':'))
+                        .map(|(n, v)| Header::new(n.trim(), v.trim()))
+                        .collect();
                     let status = ex.response.status;
                     if !(status < 200 || status == 204 || status == 304) {
                         headers.push(Header::new("Content-Length", resp_body.len().to_string()));
@@ -264,7 +269,8 @@ impl FixtureSource {
         // A response that creates a value later requests use: echo the request's fields into
         // the recorded answer and hand out an id not served before.
         let flows: Vec<&Flow> = self.flows.iter().filter(|f| f.from == ep.label).collect();
-        if flows.is_empty() {
+        // Only a POST creates; a GET that merely shows an id must not mint new ones.
+        if flows.is_empty() || ep.method != "POST" {
             return None;
         }
         let mut body = ex.response_json.clone()?;

@@ -133,8 +133,9 @@ pub struct ExampleRequest {
     pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
+    /// `Name: value`, in recorded order.
     #[serde(default)]
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<String>,
     /// Body file, relative to the fixtures folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
@@ -144,8 +145,9 @@ pub struct ExampleRequest {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExampleResponse {
     pub status: u16,
+    /// `Name: value`, in recorded order.
     #[serde(default)]
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
 }
