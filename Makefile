@@ -17,6 +17,7 @@ test: setup
 bench: setup
 	$(CARGO) build --release --quiet
 	bash benches/run.sh target/release/mf
+	bash benches/infer.sh target/release/mf
 
 setup: setup-apt setup-pip
 

@@ -11,6 +11,7 @@ mod record;
 mod replay;
 mod replay_fixtures;
 mod show;
+mod synthetic;
 pub(crate) mod util;
 
 use clap::{Parser, Subcommand};

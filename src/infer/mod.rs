@@ -401,11 +401,7 @@ impl Analyzer {
                 acc.json_var.entry(p.clone()).or_default().add(val);
                 obs.request_values.push((format!("body.{p}"), hash_str(val)));
             }
-            let mut redacted = v.clone();
-            self.redactor.counting = false;
-            self.redactor.json(&mut redacted);
-            self.redactor.counting = true;
-            acc.request_shape.add(&redacted);
+            acc.request_shape.add(&redacted_for_schema(&mut self.redactor, v));
             acc.request_json += 1;
         }
         // Response body.
@@ -419,11 +415,8 @@ impl Analyzer {
                         obs.response_values.push((p, hash_str(&val), credential));
                     }
                 }
-                let mut redacted = v.clone();
-                self.redactor.counting = false;
-                self.redactor.json(&mut redacted);
-                self.redactor.counting = true;
-                acc.response_shapes.entry(r.status).or_default().add(&redacted);
+                let shape = redacted_for_schema(&mut self.redactor, &v);
+                acc.response_shapes.entry(r.status).or_default().add(&shape);
                 resp_json = Some(v);
             }
         }
@@ -594,6 +587,18 @@ impl Analyzer {
             .collect();
         Ok(Inferred { set, files, patterns, redactions: redactor.report })
     }
+}
+
+/// `v` with secrets replaced, so that no secret becomes an enum value of a schema.
+fn redacted_for_schema<'a>(redactor: &mut Redactor, v: &'a Value) -> std::borrow::Cow<'a, Value> {
+    if !redactor.has_secret_field(v) {
+        return std::borrow::Cow::Borrowed(v);
+    }
+    let mut redacted = v.clone();
+    redactor.counting = false;
+    redactor.json(&mut redacted);
+    redactor.counting = true;
+    std::borrow::Cow::Owned(redacted)
 }
 
 fn joined(h: Vec<(String, String)>) -> Vec<String> {

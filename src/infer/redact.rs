@@ -154,6 +154,15 @@ impl Redactor {
             .join("&")
     }
 
+    /// True when `v` has a field redaction would touch (so the common case needs no copy).
+    pub fn has_secret_field(&self, v: &Value) -> bool {
+        match v {
+            Value::Object(map) => map.iter().any(|(k, i)| self.is_secret_field(k) || self.has_secret_field(i)),
+            Value::Array(items) => items.iter().any(|i| self.has_secret_field(i)),
+            _ => false,
+        }
+    }
+
     /// Redacts JSON fields named like secrets, at any depth.
     pub fn json(&mut self, v: &mut Value) {
         match v {

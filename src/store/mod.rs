@@ -122,5 +122,28 @@ pub fn open_write(path: &Path, meta: &Meta) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Writes `exchanges` synchronously, 10,000 per transaction: for bulk producers (generators,
+/// importers) that would otherwise outrun the batched writer's unbounded queue.
+///
+/// # Errors
+/// The file cannot be opened as a recording, or a write fails.
+pub fn write_exchanges(path: &Path, meta: &Meta, exchanges: impl Iterator<Item = crate::model::Exchange>) -> Result<u64, StoreError> {
+    let mut conn = open_write(path, meta)?;
+    let mut known = std::collections::HashSet::new();
+    let mut written = 0u64;
+    let mut tx = conn.transaction()?;
+    for ex in exchanges {
+        writer::insert_exchange(&tx, &mut known, &ex)?;
+        written += 1;
+        if written % 10_000 == 0 {
+            tx.commit()?;
+            tx = conn.transaction()?;
+        }
+    }
+    tx.commit()?;
+    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+    Ok(written)
+}
+
 #[cfg(test)]
 mod tests;
