@@ -407,6 +407,13 @@ impl Analyzer {
         // Response body.
         let mut resp_json = None;
         if let Some(r) = &ex.response {
+            // A session cookie handed out here identifies the client in later requests.
+            for v in r.headers.header_all("set-cookie") {
+                let v = String::from_utf8_lossy(v);
+                if let Some((_, value)) = v.split(';').next().and_then(|c| c.split_once('=')) {
+                    obs.response_values.push(("header.Set-Cookie".into(), hash_str(value.trim()), true));
+                }
+            }
             if let Some(v) = parse_json(&r.body.data) {
                 let mut l = Vec::new();
                 leaves(&v, "", &mut l);

@@ -6,7 +6,7 @@
 //! stretch of the recording are folded into the totals, so memory stays bounded on recordings
 //! of millions of exchanges.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 use crate::store::fixtures::{OrderingRule, Retry, Sequences, Transition, ValueFlow, FORMAT};
@@ -231,7 +231,7 @@ impl SequenceAnalyzer {
 
         Sequences {
             format: FORMAT,
-            session_key: "connection, joined by bearer token or cookie handed out in a response".into(),
+            session_key: "connection, joined by a bearer token or cookie handed out in an earlier response".into(),
             sessions: self.sessions_total,
             ordering: ordering.into_iter().map(|(_, r)| r).collect(),
             transitions,
@@ -271,10 +271,6 @@ pub fn summaries(seq: &Sequences) -> Vec<(String, String, serde_json::Value)> {
             format!("`{}` is retried after {} ({} times)", r.endpoint, r.after, r.count),
             serde_json::to_value(r).unwrap_or_default(),
         ));
-    }
-    let mut by_from: BTreeMap<&str, Vec<&Transition>> = BTreeMap::new();
-    for t in &seq.transitions {
-        by_from.entry(&t.from).or_default().push(t);
     }
     for t in &seq.transitions {
         out.push((

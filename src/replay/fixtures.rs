@@ -352,3 +352,119 @@ impl AnswerSource for FixtureSource {
         Answer::Response { response, label: format!("{} example {}", ep.label, ex.name) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::fixtures::{Endpoint, Example, ExampleRequest, ExampleResponse, Matchers, ValueFlow};
+
+    fn example(
+        name: &str,
+        path: &str,
+        query: Option<&str>,
+        req: Option<&str>,
+        status: u16,
+        resp: &str,
+    ) -> (Example, Vec<(String, Vec<u8>)>) {
+        let mut bodies = vec![];
+        let mut file = |side: &str, data: &str| {
+            let rel = format!("bodies/{name}.{side}.json");
+            bodies.push((rel.clone(), data.as_bytes().to_vec()));
+            rel
+        };
+        let ex = Example {
+            name: name.into(),
+            request: ExampleRequest {
+                path: path.into(),
+                query: query.map(String::from),
+                headers: vec![],
+                body: req.map(|r| file("request", r)),
+            },
+            response: ExampleResponse {
+                status,
+                headers: vec!["Content-Type: application/json".into()],
+                body: Some(file("response", resp)),
+            },
+        };
+        (ex, bodies)
+    }
+
+    fn set() -> FixtureSet {
+        let mut set = FixtureSet::default();
+        let mut add =
+            |method: &str, template: &str, ignore_json: Vec<String>, exs: Vec<(Example, Vec<(String, Vec<u8>)>)>| {
+                let mut ep = Endpoint {
+                    method: method.into(),
+                    template: template.into(),
+                    matchers: Matchers { ignore_json, ..Default::default() },
+                    ..Default::default()
+                };
+                for (ex, bodies) in exs {
+                    set.bodies.extend(bodies);
+                    ep.examples.push(ex);
+                }
+                set.endpoints.push(ep);
+            };
+        add(
+            "GET",
+            "/users/{id}",
+            vec![],
+            vec![
+                example("u7", "/users/7", None, None, 200, r#"{"id":7,"name":"seven"}"#),
+                example("u9", "/users/9", None, None, 404, r#"{"error":"nope"}"#),
+            ],
+        );
+        add("GET", "/users/me", vec![], vec![example("me", "/users/me", None, None, 200, r#"{"me":true}"#)]);
+        add(
+            "POST",
+            "/users",
+            vec!["nonce".into()],
+            vec![
+                example("a", "/users", None, Some(r#"{"name":"a","nonce":"1"}"#), 201, r#"{"id":7,"name":"a"}"#),
+                example("b", "/users", None, Some(r#"{"name":"b","nonce":"2"}"#), 201, r#"{"id":8,"name":"b"}"#),
+            ],
+        );
+        set.sequences.flows.push(ValueFlow {
+            from: "POST /users".into(),
+            from_field: "id".into(),
+            to: "GET /users/{id}".into(),
+            to_location: "path.id".into(),
+            count: 3,
+        });
+        set
+    }
+
+    fn ask(src: &FixtureSource, method: &str, target: &str, body: &str) -> (u16, Value) {
+        match src.answer(&Incoming { method, target, body: body.as_bytes() }) {
+            Answer::Response { response, .. } => {
+                (response.status, serde_json::from_slice(&response.body.data).unwrap())
+            }
+            Answer::NotFound(v) => (404, v),
+        }
+    }
+
+    #[test]
+    fn literal_routes_win_and_examples_are_chosen_by_similarity() {
+        let src = FixtureSource::new(&set(), false);
+        assert_eq!(ask(&src, "GET", "/users/me", "").1["me"], true);
+        assert_eq!(ask(&src, "GET", "/users/9", "").0, 404);
+        assert_eq!(ask(&src, "GET", "/users/12345", "").1["id"], 7);
+        // The nonce is ignored: the name decides.
+        assert_eq!(ask(&src, "POST", "/users", r#"{"name":"b","nonce":"999"}"#).1["id"], 8);
+        let (status, report) = ask(&src, "DELETE", "/users/7", "");
+        assert_eq!(status, 404);
+        assert!(report["endpoints"].to_string().contains("GET /users/me"));
+    }
+
+    #[test]
+    fn stateful_get_serves_what_the_post_created() {
+        let src = FixtureSource::new(&set(), true);
+        let (_, first) = ask(&src, "POST", "/users", r#"{"name":"zed","nonce":"x"}"#);
+        let (_, second) = ask(&src, "POST", "/users", r#"{"name":"amy","nonce":"y"}"#);
+        assert_ne!(first["id"], second["id"]);
+        let (status, got) = ask(&src, "GET", &format!("/users/{}", second["id"]), "");
+        assert_eq!((status, got["name"].as_str()), (200, Some("amy")));
+        let (_, got) = ask(&src, "GET", &format!("/users/{}", first["id"]), "");
+        assert_eq!(got["name"], "zed");
+    }
+}
