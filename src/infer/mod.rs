@@ -626,7 +626,9 @@ fn latency(v: &mut [u32]) -> Option<Latency> {
 
 /// `get-users-id`; unique, filesystem-safe, stable.
 fn unique_name(used: &mut BTreeSet<String>, t: &template::Template) -> String {
-    let mut base = t.method.to_ascii_lowercase();
+    // Only ASCII survives, so the file name is portable and `truncate` cannot split a char.
+    let mut base: String =
+        t.method.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
     for s in &t.segments {
         let part = match s {
             template::Segment::Literal(l) => l.clone(),

@@ -313,6 +313,12 @@ struct FormatOnly {
     format: u32,
 }
 
+/// A relative path that stays inside the folder (no `..`, no root): fixture folders come from
+/// pull requests, and replay must not read files elsewhere because one says so.
+fn inside(rel: &str) -> bool {
+    Path::new(rel).components().all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
 /// Reads a fixtures folder (index, endpoints with their bodies, sequences).
 ///
 /// # Errors
@@ -326,6 +332,12 @@ pub fn read_dir(dir: &Path) -> Result<FixtureSet, FixturesError> {
     let index: Index = read_yaml(&index_path)?;
     let mut set = FixtureSet { index, ..Default::default() };
     for entry in &set.index.endpoints {
+        if !inside(&entry.file) {
+            return Err(FixturesError::Invalid {
+                path: index_path,
+                reason: format!("endpoint file {:?} is outside the fixtures folder", entry.file),
+            });
+        }
         let path = dir.join(&entry.file);
         let ep: Endpoint = read_yaml(&path)?;
         if ep.format > FORMAT {
@@ -333,8 +345,7 @@ pub fn read_dir(dir: &Path) -> Result<FixtureSet, FixturesError> {
         }
         for ex in &ep.examples {
             for rel in [&ex.request.body, &ex.response.body].into_iter().flatten() {
-                let safe = Path::new(rel).components().all(|c| matches!(c, std::path::Component::Normal(_)));
-                if !safe {
+                if !inside(rel) {
                     return Err(FixturesError::Invalid {
                         path: path.clone(),
                         reason: format!("body file {rel:?} is outside the fixtures folder"),
