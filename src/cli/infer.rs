@@ -66,15 +66,25 @@ pub(super) fn run(args: InferArgs) -> anyhow::Result<u8> {
         InferConfig { redact: !args.no_redact, extra_redact: args.redact.clone(), max_examples: args.examples };
     let mut analyzer = Analyzer::new(builder.finish(), config);
     bar.set_message("analysing");
-    reader
-        .for_each(|ex| {
-            analyzer.add(&ex);
-            bar.inc(1);
-            true
-        })
-        .with_context(what)?;
-    bar.finish_and_clear();
     drop(reader);
+    // Reading (SQLite, zstd, header decoding) and analysis each take about half the time: a
+    // reader thread feeding a bounded channel uses the second core and keeps memory flat.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<crate::model::Exchange>(1024);
+    let path = args.recording.clone();
+    let read = std::thread::spawn(move || -> anyhow::Result<()> {
+        let reader = util::open_recording(&path)?;
+        reader.for_each(|ex| tx.send(ex).is_ok()).with_context(|| format!("reading {}", path.display()))?;
+        Ok(())
+    });
+    for ex in rx {
+        analyzer.add(&ex);
+        bar.inc(1);
+    }
+    match read.join() {
+        Ok(result) => result?,
+        Err(_) => anyhow::bail!("the reader thread failed"),
+    }
+    bar.finish_and_clear();
     let inferred = analyzer.finish().context("building fixtures")?;
     fixtures::write_dir(&args.output, &inferred.files)
         .with_context(|| format!("writing fixtures to {}", args.output.display()))?;
