@@ -66,19 +66,30 @@ pub(super) fn run(args: InferArgs) -> anyhow::Result<u8> {
         InferConfig { redact: !args.no_redact, extra_redact: args.redact.clone(), max_examples: args.examples };
     let mut analyzer = Analyzer::new(builder.finish(), config);
     bar.set_message("analysing");
-    drop(reader);
     // Reading (SQLite, zstd, header decoding) and analysis each take about half the time: a
     // reader thread feeding a bounded channel uses the second core and keeps memory flat.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<crate::model::Exchange>(1024);
+    // Batches, so that the two threads meet every few hundred exchanges, not every one.
+    const BATCH: usize = 256;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<crate::model::Exchange>>(8);
     let path = args.recording.clone();
     let read = std::thread::spawn(move || -> anyhow::Result<()> {
-        let reader = util::open_recording(&path)?;
-        reader.for_each(|ex| tx.send(ex).is_ok()).with_context(|| format!("reading {}", path.display()))?;
+        let mut batch = Vec::with_capacity(BATCH);
+        reader
+            .for_each(|ex| {
+                batch.push(ex);
+                batch.len() < BATCH || tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_ok()
+            })
+            .with_context(|| format!("reading {}", path.display()))?;
+        if !batch.is_empty() {
+            let _ = tx.send(batch);
+        }
         Ok(())
     });
-    for ex in rx {
-        analyzer.add(&ex);
-        bar.inc(1);
+    for batch in rx {
+        for ex in &batch {
+            analyzer.add(ex);
+        }
+        bar.inc(batch.len() as u64);
     }
     match read.join() {
         Ok(result) => result?,

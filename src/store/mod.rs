@@ -38,7 +38,16 @@ pub struct PatternRow {
 /// # Errors
 /// The recording cannot be opened for writing, or the write fails.
 pub fn replace_patterns(path: &Path, patterns: &[PatternRow]) -> Result<(), StoreError> {
-    let mut conn = open_read(path)?;
+    // Not `open_read`: its integrity check reads the whole file, and the caller has just
+    // read it through a checked connection. Identity and version are still verified.
+    let mut conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .map_err(|e| classify_open_error(path, e))?;
+    let app_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if app_id != APPLICATION_ID || version != SCHEMA_VERSION {
+        return Err(StoreError::NotARecording { path: path.to_path_buf(), reason: "unexpected schema".into() });
+    }
+    conn.execute_batch("PRAGMA busy_timeout = 5000;")?;
     let tx = conn.transaction()?;
     tx.execute("DELETE FROM patterns", [])?;
     for p in patterns {

@@ -182,9 +182,12 @@ impl Reader {
         let sql = format!("SELECT {EXCHANGE_COLUMNS} FROM exchanges ORDER BY id");
         let mut stmt = self.conn.prepare(&sql)?;
         let mut rows = stmt.query([])?;
+        // Plain HTTP recordings have no stream messages: skip a query per exchange.
+        let has_messages: bool = self.conn.query_row("SELECT EXISTS (SELECT 1 FROM messages)", [], |r| r.get(0))?;
         while let Some(row) = rows.next()? {
             let raw = raw_row(row)?;
-            if !f(self.resolve(raw)?) {
+            let ex = if has_messages { self.resolve(raw)? } else { self.resolve_bodies(raw)? };
+            if !f(ex) {
                 break;
             }
         }
@@ -225,6 +228,12 @@ impl Reader {
     }
 
     fn resolve(&self, raw: RawRow) -> Result<Exchange, StoreError> {
+        let mut ex = self.resolve_bodies(raw)?;
+        ex.messages = self.messages(ex.id)?;
+        Ok(ex)
+    }
+
+    fn resolve_bodies(&self, raw: RawRow) -> Result<Exchange, StoreError> {
         let mut ex = raw.ex;
         if let Some(key) = raw.req_body {
             ex.request.body.data = Bytes::from(self.blob(&key)?);
@@ -232,7 +241,6 @@ impl Reader {
         if let (Some(key), Some(resp)) = (raw.resp_body, ex.response.as_mut()) {
             resp.body.data = Bytes::from(self.blob(&key)?);
         }
-        ex.messages = self.messages(ex.id)?;
         Ok(ex)
     }
 
