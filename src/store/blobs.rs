@@ -55,7 +55,20 @@ pub(super) fn get(conn: &Connection, key: &[u8]) -> Result<Vec<u8>, StoreError> 
         CODEC_RAW => Ok(data),
         CODEC_ZSTD => {
             let cap = usize::try_from(size).map_err(|_| corrupt("bad blob size".into()))?;
-            zstd::bulk::decompress(&data, cap).map_err(|e| corrupt(format!("blob does not decompress: {e}")))
+            // One decompression context per thread: creating one per blob was 5% of `mf infer`.
+            thread_local! {
+                static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+            }
+            DCTX.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                if slot.is_none() {
+                    *slot = Some(zstd::bulk::Decompressor::new().map_err(|e| corrupt(format!("zstd: {e}")))?);
+                }
+                match slot.as_mut() {
+                    Some(d) => d.decompress(&data, cap).map_err(|e| corrupt(format!("blob does not decompress: {e}"))),
+                    None => Err(corrupt("zstd context unavailable".into())),
+                }
+            })
         }
         other => Err(corrupt(format!("unknown blob codec {other}"))),
     }
