@@ -193,7 +193,7 @@ impl SizeAcc {
         self.n += 1;
     }
     fn sizes(&self) -> Sizes {
-        Sizes { min: self.min, avg: if self.n == 0 { 0 } else { self.sum / self.n }, max: self.max }
+        Sizes { min: self.min, avg: self.sum.checked_div(self.n).unwrap_or(0), max: self.max }
     }
 }
 
@@ -487,8 +487,8 @@ impl Analyzer {
         let Analyzer { templates, endpoints: accs, sequences, mut redactor, exchanges, .. } = self;
         let labels: Vec<String> = templates.list.iter().map(|t| format!("{} {}", t.method, t.path)).collect();
         let mut names: BTreeSet<String> = BTreeSet::new();
-        let mut set = FixtureSet::default();
-        set.index = Index { format: FORMAT, exchanges, endpoints: vec![] };
+        let mut set =
+            FixtureSet { index: Index { format: FORMAT, exchanges, endpoints: vec![] }, ..Default::default() };
         let mut http_endpoints = Vec::new();
         for (t, mut acc) in templates.list.iter().zip(accs) {
             if acc.count == 0 {

@@ -131,7 +131,7 @@ impl SequenceAnalyzer {
         }
         s.failed = obs.failure.map(|f| (obs.request_hash, f));
         self.sessions.insert(key, s);
-        if self.n % 4096 == 0 {
+        if self.n.is_multiple_of(4096) {
             let cutoff = self.n.saturating_sub(IDLE_EVICT);
             let idle: Vec<u64> = self.sessions.iter().filter(|(_, s)| s.last_seen < cutoff).map(|(k, _)| *k).collect();
             for k in idle {

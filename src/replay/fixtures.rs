@@ -358,6 +358,8 @@ mod tests {
     use super::*;
     use crate::store::fixtures::{Endpoint, Example, ExampleRequest, ExampleResponse, Matchers, ValueFlow};
 
+    type Bodies = Vec<(String, Vec<u8>)>;
+
     fn example(
         name: &str,
         path: &str,
@@ -391,20 +393,19 @@ mod tests {
 
     fn set() -> FixtureSet {
         let mut set = FixtureSet::default();
-        let mut add =
-            |method: &str, template: &str, ignore_json: Vec<String>, exs: Vec<(Example, Vec<(String, Vec<u8>)>)>| {
-                let mut ep = Endpoint {
-                    method: method.into(),
-                    template: template.into(),
-                    matchers: Matchers { ignore_json, ..Default::default() },
-                    ..Default::default()
-                };
-                for (ex, bodies) in exs {
-                    set.bodies.extend(bodies);
-                    ep.examples.push(ex);
-                }
-                set.endpoints.push(ep);
+        let mut add = |method: &str, template: &str, ignore_json: Vec<String>, exs: Vec<(Example, Bodies)>| {
+            let mut ep = Endpoint {
+                method: method.into(),
+                template: template.into(),
+                matchers: Matchers { ignore_json, ..Default::default() },
+                ..Default::default()
             };
+            for (ex, bodies) in exs {
+                set.bodies.extend(bodies);
+                ep.examples.push(ex);
+            }
+            set.endpoints.push(ep);
+        };
         add(
             "GET",
             "/users/{id}",

@@ -372,17 +372,19 @@ mod tests {
     #[test]
     fn folder_round_trips_and_refuses_newer_formats() {
         let dir = tempfile::tempdir().unwrap();
-        let mut set = FixtureSet::default();
-        set.index = Index {
-            format: FORMAT,
-            exchanges: 1,
-            endpoints: vec![IndexEntry {
-                name: "get-a".into(),
-                method: "GET".into(),
-                template: "/a".into(),
-                count: 1,
-                file: "endpoints/get-a.yaml".into(),
-            }],
+        let mut set = FixtureSet {
+            index: Index {
+                format: FORMAT,
+                exchanges: 1,
+                endpoints: vec![IndexEntry {
+                    name: "get-a".into(),
+                    method: "GET".into(),
+                    template: "/a".into(),
+                    count: 1,
+                    file: "endpoints/get-a.yaml".into(),
+                }],
+            },
+            ..Default::default()
         };
         set.endpoints.push(Endpoint {
             format: FORMAT,

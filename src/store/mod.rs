@@ -144,7 +144,7 @@ pub fn write_exchanges(path: &Path, meta: &Meta, exchanges: impl Iterator<Item =
     for ex in exchanges {
         writer::insert_exchange(&tx, &mut known, &ex)?;
         written += 1;
-        if written % 10_000 == 0 {
+        if written.is_multiple_of(10_000) {
             tx.commit()?;
             tx = conn.transaction()?;
         }
