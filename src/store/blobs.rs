@@ -47,10 +47,15 @@ pub(super) fn get(conn: &Connection, key: &[u8]) -> Result<Vec<u8>, StoreError> 
         .prepare_cached("SELECT size, codec, data FROM blobs WHERE hash = ?1")?
         .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
-    let corrupt = |reason: String| StoreError::Corrupt { path: "recording".into(), reason };
     let Some((size, codec, data)) = row else {
-        return Err(corrupt("a body refers to a missing blob".into()));
+        return Err(StoreError::Corrupt { path: "recording".into(), reason: "a body refers to a missing blob".into() });
     };
+    decode(size, codec, data)
+}
+
+/// A stored blob row back to its bytes.
+pub(super) fn decode(size: i64, codec: i64, data: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt { path: "recording".into(), reason };
     match codec {
         CODEC_RAW => Ok(data),
         CODEC_ZSTD => {
