@@ -24,7 +24,12 @@ pub struct InferArgs {
     pub recording: PathBuf,
 
     /// Folder to write the fixtures into (replaced when it already holds fixtures).
-    #[arg(short = 'o', long = "output", value_name = "DIR", default_value = "fixtures")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "DIR",
+        default_value = "fixtures"
+    )]
     pub output: PathBuf,
 
     /// Also redact this header, query parameter or JSON field (repeatable).
@@ -50,9 +55,11 @@ pub(super) fn run(args: InferArgs) -> anyhow::Result<u8> {
         indicatif::ProgressBar::hidden()
     };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, {eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar.set_message("templates");
     let mut builder = TemplateBuilder::default();
@@ -62,8 +69,11 @@ pub(super) fn run(args: InferArgs) -> anyhow::Result<u8> {
             bar.inc(1);
         })
         .with_context(what)?;
-    let config =
-        InferConfig { redact: !args.no_redact, extra_redact: args.redact.clone(), max_examples: args.examples };
+    let config = InferConfig {
+        redact: !args.no_redact,
+        extra_redact: args.redact.clone(),
+        max_examples: args.examples,
+    };
     let mut analyzer = Analyzer::new(builder.finish(), config);
     bar.set_message("analysing");
     // Reading (SQLite, zstd, header decoding) and analysis each take about half the time: a
@@ -77,7 +87,10 @@ pub(super) fn run(args: InferArgs) -> anyhow::Result<u8> {
         reader
             .for_each(|ex| {
                 batch.push(ex);
-                batch.len() < BATCH || tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_ok()
+                batch.len() < BATCH
+                    || tx
+                        .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                        .is_ok()
             })
             .with_context(|| format!("reading {}", path.display()))?;
         if !batch.is_empty() {
@@ -101,7 +114,10 @@ pub(super) fn run(args: InferArgs) -> anyhow::Result<u8> {
         .with_context(|| format!("writing fixtures to {}", args.output.display()))?;
     // The fixtures are the product; a read-only recording only loses `mf patterns`.
     if let Err(e) = crate::store::replace_patterns(&args.recording, &inferred.patterns) {
-        eprintln!("mf: warning: could not store patterns in {}: {e}", args.recording.display());
+        eprintln!(
+            "mf: warning: could not store patterns in {}: {e}",
+            args.recording.display()
+        );
     }
 
     let set = &inferred.set;

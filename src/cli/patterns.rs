@@ -30,15 +30,24 @@ pub struct PatternsArgs {
 
 pub(super) fn run(args: PatternsArgs) -> anyhow::Result<u8> {
     let reader = util::open_recording(&args.recording)?;
-    let patterns = reader.patterns().with_context(|| format!("reading patterns of {}", args.recording.display()))?;
+    let patterns = reader
+        .patterns()
+        .with_context(|| format!("reading patterns of {}", args.recording.display()))?;
     if patterns.is_empty() {
-        eprintln!("mf: no patterns stored in {}; run `mf infer` on it first", args.recording.display());
+        eprintln!(
+            "mf: no patterns stored in {}; run `mf infer` on it first",
+            args.recording.display()
+        );
         return Ok(0);
     }
     let mut out = std::io::stdout().lock();
-    for p in patterns.iter().filter(|p| args.kind.as_ref().is_none_or(|k| *k == p.kind)) {
+    for p in patterns
+        .iter()
+        .filter(|p| args.kind.as_ref().is_none_or(|k| *k == p.kind))
+    {
         let line = if args.json {
-            serde_json::json!({"kind": p.kind, "summary": p.summary, "detail": p.detail}).to_string()
+            serde_json::json!({"kind": p.kind, "summary": p.summary, "detail": p.detail})
+                .to_string()
         } else {
             format!("{:<11} {}", p.kind, p.summary)
         };

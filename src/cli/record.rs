@@ -19,7 +19,9 @@ use crate::store::{Meta, Writer, WriterConfig};
 /// each exchange. Stop it with Ctrl-C (or SIGTERM): everything is flushed to disk and a
 /// summary is printed.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  mf record --proxy --upstream http://127.0.0.1:3000 --listen 127.0.0.1:8080 -o api.db")]
+#[command(
+    after_help = "Example:\n  mf record --proxy --upstream http://127.0.0.1:3000 --listen 127.0.0.1:8080 -o api.db"
+)]
 pub struct RecordArgs {
     /// Record as a reverse proxy in front of --upstream.
     #[arg(long)]
@@ -34,7 +36,12 @@ pub struct RecordArgs {
     pub listen: String,
 
     /// Recording file to write (appended to when it exists).
-    #[arg(short = 'o', long = "output", value_name = "FILE", default_value = "recording.db")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FILE",
+        default_value = "recording.db"
+    )]
     pub output: PathBuf,
 
     /// Bodies larger than this are forwarded whole but stored truncated (and flagged).
@@ -75,7 +82,10 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
         response_timeout: args.upstream_timeout,
         max_head: crate::decode::h1::DEFAULT_MAX_HEAD,
     };
-    let meta = Meta { source: format!("proxy {upstream_url}"), command_line: util::command_line() };
+    let meta = Meta {
+        source: format!("proxy {upstream_url}"),
+        command_line: util::command_line(),
+    };
     let (writer, handle) = Writer::spawn(&args.output, &meta, WriterConfig::default())
         .with_context(|| format!("opening {} for recording", args.output.display()))?;
     let first_conn = handle.connection_id_base();
@@ -121,7 +131,10 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
         summary.path.display()
     );
     if summary.failed > 0 {
-        bail!("{} exchanges could not be written (see the log above)", summary.failed);
+        bail!(
+            "{} exchanges could not be written (see the log above)",
+            summary.failed
+        );
     }
     Ok(0)
 }

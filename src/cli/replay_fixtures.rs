@@ -12,15 +12,19 @@ use crate::replay::server::{self, Replay, ReplayConfig};
 use crate::store::fixtures;
 
 pub(super) fn run(dir: &Path, listen: &str, stateful: bool) -> anyhow::Result<u8> {
-    let set = fixtures::read_dir(dir).with_context(|| format!("reading fixtures folder {}", dir.display()))?;
+    let set = fixtures::read_dir(dir)
+        .with_context(|| format!("reading fixtures folder {}", dir.display()))?;
     let source = Arc::new(FixtureSource::new(&set, stateful));
     let endpoints = source.len();
     let replay = Replay::from_source(source, ReplayConfig::default());
     let rt = util::runtime()?;
     rt.block_on(async {
-        let listener =
-            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-        let local = listener.local_addr().context("reading the listen address")?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let local = listener
+            .local_addr()
+            .context("reading the listen address")?;
         eprintln!(
             "mf: listening on {local}, serving {endpoints} endpoints from {}{} (Ctrl-C to stop)",
             dir.display(),

@@ -26,12 +26,21 @@ struct Session {
 }
 
 fn hex(rng: &mut ChaCha8Rng, n: usize) -> String {
-    (0..n).map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0')).collect()
+    (0..n)
+        .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0'))
+        .collect()
 }
 
 fn uuid(rng: &mut ChaCha8Rng) -> String {
     let h = hex(rng, 32);
-    format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
 }
 
 #[allow(clippy::too_many_arguments)] // one call per scripted step reads best flat
@@ -45,7 +54,10 @@ fn exchange(
     at: i64,
     lat_us: u64,
 ) -> Exchange {
-    let mut headers = vec![Header::new("Host", "api.example"), Header::new("User-Agent", "bench/1.0")];
+    let mut headers = vec![
+        Header::new("Host", "api.example"),
+        Header::new("User-Agent", "bench/1.0"),
+    ];
     if !s.token.is_empty() && s.step > 0 {
         headers.push(Header::new("Authorization", format!("Bearer {}", s.token)));
     }
@@ -78,7 +90,10 @@ fn exchange(
             body: Body::full(Bytes::from(resp)),
             trailers: vec![],
         }),
-        timings: Timings { response_end_ns: Some(lat_us * 1000), ..Default::default() },
+        timings: Timings {
+            response_end_ns: Some(lat_us * 1000),
+            ..Default::default()
+        },
         ..Default::default()
     }
 }
@@ -86,7 +101,10 @@ fn exchange(
 /// Writes `count` exchanges to `path`.
 pub(super) fn run(path: &Path, count: u64, seed: u64) -> anyhow::Result<u8> {
     if path.exists() {
-        anyhow::bail!("{} exists; the generator only creates new recordings", path.display());
+        anyhow::bail!(
+            "{} exists; the generator only creates new recordings",
+            path.display()
+        );
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut sessions: Vec<Session> = Vec::new();
@@ -99,7 +117,13 @@ pub(super) fn run(path: &Path, count: u64, seed: u64) -> anyhow::Result<u8> {
         }
         produced += 1;
         while sessions.len() < CONCURRENT as usize {
-            sessions.push(Session { conn: next_conn, step: 0, token: String::new(), user: 0, order: String::new() });
+            sessions.push(Session {
+                conn: next_conn,
+                step: 0,
+                token: String::new(),
+                user: 0,
+                order: String::new(),
+            });
             next_conn += 1;
         }
         let i = rng.random_range(0..sessions.len());
@@ -140,7 +164,10 @@ pub(super) fn run(path: &Path, count: u64, seed: u64) -> anyhow::Result<u8> {
                     &format!("/users?page={page}&_={}", at / 1_000_000),
                     String::new(),
                     200,
-                    format!(r#"{{"items":[{{"id":{}}}],"page":{page},"total":100}}"#, next_user),
+                    format!(
+                        r#"{{"items":[{{"id":{}}}],"page":{page},"total":100}}"#,
+                        next_user
+                    ),
                     at,
                     lat,
                 )
@@ -153,7 +180,10 @@ pub(super) fn run(path: &Path, count: u64, seed: u64) -> anyhow::Result<u8> {
                     s,
                     "POST",
                     "/users",
-                    format!(r#"{{"name":"n{}","email":"n{}@example.com","nonce":"{nonce}"}}"#, s.user, s.user),
+                    format!(
+                        r#"{{"name":"n{}","email":"n{}@example.com","nonce":"{nonce}"}}"#,
+                        s.user, s.user
+                    ),
                     201,
                     format!(
                         r#"{{"id":{},"uuid":"{u}","email":"n{}@example.com","status":"active","created_at":"2024-05-01T12:00:00Z"}}"#,
@@ -169,7 +199,10 @@ pub(super) fn run(path: &Path, count: u64, seed: u64) -> anyhow::Result<u8> {
                 &format!("/users/{}", s.user),
                 String::new(),
                 200,
-                format!(r#"{{"id":{},"email":"n{}@example.com","status":"active"}}"#, s.user, s.user),
+                format!(
+                    r#"{{"id":{},"email":"n{}@example.com","status":"active"}}"#,
+                    s.user, s.user
+                ),
                 at,
                 lat,
             ),
@@ -180,7 +213,11 @@ pub(super) fn run(path: &Path, count: u64, seed: u64) -> anyhow::Result<u8> {
                     s,
                     "POST",
                     "/orders",
-                    format!(r#"{{"user_id":{},"qty":{},"nonce":"{nonce}"}}"#, s.user, lat % 5 + 1),
+                    format!(
+                        r#"{{"user_id":{},"qty":{},"nonce":"{nonce}"}}"#,
+                        s.user,
+                        lat % 5 + 1
+                    ),
                     201,
                     format!(r#"{{"id":"{o}","status":"pending","user_id":{}}}"#, s.user),
                     at,
@@ -197,9 +234,36 @@ pub(super) fn run(path: &Path, count: u64, seed: u64) -> anyhow::Result<u8> {
                 at,
                 lat,
             ),
-            8 => exchange(s, "GET", "/flaky", String::new(), 503, r#"{"error":"try again"}"#.into(), at, lat),
-            9 => exchange(s, "GET", "/flaky", String::new(), 200, r#"{"ok":true}"#.into(), at, lat),
-            _ => exchange(s, "GET", "/users/999999", String::new(), 404, r#"{"error":"not found"}"#.into(), at, lat),
+            8 => exchange(
+                s,
+                "GET",
+                "/flaky",
+                String::new(),
+                503,
+                r#"{"error":"try again"}"#.into(),
+                at,
+                lat,
+            ),
+            9 => exchange(
+                s,
+                "GET",
+                "/flaky",
+                String::new(),
+                200,
+                r#"{"ok":true}"#.into(),
+                at,
+                lat,
+            ),
+            _ => exchange(
+                s,
+                "GET",
+                "/users/999999",
+                String::new(),
+                404,
+                r#"{"error":"not found"}"#.into(),
+                at,
+                lat,
+            ),
         };
         s.step += 1;
         if s.step > 10 {
@@ -207,9 +271,15 @@ pub(super) fn run(path: &Path, count: u64, seed: u64) -> anyhow::Result<u8> {
         }
         Some(ex)
     });
-    let meta =
-        Meta { source: format!("synthetic {count} exchanges, seed {seed}"), command_line: super::util::command_line() };
-    let written = store::write_exchanges(path, &meta, iter).with_context(|| format!("writing {}", path.display()))?;
-    eprintln!("mf: wrote {written} synthetic exchanges to {}", path.display());
+    let meta = Meta {
+        source: format!("synthetic {count} exchanges, seed {seed}"),
+        command_line: super::util::command_line(),
+    };
+    let written = store::write_exchanges(path, &meta, iter)
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!(
+        "mf: wrote {written} synthetic exchanges to {}",
+        path.display()
+    );
     Ok(0)
 }

@@ -19,8 +19,8 @@ use serde_json::Value;
 
 use crate::model::{Exchange, HeaderList, Protocol};
 use crate::store::fixtures::{
-    self, Endpoint, Example, ExampleRequest, ExampleResponse, FixtureSet, Index, IndexEntry, Latency, Matchers,
-    Profile, Sizes, FORMAT,
+    self, Endpoint, Example, ExampleRequest, ExampleResponse, FixtureSet, Index, IndexEntry,
+    Latency, Matchers, Profile, Sizes, FORMAT,
 };
 use crate::store::PatternRow;
 use redact::Redactor;
@@ -41,7 +41,11 @@ pub struct InferConfig {
 
 impl Default for InferConfig {
     fn default() -> Self {
-        InferConfig { redact: true, extra_redact: Vec::new(), max_examples: 6 }
+        InferConfig {
+            redact: true,
+            extra_redact: Vec::new(),
+            max_examples: 6,
+        }
     }
 }
 
@@ -126,7 +130,13 @@ const DROP_REQUEST_HEADERS: &[&str] = &[
     "proxy-connection",
     "date",
 ];
-const DROP_RESPONSE_HEADERS: &[&str] = &["connection", "keep-alive", "transfer-encoding", "content-length", "date"];
+const DROP_RESPONSE_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "date",
+];
 
 /// Values that differ on every request by construction: epoch times, RFC 3339 times, UUIDs,
 /// long hex or random-looking strings.
@@ -137,7 +147,8 @@ fn noisy_value(v: &str) -> bool {
         || template::is_uuid(v)
         || (v.len() >= 12 && v.bytes().all(|b| b.is_ascii_hexdigit()))
         || (v.len() >= 16
-            && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
             && v.bytes().any(|b| b.is_ascii_digit())
             && v.bytes().any(|b| b.is_ascii_alphabetic()))
 }
@@ -152,7 +163,11 @@ struct Var {
 
 impl Default for Var {
     fn default() -> Self {
-        Var { occurrences: 0, distinct: HashSet::new(), all_noisy: true }
+        Var {
+            occurrences: 0,
+            distinct: HashSet::new(),
+            all_noisy: true,
+        }
     }
 }
 
@@ -193,7 +208,11 @@ impl SizeAcc {
         self.n += 1;
     }
     fn sizes(&self) -> Sizes {
-        Sizes { min: self.min, avg: self.sum.checked_div(self.n).unwrap_or(0), max: self.max }
+        Sizes {
+            min: self.min,
+            avg: self.sum.checked_div(self.n).unwrap_or(0),
+            max: self.max,
+        }
     }
 }
 
@@ -283,7 +302,11 @@ fn leaves(v: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
 }
 
 fn decode_query(q: &str) -> Vec<(String, String)> {
-    let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
     q.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| match p.split_once('=') {
@@ -298,10 +321,17 @@ fn identifier_like(field: &str, value: &str) -> Option<bool> {
     let leaf = field.rsplit('.').next().unwrap_or(field);
     let lower = leaf.to_ascii_lowercase();
     let credential = lower.contains("token") || lower.contains("session");
-    let id_name =
-        lower == "id" || lower.ends_with("_id") || leaf.ends_with("Id") || lower == "uuid" || lower.ends_with("key");
+    let id_name = lower == "id"
+        || lower.ends_with("_id")
+        || leaf.ends_with("Id")
+        || lower == "uuid"
+        || lower.ends_with("key");
     let numeric = value.bytes().all(|b| b.is_ascii_digit());
-    let long_enough = if numeric { value.len() >= 2 } else { value.len() >= 4 };
+    let long_enough = if numeric {
+        value.len() >= 2
+    } else {
+        value.len() >= 4
+    };
     (long_enough && (credential || id_name || template::is_uuid(value))).then_some(credential)
 }
 
@@ -329,9 +359,20 @@ fn headers_of(h: &[crate::model::Header], drop: &[&str]) -> Vec<(String, String)
 impl Analyzer {
     /// Starts the second pass over the templates of the first.
     pub fn new(templates: Templates, config: InferConfig) -> Analyzer {
-        let endpoints = templates.list.iter().map(|_| EndpointAcc::default()).collect();
+        let endpoints = templates
+            .list
+            .iter()
+            .map(|_| EndpointAcc::default())
+            .collect();
         let redactor = Redactor::new(config.redact, &config.extra_redact);
-        Analyzer { templates, config, endpoints, sequences: SequenceAnalyzer::default(), redactor, exchanges: 0 }
+        Analyzer {
+            templates,
+            config,
+            endpoints,
+            sequences: SequenceAnalyzer::default(),
+            redactor,
+            exchanges: 0,
+        }
     }
 
     /// Feeds one exchange (in recording order).
@@ -347,18 +388,26 @@ impl Analyzer {
         acc.count += 1;
         acc.streaming |= matches!(ex.protocol(), Protocol::Grpc | Protocol::WebSocket);
         let status = ex.response.as_ref().map(|r| r.status);
-        *acc.statuses.entry(status.map_or("error".to_string(), |s| s.to_string())).or_insert(0) += 1;
+        *acc.statuses
+            .entry(status.map_or("error".to_string(), |s| s.to_string()))
+            .or_insert(0) += 1;
         if let Some(ns) = ex.duration_ns() {
-            acc.latencies_us.push(u32::try_from(ns / 1000).unwrap_or(u32::MAX));
+            acc.latencies_us
+                .push(u32::try_from(ns / 1000).unwrap_or(u32::MAX));
         }
         acc.req_sizes.add(req.body.size);
         if let Some(r) = &ex.response {
             acc.resp_sizes.add(r.body.size);
         }
 
-        let mut obs = Observation { template: t as u32, connection: ex.connection_id, ..Default::default() };
+        let mut obs = Observation {
+            template: t as u32,
+            connection: ex.connection_id,
+            ..Default::default()
+        };
         for (value, name) in template::params_of(template, path) {
-            obs.request_values.push((format!("path.{name}"), hash_str(value)));
+            obs.request_values
+                .push((format!("path.{name}"), hash_str(value)));
         }
         // Query parameters: presence, variation, value flow.
         let query = decode_query(req.origin_form().split_once('?').map_or("", |(_, q)| q));
@@ -378,17 +427,26 @@ impl Analyzer {
             if self.redactor.is_secret_header(&h.name) {
                 secret_headers.push((h.name.as_str(), value.to_string()));
             } else if !BORING_HEADERS.contains(&lower.as_str()) {
-                acc.header_var.entry(h.name.clone()).or_default().add(&value);
+                acc.header_var
+                    .entry(h.name.clone())
+                    .or_default()
+                    .add(&value);
             }
         }
         if let Some(auth) = req.headers.header_str("authorization") {
-            let token = auth.split_once(' ').map_or(auth.as_str(), |(_, t)| t).trim().to_string();
+            let token = auth
+                .split_once(' ')
+                .map_or(auth.as_str(), |(_, t)| t)
+                .trim()
+                .to_string();
             obs.credential = Some(hash_str(&token));
-            obs.request_values.push(("header.Authorization".into(), hash_str(&token)));
+            obs.request_values
+                .push(("header.Authorization".into(), hash_str(&token)));
         } else if let Some(cookie) = req.headers.header_str("cookie") {
             if let Some((_, v)) = cookie.split(';').next().and_then(|c| c.split_once('=')) {
                 obs.credential = Some(hash_str(v.trim()));
-                obs.request_values.push(("header.Cookie".into(), hash_str(v.trim())));
+                obs.request_values
+                    .push(("header.Cookie".into(), hash_str(v.trim())));
             }
         }
         self.redactor.tally_headers(secret_headers.into_iter());
@@ -399,9 +457,11 @@ impl Analyzer {
             leaves(v, "", &mut l);
             for (p, val) in &l {
                 acc.json_var.entry(p.clone()).or_default().add(val);
-                obs.request_values.push((format!("body.{p}"), hash_str(val)));
+                obs.request_values
+                    .push((format!("body.{p}"), hash_str(val)));
             }
-            acc.request_shape.add(&redacted_for_schema(&mut self.redactor, v));
+            acc.request_shape
+                .add(&redacted_for_schema(&mut self.redactor, v));
             acc.request_json += 1;
         }
         // Response body.
@@ -411,7 +471,11 @@ impl Analyzer {
             for v in r.headers.header_all("set-cookie") {
                 let v = String::from_utf8_lossy(v);
                 if let Some((_, value)) = v.split(';').next().and_then(|c| c.split_once('=')) {
-                    obs.response_values.push(("header.Set-Cookie".into(), hash_str(value.trim()), true));
+                    obs.response_values.push((
+                        "header.Set-Cookie".into(),
+                        hash_str(value.trim()),
+                        true,
+                    ));
                 }
             }
             if let Some(v) = parse_json(&r.body.data) {
@@ -445,7 +509,9 @@ impl Analyzer {
                 let keys: Vec<&String> = m.keys().collect();
                 hash_str(&format!("{keys:?}{}", req_json.is_some()))
             }
-            Some(Value::Array(a)) => hash_str(&format!("array{}{}", a.is_empty(), req_json.is_some())),
+            Some(Value::Array(a)) => {
+                hash_str(&format!("array{}{}", a.is_empty(), req_json.is_some()))
+            }
             _ => hash_str(&format!("other{}", req_json.is_some())),
         };
         let key = (status.unwrap_or(0), shape_key);
@@ -484,11 +550,28 @@ impl Analyzer {
     /// # Errors
     /// Serialisation failures.
     pub fn finish(self) -> Result<Inferred, InferError> {
-        let Analyzer { templates, endpoints: accs, sequences, mut redactor, exchanges, .. } = self;
-        let labels: Vec<String> = templates.list.iter().map(|t| format!("{} {}", t.method, t.path)).collect();
+        let Analyzer {
+            templates,
+            endpoints: accs,
+            sequences,
+            mut redactor,
+            exchanges,
+            ..
+        } = self;
+        let labels: Vec<String> = templates
+            .list
+            .iter()
+            .map(|t| format!("{} {}", t.method, t.path))
+            .collect();
         let mut names: BTreeSet<String> = BTreeSet::new();
-        let mut set =
-            FixtureSet { index: Index { format: FORMAT, exchanges, endpoints: vec![] }, ..Default::default() };
+        let mut set = FixtureSet {
+            index: Index {
+                format: FORMAT,
+                exchanges,
+                endpoints: vec![],
+            },
+            ..Default::default()
+        };
         let mut http_endpoints = Vec::new();
         for (t, mut acc) in templates.list.iter().zip(accs) {
             if acc.count == 0 {
@@ -509,8 +592,18 @@ impl Analyzer {
                     })
                     .collect(),
                 matchers: Matchers {
-                    ignore_query: acc.query_var.iter().filter(|(k, v)| v.is_noise(k)).map(|(k, _)| k.clone()).collect(),
-                    ignore_json: acc.json_var.iter().filter(|(k, v)| v.is_noise(k)).map(|(k, _)| k.clone()).collect(),
+                    ignore_query: acc
+                        .query_var
+                        .iter()
+                        .filter(|(k, v)| v.is_noise(k))
+                        .map(|(k, _)| k.clone())
+                        .collect(),
+                    ignore_json: acc
+                        .json_var
+                        .iter()
+                        .filter(|(k, v)| v.is_noise(k))
+                        .map(|(k, _)| k.clone())
+                        .collect(),
                     ignore_headers: acc
                         .header_var
                         .iter()
@@ -525,22 +618,35 @@ impl Analyzer {
                     request_bytes: acc.req_sizes.sizes(),
                     response_bytes: acc.resp_sizes.sizes(),
                 },
-                query: acc.query_presence.iter().map(|(k, n)| (k.clone(), *n == acc.count)).collect(),
+                query: acc
+                    .query_presence
+                    .iter()
+                    .map(|(k, n)| (k.clone(), *n == acc.count))
+                    .collect(),
                 request_schema: (acc.request_json > 0).then(|| acc.request_shape.to_schema()),
-                response_schemas: acc.response_shapes.iter().map(|(s, sh)| (s.to_string(), sh.to_schema())).collect(),
+                response_schemas: acc
+                    .response_shapes
+                    .iter()
+                    .map(|(s, sh)| (s.to_string(), sh.to_schema()))
+                    .collect(),
                 examples: vec![],
             };
             let mut used: BTreeMap<u16, u32> = BTreeMap::new();
             for c in acc.examples {
                 let n = used.entry(c.status).or_insert(0);
                 *n += 1;
-                let ex_name = if *n == 1 { c.status.to_string() } else { format!("{}-{}", c.status, n) };
+                let ex_name = if *n == 1 {
+                    c.status.to_string()
+                } else {
+                    format!("{}-{}", c.status, n)
+                };
                 let mut file = |body: Option<Body>, side: &str| {
                     body.map(|b| {
                         let (ext, data) = match b {
                             Body::Json(v) => {
                                 let mut s =
-                                    serde_json::to_string_pretty(&fixtures::sorted_json(&v)).unwrap_or_default();
+                                    serde_json::to_string_pretty(&fixtures::sorted_json(&v))
+                                        .unwrap_or_default();
                                 s.push('\n');
                                 ("json", s.into_bytes())
                             }
@@ -562,7 +668,11 @@ impl Analyzer {
                         headers: joined(c.req_headers),
                         body: req_body,
                     },
-                    response: ExampleResponse { status: c.status, headers: joined(c.resp_headers), body: resp_body },
+                    response: ExampleResponse {
+                        status: c.status,
+                        headers: joined(c.resp_headers),
+                        body: resp_body,
+                    },
                 });
             }
             set.index.endpoints.push(IndexEntry {
@@ -590,9 +700,18 @@ impl Analyzer {
             .collect();
         let patterns = sequence::summaries(&set.sequences)
             .into_iter()
-            .map(|(kind, summary, detail)| PatternRow { kind, summary, detail })
+            .map(|(kind, summary, detail)| PatternRow {
+                kind,
+                summary,
+                detail,
+            })
             .collect();
-        Ok(Inferred { set, files, patterns, redactions: redactor.report })
+        Ok(Inferred {
+            set,
+            files,
+            patterns,
+            redactions: redactor.report,
+        })
     }
 }
 
@@ -621,14 +740,27 @@ fn latency(v: &mut [u32]) -> Option<Latency> {
         let i = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
         (v[i] as f64 / 1000.0 * 1000.0).round() / 1000.0
     };
-    Some(Latency { p50: pick(0.50), p95: pick(0.95), p99: pick(0.99) })
+    Some(Latency {
+        p50: pick(0.50),
+        p95: pick(0.95),
+        p99: pick(0.99),
+    })
 }
 
 /// `get-users-id`; unique, filesystem-safe, stable.
 fn unique_name(used: &mut BTreeSet<String>, t: &template::Template) -> String {
     // Only ASCII survives, so the file name is portable and `truncate` cannot split a char.
-    let mut base: String =
-        t.method.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    let mut base: String = t
+        .method
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
     for s in &t.segments {
         let part = match s {
             template::Segment::Literal(l) => l.clone(),
@@ -636,7 +768,13 @@ fn unique_name(used: &mut BTreeSet<String>, t: &template::Template) -> String {
         };
         let clean: String = part
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c.to_ascii_lowercase() } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
             .collect();
         base.push('-');
         base.push_str(clean.trim_matches('-'));

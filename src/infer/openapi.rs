@@ -39,11 +39,19 @@ fn reason(status: &str) -> &'static str {
 /// The OpenAPI document of `endpoints`.
 pub(super) fn document<'a>(endpoints: impl Iterator<Item = &'a Endpoint>) -> Value {
     let mut paths = Map::new();
-    const METHODS: &[&str] = &["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+    const METHODS: &[&str] = &[
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
     for ep in endpoints.filter(|e| METHODS.contains(&e.method.to_ascii_lowercase().as_str())) {
         let mut op = Map::new();
         op.insert("operationId".into(), json!(ep.name.replace('-', "_")));
-        op.insert("summary".into(), json!(format!("{} {} ({} recorded)", ep.method, ep.template, ep.profile.count)));
+        op.insert(
+            "summary".into(),
+            json!(format!(
+                "{} {} ({} recorded)",
+                ep.method, ep.template, ep.profile.count
+            )),
+        );
         let mut params: Vec<Value> = ep
             .params
             .iter()
@@ -62,19 +70,32 @@ pub(super) fn document<'a>(endpoints: impl Iterator<Item = &'a Endpoint>) -> Val
             );
         }
         let mut responses = Map::new();
-        for status in ep.profile.statuses.keys().filter(|s| s.len() == 3 && s.bytes().all(|b| b.is_ascii_digit())) {
+        for status in ep
+            .profile
+            .statuses
+            .keys()
+            .filter(|s| s.len() == 3 && s.bytes().all(|b| b.is_ascii_digit()))
+        {
             let mut r = Map::new();
             r.insert("description".into(), json!(reason(status)));
             if let Some(schema) = ep.response_schemas.get(status) {
-                r.insert("content".into(), json!({"application/json": {"schema": schema}}));
+                r.insert(
+                    "content".into(),
+                    json!({"application/json": {"schema": schema}}),
+                );
             }
             responses.insert(status.clone(), Value::Object(r));
         }
         if responses.is_empty() {
-            responses.insert("default".into(), json!({"description": "No response was recorded"}));
+            responses.insert(
+                "default".into(),
+                json!({"description": "No response was recorded"}),
+            );
         }
         op.insert("responses".into(), Value::Object(responses));
-        let item = paths.entry(ep.template.clone()).or_insert_with(|| Value::Object(Map::new()));
+        let item = paths
+            .entry(ep.template.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(item) = item {
             item.insert(ep.method.to_ascii_lowercase(), Value::Object(op));
         }

@@ -40,8 +40,16 @@ const QUERY: &[&str] = &[
     "signature",
     "auth",
 ];
-const JSON_WORDS: &[&str] =
-    &["password", "passwd", "token", "secret", "api_key", "apikey", "credential", "private_key"];
+const JSON_WORDS: &[&str] = &[
+    "password",
+    "passwd",
+    "token",
+    "secret",
+    "api_key",
+    "apikey",
+    "credential",
+    "private_key",
+];
 
 /// Cap on remembered secret values (for the final scrub).
 const MAX_SECRETS: usize = 10_000;
@@ -109,9 +117,19 @@ impl Redactor {
     fn is_secret_field(&self, name: &str) -> bool {
         let n = name.to_ascii_lowercase();
         // `token_type: bearer`, `password_policy`… describe a secret without being one.
-        let descriptive =
-            ["_type", "_policy", "_hint", "_expires", "_expires_at", "_length"].iter().any(|s| n.ends_with(s));
-        self.enabled && ((JSON_WORDS.iter().any(|w| n.contains(w)) && !descriptive) || self.extra.contains(&n))
+        let descriptive = [
+            "_type",
+            "_policy",
+            "_hint",
+            "_expires",
+            "_expires_at",
+            "_length",
+        ]
+        .iter()
+        .any(|s| n.ends_with(s));
+        self.enabled
+            && ((JSON_WORDS.iter().any(|w| n.contains(w)) && !descriptive)
+                || self.extra.contains(&n))
     }
 
     /// Redacts header values in place.
@@ -145,7 +163,10 @@ impl Redactor {
                     self.note(format!("query {k}"), v);
                     format!(
                         "{k}={}",
-                        percent_encoding::utf8_percent_encode(REDACTED, percent_encoding::NON_ALPHANUMERIC)
+                        percent_encoding::utf8_percent_encode(
+                            REDACTED,
+                            percent_encoding::NON_ALPHANUMERIC
+                        )
                     )
                 }
                 _ => pair.to_string(),
@@ -157,7 +178,9 @@ impl Redactor {
     /// True when `v` has a field redaction would touch (so the common case needs no copy).
     pub fn has_secret_field(&self, v: &Value) -> bool {
         match v {
-            Value::Object(map) => map.iter().any(|(k, i)| self.is_secret_field(k) || self.has_secret_field(i)),
+            Value::Object(map) => map
+                .iter()
+                .any(|(k, i)| self.is_secret_field(k) || self.has_secret_field(i)),
             Value::Array(items) => items.iter().any(|i| self.has_secret_field(i)),
             _ => false,
         }
@@ -168,7 +191,9 @@ impl Redactor {
         match v {
             Value::Object(map) => {
                 for (k, item) in map.iter_mut() {
-                    if self.is_secret_field(k) && !matches!(item, Value::Object(_) | Value::Array(_) | Value::Null) {
+                    if self.is_secret_field(k)
+                        && !matches!(item, Value::Object(_) | Value::Array(_) | Value::Null)
+                    {
                         let old = match &*item {
                             Value::String(s) => s.clone(),
                             other => other.to_string(),
@@ -215,19 +240,29 @@ mod tests {
     fn redacts_by_name_and_scrubs_echoes() {
         let mut r = Redactor::new(true, &["X-Tenant".to_string()]);
         let mut h = vec![
-            ("Authorization".to_string(), "Bearer s3cr3t-token".to_string()),
+            (
+                "Authorization".to_string(),
+                "Bearer s3cr3t-token".to_string(),
+            ),
             ("X-Tenant".into(), "acme-corp".into()),
         ];
         r.headers(&mut h);
         assert_eq!(h[0].1, REDACTED);
         assert_eq!(h[1].1, REDACTED);
-        assert_eq!(r.query("page=2&api_key=abcdef123"), "page=2&api_key=%3Credacted%3E");
-        let mut body = json!({"user": {"password": "hunter22", "name": "ada"}, "access_token": "tok-123456"});
+        assert_eq!(
+            r.query("page=2&api_key=abcdef123"),
+            "page=2&api_key=%3Credacted%3E"
+        );
+        let mut body =
+            json!({"user": {"password": "hunter22", "name": "ada"}, "access_token": "tok-123456"});
         r.json(&mut body);
         assert_eq!(body["user"]["password"], REDACTED);
         assert_eq!(body["user"]["name"], "ada");
         assert_eq!(body["access_token"], REDACTED);
-        assert_eq!(r.scrub(b"echo s3cr3t-token and hunter22"), b"echo <redacted> and <redacted>");
+        assert_eq!(
+            r.scrub(b"echo s3cr3t-token and hunter22"),
+            b"echo <redacted> and <redacted>"
+        );
         assert_eq!(r.report["header Authorization"], 1);
         let mut off = Redactor::new(false, &[]);
         let mut h = vec![("Cookie".to_string(), "a=b".to_string())];

@@ -86,7 +86,11 @@ impl Shape {
             }
             Value::String(s) => {
                 let f = formats_of(s);
-                self.formats = if self.strings == 0 { f } else { self.formats & f };
+                self.formats = if self.strings == 0 {
+                    f
+                } else {
+                    self.formats & f
+                };
                 self.strings += 1;
                 if !self.too_many_values {
                     *self.values.entry(s.clone()).or_insert(0) += 1;
@@ -109,7 +113,10 @@ impl Shape {
                 self.objects += 1;
                 if depth < MAX_DEPTH {
                     for (k, item) in map {
-                        self.properties.entry(k.clone()).or_default().add_at(item, depth + 1);
+                        self.properties
+                            .entry(k.clone())
+                            .or_default()
+                            .add_at(item, depth + 1);
                     }
                 }
             }
@@ -122,7 +129,11 @@ impl Shape {
         let mut out = Map::new();
         if self.objects > 0 {
             types.push("object");
-            let props: Map<String, Value> = self.properties.iter().map(|(k, s)| (k.clone(), s.to_schema())).collect();
+            let props: Map<String, Value> = self
+                .properties
+                .iter()
+                .map(|(k, s)| (k.clone(), s.to_schema()))
+                .collect();
             let required: Vec<Value> = self
                 .properties
                 .iter()
@@ -142,11 +153,16 @@ impl Shape {
         }
         if self.strings > 0 {
             types.push("string");
-            let format =
-                [(F_UUID, "uuid"), (F_DATETIME, "date-time"), (F_DATE, "date"), (F_EMAIL, "email"), (F_URI, "uri")]
-                    .into_iter()
-                    .find(|(bit, _)| self.formats & bit != 0)
-                    .map(|(_, name)| name);
+            let format = [
+                (F_UUID, "uuid"),
+                (F_DATETIME, "date-time"),
+                (F_DATE, "date"),
+                (F_EMAIL, "email"),
+                (F_URI, "uri"),
+            ]
+            .into_iter()
+            .find(|(bit, _)| self.formats & bit != 0)
+            .map(|(_, name)| name);
             if let Some(f) = format {
                 out.insert("format".into(), json!(f));
             } else if !self.too_many_values
@@ -154,7 +170,10 @@ impl Shape {
                 && (self.values.len() as u64) * 3 <= self.strings
                 && !self.values.keys().any(|v| v == super::redact::REDACTED)
             {
-                out.insert("enum".into(), Value::Array(self.values.keys().map(|k| json!(k)).collect()));
+                out.insert(
+                    "enum".into(),
+                    Value::Array(self.values.keys().map(|k| json!(k)).collect()),
+                );
             }
         }
         if self.integer > 0 && self.number == 0 {
@@ -203,11 +222,17 @@ mod tests {
         }
         let schema = s.to_schema();
         assert_eq!(schema["type"], "object");
-        assert_eq!(schema["required"], json!(["created", "email", "id", "n", "status"]));
+        assert_eq!(
+            schema["required"],
+            json!(["created", "email", "id", "n", "status"])
+        );
         assert_eq!(schema["properties"]["id"]["format"], "uuid");
         assert_eq!(schema["properties"]["email"]["format"], "email");
         assert_eq!(schema["properties"]["created"]["format"], "date-time");
-        assert_eq!(schema["properties"]["status"]["enum"], json!(["open", "paid"]));
+        assert_eq!(
+            schema["properties"]["status"]["enum"],
+            json!(["open", "paid"])
+        );
         assert_eq!(schema["properties"]["n"]["type"], "integer");
         assert_eq!(schema["properties"]["note"]["type"], "null");
     }

@@ -92,7 +92,10 @@ impl SequenceAnalyzer {
     pub fn observe(&mut self, obs: Observation) {
         self.n += 1;
         let conn_key = obs.connection;
-        let key = obs.credential.and_then(|c| self.token_owner.get(&c).copied()).unwrap_or(conn_key);
+        let key = obs
+            .credential
+            .and_then(|c| self.token_owner.get(&c).copied())
+            .unwrap_or(conn_key);
         let mut s = self.sessions.remove(&key).unwrap_or_default();
         s.last_seen = self.n;
         let t = obs.template;
@@ -133,7 +136,12 @@ impl SequenceAnalyzer {
         self.sessions.insert(key, s);
         if self.n.is_multiple_of(4096) {
             let cutoff = self.n.saturating_sub(IDLE_EVICT);
-            let idle: Vec<u64> = self.sessions.iter().filter(|(_, s)| s.last_seen < cutoff).map(|(k, _)| *k).collect();
+            let idle: Vec<u64> = self
+                .sessions
+                .iter()
+                .filter(|(_, s)| s.last_seen < cutoff)
+                .map(|(k, _)| *k)
+                .collect();
             for k in idle {
                 if let Some(s) = self.sessions.remove(&k) {
                     self.fold(s);
@@ -166,22 +174,26 @@ impl SequenceAnalyzer {
             .filter_map(|(&(a, b), &holds)| {
                 let support = *self.contains.get(&b)?;
                 let permille = holds * 1000 / support.max(1);
-                (a != b && support >= MIN_SUPPORT && permille >= MIN_CONFIDENCE_PERMILLE).then(|| {
-                    (
-                        permille,
-                        OrderingRule {
-                            before: label(a),
-                            after: label(b),
-                            support,
-                            holds,
-                            confidence: permille as f64 / 1000.0,
-                        },
-                    )
-                })
+                (a != b && support >= MIN_SUPPORT && permille >= MIN_CONFIDENCE_PERMILLE).then(
+                    || {
+                        (
+                            permille,
+                            OrderingRule {
+                                before: label(a),
+                                after: label(b),
+                                support,
+                                holds,
+                                confidence: permille as f64 / 1000.0,
+                            },
+                        )
+                    },
+                )
             })
             .collect();
         ordering.sort_by(|(pa, a), (pb, b)| {
-            pb.cmp(pa).then(b.support.cmp(&a.support)).then((&a.before, &a.after).cmp(&(&b.before, &b.after)))
+            pb.cmp(pa)
+                .then(b.support.cmp(&a.support))
+                .then((&a.before, &a.after).cmp(&(&b.before, &b.after)))
         });
         ordering.truncate(MAX_RULES);
 
@@ -196,10 +208,17 @@ impl SequenceAnalyzer {
                 from: label(a),
                 to: label(b),
                 count,
-                probability: round3(count as f64 / out_total.get(&a).copied().unwrap_or(1).max(1) as f64),
+                probability: round3(
+                    count as f64 / out_total.get(&a).copied().unwrap_or(1).max(1) as f64,
+                ),
             })
             .collect();
-        transitions.sort_by(|a, b| a.from.cmp(&b.from).then(b.count.cmp(&a.count)).then(a.to.cmp(&b.to)));
+        transitions.sort_by(|a, b| {
+            a.from
+                .cmp(&b.from)
+                .then(b.count.cmp(&a.count))
+                .then(a.to.cmp(&b.to))
+        });
 
         let mut flows: Vec<ValueFlow> = self
             .flows
@@ -214,24 +233,36 @@ impl SequenceAnalyzer {
             })
             .collect();
         flows.sort_by(|a, b| {
-            b.count.cmp(&a.count).then((&a.from, &a.from_field, &a.to, &a.to_location).cmp(&(
-                &b.from,
-                &b.from_field,
-                &b.to,
-                &b.to_location,
-            )))
+            b.count
+                .cmp(&a.count)
+                .then((&a.from, &a.from_field, &a.to, &a.to_location).cmp(&(
+                    &b.from,
+                    &b.from_field,
+                    &b.to,
+                    &b.to_location,
+                )))
         });
 
         let mut retries: Vec<Retry> = self
             .retries
             .iter()
-            .map(|((t, why), &count)| Retry { endpoint: label(*t), after: why.clone(), count })
+            .map(|((t, why), &count)| Retry {
+                endpoint: label(*t),
+                after: why.clone(),
+                count,
+            })
             .collect();
-        retries.sort_by(|a, b| b.count.cmp(&a.count).then((&a.endpoint, &a.after).cmp(&(&b.endpoint, &b.after))));
+        retries.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then((&a.endpoint, &a.after).cmp(&(&b.endpoint, &b.after)))
+        });
 
         Sequences {
             format: FORMAT,
-            session_key: "connection, joined by a bearer token or cookie handed out in an earlier response".into(),
+            session_key:
+                "connection, joined by a bearer token or cookie handed out in an earlier response"
+                    .into(),
             sessions: self.sessions_total,
             ordering: ordering.into_iter().map(|(_, r)| r).collect(),
             transitions,
@@ -251,7 +282,13 @@ pub fn summaries(seq: &Sequences) -> Vec<(String, String, serde_json::Value)> {
     for r in &seq.ordering {
         out.push((
             "ordering".to_string(),
-            format!("`{}` precedes `{}` in {:.0}% of {} sessions", r.before, r.after, r.confidence * 100.0, r.support),
+            format!(
+                "`{}` precedes `{}` in {:.0}% of {} sessions",
+                r.before,
+                r.after,
+                r.confidence * 100.0,
+                r.support
+            ),
             serde_json::to_value(r).unwrap_or_default(),
         ));
     }
@@ -268,14 +305,20 @@ pub fn summaries(seq: &Sequences) -> Vec<(String, String, serde_json::Value)> {
     for r in &seq.retries {
         out.push((
             "retry".to_string(),
-            format!("`{}` is retried after {} ({} times)", r.endpoint, r.after, r.count),
+            format!(
+                "`{}` is retried after {} ({} times)",
+                r.endpoint, r.after, r.count
+            ),
             serde_json::to_value(r).unwrap_or_default(),
         ));
     }
     for t in &seq.transitions {
         out.push((
             "transition".to_string(),
-            format!("`{}` → `{}` p={:.3} ({} times)", t.from, t.to, t.probability, t.count),
+            format!(
+                "`{}` → `{}` p={:.3} ({} times)",
+                t.from, t.to, t.probability, t.count
+            ),
             serde_json::to_value(t).unwrap_or_default(),
         ));
     }

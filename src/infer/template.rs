@@ -23,14 +23,18 @@ pub(crate) fn segment_class(s: &str) -> Option<&'static str> {
     if is_uuid(s) {
         return Some("uuid");
     }
-    if s.len() >= 8 && s.bytes().all(|b| b.is_ascii_hexdigit()) && s.bytes().any(|b| b.is_ascii_digit()) {
+    if s.len() >= 8
+        && s.bytes().all(|b| b.is_ascii_hexdigit())
+        && s.bytes().any(|b| b.is_ascii_digit())
+    {
         return Some("hex");
     }
     if is_date(s) {
         return Some("date");
     }
     let tokenish = s.len() >= 16
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'=' | b'.'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'=' | b'.'))
         && s.bytes().any(|b| b.is_ascii_digit())
         && s.bytes().any(|b| b.is_ascii_alphabetic());
     tokenish.then_some("token")
@@ -40,21 +44,26 @@ pub(crate) fn segment_class(s: &str) -> Option<&'static str> {
 pub(crate) fn is_uuid(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 36
-        && b.iter().enumerate().all(
-            |(i, c)| {
-                if matches!(i, 8 | 13 | 18 | 23) {
-                    *c == b'-'
-                } else {
-                    c.is_ascii_hexdigit()
-                }
-            },
-        )
+        && b.iter().enumerate().all(|(i, c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                *c == b'-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
 }
 
 /// `YYYY-MM-DD`.
 pub(crate) fn is_date(s: &str) -> bool {
     let b = s.as_bytes();
-    b.len() == 10 && b.iter().enumerate().all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() })
+    b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
 }
 
 #[derive(Debug, Default)]
@@ -69,7 +78,9 @@ struct Node {
 
 impl Node {
     fn param_child(&mut self, class: &str) -> &mut Node {
-        let slot = self.param.get_or_insert_with(|| (class.to_string(), Box::default()));
+        let slot = self
+            .param
+            .get_or_insert_with(|| (class.to_string(), Box::default()));
         if slot.0 != class {
             slot.0 = "id".to_string();
         }
@@ -92,8 +103,12 @@ impl Node {
     fn collapse(&mut self) {
         if self.literals.len() > SLUG_MIN_DISTINCT {
             let keep_min = (self.through / 20).max(3);
-            let rare: Vec<String> =
-                self.literals.iter().filter(|(_, n)| n.through < keep_min).map(|(k, _)| k.clone()).collect();
+            let rare: Vec<String> = self
+                .literals
+                .iter()
+                .filter(|(_, n)| n.through < keep_min)
+                .map(|(k, _)| k.clone())
+                .collect();
             if rare.len() > SLUG_MIN_DISTINCT / 2 {
                 for k in rare {
                     if let Some(n) = self.literals.remove(&k) {
@@ -150,7 +165,10 @@ impl TemplateBuilder {
             walk(method, root, &mut segs, &mut list);
         }
         list.sort_by(|a: &Template, b| (&a.method, &a.path).cmp(&(&b.method, &b.path)));
-        Templates { roots: self.roots, list }
+        Templates {
+            roots: self.roots,
+            list,
+        }
     }
 }
 
@@ -171,7 +189,12 @@ pub struct Template {
     pub segments: Vec<Segment>,
 }
 
-fn walk(method: &str, node: &Node, segs: &mut Vec<(bool, String, String)>, out: &mut Vec<Template>) {
+fn walk(
+    method: &str,
+    node: &Node,
+    segs: &mut Vec<(bool, String, String)>,
+    out: &mut Vec<Template>,
+) {
     if node.terminal > 0 {
         out.push(build(method, segs));
     }
@@ -188,8 +211,20 @@ fn walk(method: &str, node: &Node, segs: &mut Vec<(bool, String, String)>, out: 
 }
 
 fn singular(s: &str) -> String {
-    let s: String = s.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
-    s.strip_suffix("ies").map(|p| format!("{p}y")).or_else(|| s.strip_suffix('s').map(String::from)).unwrap_or(s)
+    let s: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    s.strip_suffix("ies")
+        .map(|p| format!("{p}y"))
+        .or_else(|| s.strip_suffix('s').map(String::from))
+        .unwrap_or(s)
 }
 
 /// Names parameters: the last is `id`, earlier ones `<singular of the literal before>_id`.
@@ -204,9 +239,17 @@ fn build(method: &str, segs: &[(bool, String, String)]) -> Template {
             continue;
         }
         seen += 1;
-        let prev = segs[..i].iter().rev().find(|s| !s.0).map(|s| singular(&s.1)).filter(|s| !s.is_empty());
-        let mut name =
-            if seen == params { "id".to_string() } else { format!("{}_id", prev.unwrap_or_else(|| "p".into())) };
+        let prev = segs[..i]
+            .iter()
+            .rev()
+            .find(|s| !s.0)
+            .map(|s| singular(&s.1))
+            .filter(|s| !s.is_empty());
+        let mut name = if seen == params {
+            "id".to_string()
+        } else {
+            format!("{}_id", prev.unwrap_or_else(|| "p".into()))
+        };
         while used.contains(&name) {
             name.push('_');
         }
@@ -224,7 +267,11 @@ fn build(method: &str, segs: &[(bool, String, String)]) -> Template {
             })
             .collect()
     };
-    Template { method: method.to_string(), path, segments }
+    Template {
+        method: method.to_string(),
+        path,
+        segments,
+    }
 }
 
 /// The result of the first pass.
@@ -276,11 +323,14 @@ fn rebuild(list: &[Template], method: &str, shape: &[Option<String>]) -> Option<
     list.iter().position(|t| {
         t.method == method
             && t.segments.len() == shape.len()
-            && t.segments.iter().zip(shape).all(|(s, want)| match (s, want) {
-                (Segment::Literal(l), Some(w)) => l == w,
-                (Segment::Param(..), None) => true,
-                _ => false,
-            })
+            && t.segments
+                .iter()
+                .zip(shape)
+                .all(|(s, want)| match (s, want) {
+                    (Segment::Literal(l), Some(w)) => l == w,
+                    (Segment::Param(..), None) => true,
+                    _ => false,
+                })
     })
 }
 
@@ -319,17 +369,37 @@ mod tests {
             ("GET", "/users/7/orders/8"),
         ]);
         let paths: Vec<&str> = t.list.iter().map(|t| t.path.as_str()).collect();
-        assert_eq!(paths, ["/orders/{id}", "/users/me", "/users/{id}", "/users/{user_id}/orders/{id}"]);
-        assert_eq!(t.list[t.find("GET", "/users/999").unwrap()].path, "/users/{id}");
-        assert_eq!(t.list[t.find("GET", "/users/me").unwrap()].path, "/users/me");
+        assert_eq!(
+            paths,
+            [
+                "/orders/{id}",
+                "/users/me",
+                "/users/{id}",
+                "/users/{user_id}/orders/{id}"
+            ]
+        );
+        assert_eq!(
+            t.list[t.find("GET", "/users/999").unwrap()].path,
+            "/users/{id}"
+        );
+        assert_eq!(
+            t.list[t.find("GET", "/users/me").unwrap()].path,
+            "/users/me"
+        );
         assert!(t.find("POST", "/users/1").is_none());
     }
 
     #[test]
     fn many_rare_slugs_become_a_parameter() {
         let mut paths = vec![];
-        let names: Vec<String> =
-            (0..40).map(|i| format!("article-title-{}", ["a", "b", "c", "d"][i % 4].repeat(i + 1))).collect();
+        let names: Vec<String> = (0..40)
+            .map(|i| {
+                format!(
+                    "article-title-{}",
+                    ["a", "b", "c", "d"][i % 4].repeat(i + 1)
+                )
+            })
+            .collect();
         for n in &names {
             paths.push(("GET", format!("/blog/{n}")));
         }

@@ -67,11 +67,18 @@ pub struct FixtureSource {
 }
 
 fn split_path(p: &str) -> Vec<String> {
-    p.split('/').filter(|s| !s.is_empty()).map(String::from).collect()
+    p.split('/')
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
-    let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
     let mut v: Vec<(String, String)> = q
         .unwrap_or("")
         .split('&')
@@ -87,14 +94,25 @@ fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
 
 fn parse_json(data: &[u8]) -> Option<Value> {
     let first = data.iter().find(|b| !b.is_ascii_whitespace())?;
-    matches!(first, b'{' | b'[').then(|| serde_json::from_slice(data).ok()).flatten()
+    matches!(first, b'{' | b'[')
+        .then(|| serde_json::from_slice(data).ok())
+        .flatten()
 }
 
 fn leaves(v: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
-    let join = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+    let join = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
     match v {
         Value::Object(map) => map.iter().for_each(|(k, i)| leaves(i, &join(k), out)),
-        Value::Array(items) => items.iter().take(50).for_each(|i| leaves(i, &join("[]"), out)),
+        Value::Array(items) => items
+            .iter()
+            .take(50)
+            .for_each(|i| leaves(i, &join("[]"), out)),
         other => out.push((prefix.to_string(), other.to_string())),
     }
 }
@@ -110,17 +128,22 @@ impl FixtureSource {
         for ep in &set.endpoints {
             let segments = split_path(&ep.template)
                 .into_iter()
-                .map(|s| match s.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
-                    Some(name) => Seg::Param(name.to_string()),
-                    None => Seg::Literal(s),
-                })
+                .map(
+                    |s| match s.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
+                        Some(name) => Seg::Param(name.to_string()),
+                        None => Seg::Literal(s),
+                    },
+                )
                 .collect();
             let examples = ep
                 .examples
                 .iter()
                 .map(|ex| {
                     let body_of = |rel: &Option<String>| {
-                        rel.as_ref().and_then(|r| set.bodies.get(r)).cloned().unwrap_or_default()
+                        rel.as_ref()
+                            .and_then(|r| set.bodies.get(r))
+                            .cloned()
+                            .unwrap_or_default()
                     };
                     let raw_body = body_of(&ex.request.body);
                     let resp_body = body_of(&ex.response.body);
@@ -180,7 +203,12 @@ impl FixtureSource {
                 })
             })
             .collect();
-        FixtureSource { endpoints, flows, stateful, state: Mutex::new(State::default()) }
+        FixtureSource {
+            endpoints,
+            flows,
+            stateful,
+            state: Mutex::new(State::default()),
+        }
     }
 
     /// Number of endpoints.
@@ -199,13 +227,18 @@ impl FixtureSource {
             .iter()
             .filter(|e| e.method == method && e.segments.len() == path.len())
             .filter(|e| {
-                e.segments
-                    .iter()
-                    .zip(path)
-                    .all(|(s, p)| matches!(s, Seg::Param(_)) || matches!(s, Seg::Literal(l) if l == p))
+                e.segments.iter().zip(path).all(|(s, p)| {
+                    matches!(s, Seg::Param(_)) || matches!(s, Seg::Literal(l) if l == p)
+                })
             })
             .max_by_key(|e| {
-                (e.segments.iter().filter(|s| matches!(s, Seg::Literal(_))).count(), std::cmp::Reverse(e.label.clone()))
+                (
+                    e.segments
+                        .iter()
+                        .filter(|s| matches!(s, Seg::Literal(_)))
+                        .count(),
+                    std::cmp::Reverse(e.label.clone()),
+                )
             })
     }
 
@@ -220,7 +253,10 @@ impl FixtureSource {
         let mut score = 0i64;
         score += 10 * ex.path.iter().zip(path).filter(|(a, b)| a == b).count() as i64;
         let relevant = |q: &[(String, String)]| {
-            q.iter().filter(|(k, _)| !ep.ignore_query.contains(k)).cloned().collect::<Vec<_>>()
+            q.iter()
+                .filter(|(k, _)| !ep.ignore_query.contains(k))
+                .cloned()
+                .collect::<Vec<_>>()
         };
         let (mine, theirs) = (relevant(&ex.query), relevant(query));
         score += 3 * mine.iter().filter(|p| theirs.contains(p)).count() as i64;
@@ -253,7 +289,11 @@ impl FixtureSource {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         // A GET (or any method) whose path parameter is a value an earlier response created.
         for flow in self.flows.iter().filter(|f| f.to == ep.label) {
-            let Some(idx) = ep.segments.iter().position(|s| matches!(s, Seg::Param(n) if *n == flow.param)) else {
+            let Some(idx) = ep
+                .segments
+                .iter()
+                .position(|s| matches!(s, Seg::Param(n) if *n == flow.param))
+            else {
                 continue;
             };
             if let Some(body) = state.created.get(&(ep.label.clone(), path[idx].clone())) {
@@ -282,14 +322,21 @@ impl FixtureSource {
             }
         }
         for flow in &flows {
-            let Some(current) = get_path(&body, &flow.from_field).cloned() else { continue };
+            let Some(current) = get_path(&body, &flow.from_field).cloned() else {
+                continue;
+            };
             let key = current.to_string();
             let fresh = if state.issued.contains(&key) {
                 state.counter += 1;
                 match &current {
-                    Value::Number(n) => Value::from(n.as_i64().unwrap_or(0) + 1_000_000 + state.counter as i64),
+                    Value::Number(n) => {
+                        Value::from(n.as_i64().unwrap_or(0) + 1_000_000 + state.counter as i64)
+                    }
                     Value::String(s) => {
-                        let keep: String = s.chars().take(s.chars().count().saturating_sub(12)).collect();
+                        let keep: String = s
+                            .chars()
+                            .take(s.chars().count().saturating_sub(12))
+                            .collect();
                         Value::String(format!("{keep}{:012x}", state.counter))
                     }
                     other => other.clone(),
@@ -298,7 +345,11 @@ impl FixtureSource {
                 current
             };
             state.issued.insert(fresh.to_string());
-            if let Some(slot) = flow.from_field.split('.').try_fold(&mut body, |cur, k| cur.get_mut(k)) {
+            if let Some(slot) = flow
+                .from_field
+                .split('.')
+                .try_fold(&mut body, |cur, k| cur.get_mut(k))
+            {
                 *slot = fresh.clone();
             }
             let value = match &fresh {
@@ -316,7 +367,11 @@ impl FixtureSource {
 fn set_body(r: &mut Response, body: &Value) {
     let mut text = serde_json::to_string_pretty(body).unwrap_or_default();
     text.push('\n');
-    for h in r.headers.iter_mut().filter(|h| h.name.eq_ignore_ascii_case("content-length")) {
+    for h in r
+        .headers
+        .iter_mut()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+    {
         h.value = text.len().to_string().into_bytes();
     }
     r.body = Body::full(text.into_bytes());
@@ -339,24 +394,36 @@ impl AnswerSource for FixtureSource {
             }));
         };
         let json = parse_json(req.body);
-        let best = ep
-            .examples
-            .iter()
-            .enumerate()
-            .max_by_key(|(i, ex)| (Self::score(ep, ex, &path, &query, req.body, &json), std::cmp::Reverse(*i)));
+        let best = ep.examples.iter().enumerate().max_by_key(|(i, ex)| {
+            (
+                Self::score(ep, ex, &path, &query, req.body, &json),
+                std::cmp::Reverse(*i),
+            )
+        });
         let Some((_, ex)) = best else {
-            return Answer::NotFound(serde_json::json!({"error": "endpoint has no examples", "endpoint": ep.label}));
+            return Answer::NotFound(
+                serde_json::json!({"error": "endpoint has no examples", "endpoint": ep.label}),
+            );
         };
-        let response = if self.stateful { self.stateful_answer(ep, ex, &path, &json) } else { None }
-            .unwrap_or_else(|| ex.response.clone());
-        Answer::Response { response, label: format!("{} example {}", ep.label, ex.name) }
+        let response = if self.stateful {
+            self.stateful_answer(ep, ex, &path, &json)
+        } else {
+            None
+        }
+        .unwrap_or_else(|| ex.response.clone());
+        Answer::Response {
+            response,
+            label: format!("{} example {}", ep.label, ex.name),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::fixtures::{Endpoint, Example, ExampleRequest, ExampleResponse, Matchers, ValueFlow};
+    use crate::store::fixtures::{
+        Endpoint, Example, ExampleRequest, ExampleResponse, Matchers, ValueFlow,
+    };
 
     type Bodies = Vec<(String, Vec<u8>)>;
 
@@ -393,11 +460,17 @@ mod tests {
 
     fn set() -> FixtureSet {
         let mut set = FixtureSet::default();
-        let mut add = |method: &str, template: &str, ignore_json: Vec<String>, exs: Vec<(Example, Bodies)>| {
+        let mut add = |method: &str,
+                       template: &str,
+                       ignore_json: Vec<String>,
+                       exs: Vec<(Example, Bodies)>| {
             let mut ep = Endpoint {
                 method: method.into(),
                 template: template.into(),
-                matchers: Matchers { ignore_json, ..Default::default() },
+                matchers: Matchers {
+                    ignore_json,
+                    ..Default::default()
+                },
                 ..Default::default()
             };
             for (ex, bodies) in exs {
@@ -411,18 +484,51 @@ mod tests {
             "/users/{id}",
             vec![],
             vec![
-                example("u7", "/users/7", None, None, 200, r#"{"id":7,"name":"seven"}"#),
+                example(
+                    "u7",
+                    "/users/7",
+                    None,
+                    None,
+                    200,
+                    r#"{"id":7,"name":"seven"}"#,
+                ),
                 example("u9", "/users/9", None, None, 404, r#"{"error":"nope"}"#),
             ],
         );
-        add("GET", "/users/me", vec![], vec![example("me", "/users/me", None, None, 200, r#"{"me":true}"#)]);
+        add(
+            "GET",
+            "/users/me",
+            vec![],
+            vec![example(
+                "me",
+                "/users/me",
+                None,
+                None,
+                200,
+                r#"{"me":true}"#,
+            )],
+        );
         add(
             "POST",
             "/users",
             vec!["nonce".into()],
             vec![
-                example("a", "/users", None, Some(r#"{"name":"a","nonce":"1"}"#), 201, r#"{"id":7,"name":"a"}"#),
-                example("b", "/users", None, Some(r#"{"name":"b","nonce":"2"}"#), 201, r#"{"id":8,"name":"b"}"#),
+                example(
+                    "a",
+                    "/users",
+                    None,
+                    Some(r#"{"name":"a","nonce":"1"}"#),
+                    201,
+                    r#"{"id":7,"name":"a"}"#,
+                ),
+                example(
+                    "b",
+                    "/users",
+                    None,
+                    Some(r#"{"name":"b","nonce":"2"}"#),
+                    201,
+                    r#"{"id":8,"name":"b"}"#,
+                ),
             ],
         );
         set.sequences.flows.push(ValueFlow {
@@ -436,10 +542,15 @@ mod tests {
     }
 
     fn ask(src: &FixtureSource, method: &str, target: &str, body: &str) -> (u16, Value) {
-        match src.answer(&Incoming { method, target, body: body.as_bytes() }) {
-            Answer::Response { response, .. } => {
-                (response.status, serde_json::from_slice(&response.body.data).unwrap())
-            }
+        match src.answer(&Incoming {
+            method,
+            target,
+            body: body.as_bytes(),
+        }) {
+            Answer::Response { response, .. } => (
+                response.status,
+                serde_json::from_slice(&response.body.data).unwrap(),
+            ),
             Answer::NotFound(v) => (404, v),
         }
     }
@@ -451,7 +562,10 @@ mod tests {
         assert_eq!(ask(&src, "GET", "/users/9", "").0, 404);
         assert_eq!(ask(&src, "GET", "/users/12345", "").1["id"], 7);
         // The nonce is ignored: the name decides.
-        assert_eq!(ask(&src, "POST", "/users", r#"{"name":"b","nonce":"999"}"#).1["id"], 8);
+        assert_eq!(
+            ask(&src, "POST", "/users", r#"{"name":"b","nonce":"999"}"#).1["id"],
+            8
+        );
         let (status, report) = ask(&src, "DELETE", "/users/7", "");
         assert_eq!(status, 404);
         assert!(report["endpoints"].to_string().contains("GET /users/me"));

@@ -33,7 +33,11 @@ pub struct ReplayConfig {
 
 impl Default for ReplayConfig {
     fn default() -> Self {
-        ReplayConfig { repeat: RepeatPolicy::Last, max_head: h1::DEFAULT_MAX_HEAD, max_request_body: 64 << 20 }
+        ReplayConfig {
+            repeat: RepeatPolicy::Last,
+            max_head: h1::DEFAULT_MAX_HEAD,
+            max_request_body: 64 << 20,
+        }
     }
 }
 
@@ -92,13 +96,22 @@ impl Replay {
     }
 
     /// Asks the answer source; writes the response into `out`. Returns whether to close.
-    fn answer_from_source(&self, source: &dyn AnswerSource, req: &Incoming<'_>, client_close: bool, out: &mut BytesMut) -> bool {
+    fn answer_from_source(
+        &self,
+        source: &dyn AnswerSource,
+        req: &Incoming<'_>,
+        client_close: bool,
+        out: &mut BytesMut,
+    ) -> bool {
         match source.answer(req) {
             Answer::Response { response, label } => {
                 self.stats.matched.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(method = %req.method, target = %req.target, %label, "matched");
                 let ex = Exchange {
-                    request: crate::model::Request { method: req.method.to_string(), ..Default::default() },
+                    request: crate::model::Request {
+                        method: req.method.to_string(),
+                        ..Default::default()
+                    },
                     response: Some(response),
                     ..Default::default()
                 };
@@ -134,7 +147,12 @@ impl Replay {
     }
 
     /// Serves one client connection.
-    pub async fn handle_connection(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr, mut shutdown: Shutdown) {
+    pub async fn handle_connection(
+        self: Arc<Self>,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        mut shutdown: Shutdown,
+    ) {
         let mut decoder = Decoder::new(Role::Request).with_max_head(self.config.max_head);
         let mut buf = vec![0u8; READ_BUF];
         let mut out = BytesMut::new();
@@ -149,7 +167,13 @@ impl Replay {
                     Ok(Some(Event::Data(d))) => {
                         if body.len() + d.len() > self.config.max_request_body {
                             self.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
-                            let _ = simple(&mut stream, 413, "Content Too Large", "mf: request body too large\n").await;
+                            let _ = simple(
+                                &mut stream,
+                                413,
+                                "Content Too Large",
+                                "mf: request body too large\n",
+                            )
+                            .await;
                             return;
                         }
                         body.extend_from_slice(&d);
@@ -162,7 +186,11 @@ impl Replay {
                         if let Some(h) = &head {
                             if !continue_sent && expects_continue(h) {
                                 continue_sent = true;
-                                if stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+                                if stream
+                                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                                    .await
+                                    .is_err()
+                                {
                                     return;
                                 }
                             }
@@ -184,52 +212,69 @@ impl Replay {
                         self.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(peer = %peer, error = %e, "bad request");
                         let status = e.status();
-                        let reason = if status == 431 { "Request Header Fields Too Large" } else { "Bad Request" };
+                        let reason = if status == 431 {
+                            "Request Header Fields Too Large"
+                        } else {
+                            "Bad Request"
+                        };
                         let _ = simple(&mut stream, status, reason, &format!("mf: {e}\n")).await;
                         return;
                     }
                 }
             };
-            let Some(head) = head.filter(|_| complete) else { return };
+            let Some(head) = head.filter(|_| complete) else {
+                return;
+            };
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
             let client_close = h1::wants_close(head.minor, &head.headers);
             let target = origin_form(&head.target);
-            let incoming = Incoming { method: &head.method, target, body: &body };
+            let incoming = Incoming {
+                method: &head.method,
+                target,
+                body: &body,
+            };
             out.clear();
-            let from_source = self.source.as_ref().map(|s| self.answer_from_source(s.as_ref(), &incoming, client_close, &mut out));
-            let close = if let Some(close) = from_source { close } else { match self.matcher.find(&incoming) {
-                MatchResult::Found { index, call } => {
-                    self.stats.matched.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(method = %head.method, target = %head.target, index, call, "matched");
-                    let r = &self.rendered[index];
-                    let close = client_close || r.must_close;
-                    out.extend_from_slice(if close { &r.head_close } else { &r.head });
-                    out.extend_from_slice(&r.body);
-                    close
-                }
-                MatchResult::NotFound { near_misses } => {
-                    self.stats.unmatched.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(method = %head.method, target = %head.target, "no recorded exchange matches");
-                    let report = serde_json::json!({
-                        "error": "no recorded exchange matches this request",
-                        "request": { "method": head.method, "target": head.target },
-                        "closest": near_misses,
-                    });
-                    let mut text = serde_json::to_string_pretty(&report).unwrap_or_default();
-                    text.push('\n');
-                    let mut headers = vec![
-                        Header::new("Content-Type", "application/json"),
-                        Header::new("Content-Length", text.len().to_string()),
-                        Header::new("X-Mf-Match", "none"),
-                    ];
-                    if client_close {
-                        headers.push(Header::new("Connection", "close"));
+            let from_source = self
+                .source
+                .as_ref()
+                .map(|s| self.answer_from_source(s.as_ref(), &incoming, client_close, &mut out));
+            let close = if let Some(close) = from_source {
+                close
+            } else {
+                match self.matcher.find(&incoming) {
+                    MatchResult::Found { index, call } => {
+                        self.stats.matched.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(method = %head.method, target = %head.target, index, call, "matched");
+                        let r = &self.rendered[index];
+                        let close = client_close || r.must_close;
+                        out.extend_from_slice(if close { &r.head_close } else { &r.head });
+                        out.extend_from_slice(&r.body);
+                        close
                     }
-                    h1_encode::response_head(&mut out, 404, "Not Found", &headers);
-                    out.extend_from_slice(text.as_bytes());
-                    client_close
+                    MatchResult::NotFound { near_misses } => {
+                        self.stats.unmatched.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(method = %head.method, target = %head.target, "no recorded exchange matches");
+                        let report = serde_json::json!({
+                            "error": "no recorded exchange matches this request",
+                            "request": { "method": head.method, "target": head.target },
+                            "closest": near_misses,
+                        });
+                        let mut text = serde_json::to_string_pretty(&report).unwrap_or_default();
+                        text.push('\n');
+                        let mut headers = vec![
+                            Header::new("Content-Type", "application/json"),
+                            Header::new("Content-Length", text.len().to_string()),
+                            Header::new("X-Mf-Match", "none"),
+                        ];
+                        if client_close {
+                            headers.push(Header::new("Connection", "close"));
+                        }
+                        h1_encode::response_head(&mut out, 404, "Not Found", &headers);
+                        out.extend_from_slice(text.as_bytes());
+                        client_close
+                    }
                 }
-            } };
+            };
             if stream.write_all(&out).await.is_err() {
                 return;
             }
@@ -243,15 +288,20 @@ impl Replay {
 
 /// Serves `replay` on `listener` until `shutdown`.
 pub async fn serve(listener: tokio::net::TcpListener, replay: Arc<Replay>, shutdown: Shutdown) {
-    crate::net::accept_loop(listener, shutdown, Duration::from_secs(2), move |stream, peer, shutdown| {
-        replay.clone().handle_connection(stream, peer, shutdown)
-    })
+    crate::net::accept_loop(
+        listener,
+        shutdown,
+        Duration::from_secs(2),
+        move |stream, peer, shutdown| replay.clone().handle_connection(stream, peer, shutdown),
+    )
     .await;
 }
 
 fn expects_continue(h: &h1::RequestHead) -> bool {
     !matches!(h.framing, Framing::Empty)
-        && h.headers.header("expect").is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"))
+        && h.headers
+            .header("expect")
+            .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"))
 }
 
 fn origin_form(target: &str) -> &str {
@@ -263,7 +313,12 @@ fn origin_form(target: &str) -> &str {
     target
 }
 
-async fn simple(stream: &mut TcpStream, status: u16, reason: &str, body: &str) -> std::io::Result<()> {
+async fn simple(
+    stream: &mut TcpStream,
+    status: u16,
+    reason: &str,
+    body: &str,
+) -> std::io::Result<()> {
     let mut out = BytesMut::new();
     let headers = [
         Header::new("Content-Type", "text/plain; charset=utf-8"),
@@ -278,12 +333,20 @@ async fn simple(stream: &mut TcpStream, status: u16, reason: &str, body: &str) -
 
 /// The answer the client saw when the recorded exchange failed upstream: the proxy's 502/504.
 fn failure_response(ex: &Exchange) -> Response {
-    let message = ex.error.clone().unwrap_or_else(|| "upstream sent no response".into());
+    let message = ex
+        .error
+        .clone()
+        .unwrap_or_else(|| "upstream sent no response".into());
     let status = if message.contains("within") { 504 } else { 502 };
     let body = format!("mf: {message}\n");
     Response {
         status,
-        reason: if status == 504 { "Gateway Timeout" } else { "Bad Gateway" }.into(),
+        reason: if status == 504 {
+            "Gateway Timeout"
+        } else {
+            "Bad Gateway"
+        }
+        .into(),
         version: "HTTP/1.1".into(),
         headers: vec![
             Header::new("Content-Type", "text/plain; charset=utf-8"),
@@ -314,7 +377,10 @@ fn render(ex: &Exchange) -> Rendered {
         Framing::Empty => {}
         Framing::Length(n) => {
             if n != data.len() as u64 {
-                for h in headers.iter_mut().filter(|h| h.name.eq_ignore_ascii_case("content-length")) {
+                for h in headers
+                    .iter_mut()
+                    .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+                {
                     h.value = data.len().to_string().into_bytes();
                 }
             }
@@ -330,8 +396,23 @@ fn render(ex: &Exchange) -> Rendered {
         }
     }
     let mut head = BytesMut::new();
-    h1_encode::response_head(&mut head, resp.status, &resp.reason, &h1::client_response_headers(resp.status, &headers, must_close));
+    h1_encode::response_head(
+        &mut head,
+        resp.status,
+        &resp.reason,
+        &h1::client_response_headers(resp.status, &headers, must_close),
+    );
     let mut head_close = BytesMut::new();
-    h1_encode::response_head(&mut head_close, resp.status, &resp.reason, &h1::client_response_headers(resp.status, &headers, true));
-    Rendered { head: head.freeze(), head_close: head_close.freeze(), body: body.freeze(), must_close }
+    h1_encode::response_head(
+        &mut head_close,
+        resp.status,
+        &resp.reason,
+        &h1::client_response_headers(resp.status, &headers, true),
+    );
+    Rendered {
+        head: head.freeze(),
+        head_close: head_close.freeze(),
+        body: body.freeze(),
+        must_close,
+    }
 }

@@ -22,7 +22,11 @@ pub(super) fn key_of(data: &[u8]) -> BlobKey {
 }
 
 /// Stores `data` once; remembers stored keys so repeats cost one hash and no query.
-pub(super) fn put(conn: &Connection, known: &mut HashSet<BlobKey>, data: &[u8]) -> Result<BlobKey, StoreError> {
+pub(super) fn put(
+    conn: &Connection,
+    known: &mut HashSet<BlobKey>,
+    data: &[u8],
+) -> Result<BlobKey, StoreError> {
     let key = key_of(data);
     if known.contains(&key) {
         return Ok(key);
@@ -35,8 +39,10 @@ pub(super) fn put(conn: &Connection, known: &mut HashSet<BlobKey>, data: &[u8]) 
     } else {
         (CODEC_RAW, data.to_vec())
     };
-    conn.prepare_cached("INSERT OR IGNORE INTO blobs (hash, size, codec, data) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![&key[..], data.len() as i64, codec, stored])?;
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO blobs (hash, size, codec, data) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![&key[..], data.len() as i64, codec, stored])?;
     known.insert(key);
     Ok(key)
 }
@@ -48,14 +54,20 @@ pub(super) fn get(conn: &Connection, key: &[u8]) -> Result<Vec<u8>, StoreError> 
         .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     let Some((size, codec, data)) = row else {
-        return Err(StoreError::Corrupt { path: "recording".into(), reason: "a body refers to a missing blob".into() });
+        return Err(StoreError::Corrupt {
+            path: "recording".into(),
+            reason: "a body refers to a missing blob".into(),
+        });
     };
     decode(size, codec, data)
 }
 
 /// A stored blob row back to its bytes.
 pub(super) fn decode(size: i64, codec: i64, data: Vec<u8>) -> Result<Vec<u8>, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt { path: "recording".into(), reason };
+    let corrupt = |reason: String| StoreError::Corrupt {
+        path: "recording".into(),
+        reason,
+    };
     match codec {
         CODEC_RAW => Ok(data),
         CODEC_ZSTD => {
@@ -67,10 +79,15 @@ pub(super) fn decode(size: i64, codec: i64, data: Vec<u8>) -> Result<Vec<u8>, St
             DCTX.with(|cell| {
                 let mut slot = cell.borrow_mut();
                 if slot.is_none() {
-                    *slot = Some(zstd::bulk::Decompressor::new().map_err(|e| corrupt(format!("zstd: {e}")))?);
+                    *slot = Some(
+                        zstd::bulk::Decompressor::new()
+                            .map_err(|e| corrupt(format!("zstd: {e}")))?,
+                    );
                 }
                 match slot.as_mut() {
-                    Some(d) => d.decompress(&data, cap).map_err(|e| corrupt(format!("blob does not decompress: {e}"))),
+                    Some(d) => d
+                        .decompress(&data, cap)
+                        .map_err(|e| corrupt(format!("blob does not decompress: {e}"))),
                     None => Err(corrupt("zstd context unavailable".into())),
                 }
             })

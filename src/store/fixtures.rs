@@ -24,10 +24,15 @@ pub const FORMAT: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum FixturesError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
-    #[error("{path}: fixtures format {found}, this mf understands up to {FORMAT}; please update mf")]
+    #[error(
+        "{path}: fixtures format {found}, this mf understands up to {FORMAT}; please update mf"
+    )]
     TooNew { path: PathBuf, found: u32 },
     #[error("{path}: directory is not empty and holds no index.yaml; refusing to write fixtures into it")]
     NotFixtures { path: PathBuf },
@@ -222,7 +227,10 @@ pub struct FixtureSet {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> FixturesError + '_ {
-    move |source| FixturesError::Io { path: path.to_path_buf(), source }
+    move |source| FixturesError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// JSON with object keys sorted at every level (serde_json keeps insertion order here).
@@ -232,7 +240,11 @@ pub fn sorted_json(v: &serde_json::Value) -> serde_json::Value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            Value::Object(keys.into_iter().map(|k| (k.clone(), sorted_json(&map[k]))).collect())
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted_json(&map[k])))
+                    .collect(),
+            )
         }
         Value::Array(items) => Value::Array(items.iter().map(sorted_json).collect()),
         other => other.clone(),
@@ -242,7 +254,10 @@ pub fn sorted_json(v: &serde_json::Value) -> serde_json::Value {
 fn yaml<T: Serialize>(path: &Path, v: &T) -> Result<Vec<u8>, FixturesError> {
     serde_yaml::to_string(v)
         .map(String::into_bytes)
-        .map_err(|e| FixturesError::Invalid { path: path.to_path_buf(), reason: e.to_string() })
+        .map_err(|e| FixturesError::Invalid {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
 }
 
 /// Every file of the folder, relative path → bytes, in a stable order.
@@ -265,7 +280,10 @@ pub fn render(set: &FixtureSet) -> Result<BTreeMap<String, Vec<u8>>, FixturesErr
         files.insert(k.clone(), v.clone());
     }
     files.insert("sequences.yaml".to_string(), yaml(here, &set.sequences)?);
-    files.insert("openapi.yaml".to_string(), yaml(here, &sorted_json(&set.openapi))?);
+    files.insert(
+        "openapi.yaml".to_string(),
+        yaml(here, &sorted_json(&set.openapi))?,
+    );
     Ok(files)
 }
 
@@ -278,7 +296,9 @@ pub fn write_dir(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<(), Fi
         let mut entries = std::fs::read_dir(dir).map_err(io_err(dir))?;
         let empty = entries.next().is_none();
         if !empty && !dir.join("index.yaml").exists() {
-            return Err(FixturesError::NotFixtures { path: dir.to_path_buf() });
+            return Err(FixturesError::NotFixtures {
+                path: dir.to_path_buf(),
+            });
         }
         // Stale endpoints of an earlier run must not survive next to the new ones.
         for sub in ["endpoints", "bodies"] {
@@ -300,7 +320,10 @@ pub fn write_dir(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<(), Fi
 
 fn read_yaml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, FixturesError> {
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-    serde_yaml::from_str(&text).map_err(|e| FixturesError::Invalid { path: path.to_path_buf(), reason: e.to_string() })
+    serde_yaml::from_str(&text).map_err(|e| FixturesError::Invalid {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 /// True when `dir` looks like a fixtures folder.
@@ -316,7 +339,9 @@ struct FormatOnly {
 /// A relative path that stays inside the folder (no `..`, no root): fixture folders come from
 /// pull requests, and replay must not read files elsewhere because one says so.
 fn inside(rel: &str) -> bool {
-    Path::new(rel).components().all(|c| matches!(c, std::path::Component::Normal(_)))
+    Path::new(rel)
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)))
 }
 
 /// Reads a fixtures folder (index, endpoints with their bodies, sequences).
@@ -327,21 +352,33 @@ pub fn read_dir(dir: &Path) -> Result<FixtureSet, FixturesError> {
     let index_path = dir.join("index.yaml");
     let probe: FormatOnly = read_yaml(&index_path)?;
     if probe.format > FORMAT {
-        return Err(FixturesError::TooNew { path: index_path, found: probe.format });
+        return Err(FixturesError::TooNew {
+            path: index_path,
+            found: probe.format,
+        });
     }
     let index: Index = read_yaml(&index_path)?;
-    let mut set = FixtureSet { index, ..Default::default() };
+    let mut set = FixtureSet {
+        index,
+        ..Default::default()
+    };
     for entry in &set.index.endpoints {
         if !inside(&entry.file) {
             return Err(FixturesError::Invalid {
                 path: index_path,
-                reason: format!("endpoint file {:?} is outside the fixtures folder", entry.file),
+                reason: format!(
+                    "endpoint file {:?} is outside the fixtures folder",
+                    entry.file
+                ),
             });
         }
         let path = dir.join(&entry.file);
         let ep: Endpoint = read_yaml(&path)?;
         if ep.format > FORMAT {
-            return Err(FixturesError::TooNew { path, found: ep.format });
+            return Err(FixturesError::TooNew {
+                path,
+                found: ep.format,
+            });
         }
         for ex in &ep.examples {
             for rel in [&ex.request.body, &ex.response.body].into_iter().flatten() {
@@ -393,7 +430,10 @@ mod tests {
             template: "/a".into(),
             examples: vec![Example {
                 name: "200".into(),
-                request: ExampleRequest { path: "/a".into(), ..Default::default() },
+                request: ExampleRequest {
+                    path: "/a".into(),
+                    ..Default::default()
+                },
                 response: ExampleResponse {
                     status: 200,
                     body: Some("bodies/get-a/200.json".into()),
@@ -402,14 +442,19 @@ mod tests {
             }],
             ..Default::default()
         });
-        set.bodies.insert("bodies/get-a/200.json".into(), b"{}\n".to_vec());
+        set.bodies
+            .insert("bodies/get-a/200.json".into(), b"{}\n".to_vec());
         set.sequences.format = FORMAT;
         let files = render(&set).unwrap();
         write_dir(dir.path(), &files).unwrap();
         let back = read_dir(dir.path()).unwrap();
         assert_eq!(back.endpoints, set.endpoints);
         assert_eq!(back.bodies, set.bodies);
-        std::fs::write(dir.path().join("index.yaml"), "format: 99\nexchanges: 0\nendpoints: []\n").unwrap();
+        std::fs::write(
+            dir.path().join("index.yaml"),
+            "format: 99\nexchanges: 0\nendpoints: []\n",
+        )
+        .unwrap();
         let err = read_dir(dir.path()).unwrap_err().to_string();
         assert!(err.contains("please update mf"), "{err}");
     }
@@ -418,6 +463,9 @@ mod tests {
     fn refuses_to_write_into_a_foreign_folder() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
-        assert!(matches!(write_dir(dir.path(), &BTreeMap::new()), Err(FixturesError::NotFixtures { .. })));
+        assert!(matches!(
+            write_dir(dir.path(), &BTreeMap::new()),
+            Err(FixturesError::NotFixtures { .. })
+        ));
     }
 }

@@ -45,7 +45,10 @@ pub fn replace_patterns(path: &Path, patterns: &[PatternRow]) -> Result<(), Stor
     let app_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
     let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if app_id != APPLICATION_ID || version != SCHEMA_VERSION {
-        return Err(StoreError::NotARecording { path: path.to_path_buf(), reason: "unexpected schema".into() });
+        return Err(StoreError::NotARecording {
+            path: path.to_path_buf(),
+            reason: "unexpected schema".into(),
+        });
     }
     conn.execute_batch("PRAGMA busy_timeout = 5000;")?;
     let tx = conn.transaction()?;
@@ -76,7 +79,11 @@ pub enum StoreError {
     #[error(
         "{path}: recording has schema version {found}, this mf understands up to {supported}; please update mf"
     )]
-    TooNew { path: PathBuf, found: i32, supported: i32 },
+    TooNew {
+        path: PathBuf,
+        found: i32,
+        supported: i32,
+    },
     #[error("{path}: recording is damaged: {reason}")]
     Corrupt { path: PathBuf, reason: String },
     #[error("no exchange with id {0}")]
@@ -97,7 +104,10 @@ pub struct Meta {
 fn classify_open_error(path: &Path, e: rusqlite::Error) -> StoreError {
     let msg = e.to_string();
     if msg.contains("file is not a database") || msg.contains("malformed") {
-        StoreError::NotARecording { path: path.to_path_buf(), reason: msg }
+        StoreError::NotARecording {
+            path: path.to_path_buf(),
+            reason: msg,
+        }
     } else {
         StoreError::Sqlite(e)
     }
@@ -109,7 +119,9 @@ fn classify_open_error(path: &Path, e: rusqlite::Error) -> StoreError {
 /// Missing file, not an mf recording, a recording from a newer mf, or a damaged file.
 pub fn open_read(path: &Path) -> Result<Connection, StoreError> {
     if !path.exists() {
-        return Err(StoreError::NotFound { path: path.to_path_buf() });
+        return Err(StoreError::NotFound {
+            path: path.to_path_buf(),
+        });
     }
     // Read-write so that an old recording can be migrated and a WAL left by a killed recorder
     // is checkpointed; nothing else is written.
@@ -136,7 +148,11 @@ pub fn open_write(path: &Path, meta: &Meta) -> Result<Connection, StoreError> {
 ///
 /// # Errors
 /// The file cannot be opened as a recording, or a write fails.
-pub fn write_exchanges(path: &Path, meta: &Meta, exchanges: impl Iterator<Item = crate::model::Exchange>) -> Result<u64, StoreError> {
+pub fn write_exchanges(
+    path: &Path,
+    meta: &Meta,
+    exchanges: impl Iterator<Item = crate::model::Exchange>,
+) -> Result<u64, StoreError> {
     let mut conn = open_write(path, meta)?;
     let mut known = std::collections::HashSet::new();
     let mut written = 0u64;
