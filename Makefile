@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 APT_PACKAGES := curl python3 python3-pip libpcap-dev tcpdump nginx-light wrk nghttp2-client
-PIP_PACKAGES := grpcio grpcio-tools websockets requests prometheus-client
+PIP_PACKAGES := grpcio grpcio-tools websockets requests prometheus-client openapi-spec-validator
 
 .PHONY: demo test bench setup setup-apt setup-pip man fmt lint corpus
 
@@ -15,10 +15,8 @@ test: setup
 	$(CARGO) test --all-targets -- --test-threads=4
 
 bench: setup
-	$(CARGO) build --release --quiet
+	$(CARGO) build --release --quiet --bin mf --example bare_hyper --example bare_h2
 	bash benches/run.sh target/release/mf
-	$(CARGO) build --release --quiet --example bare_h2
-	bash benches/grpc_ws.sh target/release/mf
 
 setup: setup-apt setup-pip
 
@@ -32,7 +30,7 @@ setup-apt:
 	fi
 
 setup-pip:
-	@python3 -c "import grpc, grpc_tools, websockets, requests, prometheus_client" 2>/dev/null || \
+	@python3 -c "import grpc, grpc_tools, websockets, requests, prometheus_client, openapi_spec_validator" 2>/dev/null || \
 	  python3 -m pip install --quiet --disable-pip-version-check $(PIP_PACKAGES) 2>/dev/null || \
 	  python3 -m pip install --quiet --disable-pip-version-check --break-system-packages $(PIP_PACKAGES)
 

@@ -6,5 +6,6 @@ mod faults;
 mod grpc;
 mod h2;
 mod http1;
+mod infer;
 mod tls;
 mod websocket;

@@ -27,6 +27,15 @@ pub enum What {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// A synthetic CRUD recording of N exchanges (for benchmarks).
+    SyntheticRecording {
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+        #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+        exchanges: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 pub(super) fn run(args: GenerateArgs) -> anyhow::Result<u8> {
@@ -42,6 +51,11 @@ pub(super) fn run(args: GenerateArgs) -> anyhow::Result<u8> {
         What::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "mf", &mut std::io::stdout());
         }
+        What::SyntheticRecording {
+            output,
+            exchanges,
+            seed,
+        } => return super::synthetic::run(&output, exchanges, seed),
     }
     Ok(0)
 }

@@ -7,10 +7,14 @@ mod ca;
 mod ctl;
 mod export;
 pub mod generate;
+mod infer;
 mod ls;
+mod patterns;
 mod record;
 mod replay;
+mod replay_fixtures;
 mod show;
+mod synthetic;
 pub(crate) mod util;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +44,8 @@ pub enum Command {
     Ctl(ctl::CtlArgs),
     Export(export::ExportArgs),
     Ca(ca::CaArgs),
+    Infer(infer::InferArgs),
+    Patterns(patterns::PatternsArgs),
     #[command(hide = true)]
     Generate(generate::GenerateArgs),
 }
@@ -67,6 +73,8 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Ctl(args) => ctl::run(args),
         Command::Export(args) => export::run(args),
         Command::Ca(args) => ca::run(args),
+        Command::Infer(args) => infer::run(args),
+        Command::Patterns(args) => patterns::run(args),
         Command::Generate(args) => generate::run(args),
     }
 }

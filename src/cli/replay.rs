@@ -27,9 +27,14 @@ use crate::replay::server::{self, Replay, ReplayConfig};
     mf replay api.db --latency fixed:50ms --config chaos.yaml --admin 127.0.0.1:9901"
 )]
 pub struct ReplayArgs {
-    /// The recording to serve.
-    #[arg(value_name = "FILE")]
+    /// The recording to serve, or a fixtures folder written by `mf infer`.
+    #[arg(value_name = "FILE|DIR")]
     pub recording: PathBuf,
+
+    /// Fixtures folder only: honour inferred value flows (what a POST created, the matching
+    /// GET returns).
+    #[arg(long)]
+    pub stateful: bool,
 
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
@@ -222,6 +227,9 @@ pub enum Repeat {
 }
 
 pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
+    if args.recording.is_dir() {
+        return super::replay_fixtures::run(&args.recording, &args.listen, args.stateful);
+    }
     let reader = util::open_recording(&args.recording)?;
     let exchanges = reader
         .load_all()

@@ -23,6 +23,7 @@ use super::matcher::{Incoming, MatchResult, Matcher, RepeatPolicy};
 use super::metrics::Metrics;
 use super::plan::{Plan, Planner, Settings};
 use super::rules::{route_template, RequestInfo};
+use super::source::{Answer as SourceAnswer, AnswerSource};
 use crate::decode::h1::{self, Decoder, Event, Framing, Role};
 use crate::decode::h1_encode;
 use crate::model::{Exchange, Header, HeaderList, Protocol, Response};
@@ -139,6 +140,8 @@ pub struct Replay {
     intercept: Option<tokio_rustls::TlsAcceptor>,
     rendered: Vec<Rendered>,
     pub(super) matcher: Matcher,
+    /// When set, answers come from here instead of `matcher` (a fixtures folder).
+    source: Option<Arc<dyn AnswerSource>>,
     planner: Planner,
     metrics: Metrics,
     pub(super) config: ReplayConfig,
@@ -169,9 +172,81 @@ impl Replay {
             exchanges: exchanges.to_vec(),
             planner: Planner::new(exchanges, config.realism.clone(), config.seed),
             metrics: Metrics::new()?,
+            source: None,
             config,
             stats: ReplayStats::default(),
         }))
+    }
+
+    /// A replay whose answers come from `source` (a fixtures folder) rather than a recording.
+    ///
+    /// # Errors
+    /// The metrics registry refused a metric (a bug in mf's metric definitions).
+    pub fn from_source(
+        source: Arc<dyn AnswerSource>,
+        config: ReplayConfig,
+    ) -> Result<Arc<Replay>, prometheus::Error> {
+        Ok(Arc::new(Replay {
+            intercept: config
+                .intercept_tls
+                .clone()
+                .map(tokio_rustls::TlsAcceptor::from),
+            rendered: Vec::new(),
+            matcher: Matcher::new(&[], config.repeat),
+            grpc: super::grpc::GrpcIndex::new(&[], config.repeat),
+            exchanges: Vec::new(),
+            planner: Planner::new(&[], config.realism.clone(), config.seed),
+            metrics: Metrics::new()?,
+            source: Some(source),
+            config,
+            stats: ReplayStats::default(),
+        }))
+    }
+
+    /// Asks the answer source; writes the response into `out`. Returns whether to close.
+    fn answer_from_source(
+        &self,
+        source: &dyn AnswerSource,
+        req: &Incoming<'_>,
+        client_close: bool,
+        out: &mut BytesMut,
+    ) -> bool {
+        match source.answer(req) {
+            SourceAnswer::Response { response, label } => {
+                self.stats.matched.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(method = %req.method, target = %req.target, %label, "matched");
+                let ex = Exchange {
+                    request: crate::model::Request {
+                        method: req.method.to_string(),
+                        ..Default::default()
+                    },
+                    response: Some(response),
+                    ..Default::default()
+                };
+                let r = render(&ex);
+                let close = client_close || r.must_close;
+                out.extend_from_slice(if close { &r.head_close } else { &r.head });
+                out.extend_from_slice(&r.body);
+                close
+            }
+            SourceAnswer::NotFound(report) => {
+                self.stats.unmatched.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(method = %req.method, target = %req.target, "no fixture matches");
+                let mut text = serde_json::to_string_pretty(&report).unwrap_or_default();
+                text.push('\n');
+                let mut headers = vec![
+                    Header::new("Content-Type", "application/json"),
+                    Header::new("Content-Length", text.len().to_string()),
+                    Header::new("X-Mf-Match", "none"),
+                ];
+                if client_close {
+                    headers.push(Header::new("Connection", "close"));
+                }
+                h1_encode::response_head(out, 404, "Not Found", &headers);
+                out.extend_from_slice(text.as_bytes());
+                client_close
+            }
+        }
     }
 
     /// The latency and fault planner, shared by every protocol's server and the admin API.
@@ -397,43 +472,51 @@ impl Replay {
             let started = tokio::time::Instant::now();
             out.clear();
             let mut matched = None;
-            let close = match self.matcher.find_at(authority.as_deref(), &incoming) {
-                MatchResult::Found { index, call } => {
-                    self.stats.matched.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(method = %head.method, target = %head.target, index, call, "matched");
-                    if super::ws::is_websocket_answer(&self.exchanges[index]) {
-                        let early = decoder.take_buffered();
-                        super::ws::serve(&self, stream, &head.headers, early, index).await;
-                        return;
+            let from_source = self
+                .source
+                .as_ref()
+                .map(|s| self.answer_from_source(s.as_ref(), &incoming, client_close, &mut out));
+            let close = if let Some(close) = from_source {
+                close
+            } else {
+                match self.matcher.find_at(authority.as_deref(), &incoming) {
+                    MatchResult::Found { index, call } => {
+                        self.stats.matched.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(method = %head.method, target = %head.target, index, call, "matched");
+                        if super::ws::is_websocket_answer(&self.exchanges[index]) {
+                            let early = decoder.take_buffered();
+                            super::ws::serve(&self, stream, &head.headers, early, index).await;
+                            return;
+                        }
+                        matched = Some(index);
+                        let r = &self.rendered[index];
+                        let close = client_close || r.must_close;
+                        out.extend_from_slice(if close { &r.head_close } else { &r.head });
+                        out.extend_from_slice(&r.body);
+                        close
                     }
-                    matched = Some(index);
-                    let r = &self.rendered[index];
-                    let close = client_close || r.must_close;
-                    out.extend_from_slice(if close { &r.head_close } else { &r.head });
-                    out.extend_from_slice(&r.body);
-                    close
-                }
-                MatchResult::NotFound { near_misses } => {
-                    self.stats.unmatched.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(method = %head.method, target = %head.target, "no recorded exchange matches");
-                    let report = serde_json::json!({
-                        "error": "no recorded exchange matches this request",
-                        "request": { "method": head.method, "target": head.target },
-                        "closest": near_misses,
-                    });
-                    let mut text = serde_json::to_string_pretty(&report).unwrap_or_default();
-                    text.push('\n');
-                    let mut headers = vec![
-                        Header::new("Content-Type", "application/json"),
-                        Header::new("Content-Length", text.len().to_string()),
-                        Header::new("X-Mf-Match", "none"),
-                    ];
-                    if client_close {
-                        headers.push(Header::new("Connection", "close"));
+                    MatchResult::NotFound { near_misses } => {
+                        self.stats.unmatched.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(method = %head.method, target = %head.target, "no recorded exchange matches");
+                        let report = serde_json::json!({
+                            "error": "no recorded exchange matches this request",
+                            "request": { "method": head.method, "target": head.target },
+                            "closest": near_misses,
+                        });
+                        let mut text = serde_json::to_string_pretty(&report).unwrap_or_default();
+                        text.push('\n');
+                        let mut headers = vec![
+                            Header::new("Content-Type", "application/json"),
+                            Header::new("Content-Length", text.len().to_string()),
+                            Header::new("X-Mf-Match", "none"),
+                        ];
+                        if client_close {
+                            headers.push(Header::new("Connection", "close"));
+                        }
+                        h1_encode::response_head(&mut out, 404, "Not Found", &headers);
+                        out.extend_from_slice(text.as_bytes());
+                        client_close
                     }
-                    h1_encode::response_head(&mut out, 404, "Not Found", &headers);
-                    out.extend_from_slice(text.as_bytes());
-                    client_close
                 }
             };
             // The realism hook: the planner decides delay, pacing and fault; `answer` applies them.

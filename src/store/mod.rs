@@ -10,6 +10,7 @@
 
 mod blobs;
 mod codec;
+pub mod fixtures;
 mod read;
 mod schema;
 mod writer;
@@ -20,6 +21,47 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use read::{ExchangeSummary, Reader};
 pub use writer::{Writer, WriterConfig, WriterHandle, WriterSummary};
+
+/// One inferred pattern as kept in the recording's `patterns` table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PatternRow {
+    /// `ordering`, `transition`, `value_flow`, `retry`…
+    pub kind: String,
+    /// One human-readable line.
+    pub summary: String,
+    pub detail: serde_json::Value,
+}
+
+/// Replaces the patterns stored in the recording at `path` with `patterns`, in one
+/// transaction (a second `mf infer` leaves exactly its own result).
+///
+/// # Errors
+/// The recording cannot be opened for writing, or the write fails.
+pub fn replace_patterns(path: &Path, patterns: &[PatternRow]) -> Result<(), StoreError> {
+    // Not `open_read`: its integrity check reads the whole file, and the caller has just
+    // read it through a checked connection. Identity and version are still verified.
+    let mut conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .map_err(|e| classify_open_error(path, e))?;
+    let app_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if app_id != APPLICATION_ID || version != SCHEMA_VERSION {
+        return Err(StoreError::NotARecording {
+            path: path.to_path_buf(),
+            reason: "unexpected schema".into(),
+        });
+    }
+    conn.execute_batch("PRAGMA busy_timeout = 5000;")?;
+    let tx = conn.transaction()?;
+    tx.execute("DELETE FROM patterns", [])?;
+    for p in patterns {
+        tx.execute(
+            "INSERT INTO patterns (kind, summary, detail) VALUES (?1, ?2, ?3)",
+            rusqlite::params![p.kind, p.summary, p.detail.to_string()],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
 
 /// Schema version written by this build.
 pub const SCHEMA_VERSION: i32 = schema::MIGRATIONS.len() as i32;
@@ -99,6 +141,33 @@ pub fn open_write(path: &Path, meta: &Meta) -> Result<Connection, StoreError> {
     schema::check_and_migrate(&conn, path, true)?;
     schema::write_meta(&conn, meta)?;
     Ok(conn)
+}
+
+/// Writes `exchanges` synchronously, 10,000 per transaction: for bulk producers (generators,
+/// importers) that would otherwise outrun the batched writer's unbounded queue.
+///
+/// # Errors
+/// The file cannot be opened as a recording, or a write fails.
+pub fn write_exchanges(
+    path: &Path,
+    meta: &Meta,
+    exchanges: impl Iterator<Item = crate::model::Exchange>,
+) -> Result<u64, StoreError> {
+    let mut conn = open_write(path, meta)?;
+    let mut known = std::collections::HashSet::new();
+    let mut written = 0u64;
+    let mut tx = conn.transaction()?;
+    for ex in exchanges {
+        writer::insert_exchange(&tx, &mut known, &ex)?;
+        written += 1;
+        if written.is_multiple_of(10_000) {
+            tx.commit()?;
+            tx = conn.transaction()?;
+        }
+    }
+    tx.commit()?;
+    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+    Ok(written)
 }
 
 #[cfg(test)]

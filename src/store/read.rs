@@ -186,7 +186,112 @@ impl Reader {
         Ok(out)
     }
 
+    /// Calls `f` with every exchange in recording order, bodies included, one at a time: memory
+    /// stays flat however large the recording is. `f` returning `false` stops the walk.
+    ///
+    /// # Errors
+    /// Database errors or a damaged row.
+    pub fn for_each(&self, mut f: impl FnMut(Exchange) -> bool) -> Result<(), StoreError> {
+        // Bodies come with the row (a join), not from a lookup per body: half the statements.
+        let sql = format!(
+            "SELECT {EXCHANGE_COLUMNS}, rb.size, rb.codec, rb.data, sb.size, sb.codec, sb.data,
+                    hb.size, hb.codec, hb.data
+             FROM exchanges LEFT JOIN blobs rb ON rb.hash = req_body LEFT JOIN blobs sb ON sb.hash = resp_body
+                  LEFT JOIN blobs hb ON hb.hash = req_headers
+             ORDER BY id"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let mut rows = stmt.query([])?;
+        // Plain HTTP recordings have no stream messages: skip a query per exchange.
+        let has_messages: bool =
+            self.conn
+                .query_row("SELECT EXISTS (SELECT 1 FROM messages)", [], |r| r.get(0))?;
+        let corrupt = |reason: String| StoreError::Corrupt {
+            path: self.path.clone(),
+            reason,
+        };
+        while let Some(row) = rows.next()? {
+            let raw = raw_row(row)?;
+            let mut ex = raw.ex;
+            for (present, base) in [
+                (raw.req_body.is_some(), 31),
+                (raw.resp_body.is_some(), 34),
+                (true, 37),
+            ] {
+                if !present {
+                    continue;
+                }
+                let (size, codec, data): (Option<i64>, Option<i64>, Option<Vec<u8>>) =
+                    (row.get(base)?, row.get(base + 1)?, row.get(base + 2)?);
+                let (Some(size), Some(codec), Some(data)) = (size, codec, data) else {
+                    return Err(corrupt("a body refers to a missing blob".into()));
+                };
+                let bytes = Bytes::from(blobs::decode(size, codec, data).map_err(|e| match e {
+                    StoreError::Corrupt { reason, .. } => corrupt(reason),
+                    other => other,
+                })?);
+                if base == 37 {
+                    ex.request.headers = decode_headers(&bytes);
+                } else if base == 31 {
+                    ex.request.body.data = bytes;
+                } else if let Some(resp) = ex.response.as_mut() {
+                    resp.body.data = bytes;
+                }
+            }
+            if has_messages {
+                ex.messages = self.messages(ex.id)?;
+            }
+            if !f(ex) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with `(method, target)` of every exchange in recording order, without loading
+    /// headers or bodies: the cheap first pass of inference.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn for_each_target(&self, mut f: impl FnMut(&str, &str)) -> Result<(), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT method, target FROM exchanges ORDER BY id")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let method: String = row.get(0)?;
+            let target: String = row.get(1)?;
+            f(&method, &target);
+        }
+        Ok(())
+    }
+
+    /// Inferred patterns stored by `mf infer`, in id order.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn patterns(&self) -> Result<Vec<super::PatternRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT kind, summary, detail FROM patterns ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            let detail: String = r.get(2)?;
+            Ok(super::PatternRow {
+                kind: r.get(0)?,
+                summary: r.get(1)?,
+                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn resolve(&self, raw: RawRow) -> Result<Exchange, StoreError> {
+        let mut ex = self.resolve_bodies(raw)?;
+        ex.messages = self.messages(ex.id)?;
+        Ok(ex)
+    }
+
+    fn resolve_bodies(&self, raw: RawRow) -> Result<Exchange, StoreError> {
         let mut ex = raw.ex;
         ex.request.headers = decode_headers(&self.blob(&raw.req_headers)?);
         if let Some(key) = raw.req_body {
@@ -195,7 +300,6 @@ impl Reader {
         if let (Some(key), Some(resp)) = (raw.resp_body, ex.response.as_mut()) {
             resp.body.data = Bytes::from(self.blob(&key)?);
         }
-        ex.messages = self.messages(ex.id)?;
         Ok(ex)
     }
 

@@ -1,0 +1,142 @@
+//! `mf infer`: a recording in, a fixtures folder out.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::util;
+use crate::infer::{path_of, Analyzer, InferConfig, TemplateBuilder};
+use crate::store::fixtures;
+
+/// Infer endpoint templates, schemas, sequence patterns and fixtures from a recording.
+///
+/// Writes a deterministic fixtures folder (one YAML file per endpoint template with matchers
+/// and examples, bodies in their own files, sequences.yaml, openapi.yaml, index.yaml) that
+/// `mf replay DIR` serves. Secrets are redacted by default. Patterns are also stored in the
+/// recording (see `mf patterns`).
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  mf infer api.db -o fixtures/api")]
+pub struct InferArgs {
+    /// The recording to read.
+    #[arg(value_name = "FILE")]
+    pub recording: PathBuf,
+
+    /// Folder to write the fixtures into (replaced when it already holds fixtures).
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "DIR",
+        default_value = "fixtures"
+    )]
+    pub output: PathBuf,
+
+    /// Also redact this header, query parameter or JSON field (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub redact: Vec<String>,
+
+    /// Write secrets as recorded (never for fixtures that leave your machine).
+    #[arg(long, conflicts_with = "redact")]
+    pub no_redact: bool,
+
+    /// Representative examples kept per endpoint.
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub examples: usize,
+}
+
+pub(super) fn run(args: InferArgs) -> anyhow::Result<u8> {
+    let reader = util::open_recording(&args.recording)?;
+    let what = || format!("reading {}", args.recording.display());
+    let total = reader.count().with_context(what)?;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(total * 2)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message("templates");
+    let mut builder = TemplateBuilder::default();
+    reader
+        .for_each_target(|method, target| {
+            builder.add(method, path_of(target));
+            bar.inc(1);
+        })
+        .with_context(what)?;
+    let config = InferConfig {
+        redact: !args.no_redact,
+        extra_redact: args.redact.clone(),
+        max_examples: args.examples,
+    };
+    let mut analyzer = Analyzer::new(builder.finish(), config);
+    bar.set_message("analysing");
+    // Reading (SQLite, zstd, header decoding) and analysis each take about half the time: a
+    // reader thread feeding a bounded channel uses the second core and keeps memory flat.
+    // Batches, so that the two threads meet every few hundred exchanges, not every one.
+    const BATCH: usize = 256;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<crate::model::Exchange>>(8);
+    let path = args.recording.clone();
+    let read = std::thread::spawn(move || -> anyhow::Result<()> {
+        let mut batch = Vec::with_capacity(BATCH);
+        reader
+            .for_each(|ex| {
+                batch.push(ex);
+                batch.len() < BATCH
+                    || tx
+                        .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                        .is_ok()
+            })
+            .with_context(|| format!("reading {}", path.display()))?;
+        if !batch.is_empty() {
+            let _ = tx.send(batch);
+        }
+        Ok(())
+    });
+    for batch in rx {
+        for ex in &batch {
+            analyzer.add(ex);
+        }
+        bar.inc(batch.len() as u64);
+    }
+    match read.join() {
+        Ok(result) => result?,
+        Err(_) => anyhow::bail!("the reader thread failed"),
+    }
+    bar.finish_and_clear();
+    let inferred = analyzer.finish().context("building fixtures")?;
+    fixtures::write_dir(&args.output, &inferred.files)
+        .with_context(|| format!("writing fixtures to {}", args.output.display()))?;
+    // The fixtures are the product; a read-only recording only loses `mf patterns`.
+    if let Err(e) = crate::store::replace_patterns(&args.recording, &inferred.patterns) {
+        eprintln!(
+            "mf: warning: could not store patterns in {}: {e}",
+            args.recording.display()
+        );
+    }
+
+    let set = &inferred.set;
+    eprintln!(
+        "mf: {} exchanges → {} endpoints, {} patterns, {} files in {}",
+        set.index.exchanges,
+        set.endpoints.len(),
+        inferred.patterns.len(),
+        inferred.files.len(),
+        args.output.display()
+    );
+    if args.no_redact {
+        eprintln!("mf: redaction is OFF: the fixtures may contain secrets");
+    } else if inferred.redactions.is_empty() {
+        eprintln!("mf: redacted nothing (no secrets found in the examples)");
+    } else {
+        for (what, n) in &inferred.redactions {
+            eprintln!("mf: redacted {what} ({n}×)");
+        }
+    }
+    Ok(0)
+}
