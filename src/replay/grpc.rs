@@ -28,43 +28,49 @@ use super::stream::{due, plan, Progress};
 use crate::decode::grpc;
 use crate::model::{Direction, Exchange, HeaderList, MessageKind, Protocol};
 
-/// Recorded gRPC calls by path, with per-group call counters.
+/// Recorded gRPC calls by path and by path + first request message, with call counters.
 pub struct GrpcIndex {
     by_path: HashMap<String, Vec<usize>>,
-    first_message: Vec<Option<Bytes>>,
+    /// Calls of a path whose first request message is exactly these bytes (`None`: no message).
+    by_first: HashMap<(String, Option<Bytes>), Vec<usize>>,
     server_first: Vec<bool>,
-    calls: Mutex<HashMap<(String, Option<blake3::Hash>), usize>>,
+    calls: Mutex<HashMap<CallKey, usize>>,
     repeat: RepeatPolicy,
+}
+
+/// Which counter a call advances: its exact group, or its method's by-order sequence.
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum CallKey {
+    Exact(String, Option<Bytes>),
+    Order(String),
 }
 
 impl GrpcIndex {
     /// Indexes the gRPC exchanges of a recording.
     pub fn new(exchanges: &[Exchange], repeat: RepeatPolicy) -> GrpcIndex {
         let mut by_path: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut first_message = Vec::with_capacity(exchanges.len());
+        let mut by_first: HashMap<(String, Option<Bytes>), Vec<usize>> = HashMap::new();
         let mut server_first = Vec::with_capacity(exchanges.len());
         for (i, ex) in exchanges.iter().enumerate() {
-            first_message.push(
-                ex.messages
-                    .iter()
-                    .find(|m| m.direction == Direction::ClientToServer)
-                    .map(|m| m.data.clone()),
-            );
             server_first.push(
                 ex.messages
                     .first()
                     .is_some_and(|m| m.direction == Direction::ServerToClient),
             );
             if ex.protocol == Some(Protocol::Grpc) {
-                by_path
-                    .entry(ex.request.path().to_string())
-                    .or_default()
-                    .push(i);
+                let path = ex.request.path().to_string();
+                let first = ex
+                    .messages
+                    .iter()
+                    .find(|m| m.direction == Direction::ClientToServer)
+                    .map(|m| m.data.clone());
+                by_path.entry(path.clone()).or_default().push(i);
+                by_first.entry((path, first)).or_default().push(i);
             }
         }
         GrpcIndex {
             by_path,
-            first_message,
+            by_first,
             server_first,
             calls: Mutex::new(HashMap::new()),
             repeat,
@@ -80,30 +86,11 @@ impl GrpcIndex {
     }
 
     /// The recorded call answering a live call of `path` whose first message is `first`.
-    pub fn find(&self, path: &str, first: Option<&[u8]>) -> Option<usize> {
-        let candidates = self.by_path.get(path)?;
-        let exact: Vec<usize> = match first {
-            Some(f) => candidates
-                .iter()
-                .copied()
-                .filter(|&i| self.first_message[i].as_deref() == Some(f))
-                .collect(),
-            None => candidates
-                .iter()
-                .copied()
-                .filter(|&i| self.first_message[i].is_none())
-                .collect(),
-        };
-        let (group, key) = if exact.is_empty() {
-            (candidates.clone(), (path.to_string(), None))
-        } else {
-            (
-                exact,
-                (
-                    path.to_string(),
-                    Some(blake3::hash(first.unwrap_or_default())),
-                ),
-            )
+    pub fn find(&self, path: &str, first: Option<&Bytes>) -> Option<usize> {
+        let exact_key = (path.to_string(), first.cloned());
+        let (group, key) = match self.by_first.get(&exact_key) {
+            Some(g) => (g, CallKey::Exact(exact_key.0, exact_key.1)),
+            None => (self.by_path.get(path)?, CallKey::Order(path.to_string())),
         };
         let mut calls = self.calls.lock().ok()?;
         let n = calls.entry(key).or_insert(0);
@@ -162,7 +149,7 @@ pub(super) async fn serve_call(
             Some(Live::End) | None => None,
         }
     };
-    let index = replay.grpc.find(&path, first.as_deref());
+    let index = replay.grpc.find(&path, first.as_ref());
     let Some(index) = index else {
         replay.stats.unmatched.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(path = %path, "no recorded grpc call matches");
@@ -309,4 +296,38 @@ fn trailers_only(code: u32, message: &str) -> Response<ReplayBody> {
         h.insert("grpc-message", v);
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Request, StreamMessage};
+
+    fn call(path: &str, first: &[u8]) -> Exchange {
+        Exchange {
+            protocol: Some(Protocol::Grpc),
+            request: Request { method: "POST".into(), target: path.into(), ..Default::default() },
+            messages: vec![StreamMessage {
+                direction: Direction::ClientToServer,
+                offset_ns: 0,
+                kind: MessageKind::Grpc { compressed: false },
+                data: Bytes::copy_from_slice(first),
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn exact_message_first_then_by_order() {
+        let exs = [call("/s.S/A", b"one"), call("/s.S/A", b"two"), call("/s.S/A", b"one"), call("/s.S/B", b"x")];
+        let idx = GrpcIndex::new(&exs, RepeatPolicy::Last);
+        let b = |s: &'static [u8]| Bytes::from_static(s);
+        assert_eq!(idx.find("/s.S/A", Some(&b(b"two"))), Some(1));
+        assert_eq!(idx.find("/s.S/A", Some(&b(b"one"))), Some(0));
+        assert_eq!(idx.find("/s.S/A", Some(&b(b"one"))), Some(2), "identical calls in recorded order");
+        assert_eq!(idx.find("/s.S/A", Some(&b(b"one"))), Some(2), "then the last repeats");
+        assert_eq!(idx.find("/s.S/A", Some(&b(b"new"))), Some(0), "unknown bytes: by position");
+        assert_eq!(idx.find("/s.S/A", Some(&b(b"new"))), Some(1));
+        assert_eq!(idx.find("/s.S/C", None), None);
+    }
 }

@@ -162,7 +162,9 @@ pub async fn due(
         at
     }
     .max(not_before);
-    tokio::time::sleep_until(target).await;
+    if target > Instant::now() {
+        tokio::time::sleep_until(target).await;
+    }
     target
 }
 
