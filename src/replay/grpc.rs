@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use super::h2::{header_map, BoxError, ChannelBody, ReplayBody};
 use super::matcher::RepeatPolicy;
 use super::server::Replay;
-use super::stream::{due, plan, Progress};
+use super::stream::{due, plan, Progress, Step};
 use crate::decode::grpc;
 use crate::model::{Direction, Exchange, HeaderList, MessageKind, Protocol};
 
@@ -36,6 +36,7 @@ pub struct GrpcIndex {
     server_first: Vec<bool>,
     calls: Mutex<HashMap<CallKey, usize>>,
     repeat: RepeatPolicy,
+    prepared: Vec<Option<Arc<Prepared>>>,
 }
 
 /// Which counter a call advances: its exact group, or its method's by-order sequence.
@@ -68,12 +69,17 @@ impl GrpcIndex {
                 by_first.entry((path, first)).or_default().push(i);
             }
         }
+        let prepared = exchanges
+            .iter()
+            .map(|ex| (ex.protocol == Some(Protocol::Grpc)).then(|| Arc::new(Prepared::new(ex))))
+            .collect();
         GrpcIndex {
             by_path,
             by_first,
             server_first,
             calls: Mutex::new(HashMap::new()),
             repeat,
+            prepared,
         }
     }
 
@@ -109,6 +115,72 @@ impl GrpcIndex {
 enum Live {
     Message(Bytes),
     End,
+}
+
+/// A recorded call made ready to serve once, at start-up: header maps built, messages framed,
+/// every server event planned.
+struct Prepared {
+    client_messages: Vec<Bytes>,
+    /// `None`: no response was recorded.
+    head: Option<(u16, http::HeaderMap, Step)>,
+    /// Framed server messages with their plan.
+    server: Vec<(Step, Bytes)>,
+    trailers: Option<http::HeaderMap>,
+    end: Option<Step>,
+    trailers_only: bool,
+    error: Option<String>,
+}
+
+impl Prepared {
+    fn new(ex: &Exchange) -> Prepared {
+        let client: Vec<&crate::model::StreamMessage> = ex
+            .messages
+            .iter()
+            .filter(|m| m.direction == Direction::ClientToServer)
+            .collect();
+        let offsets: Vec<u64> = client.iter().map(|m| m.offset_ns).collect();
+        let half_close = ex.timings.request_end_ns;
+        let server: Vec<(Step, Bytes)> = ex
+            .messages
+            .iter()
+            .filter(|m| m.direction == Direction::ServerToClient)
+            .map(|m| {
+                let mut out = BytesMut::with_capacity(5 + m.data.len());
+                grpc::encode(
+                    &mut out,
+                    matches!(m.kind, MessageKind::Grpc { compressed: true }),
+                    &m.data,
+                );
+                (plan(&offsets, half_close, m.offset_ns), out.freeze())
+            })
+            .collect();
+        let resp = ex.response.as_ref();
+        Prepared {
+            client_messages: client.iter().map(|m| m.data.clone()).collect(),
+            head: resp.map(|r| {
+                let step = plan(
+                    &offsets,
+                    half_close,
+                    ex.timings.response_first_byte_ns.unwrap_or(0),
+                );
+                (r.status, header_map(&r.headers, None), step)
+            }),
+            trailers_only: resp.is_some_and(|r| {
+                server.is_empty()
+                    && r.trailers.is_empty()
+                    && r.headers.header("grpc-status").is_some()
+            }),
+            server,
+            trailers: resp
+                .filter(|r| !r.trailers.is_empty())
+                .map(|r| header_map(&r.trailers, None)),
+            end: ex
+                .timings
+                .response_end_ns
+                .map(|e| plan(&offsets, half_close, e)),
+            error: ex.error.clone(),
+        }
+    }
 }
 
 /// Answers one live gRPC call.
@@ -149,22 +221,16 @@ pub(super) async fn serve_call(
             Some(Live::End) | None => None,
         }
     };
-    let index = replay.grpc.find(&path, first.as_ref());
-    let Some(index) = index else {
+    let Some(index) = replay.grpc.find(&path, first.as_ref()) else {
         replay.stats.unmatched.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(path = %path, "no recorded grpc call matches");
         return trailers_only(12, &format!("mf: no recorded call matches {path}"));
     };
     replay.stats.matched.fetch_add(1, Ordering::Relaxed);
-    let ex = &replay.exchanges[index];
-    let client: Vec<&crate::model::StreamMessage> = ex
-        .messages
-        .iter()
-        .filter(|m| m.direction == Direction::ClientToServer)
-        .collect();
-    let client_offsets: Vec<u64> = client.iter().map(|m| m.offset_ns).collect();
-    let progress = Progress::new(client.iter().map(|m| m.data.clone()).collect(), start);
-    let half_close = ex.timings.request_end_ns;
+    let Some(prepared) = replay.grpc.prepared.get(index).and_then(|p| p.clone()) else {
+        return trailers_only(13, "mf: recorded call is not a grpc call");
+    };
+    let progress = Progress::new(prepared.client_messages.clone(), start);
 
     // Feed live client events to the progress tracker.
     let feeder = progress.clone();
@@ -172,19 +238,14 @@ pub(super) async fn serve_call(
         if let Some(m) = first {
             feeder.client_message(&m, |_, _| true);
         }
-        while let Some(ev) = live_rx.recv().await {
-            match ev {
-                Live::Message(m) => {
-                    feeder.client_message(&m, |_, _| true);
-                }
-                Live::End => break,
-            }
+        while let Some(Live::Message(m)) = live_rx.recv().await {
+            feeder.client_message(&m, |_, _| true);
         }
         feeder.half_close();
     });
 
-    let Some(resp) = ex.response.clone() else {
-        if ex
+    let Some((status, headers, head_step)) = &prepared.head else {
+        if prepared
             .error
             .as_deref()
             .is_some_and(|e| e.starts_with("client cancelled"))
@@ -193,80 +254,44 @@ pub(super) async fn serve_call(
             // the replay, by never answering; hyper drops this future when the client resets.
             std::future::pending::<()>().await;
         }
-        let message = ex
+        let message = prepared
             .error
             .clone()
             .unwrap_or_else(|| "upstream sent no response".into());
         return trailers_only(14, &format!("mf: recorded call failed: {message}"));
     };
     let latency = replay.config.recorded_latency;
-    let head_step = plan(
-        &client_offsets,
-        half_close,
-        ex.timings.response_first_byte_ns.unwrap_or(0),
-    );
-    let mut last = due(&progress, head_step, latency, start).await;
-
-    let server: Vec<(u64, bool, Bytes)> = ex
-        .messages
-        .iter()
-        .filter(|m| m.direction == Direction::ServerToClient)
-        .map(|m| {
-            (
-                m.offset_ns,
-                matches!(m.kind, MessageKind::Grpc { compressed: true }),
-                m.data.clone(),
-            )
-        })
-        .collect();
-    let mut builder = Response::builder().status(resp.status);
+    let mut last = due(&progress, *head_step, latency, start).await;
+    let mut builder = Response::builder().status(*status);
     if let Some(h) = builder.headers_mut() {
-        *h = header_map(&resp.headers, None);
+        *h = headers.clone();
     }
     // A trailers-only answer (errors usually are): grpc-status in the head, no body.
-    let trailers_only = server.is_empty()
-        && resp.trailers.is_empty()
-        && resp.headers.header("grpc-status").is_some();
-    if trailers_only {
+    if prepared.trailers_only {
         let empty = http_body_util::Empty::<Bytes>::new().map_err(|never| match never {});
         return builder
             .body(UnsyncBoxBody::new(empty))
             .unwrap_or_else(|_| trailers_only_fallback());
     }
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(16);
-    let trailers = resp.trailers.clone();
-    let end_ns = ex.timings.response_end_ns;
-    let error = ex.error.clone();
     tokio::spawn(async move {
-        for (offset, compressed, data) in server {
-            last = due(
-                &progress,
-                plan(&client_offsets, half_close, offset),
-                latency,
-                last,
-            )
-            .await;
-            let mut out = BytesMut::with_capacity(5 + data.len());
-            grpc::encode(&mut out, compressed, &data);
-            if tx.send(Ok(Frame::data(out.freeze()))).await.is_err() {
+        for (step, framed) in &prepared.server {
+            last = due(&progress, *step, latency, last).await;
+            if tx.send(Ok(Frame::data(framed.clone()))).await.is_err() {
                 return;
             }
         }
-        if let Some(end) = end_ns {
-            due(
-                &progress,
-                plan(&client_offsets, half_close, end),
-                latency,
-                last,
-            )
-            .await;
+        if let Some(end) = prepared.end {
+            due(&progress, end, latency, last).await;
         }
-        let frame = if !trailers.is_empty() {
-            Ok(Frame::trailers(header_map(&trailers, None)))
-        } else {
+        let frame = match &prepared.trailers {
+            Some(t) => Ok(Frame::trailers(t.clone())),
             // No trailers recorded: the upstream reset the stream or the client cancelled.
-            let why = error.unwrap_or_else(|| "recorded stream ended without trailers".into());
-            Err(why.into())
+            None => Err(prepared
+                .error
+                .clone()
+                .unwrap_or_else(|| "recorded stream ended without trailers".into())
+                .into()),
         };
         let _ = tx.send(frame).await;
     });
@@ -306,7 +331,11 @@ mod tests {
     fn call(path: &str, first: &[u8]) -> Exchange {
         Exchange {
             protocol: Some(Protocol::Grpc),
-            request: Request { method: "POST".into(), target: path.into(), ..Default::default() },
+            request: Request {
+                method: "POST".into(),
+                target: path.into(),
+                ..Default::default()
+            },
             messages: vec![StreamMessage {
                 direction: Direction::ClientToServer,
                 offset_ns: 0,
@@ -319,14 +348,31 @@ mod tests {
 
     #[test]
     fn exact_message_first_then_by_order() {
-        let exs = [call("/s.S/A", b"one"), call("/s.S/A", b"two"), call("/s.S/A", b"one"), call("/s.S/B", b"x")];
+        let exs = [
+            call("/s.S/A", b"one"),
+            call("/s.S/A", b"two"),
+            call("/s.S/A", b"one"),
+            call("/s.S/B", b"x"),
+        ];
         let idx = GrpcIndex::new(&exs, RepeatPolicy::Last);
         let b = |s: &'static [u8]| Bytes::from_static(s);
         assert_eq!(idx.find("/s.S/A", Some(&b(b"two"))), Some(1));
         assert_eq!(idx.find("/s.S/A", Some(&b(b"one"))), Some(0));
-        assert_eq!(idx.find("/s.S/A", Some(&b(b"one"))), Some(2), "identical calls in recorded order");
-        assert_eq!(idx.find("/s.S/A", Some(&b(b"one"))), Some(2), "then the last repeats");
-        assert_eq!(idx.find("/s.S/A", Some(&b(b"new"))), Some(0), "unknown bytes: by position");
+        assert_eq!(
+            idx.find("/s.S/A", Some(&b(b"one"))),
+            Some(2),
+            "identical calls in recorded order"
+        );
+        assert_eq!(
+            idx.find("/s.S/A", Some(&b(b"one"))),
+            Some(2),
+            "then the last repeats"
+        );
+        assert_eq!(
+            idx.find("/s.S/A", Some(&b(b"new"))),
+            Some(0),
+            "unknown bytes: by position"
+        );
         assert_eq!(idx.find("/s.S/A", Some(&b(b"new"))), Some(1));
         assert_eq!(idx.find("/s.S/C", None), None);
     }
