@@ -9,75 +9,83 @@
 //! half-close, and bidirectional answers follow the message they answered.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Request, Response};
-use http_body::Frame;
+use http_body::{Body as _, Frame};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::h2::{header_map, BoxError, ChannelBody, ReplayBody};
+use super::h2::{header_map, BoxError, ChannelBody, FixedBody, ReplayBody};
 use super::matcher::RepeatPolicy;
 use super::server::Replay;
 use super::stream::{due, plan, Progress, Step};
 use crate::decode::grpc;
 use crate::model::{Direction, Exchange, HeaderList, MessageKind, Protocol};
 
-/// Recorded gRPC calls by path and by path + first request message, with call counters.
-pub struct GrpcIndex {
-    by_path: HashMap<String, Vec<usize>>,
-    /// Calls of a path whose first request message is exactly these bytes (`None`: no message).
-    by_first: HashMap<(String, Option<Bytes>), Vec<usize>>,
-    server_first: Vec<bool>,
-    calls: Mutex<HashMap<CallKey, usize>>,
-    repeat: RepeatPolicy,
-    prepared: Vec<Option<Arc<Prepared>>>,
+/// Recorded calls answered in turn, with how many live calls the group has had.
+#[derive(Default)]
+struct Group {
+    members: Vec<usize>,
+    calls: AtomicUsize,
 }
 
-/// Which counter a call advances: its exact group, or its method's by-order sequence.
-#[derive(Debug, PartialEq, Eq, Hash)]
-enum CallKey {
-    Exact(String, Option<Bytes>),
-    Order(String),
+/// The recorded calls of one `/service/method`.
+#[derive(Default)]
+struct Method {
+    all: Group,
+    /// Calls whose first request message is exactly these bytes (`None`: no message).
+    by_first: HashMap<Option<Bytes>, Group>,
+    /// Every recorded call has the server speak before the client.
+    server_first: bool,
+}
+
+/// Recorded gRPC calls by path and by path + first request message, with call counters.
+/// Lookups allocate nothing and take no lock: this is the replay's hot path.
+pub struct GrpcIndex {
+    methods: HashMap<String, Method>,
+    repeat: RepeatPolicy,
+    prepared: Vec<Option<Arc<Prepared>>>,
 }
 
 impl GrpcIndex {
     /// Indexes the gRPC exchanges of a recording.
     pub fn new(exchanges: &[Exchange], repeat: RepeatPolicy) -> GrpcIndex {
-        let mut by_path: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut by_first: HashMap<(String, Option<Bytes>), Vec<usize>> = HashMap::new();
-        let mut server_first = Vec::with_capacity(exchanges.len());
+        let mut methods: HashMap<String, Method> = HashMap::new();
         for (i, ex) in exchanges.iter().enumerate() {
-            server_first.push(
-                ex.messages
-                    .first()
-                    .is_some_and(|m| m.direction == Direction::ServerToClient),
-            );
-            if ex.protocol == Some(Protocol::Grpc) {
-                let path = ex.request.path().to_string();
-                let first = ex
-                    .messages
-                    .iter()
-                    .find(|m| m.direction == Direction::ClientToServer)
-                    .map(|m| m.data.clone());
-                by_path.entry(path.clone()).or_default().push(i);
-                by_first.entry((path, first)).or_default().push(i);
+            if ex.protocol != Some(Protocol::Grpc) {
+                continue;
             }
+            let first = ex
+                .messages
+                .iter()
+                .find(|m| m.direction == Direction::ClientToServer)
+                .map(|m| m.data.clone());
+            let server_first = ex
+                .messages
+                .first()
+                .is_some_and(|m| m.direction == Direction::ServerToClient);
+            let m = methods
+                .entry(ex.request.path().to_string())
+                .or_insert_with(|| Method {
+                    server_first: true,
+                    ..Method::default()
+                });
+            m.server_first &= server_first;
+            m.all.members.push(i);
+            m.by_first.entry(first).or_default().members.push(i);
         }
         let prepared = exchanges
             .iter()
             .map(|ex| (ex.protocol == Some(Protocol::Grpc)).then(|| Arc::new(Prepared::new(ex))))
             .collect();
         GrpcIndex {
-            by_path,
-            by_first,
-            server_first,
-            calls: Mutex::new(HashMap::new()),
+            methods,
             repeat,
             prepared,
         }
@@ -86,41 +94,28 @@ impl GrpcIndex {
     /// True when every recorded call of `path` has the server speak before the client: the
     /// answer must start without waiting for a client message.
     fn server_speaks_first(&self, path: &str) -> bool {
-        self.by_path
-            .get(path)
-            .is_some_and(|c| !c.is_empty() && c.iter().all(|&i| self.server_first[i]))
+        self.methods.get(path).is_some_and(|m| m.server_first)
     }
 
     /// The recorded call answering a live call of `path` whose first message is `first`.
     pub fn find(&self, path: &str, first: Option<&Bytes>) -> Option<usize> {
-        let exact_key = (path.to_string(), first.cloned());
-        let (group, key) = match self.by_first.get(&exact_key) {
-            Some(g) => (g, CallKey::Exact(exact_key.0, exact_key.1)),
-            None => (self.by_path.get(path)?, CallKey::Order(path.to_string())),
-        };
-        let mut calls = self.calls.lock().ok()?;
-        let n = calls.entry(key).or_insert(0);
-        let call = *n;
-        *n += 1;
+        let method = self.methods.get(path)?;
+        let group = method.by_first.get(&first.cloned()).unwrap_or(&method.all);
+        let call = group.calls.fetch_add(1, Ordering::Relaxed);
+        let n = group.members.len();
         let pick = match self.repeat {
-            RepeatPolicy::Last => call.min(group.len() - 1),
-            RepeatPolicy::Cycle => call % group.len(),
+            RepeatPolicy::Last => call.min(n.saturating_sub(1)),
+            RepeatPolicy::Cycle => call % n.max(1),
             RepeatPolicy::NotFound => call,
         };
-        group.get(pick).copied()
+        group.members.get(pick).copied()
     }
-}
-
-/// What the request reader reports.
-enum Live {
-    Message(Bytes),
-    End,
 }
 
 /// A recorded call made ready to serve once, at start-up: header maps built, messages framed,
 /// every server event planned.
 struct Prepared {
-    client_messages: Vec<Bytes>,
+    client_messages: Arc<Vec<Bytes>>,
     /// `None`: no response was recorded.
     head: Option<(u16, http::HeaderMap, Step)>,
     /// Framed server messages with their plan.
@@ -156,7 +151,7 @@ impl Prepared {
             .collect();
         let resp = ex.response.as_ref();
         Prepared {
-            client_messages: client.iter().map(|m| m.data.clone()).collect(),
+            client_messages: Arc::new(client.iter().map(|m| m.data.clone()).collect()),
             head: resp.map(|r| {
                 let step = plan(
                     &offsets,
@@ -183,6 +178,26 @@ impl Prepared {
     }
 }
 
+/// Reads the request until its first message (or its end). Returns the message and whether
+/// the client already half-closed; later messages stay in `decoder`.
+async fn first_message(body: &mut Incoming, decoder: &mut grpc::Decoder) -> (Option<Bytes>, bool) {
+    loop {
+        if let Some(m) = decoder.poll() {
+            return (Some(m.data), body.is_end_stream());
+        }
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(d) = frame.data_ref() {
+                    if decoder.feed(d).is_err() {
+                        return (None, true);
+                    }
+                }
+            }
+            Some(Err(_)) | None => return (None, true),
+        }
+    }
+}
+
 /// Answers one live gRPC call.
 pub(super) async fn serve_call(
     replay: Arc<Replay>,
@@ -190,36 +205,12 @@ pub(super) async fn serve_call(
 ) -> Response<ReplayBody> {
     let start = Instant::now();
     let path = req.uri().path().to_string();
-    let (live_tx, mut live_rx) = mpsc::unbounded_channel();
     let mut body = req.into_body();
-    // The reader runs for the whole call, so the client's stream is always drained and its
-    // half-close seen, whatever the player is waiting for.
-    tokio::spawn(async move {
-        let mut decoder = grpc::Decoder::new();
-        while let Some(frame) = body.frame().await {
-            let Ok(frame) = frame else { break };
-            let Some(data) = frame.data_ref() else {
-                continue;
-            };
-            if decoder.feed(data).is_err() {
-                break;
-            }
-            while let Some(m) = decoder.poll() {
-                if live_tx.send(Live::Message(m.data)).is_err() {
-                    return;
-                }
-            }
-        }
-        let _ = live_tx.send(Live::End);
-    });
-
-    let first = if replay.grpc.server_speaks_first(&path) {
-        None
+    let mut decoder = grpc::Decoder::new();
+    let (first, ended) = if replay.grpc.server_speaks_first(&path) {
+        (None, body.is_end_stream())
     } else {
-        match live_rx.recv().await {
-            Some(Live::Message(m)) => Some(m),
-            Some(Live::End) | None => None,
-        }
+        first_message(&mut body, &mut decoder).await
     };
     let Some(index) = replay.grpc.find(&path, first.as_ref()) else {
         replay.stats.unmatched.fetch_add(1, Ordering::Relaxed);
@@ -230,19 +221,34 @@ pub(super) async fn serve_call(
     let Some(prepared) = replay.grpc.prepared.get(index).and_then(|p| p.clone()) else {
         return trailers_only(13, "mf: recorded call is not a grpc call");
     };
-    let progress = Progress::new(prepared.client_messages.clone(), start);
 
-    // Feed live client events to the progress tracker.
-    let feeder = progress.clone();
-    tokio::spawn(async move {
-        if let Some(m) = first {
-            feeder.client_message(&m, |_, _| true);
-        }
-        while let Some(Live::Message(m)) = live_rx.recv().await {
-            feeder.client_message(&m, |_, _| true);
-        }
-        feeder.half_close();
-    });
+    let progress = Progress::new(prepared.client_messages.clone(), start);
+    let any = |_: &[u8], _: &[u8]| true;
+    if let Some(m) = &first {
+        progress.client_message(m, any);
+    }
+    while let Some(m) = decoder.poll() {
+        progress.client_message(&m.data, any);
+    }
+    if ended {
+        progress.half_close();
+    } else {
+        // The rest of the client's stream is read for the whole call, so its half-close is
+        // seen whatever the answer is waiting for.
+        let feeder = progress.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(frame)) = body.frame().await {
+                let Some(d) = frame.data_ref() else { continue };
+                if decoder.feed(d).is_err() {
+                    break;
+                }
+                while let Some(m) = decoder.poll() {
+                    feeder.client_message(&m.data, any);
+                }
+            }
+            feeder.half_close();
+        });
+    }
 
     let Some((status, headers, head_step)) = &prepared.head else {
         if prepared
@@ -271,6 +277,16 @@ pub(super) async fn serve_call(
         let empty = http_body_util::Empty::<Bytes>::new().map_err(|never| match never {});
         return builder
             .body(UnsyncBoxBody::new(empty))
+            .unwrap_or_else(|_| trailers_only_fallback());
+    }
+    // Everything already due (a unary call without recorded latency): answer in one go,
+    // without a player task.
+    let mut steps = prepared.server.iter().map(|(s, _)| *s).chain(prepared.end);
+    if !latency && prepared.trailers.is_some() && steps.all(|s| progress.fired(s.trigger)) {
+        let frames = prepared.server.iter().map(|(_, f)| f.clone()).collect();
+        let body = FixedBody::new(frames, prepared.trailers.clone());
+        return builder
+            .body(UnsyncBoxBody::new(body))
             .unwrap_or_else(|_| trailers_only_fallback());
     }
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(16);
