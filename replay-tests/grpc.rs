@@ -145,4 +145,11 @@ fn client_cancel_and_upstream_death_are_recorded_and_the_proxy_survives() {
     let errors: Vec<String> = rows.iter().filter_map(|r| r["error"].as_str().map(String::from)).collect();
     assert!(errors.iter().any(|e| e.contains("client cancelled")), "{rows:?}");
     assert!(errors.iter().any(|e| e.contains("upstream")), "{rows:?}");
+
+    // Replayed, the upstream's death is a reset stream after the messages it had sent.
+    let replay = start_replay(&db, &[]);
+    let lines = client(&host_port(&replay), "long");
+    let last = lines.last().unwrap();
+    assert_ne!(last["code"], "OK", "{lines:?}");
+    assert!(lines.iter().filter(|l| l.get("progress").is_some()).count() >= 3, "{lines:?}");
 }
