@@ -25,19 +25,20 @@ async fn main() -> std::io::Result<()> {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async {
-                let _ = http_body_util::BodyExt::collect(req.into_body()).await;
-                let mut trailers = HeaderMap::new();
-                trailers.insert("grpc-status", HeaderValue::from_static("0"));
-                let frames = futures_util::stream::iter([
-                    Ok::<_, Infallible>(Frame::data(Bytes::from_static(MESSAGE))),
-                    Ok(Frame::trailers(trailers)),
-                ]);
-                let mut resp = Response::new(StreamBody::new(frames));
-                resp.headers_mut()
-                    .insert("content-type", HeaderValue::from_static("application/grpc"));
-                Ok::<_, Infallible>(resp)
-            });
+            let service =
+                hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async {
+                    let _ = http_body_util::BodyExt::collect(req.into_body()).await;
+                    let mut trailers = HeaderMap::new();
+                    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+                    let frames = futures_util::stream::iter([
+                        Ok::<_, Infallible>(Frame::data(Bytes::from_static(MESSAGE))),
+                        Ok(Frame::trailers(trailers)),
+                    ]);
+                    let mut resp = Response::new(StreamBody::new(frames));
+                    resp.headers_mut()
+                        .insert("content-type", HeaderValue::from_static("application/grpc"));
+                    Ok::<_, Infallible>(resp)
+                });
             let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .await;

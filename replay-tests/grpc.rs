@@ -224,5 +224,8 @@ fn client_cancel_and_upstream_death_are_recorded_and_the_proxy_survives() {
     let lines = client(&host_port(&replay), "long");
     let last = lines.last().unwrap();
     assert_ne!(last["code"], "OK", "{lines:?}");
-    assert!(lines.iter().filter(|l| l.get("progress").is_some()).count() >= 3, "{lines:?}");
+    assert!(
+        lines.iter().filter(|l| l.get("progress").is_some()).count() >= 3,
+        "{lines:?}"
+    );
 }
