@@ -218,4 +218,14 @@ fn client_cancel_and_upstream_death_are_recorded_and_the_proxy_survives() {
         "{rows:?}"
     );
     assert!(errors.iter().any(|e| e.contains("upstream")), "{rows:?}");
+
+    // Replayed, the upstream's death is a reset stream after the messages it had sent.
+    let replay = start_replay(&db, &[]);
+    let lines = client(&host_port(&replay), "long");
+    let last = lines.last().unwrap();
+    assert_ne!(last["code"], "OK", "{lines:?}");
+    assert!(
+        lines.iter().filter(|l| l.get("progress").is_some()).count() >= 3,
+        "{lines:?}"
+    );
 }

@@ -436,7 +436,7 @@ impl ClientConn {
             }
             if self.seq == 0 && started.is_none() && self.buf[..n].starts_with(b"PRI * HTTP/2.0") {
                 return Err(ClientError::Unsupported(
-                    "HTTP/2 with prior knowledge is not handled by this build",
+                    "HTTP/2 connection preface split too slowly to be recognised",
                 ));
             }
             if started.is_none() {

@@ -110,10 +110,7 @@ async fn handle(replay: Arc<Replay>, req: Request<Incoming>) -> Response<ReplayB
                 *h = header_map(&resp.headers, Some(resp.body.data.len()));
             }
             let trailers = (!resp.trailers.is_empty()).then(|| header_map(&resp.trailers, None));
-            let body = FixedBody {
-                data: Some(resp.body.data.clone()),
-                trailers,
-            };
+            let body = FixedBody::new([resp.body.data.clone()].into(), trailers);
             builder
                 .body(UnsyncBoxBody::new(body))
                 .unwrap_or_else(|e| text(StatusCode::INTERNAL_SERVER_ERROR, format!("mf: {e}\n")))
@@ -187,10 +184,19 @@ pub(crate) fn header_map(headers: &[Header], body_len: Option<usize>) -> HeaderM
     map
 }
 
-/// A body known in full: data, then optional trailers.
-struct FixedBody {
-    data: Option<Bytes>,
+/// A body known in full: data frames, then optional trailers.
+pub(crate) struct FixedBody {
+    data: std::collections::VecDeque<Bytes>,
     trailers: Option<HeaderMap>,
+}
+
+impl FixedBody {
+    pub(crate) fn new(
+        data: std::collections::VecDeque<Bytes>,
+        trailers: Option<HeaderMap>,
+    ) -> Self {
+        FixedBody { data, trailers }
+    }
 }
 
 impl HttpBody for FixedBody {
@@ -201,15 +207,16 @@ impl HttpBody for FixedBody {
         mut self: Pin<&mut Self>,
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if let Some(d) = self.data.take().filter(|d| !d.is_empty()) {
-            return Poll::Ready(Some(Ok(Frame::data(d))));
+        while let Some(d) = self.data.pop_front() {
+            if !d.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(d))));
+            }
         }
-        self.data = None;
         Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.data.as_ref().is_none_or(|d| d.is_empty()) && self.trailers.is_none()
+        self.data.iter().all(|d| d.is_empty()) && self.trailers.is_none()
     }
 }
 

@@ -92,7 +92,7 @@ pub struct Progress {
 
 impl Progress {
     /// Progress for a stream whose recorded client messages are `recorded`, started `start`.
-    pub fn new(recorded: Vec<Bytes>, start: Instant) -> Progress {
+    pub fn new(recorded: std::sync::Arc<Vec<Bytes>>, start: Instant) -> Progress {
         let n = recorded.len();
         let (tx, _) = watch::channel(State {
             start,
@@ -101,7 +101,7 @@ impl Progress {
         });
         Progress {
             tx: std::sync::Arc::new(tx),
-            recorded: std::sync::Arc::new(recorded),
+            recorded,
             consumed: std::sync::Arc::new(std::sync::Mutex::new(vec![false; n])),
         }
     }
@@ -127,6 +127,18 @@ impl Progress {
         self.tx.send_modify(|s| {
             s.half_closed.get_or_insert(now);
         });
+    }
+
+    /// True when `trigger` has already happened.
+    pub fn fired(&self, trigger: Trigger) -> bool {
+        let s = self.tx.borrow();
+        match trigger {
+            Trigger::Start => true,
+            Trigger::Client(i) => {
+                s.matched.get(i).copied().flatten().is_some() || s.half_closed.is_some()
+            }
+            Trigger::HalfClose => s.half_closed.is_some(),
+        }
     }
 
     /// Waits for `trigger` and returns when it happened. A half-close also releases every
@@ -162,7 +174,9 @@ pub async fn due(
         at
     }
     .max(not_before);
-    tokio::time::sleep_until(target).await;
+    if target > Instant::now() {
+        tokio::time::sleep_until(target).await;
+    }
     target
 }
 
@@ -223,7 +237,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn due_waits_for_the_trigger_then_the_recorded_delay() {
         let start = Instant::now();
-        let p = Progress::new(vec![Bytes::from_static(b"q")], start);
+        let p = Progress::new(std::sync::Arc::new(vec![Bytes::from_static(b"q")]), start);
         let step = Step {
             trigger: Trigger::Client(0),
             delay: Duration::from_millis(40),

@@ -99,7 +99,10 @@ pub(crate) async fn serve<S>(
         .collect();
     let client_offsets: Vec<u64> = client.iter().map(|f| f.1).collect();
     let client_ops: Vec<u8> = client.iter().map(|f| f.2).collect();
-    let progress = Progress::new(client.iter().map(|f| key(f.2, &f.4)).collect(), start);
+    let progress = Progress::new(
+        Arc::new(client.iter().map(|f| key(f.2, &f.4)).collect()),
+        start,
+    );
     let live_payloads: Arc<Mutex<Vec<Option<Bytes>>>> =
         Arc::new(Mutex::new(vec![None; client.len()]));
 
