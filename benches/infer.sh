@@ -31,16 +31,20 @@ t0=$(now)
 if [ -x /usr/bin/time ]; then
   /usr/bin/time -v "$MF" infer "$WORK/rec.db" -o "$WORK/fixtures" 2> "$WORK/time.txt" >/dev/null || { cat "$WORK/time.txt"; exit 1; }
   rss_kb=$(grep "Maximum resident set size" "$WORK/time.txt" | awk '{print $NF}')
+  cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$WORK/time.txt")
 else
+  cpu=0
   "$MF" infer "$WORK/rec.db" -o "$WORK/fixtures" 2>/dev/null
   rss_kb=$(grep VmHWM /proc/self/status | awk '{print $2}') # fallback: not the child's; install GNU time
 fi
 t1=$(now)
 secs=$(elapsed "$t0" "$t1")
-python3 - "$N" "$secs" "$base" "$rss_kb" <<'PY'
+python3 - "$N" "$secs" "$base" "$rss_kb" "$cpu" <<'PY'
 import sys
-n, secs, base, rss = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+n, secs, base, rss, cpu = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 print(f"baseline  sqlite3 scan of rows + response blobs: {base:.2f} s ({n / base:,.0f} rows/s)")
 print(f"mf infer  {n:,} exchanges in {secs:.2f} s = {n / secs:,.0f} exchanges/s (goal >= 100,000); {secs / base:.1f}x baseline")
 print(f"mf infer  peak RSS {rss / 1024:.0f} MiB (goal < 512 MiB)")
+if cpu:
+    print(f"mf infer  CPU time (user+sys, both threads) {cpu:.2f} s = {n / cpu:,.0f} exchanges per CPU-second (wall time suffers on a shared machine)")
 PY
