@@ -205,6 +205,7 @@ pub(super) async fn serve_call(
 ) -> Response<ReplayBody> {
     let start = Instant::now();
     let path = req.uri().path().to_string();
+    let req_headers = super::h2::to_model_headers(req.headers());
     let mut body = req.into_body();
     let mut decoder = grpc::Decoder::new();
     let (first, ended) = if replay.grpc.server_speaks_first(&path) {
@@ -221,6 +222,41 @@ pub(super) async fn serve_call(
     let Some(prepared) = replay.grpc.prepared.get(index).and_then(|p| p.clone()) else {
         return trailers_only(13, "mf: recorded call is not a grpc call");
     };
+    // Issue-5 realism: the same planner as HTTP decides delay and faults for the call.
+    let info = super::rules::RequestInfo {
+        protocol: Protocol::Grpc,
+        method: "POST",
+        path: &path,
+        grpc_method: Some(path.trim_start_matches('/')),
+        headers: &req_headers,
+    };
+    let plan = replay.plan_for(&info, Some(index));
+    if !plan.first_byte.is_zero() {
+        tokio::time::sleep(plan.first_byte).await;
+    }
+    match &plan.fault {
+        Some(super::faults::Fault::GrpcStatus { code, message }) => {
+            replay
+                .metrics()
+                .grpc_calls
+                .with_label_values(&[&path, &code.to_string()])
+                .inc();
+            return trailers_only(*code, message);
+        }
+        Some(super::faults::Fault::Hang) => std::future::pending::<()>().await,
+        Some(super::faults::Fault::Reset) | Some(super::faults::Fault::GrpcAbort) => {
+            // hyper turns a body error into RST_STREAM (INTERNAL_ERROR) for this stream.
+            let failing = http_body_util::StreamBody::new(futures_util::stream::once(async {
+                Err::<Frame<Bytes>, BoxError>("mf: injected fault: stream reset".into())
+            }));
+            return Response::builder()
+                .status(200)
+                .header("content-type", "application/grpc")
+                .body(UnsyncBoxBody::new(failing))
+                .unwrap_or_else(|_| trailers_only_fallback());
+        }
+        _ => {}
+    }
 
     let progress = Progress::new(prepared.client_messages.clone(), start);
     let any = |_: &[u8], _: &[u8]| true;

@@ -66,6 +66,7 @@ async fn handle(replay: Arc<Replay>, req: Request<Incoming>) -> Response<ReplayB
         return super::grpc::serve_call(replay, req).await;
     }
     let method = req.method().to_string();
+    let req_headers = to_model_headers(req.headers());
     let authority = req.uri().authority().map(|a| a.to_string()).or_else(|| {
         req.headers()
             .get(http::header::HOST)
@@ -97,6 +98,48 @@ async fn handle(replay: Arc<Replay>, req: Request<Incoming>) -> Response<ReplayB
     match replay.matcher.find_at(authority.as_deref(), &incoming) {
         MatchResult::Found { index, .. } => {
             replay.stats.matched.fetch_add(1, Ordering::Relaxed);
+            // Issue-5 realism: the planner decides delay and faults, as for HTTP/1.
+            let path = target.split('?').next().unwrap_or(&target);
+            let info = super::rules::RequestInfo {
+                protocol: crate::model::Protocol::H2,
+                method: &method,
+                path,
+                grpc_method: None,
+                headers: &req_headers,
+            };
+            let plan = replay.plan_for(&info, Some(index));
+            if !plan.first_byte.is_zero() {
+                tokio::time::sleep(plan.first_byte).await;
+            }
+            match &plan.fault {
+                Some(super::faults::Fault::Status { code, body }) => {
+                    let status =
+                        StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    return text(
+                        status,
+                        body.clone()
+                            .unwrap_or_else(|| "mf: injected fault\n".into()),
+                    );
+                }
+                Some(super::faults::Fault::Hang) => std::future::pending::<()>().await,
+                Some(super::faults::Fault::Reset)
+                | Some(super::faults::Fault::CloseMidBody { .. }) => {
+                    // A body error makes hyper reset this stream (RST_STREAM).
+                    let failing =
+                        http_body_util::StreamBody::new(futures_util::stream::once(async {
+                            Err::<http_body::Frame<Bytes>, BoxError>(
+                                "mf: injected fault: stream reset".into(),
+                            )
+                        }));
+                    return Response::builder()
+                        .status(200)
+                        .body(UnsyncBoxBody::new(failing))
+                        .unwrap_or_else(|e| {
+                            text(StatusCode::INTERNAL_SERVER_ERROR, format!("mf: {e}\n"))
+                        });
+                }
+                _ => {}
+            }
             let ex = &replay.exchanges[index];
             let Some(resp) = &ex.response else {
                 let message = ex
@@ -134,6 +177,16 @@ async fn handle(replay: Arc<Replay>, req: Request<Incoming>) -> Response<ReplayB
             r
         }
     }
+}
+
+/// An HTTP/2 header map as mf's header list (names are lowercase on HTTP/2 anyway).
+pub(crate) fn to_model_headers(map: &HeaderMap) -> Vec<Header> {
+    map.iter()
+        .map(|(n, v)| Header {
+            name: n.as_str().to_string(),
+            value: v.as_bytes().to_vec(),
+        })
+        .collect()
 }
 
 /// A plain-text response.
