@@ -87,3 +87,31 @@ fn websocket_sessions_replay_frame_for_frame() {
     assert_eq!(client(&url, "error"), error);
     assert!(replay.interrupt().success(), "{}", replay.stderr());
 }
+
+#[test]
+fn client_dropping_a_websocket_is_recorded_and_the_proxy_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ws-abort.db");
+    let server = start_python("ws_server.py", &[]);
+    let mut recorder = start_recorder(&server.url(), &db, &[]);
+    let url = format!("ws://{}/chat", recorder.addr());
+    assert_eq!(
+        client(&url, "abort"),
+        [serde_json::json!({"text": "welcome"})]
+    );
+    // The proxy keeps serving after the reset.
+    assert_eq!(client(&url, "normal").len(), 8);
+    assert!(recorder.interrupt().success(), "{}", recorder.stderr());
+    let rows = ls_json(&db);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let dropped = &rows[0];
+    assert_eq!(dropped["protocol"], "websocket");
+    assert!(dropped["messages_in"].as_i64() >= Some(1), "{dropped}");
+    assert!(dropped["messages_out"].as_i64() >= Some(1), "{dropped}");
+    assert!(
+        dropped["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("client")),
+        "{dropped}"
+    );
+}

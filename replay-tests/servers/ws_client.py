@@ -1,7 +1,8 @@
 """A real `websockets` client: runs a scenario against URL and prints what it received as
 JSON lines, so a run against the proxy and one against the replay can be compared.
 
-Usage: ws_client.py URL normal|error
+Usage: ws_client.py URL normal|error|abort
+  abort: sends "push" and drops the connection (TCP reset) without a close frame.
 """
 import asyncio
 import json
@@ -19,6 +20,11 @@ async def main(url, mode):
     out = []
     async with connect(url, compression=None, ping_interval=None, open_timeout=10, close_timeout=5) as ws:
         out.append(show(await ws.recv()))  # unprompted welcome
+        if mode == "abort":
+            await ws.send("push")
+            ws.transport.abort()
+            print(json.dumps(out[0]), flush=True)
+            return
         await ws.send("hello")
         out.append(show(await ws.recv()))
         await ws.send(b"\x01\x02\x03")

@@ -132,6 +132,7 @@ where
     let max_frame = budget.max(ws::DEFAULT_MAX_FRAME);
     let mut from_client = Side::new(Direction::ClientToServer, max_frame);
     let mut from_server = Side::new(Direction::ServerToClient, max_frame);
+    let mut client_closed_first = false;
     let (a, b) = {
         let up = pump(
             client_r,
@@ -154,7 +155,7 @@ where
         // direction (reset) ends the session, or the other side could wait forever.
         tokio::select! {
             a = &mut up => match a {
-                Ok(()) => (Ok(()), down.await),
+                Ok(()) => { client_closed_first = true; (Ok(()), down.await) }
                 Err(e) => (Err(e), Ok(())),
             },
             b = &mut down => match b {
@@ -174,6 +175,28 @@ where
         .take()
         .or(from_server.error.take())
         .or(io_error);
+    let closed = |side: &Side| {
+        side.messages.iter().any(|m| {
+            matches!(
+                m.kind,
+                MessageKind::WebSocket {
+                    opcode: ws::opcode::CLOSE,
+                    ..
+                }
+            )
+        })
+    };
+    if out.error.is_none() && !closed(&from_client) && !closed(&from_server) {
+        // RFC 6455 §7.1.5: closed with no close frame is an abnormal closure (1006).
+        let who = if client_closed_first {
+            "client"
+        } else {
+            "upstream"
+        };
+        out.error = Some(format!(
+            "the {who} closed the connection without a websocket close frame (1006)"
+        ));
+    }
     out.dropped = from_client.dropped + from_server.dropped;
     let mut messages = from_client.messages;
     messages.append(&mut from_server.messages);
