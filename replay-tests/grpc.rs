@@ -229,3 +229,36 @@ fn client_cancel_and_upstream_death_are_recorded_and_the_proxy_survives() {
         "{lines:?}"
     );
 }
+
+/// Issue 5 on gRPC: rules pick a call by `service/method` and inject a grpc-status, a hang
+/// (the client's deadline expires) or an HTTP-style error mapped to UNAVAILABLE.
+#[test]
+fn replay_rules_inject_grpc_faults_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("grpc.db");
+    let server = start_python("grpc_server.py", &[]);
+    let mut recorder = start_recorder(&server.url(), &db, &[]);
+    let recorded = client(&host_port(&recorder), "faults");
+    assert!(recorded.iter().all(|l| l["code"] == "OK"), "{recorded:?}");
+    assert!(recorder.interrupt().success());
+    drop(server);
+
+    let config = dir.path().join("faults.yaml");
+    std::fs::write(
+        &config,
+        "rules:\n  - match: {grpc: mftest.Routes/GetPoint}\n    nth: 1\n    fault: {grpc_status: {code: 14, message: backend down}}\n  - match: {grpc: mftest.Routes/GetPoint}\n    nth: 2\n    fault: hang\n",
+    )
+    .unwrap();
+    let replay = start_replay(
+        &db,
+        &["--config", config.to_str().unwrap(), "--latency", "none"],
+    );
+    let got = client(&host_port(&replay), "faults");
+    let codes: Vec<&str> = got
+        .iter()
+        .map(|l| l["code"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(codes, ["UNAVAILABLE", "DEADLINE_EXCEEDED", "OK"], "{got:?}");
+    assert_eq!(got[0]["details"], "backend down");
+    assert_eq!(got[2]["messages"], recorded[2]["messages"]);
+}

@@ -60,6 +60,14 @@ def main():
             call.cancel()
             print(json.dumps({"call": "cancel", "messages": [point(p) for p in got]}), flush=True)
             return
+        if mode == "faults":
+            # Three identical unary calls with a short deadline: one status per line.
+            for i in range(3):
+                def call():
+                    resp = stub.GetPoint(pb.Point(x=21, label="a"), timeout=1.5)
+                    return {"messages": [point(resp)]}
+                report(f"call{i + 1}", call)
+            return
         if mode == "long":
             def long():
                 out = []

@@ -243,6 +243,24 @@ pub(super) async fn serve_call(
                 .inc();
             return trailers_only(*code, message);
         }
+        Some(super::faults::Fault::Status { code, .. }) => {
+            // gRPC's HTTP-to-status mapping (doc/http-grpc-status-mapping.md).
+            let grpc_code = match code {
+                400 => 13,
+                401 => 16,
+                403 => 7,
+                404 => 12,
+                429 | 502 | 503 | 504 => 14,
+                _ => 2,
+            };
+            let message = format!("mf: injected fault (HTTP {code})");
+            replay
+                .metrics()
+                .grpc_calls
+                .with_label_values(&[&path, &grpc_code.to_string()])
+                .inc();
+            return trailers_only(grpc_code, &message);
+        }
         Some(super::faults::Fault::Hang) => std::future::pending::<()>().await,
         Some(super::faults::Fault::Reset) | Some(super::faults::Fault::GrpcAbort) => {
             // hyper turns a body error into RST_STREAM (INTERNAL_ERROR) for this stream.
