@@ -115,3 +115,33 @@ fn client_dropping_a_websocket_is_recorded_and_the_proxy_survives() {
         "{dropped}"
     );
 }
+
+/// Issue 5 on WebSocket: rules close a session with a chosen code, drop it abnormally, and
+/// leave the next one alone.
+#[test]
+fn replay_rules_close_and_drop_websocket_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ws.db");
+    let server = start_python("ws_server.py", &[]);
+    let mut recorder = start_recorder(&server.url(), &db, &[]);
+    let url = format!("ws://{}/chat", recorder.addr());
+    let recorded = client(&url, "first");
+    assert!(recorder.interrupt().success(), "{}", recorder.stderr());
+    drop(server);
+    assert!(recorded[0].get("text").is_some(), "{recorded:?}");
+
+    let config = dir.path().join("ws-faults.yaml");
+    std::fs::write(
+        &config,
+        "rules:\n  - match: {protocol: websocket}\n    nth: 1\n    fault: {ws_close: {code: 1013, reason: try later}}\n  - match: {protocol: websocket}\n    nth: 2\n    fault: ws_drop\n",
+    )
+    .unwrap();
+    let replay = start_replay(&db, &["--config", config.to_str().unwrap()]);
+    let rurl = format!("ws://{}/chat", replay.addr());
+    assert_eq!(
+        client(&rurl, "first")[0],
+        serde_json::json!({"closed": 1013, "reason": "try later"})
+    );
+    assert_eq!(client(&rurl, "first")[0]["closed"], 1006);
+    assert_eq!(client(&rurl, "first"), recorded);
+}

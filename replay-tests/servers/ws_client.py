@@ -19,6 +19,15 @@ def show(x):
 async def main(url, mode):
     out = []
     async with connect(url, compression=None, ping_interval=None, open_timeout=10, close_timeout=5) as ws:
+        if mode == "first":
+            # Only the first server frame, or how the session ended instead.
+            try:
+                out.append(show(await ws.recv()))
+            except ConnectionClosed as e:
+                out.append({"closed": e.rcvd.code if e.rcvd else 1006, "reason": e.rcvd.reason if e.rcvd else None})
+            for line in out:
+                print(json.dumps(line), flush=True)
+            return
         out.append(show(await ws.recv()))  # unprompted welcome
         if mode == "abort":
             await ws.send("push")

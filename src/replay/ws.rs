@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::faults::Fault;
 use super::server::Replay;
 use super::stream::{due, plan, Progress, Trigger};
 use crate::decode::h1_encode;
@@ -70,12 +71,44 @@ pub(crate) async fn serve<S>(
             }
         })
         .collect();
+    // Issue-5 realism: the planner may delay the handshake or fault the session.
+    let path = ex.request.path().to_string();
+    let info = super::rules::RequestInfo {
+        protocol: crate::model::Protocol::WebSocket,
+        method: "GET",
+        path: &path,
+        grpc_method: None,
+        headers: req_headers,
+    };
+    let realism = replay.plan_for(&info, Some(index));
+    if !realism.first_byte.is_zero() {
+        tokio::time::sleep(realism.first_byte).await;
+    }
     let mut head = BytesMut::new();
     h1_encode::response_head(&mut head, 101, &resp.reason, &headers);
     let (mut reader, mut writer) = tokio::io::split(stream);
     if writer.write_all(&head).await.is_err() {
         return;
     }
+    let (frame_delay, drop_probability) = match &realism.fault {
+        // An abnormal drop: the TCP connection ends with no close frame (clients see 1006).
+        Some(Fault::WsDrop) => return,
+        Some(Fault::WsClose { code, reason }) => {
+            let mut payload = code.to_be_bytes().to_vec();
+            payload.extend_from_slice(reason.as_bytes());
+            let mut out = BytesMut::new();
+            ws::encode(&mut out, true, opcode::CLOSE, &payload, None);
+            let _ = writer.write_all(&out).await;
+            let _ = writer.flush().await;
+            // Give the client a moment to answer the close before the socket goes.
+            let mut buf = [0u8; 1024];
+            let _ = tokio::time::timeout(CLOSE_GRACE, reader.read(&mut buf)).await;
+            return;
+        }
+        Some(Fault::WsDelayFrames { delay }) => (*delay, 0.0),
+        Some(Fault::WsDropFrames { probability }) => (Duration::ZERO, *probability),
+        _ => (Duration::ZERO, 0.0),
+    };
     let start = Instant::now();
     // Offsets are from the exchange start; the session starts at the 101.
     let base = ex.timings.response_first_byte_ns.unwrap_or(0);
@@ -179,6 +212,16 @@ pub(crate) async fn serve<S>(
                     }
                 }
             }
+        }
+        if !frame_delay.is_zero() {
+            tokio::time::sleep(frame_delay).await;
+        }
+        // Control frames always go out; data frames may be dropped by the fault.
+        if *op < opcode::CLOSE
+            && drop_probability > 0.0
+            && replay.planner().chance(drop_probability)
+        {
+            continue;
         }
         let mut out = BytesMut::new();
         ws::encode(&mut out, *fin, *op, &payload, None);
