@@ -63,3 +63,7 @@ else
   echo "== MISMATCH between recorded and replayed answers" >&2
   exit 1
 fi
+
+echo "== mf infer: fixtures worth committing (templates, schemas, OpenAPI, sequences)"
+"$MF" infer "$work/demo.db" -o "$work/fixtures" 2>&1 | tail -4
+(cd "$work/fixtures" && find . -type f | sort | head -12)
