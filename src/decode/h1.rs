@@ -243,7 +243,9 @@ impl Decoder {
                 if self.buf.is_empty() {
                     return Ok(None);
                 }
-                let n = usize::try_from(left).unwrap_or(usize::MAX).min(self.buf.len());
+                let n = usize::try_from(left)
+                    .unwrap_or(usize::MAX)
+                    .min(self.buf.len());
                 let data = self.buf.split_to(n).freeze();
                 let left = left - n as u64;
                 self.state = State::Body(left);
@@ -263,17 +265,27 @@ impl Decoder {
                 let line = &self.buf[..line_end];
                 let size = parse_chunk_size(line)?;
                 self.buf.advance(line_end + 1);
-                self.state = if size == 0 { State::Trailers } else { State::ChunkData(size) };
+                self.state = if size == 0 {
+                    State::Trailers
+                } else {
+                    State::ChunkData(size)
+                };
                 self.step()
             }
             State::ChunkData(left) => {
                 if self.buf.is_empty() {
                     return Ok(None);
                 }
-                let n = usize::try_from(left).unwrap_or(usize::MAX).min(self.buf.len());
+                let n = usize::try_from(left)
+                    .unwrap_or(usize::MAX)
+                    .min(self.buf.len());
                 let data = self.buf.split_to(n).freeze();
                 let left = left - n as u64;
-                self.state = if left == 0 { State::ChunkDataEnd } else { State::ChunkData(left) };
+                self.state = if left == 0 {
+                    State::ChunkDataEnd
+                } else {
+                    State::ChunkData(left)
+                };
                 Ok(Some(Event::Data(data)))
             }
             State::ChunkDataEnd => {
@@ -370,7 +382,8 @@ impl Decoder {
                     Ok(httparse::Status::Complete(len)) => {
                         let status = resp.code.unwrap_or(0);
                         let reason = resp.reason.unwrap_or_default().to_string();
-                        let (minor, headers) = (resp.version.unwrap_or(1), to_headers(resp.headers));
+                        let (minor, headers) =
+                            (resp.version.unwrap_or(1), to_headers(resp.headers));
                         let head = self.response_head(status, reason, minor, headers)?;
                         (Event::ResponseHead(head), len)
                     }
@@ -393,7 +406,13 @@ impl Decoder {
         Ok(None)
     }
 
-    fn request_head(&mut self, method: String, target: String, minor: u8, headers: Vec<Header>) -> Result<RequestHead, Error> {
+    fn request_head(
+        &mut self,
+        method: String,
+        target: String,
+        minor: u8,
+        headers: Vec<Header>,
+    ) -> Result<RequestHead, Error> {
         // RFC 9112 §6.3: requests without Transfer-Encoding or Content-Length have no body.
         let framing = body_framing(&headers)?.unwrap_or(Framing::Empty);
         let switching = method.eq_ignore_ascii_case("CONNECT") || has_upgrade(&headers);
@@ -407,10 +426,22 @@ impl Decoder {
         if matches!(framing, Framing::Empty) {
             self.events.push_back(Event::End);
         }
-        Ok(RequestHead { method, target, minor, headers, framing })
+        Ok(RequestHead {
+            method,
+            target,
+            minor,
+            headers,
+            framing,
+        })
     }
 
-    fn response_head(&mut self, status: u16, reason: String, minor: u8, headers: Vec<Header>) -> Result<ResponseHead, Error> {
+    fn response_head(
+        &mut self,
+        status: u16,
+        reason: String,
+        minor: u8,
+        headers: Vec<Header>,
+    ) -> Result<ResponseHead, Error> {
         let interim = (100..200).contains(&status) && status != 101;
         let method = if interim {
             self.pending_methods.front().cloned()
@@ -441,7 +472,13 @@ impl Decoder {
             self.state = State::Upgraded;
             self.events.push_back(Event::Upgraded);
         }
-        Ok(ResponseHead { status, reason, minor, headers, framing })
+        Ok(ResponseHead {
+            status,
+            reason,
+            minor,
+            headers,
+            framing,
+        })
     }
 }
 
@@ -456,15 +493,22 @@ fn to_headers(fields: &[httparse::Header]) -> Vec<Header> {
     fields
         .iter()
         .filter(|h| !h.name.is_empty())
-        .map(|h| Header { name: h.name.to_string(), value: h.value.to_vec() })
+        .map(|h| Header {
+            name: h.name.to_string(),
+            value: h.value.to_vec(),
+        })
         .collect()
 }
 
 fn has_upgrade(headers: &[Header]) -> bool {
-    headers.iter().any(|h| h.name.eq_ignore_ascii_case("upgrade"))
+    headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("upgrade"))
         && headers.iter().any(|h| {
             h.name.eq_ignore_ascii_case("connection")
-                && h.value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+                && h.value
+                    .split(|b| *b == b',')
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
         })
 }
 
@@ -472,7 +516,10 @@ fn has_upgrade(headers: &[Header]) -> bool {
 fn body_framing(headers: &[Header]) -> Result<Option<Framing>, Error> {
     let mut te_seen = false;
     let mut chunked_last = false;
-    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding")) {
+    for h in headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+    {
         te_seen = true;
         for coding in h.value.split(|b| *b == b',') {
             let coding = coding.trim_ascii();
@@ -484,10 +531,17 @@ fn body_framing(headers: &[Header]) -> Result<Option<Framing>, Error> {
     if te_seen {
         // Transfer-Encoding overrides Content-Length; a final coding other than chunked means
         // the body runs to the end of the connection.
-        return Ok(Some(if chunked_last { Framing::Chunked } else { Framing::UntilClose }));
+        return Ok(Some(if chunked_last {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        }));
     }
     let mut length: Option<u64> = None;
-    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("content-length")) {
+    for h in headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+    {
         // Several identical values (or a comma list of them) are allowed; differing ones are not.
         for part in h.value.split(|b| *b == b',') {
             let part = part.trim_ascii();
@@ -504,7 +558,13 @@ fn body_framing(headers: &[Header]) -> Result<Option<Framing>, Error> {
             length = Some(n);
         }
     }
-    Ok(length.map(|n| if n == 0 { Framing::Empty } else { Framing::Length(n) }))
+    Ok(length.map(|n| {
+        if n == 0 {
+            Framing::Empty
+        } else {
+            Framing::Length(n)
+        }
+    }))
 }
 
 fn find_lf(buf: &[u8]) -> Option<usize> {
@@ -514,7 +574,11 @@ fn find_lf(buf: &[u8]) -> Option<usize> {
 fn parse_chunk_size(line: &[u8]) -> Result<u64, Error> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     // Chunk extensions (`;name=value`) are legal and ignored.
-    let hex = line.split(|b| *b == b';').next().unwrap_or_default().trim_ascii();
+    let hex = line
+        .split(|b| *b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
     if hex.is_empty() || hex.len() > 15 || !hex.iter().all(u8::is_ascii_hexdigit) {
         return Err(Error::BadChunk);
     }
@@ -538,16 +602,24 @@ pub fn is_hop_by_hop(name: &str, headers: &[Header]) -> bool {
     if FIXED.iter().any(|f| name.eq_ignore_ascii_case(f)) {
         return true;
     }
-    headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")).any(|h| {
-        h.value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
-    })
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .any(|h| {
+            h.value
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+        })
 }
 
 /// True when the peer asked to close the connection after this message, or its version
 /// does not keep connections alive by default.
 pub fn wants_close(minor: u8, headers: &[Header]) -> bool {
     let mut close = minor == 0;
-    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")) {
+    for h in headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+    {
         for t in h.value.split(|b| *b == b',') {
             let t = t.trim_ascii();
             if t.eq_ignore_ascii_case(b"close") {
@@ -564,7 +636,10 @@ pub fn wants_close(minor: u8, headers: &[Header]) -> bool {
 /// How a response to `method` with `status` and `headers` is framed (RFC 9112 §6.3); used by
 /// the replay server to send a recorded response exactly as the decoder would have read it.
 pub fn response_framing(method: &str, status: u16, headers: &[Header]) -> Framing {
-    let bodiless = method.eq_ignore_ascii_case("HEAD") || (100..200).contains(&status) || status == 204 || status == 304;
+    let bodiless = method.eq_ignore_ascii_case("HEAD")
+        || (100..200).contains(&status)
+        || status == 204
+        || status == 304;
     let tunnel = method.eq_ignore_ascii_case("CONNECT") && (200..300).contains(&status);
     if bodiless || tunnel {
         return Framing::Empty;
@@ -587,7 +662,8 @@ pub fn client_response_headers(status: u16, headers: &[Header], close: bool) -> 
         .filter(|h| {
             h.name.eq_ignore_ascii_case("transfer-encoding")
                 || (status == 101
-                    && (h.name.eq_ignore_ascii_case("connection") || h.name.eq_ignore_ascii_case("upgrade")))
+                    && (h.name.eq_ignore_ascii_case("connection")
+                        || h.name.eq_ignore_ascii_case("upgrade")))
                 || !is_hop_by_hop(&h.name, headers)
         })
         .cloned()
@@ -635,7 +711,9 @@ mod tests {
         d.feed(b"GET /users/7 HTTP/1.1\r\nHost: a\r\n");
         assert_eq!(d.poll(), Ok(None));
         d.feed(b"\r\n");
-        let Some(Event::RequestHead(h)) = d.poll().unwrap() else { panic!("no head") };
+        let Some(Event::RequestHead(h)) = d.poll().unwrap() else {
+            panic!("no head")
+        };
         assert_eq!(h.method, "GET");
         assert_eq!(h.target, "/users/7");
         assert_eq!(h.headers, vec![Header::new("Host", "a")]);
@@ -648,9 +726,14 @@ mod tests {
         let mut d = Decoder::new(Role::Response);
         d.push_request_method("GET");
         d.feed(b"HTTP/1.1 200 OK\r\nX-B: 1\r\nset-cookie: a\r\nX-A: 2\r\nSet-Cookie: b\r\nContent-Length: 0\r\n\r\n");
-        let Some(Event::ResponseHead(h)) = d.poll().unwrap() else { panic!() };
+        let Some(Event::ResponseHead(h)) = d.poll().unwrap() else {
+            panic!()
+        };
         let names: Vec<_> = h.headers.iter().map(|h| h.name.as_str()).collect();
-        assert_eq!(names, ["X-B", "set-cookie", "X-A", "Set-Cookie", "Content-Length"]);
+        assert_eq!(
+            names,
+            ["X-B", "set-cookie", "X-A", "Set-Cookie", "Content-Length"]
+        );
     }
 
     #[test]

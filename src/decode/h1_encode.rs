@@ -44,7 +44,11 @@ pub fn last_chunk(out: &mut BytesMut, trailers: &[Header]) {
 }
 
 fn headers_len(headers: &[Header]) -> usize {
-    headers.iter().map(|h| h.name.len() + h.value.len() + 4).sum::<usize>() + 2
+    headers
+        .iter()
+        .map(|h| h.name.len() + h.value.len() + 4)
+        .sum::<usize>()
+        + 2
 }
 
 fn put_headers(out: &mut BytesMut, headers: &[Header]) {
@@ -59,7 +63,11 @@ fn put_headers(out: &mut BytesMut, headers: &[Header]) {
 
 fn itoa_u16(n: u16) -> [u8; 3] {
     let n = n.min(999);
-    [b'0' + (n / 100) as u8, b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8]
+    [
+        b'0' + (n / 100) as u8,
+        b'0' + (n / 10 % 10) as u8,
+        b'0' + (n % 10) as u8,
+    ]
 }
 
 #[cfg(test)]
@@ -69,7 +77,10 @@ mod tests {
 
     #[test]
     fn encoded_response_decodes_back() {
-        let headers = vec![Header::new("X-A", "1"), Header::new("Transfer-Encoding", "chunked")];
+        let headers = vec![
+            Header::new("X-A", "1"),
+            Header::new("Transfer-Encoding", "chunked"),
+        ];
         let mut out = BytesMut::new();
         response_head(&mut out, 200, "OK", &headers);
         chunk(&mut out, b"abc");
@@ -77,10 +88,18 @@ mod tests {
         let mut d = Decoder::new(Role::Response);
         d.push_request_method("GET");
         d.feed(&out);
-        let Ok(Some(Event::ResponseHead(h))) = d.poll() else { panic!() };
+        let Ok(Some(Event::ResponseHead(h))) = d.poll() else {
+            panic!()
+        };
         assert_eq!(h.headers, headers);
-        assert_eq!(d.poll(), Ok(Some(Event::Data(bytes::Bytes::from_static(b"abc")))));
-        assert_eq!(d.poll(), Ok(Some(Event::Trailers(vec![Header::new("T", "x")]))));
+        assert_eq!(
+            d.poll(),
+            Ok(Some(Event::Data(bytes::Bytes::from_static(b"abc"))))
+        );
+        assert_eq!(
+            d.poll(),
+            Ok(Some(Event::Trailers(vec![Header::new("T", "x")])))
+        );
         assert_eq!(d.poll(), Ok(Some(Event::End)));
     }
 }

@@ -5,5 +5,9 @@
 //!
 //! Imports: `model` only.
 
+pub mod grpc;
 pub mod h1;
 pub mod h1_encode;
+pub mod h2;
+pub mod tcp;
+pub mod ws;
