@@ -23,7 +23,10 @@ pub struct Header {
 impl Header {
     /// A header from text; convenient for tests and generated responses.
     pub fn new(name: impl Into<String>, value: impl AsRef<[u8]>) -> Self {
-        Header { name: name.into(), value: value.as_ref().to_vec() }
+        Header {
+            name: name.into(),
+            value: value.as_ref().to_vec(),
+        }
     }
 
     /// The value as text, replacing bytes that are not UTF-8.
@@ -40,17 +43,22 @@ pub trait HeaderList {
     fn header_all<'a>(&'a self, name: &'a str) -> Box<dyn Iterator<Item = &'a [u8]> + 'a>;
     /// First value of `name` as trimmed text.
     fn header_str(&self, name: &str) -> Option<String> {
-        self.header(name).map(|v| String::from_utf8_lossy(v).trim().to_string())
+        self.header(name)
+            .map(|v| String::from_utf8_lossy(v).trim().to_string())
     }
 }
 
 impl HeaderList for [Header] {
     fn header(&self, name: &str) -> Option<&[u8]> {
-        self.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_slice())
+        self.iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_slice())
     }
     fn header_all<'a>(&'a self, name: &'a str) -> Box<dyn Iterator<Item = &'a [u8]> + 'a> {
         Box::new(
-            self.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_slice()),
+            self.iter()
+                .filter(move |h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| h.value.as_slice()),
         )
     }
 }
@@ -116,7 +124,11 @@ impl Body {
     /// A complete body.
     pub fn full(data: impl Into<Bytes>) -> Self {
         let data = data.into();
-        Body { size: data.len() as u64, data, truncated: false }
+        Body {
+            size: data.len() as u64,
+            data,
+            truncated: false,
+        }
     }
 
     /// True when nothing was sent.
@@ -256,7 +268,11 @@ impl Exchange {
         if t.starts_with("http://") || t.starts_with("https://") || self.authority.is_empty() {
             return t.clone();
         }
-        let scheme = if self.scheme.is_empty() { "http" } else { &self.scheme };
+        let scheme = if self.scheme.is_empty() {
+            "http"
+        } else {
+            &self.scheme
+        };
         format!("{scheme}://{}{}", self.authority, t)
     }
 
@@ -319,7 +335,10 @@ mod tests {
     #[test]
     fn traceparent_gives_trace_id() {
         let v = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        assert_eq!(trace_id_from_traceparent(v).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(
+            trace_id_from_traceparent(v).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
         assert_eq!(trace_id_from_traceparent(b"00-0000-11-01"), None);
         assert_eq!(
             trace_id_from_traceparent(b"00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
@@ -329,10 +348,16 @@ mod tests {
 
     #[test]
     fn origin_form_strips_absolute_targets() {
-        let r = Request { target: "http://a.example:8080/x/y?z=1".into(), ..Default::default() };
+        let r = Request {
+            target: "http://a.example:8080/x/y?z=1".into(),
+            ..Default::default()
+        };
         assert_eq!(r.path(), "/x/y");
         assert_eq!(r.query(), Some("z=1"));
-        let r = Request { target: "http://a.example".into(), ..Default::default() };
+        let r = Request {
+            target: "http://a.example".into(),
+            ..Default::default()
+        };
         assert_eq!(r.path(), "/");
     }
 }

@@ -49,8 +49,12 @@ impl Shutdown {
 
 /// Accepts connections until `shutdown`, running `handle` for each one; then gives open
 /// connections `grace` to finish what they are doing before dropping them.
-pub async fn accept_loop<F, Fut>(listener: TcpListener, mut shutdown: Shutdown, grace: Duration, handle: F)
-where
+pub async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    mut shutdown: Shutdown,
+    grace: Duration,
+    handle: F,
+) where
     F: Fn(TcpStream, SocketAddr, Shutdown) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
@@ -82,7 +86,10 @@ pub async fn termination_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
             (Ok(mut int), Ok(mut term)) => {
                 tokio::select! {
                     _ = int.recv() => {}

@@ -5,4 +5,9 @@
 //!
 //! Imports: `model`, `decode`, `net`.
 
+pub mod import;
+pub mod packet;
+pub mod passive;
+pub mod pcap;
 pub mod proxy;
+pub mod sniff;

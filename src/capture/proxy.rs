@@ -21,8 +21,8 @@ use tokio::net::TcpStream;
 use crate::decode::h1::{self, Decoder, Event, Framing, RequestHead, Role};
 use crate::decode::h1_encode;
 use crate::model::{
-    trace_id_from_traceparent, Body, Exchange, ExchangeSink, Header, HeaderList, Protocol, Request, Response,
-    Timings,
+    trace_id_from_traceparent, Body, Exchange, ExchangeSink, Header, HeaderList, Protocol, Request,
+    Response, Timings,
 };
 use crate::net::Shutdown;
 
@@ -45,20 +45,39 @@ impl Upstream {
     /// # Errors
     /// Another scheme, or no host.
     pub fn parse(url: &str) -> Result<Upstream, String> {
-        let uri: http::Uri = url.parse().map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
         match uri.scheme_str() {
             Some("http") => {}
-            Some("https") => return Err(format!("{url}: https upstreams are not supported yet; use http://")),
+            Some("https") => {
+                return Err(format!(
+                    "{url}: https upstreams are not supported yet; use http://"
+                ))
+            }
             Some(other) => return Err(format!("{url}: unsupported scheme {other:?}; use http://")),
-            None => return Err(format!("{url:?}: the upstream needs a scheme, e.g. http://{url}")),
+            None => {
+                return Err(format!(
+                    "{url:?}: the upstream needs a scheme, e.g. http://{url}"
+                ))
+            }
         }
         let authority = uri.authority().ok_or_else(|| format!("{url}: no host"))?;
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         if host.is_empty() {
             return Err(format!("{url}: no host"));
         }
         let base_path = uri.path().trim_end_matches('/').to_string();
-        Ok(Upstream { host, port: authority.port_u16().unwrap_or(80), authority: authority.to_string(), base_path })
+        Ok(Upstream {
+            host,
+            port: authority.port_u16().unwrap_or(80),
+            authority: authority.to_string(),
+            base_path,
+        })
     }
 }
 
@@ -96,7 +115,11 @@ pub struct Proxy {
 
 impl Proxy {
     /// A proxy numbering its connections from `first_connection_id`.
-    pub fn new(config: ProxyConfig, sink: Arc<dyn ExchangeSink>, first_connection_id: u64) -> Arc<Proxy> {
+    pub fn new(
+        config: ProxyConfig,
+        sink: Arc<dyn ExchangeSink>,
+        first_connection_id: u64,
+    ) -> Arc<Proxy> {
         Arc::new(Proxy {
             config,
             sink,
@@ -107,7 +130,12 @@ impl Proxy {
 
     /// Serves one client connection until it closes or shutdown is requested between
     /// exchanges.
-    pub async fn handle_connection(self: Arc<Self>, client: TcpStream, peer: SocketAddr, shutdown: Shutdown) {
+    pub async fn handle_connection(
+        self: Arc<Self>,
+        client: TcpStream,
+        peer: SocketAddr,
+        shutdown: Shutdown,
+    ) {
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
         self.stats.connections.fetch_add(1, Ordering::Relaxed);
         let mut conn = ClientConn::new(self, client, peer, id, shutdown);
@@ -174,7 +202,14 @@ impl Collected {
     }
 
     fn into_body(self) -> (Body, Vec<Header>) {
-        (Body { data: self.body.freeze(), size: self.size, truncated: self.truncated }, self.trailers)
+        (
+            Body {
+                data: self.body.freeze(),
+                size: self.size,
+                truncated: self.truncated,
+            },
+            self.trailers,
+        )
     }
 }
 
@@ -192,7 +227,13 @@ struct ResponseOutcome {
 }
 
 impl ClientConn {
-    fn new(proxy: Arc<Proxy>, client: TcpStream, peer: SocketAddr, id: u64, shutdown: Shutdown) -> Self {
+    fn new(
+        proxy: Arc<Proxy>,
+        client: TcpStream,
+        peer: SocketAddr,
+        id: u64,
+        shutdown: Shutdown,
+    ) -> Self {
         let (reader, writer) = client.into_split();
         let max_head = proxy.config.max_head;
         ClientConn {
@@ -215,12 +256,21 @@ impl ClientConn {
                 Ok(Some(h)) => h,
                 Ok(None) => return,
                 Err(e) => {
-                    self.proxy.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
+                    self.proxy
+                        .stats
+                        .bad_requests
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(conn = self.id, peer = %self.peer, error = %e, "bad request from client");
                     if let ClientError::Decode(err) = &e {
                         let status = err.status();
-                        let reason = if status == 431 { "Request Header Fields Too Large" } else { "Bad Request" };
-                        let _ = self.send_simple(status, reason, &format!("mf: {err}\n"), true).await;
+                        let reason = if status == 431 {
+                            "Request Header Fields Too Large"
+                        } else {
+                            "Bad Request"
+                        };
+                        let _ = self
+                            .send_simple(status, reason, &format!("mf: {err}\n"), true)
+                            .await;
                     }
                     return;
                 }
@@ -235,7 +285,9 @@ impl ClientConn {
 
     /// Waits for the next request head. `Ok(None)`: the client closed between requests or
     /// shutdown was requested while idle.
-    async fn next_request_head(&mut self) -> Result<Option<(RequestHead, Instant, i64)>, ClientError> {
+    async fn next_request_head(
+        &mut self,
+    ) -> Result<Option<(RequestHead, Instant, i64)>, ClientError> {
         let mut started: Option<(Instant, i64)> = None;
         loop {
             match self.decoder.poll() {
@@ -256,11 +308,15 @@ impl ClientConn {
                 return if self.decoder.is_idle() {
                     Ok(None)
                 } else {
-                    Err(ClientError::Io("client closed in the middle of a request head".into()))
+                    Err(ClientError::Io(
+                        "client closed in the middle of a request head".into(),
+                    ))
                 };
             }
             if self.seq == 0 && started.is_none() && self.buf[..n].starts_with(b"PRI * HTTP/2.0") {
-                return Err(ClientError::Unsupported("HTTP/2 with prior knowledge is not handled by this build"));
+                return Err(ClientError::Unsupported(
+                    "HTTP/2 with prior knowledge is not handled by this build",
+                ));
             }
             if started.is_none() {
                 started = Some(now_pair());
@@ -270,21 +326,35 @@ impl ClientConn {
     }
 
     /// Forwards one exchange and records it. Returns whether the client connection goes on.
-    async fn exchange(&mut self, (head, started_at, started_wall): (RequestHead, Instant, i64)) -> bool {
+    async fn exchange(
+        &mut self,
+        (head, started_at, started_wall): (RequestHead, Instant, i64),
+    ) -> bool {
         let proxy = self.proxy.clone();
         let config = &proxy.config;
         let client_close = h1::wants_close(head.minor, &head.headers);
-        let recorded_headers: Vec<Header> =
-            head.headers.iter().filter(|h| !h1::is_hop_by_hop(&h.name, &head.headers)).cloned().collect();
+        let recorded_headers: Vec<Header> = head
+            .headers
+            .iter()
+            .filter(|h| !h1::is_hop_by_hop(&h.name, &head.headers))
+            .cloned()
+            .collect();
         let mut ex = Exchange {
             connection_id: self.id,
             seq: self.seq,
-            protocol: Some(if head.minor == 0 { Protocol::Http10 } else { Protocol::Http11 }),
+            protocol: Some(if head.minor == 0 {
+                Protocol::Http10
+            } else {
+                Protocol::Http11
+            }),
             started_at_ns: started_wall,
             client_addr: Some(self.peer.to_string()),
             scheme: "http".into(),
             authority: config.upstream.authority.clone(),
-            trace_id: head.headers.header("traceparent").and_then(trace_id_from_traceparent),
+            trace_id: head
+                .headers
+                .header("traceparent")
+                .and_then(trace_id_from_traceparent),
             request: Request {
                 method: head.method.clone(),
                 target: head.target.clone(),
@@ -299,16 +369,30 @@ impl ClientConn {
         }
 
         if let Err(failure) = self.ensure_upstream().await {
-            let Failure::Upstream { status, message } = failure else { return false };
-            self.proxy.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+            let Failure::Upstream { status, message } = failure else {
+                return false;
+            };
+            self.proxy
+                .stats
+                .upstream_errors
+                .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(conn = self.id, error = %message, "upstream unavailable");
             ex.error = Some(message.clone());
-            let _ = self.send_simple(status, status_reason(status), &format!("mf: {message}\n"), true).await;
+            let _ = self
+                .send_simple(
+                    status,
+                    status_reason(status),
+                    &format!("mf: {message}\n"),
+                    true,
+                )
+                .await;
             self.proxy.sink.record(ex);
             self.proxy.stats.exchanges.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        let Some(upstream) = self.upstream.as_mut() else { return false };
+        let Some(upstream) = self.upstream.as_mut() else {
+            return false;
+        };
         ex.server_addr = Some(upstream.addr.to_string());
 
         // The head as the upstream gets it: hop-by-hop fields dropped, except the upgrade
@@ -347,7 +431,9 @@ impl ClientConn {
             tokio::pin!(req_pump, resp_pump);
             let mut req_result: Option<Result<(), Failure>> = None;
             let mut resp_result: Option<Result<(), Failure>> = None;
-            while resp_result.is_none() || (req_result.is_none() && !resp_result.as_ref().is_some_and(|r| r.is_ok())) {
+            while resp_result.is_none()
+                || (req_result.is_none() && !resp_result.as_ref().is_some_and(|r| r.is_ok()))
+            {
                 tokio::select! {
                     r = &mut req_pump, if req_result.is_none() => {
                         // A client that vanished mid-body ends the exchange; the upstream gets nothing more.
@@ -367,9 +453,15 @@ impl ClientConn {
         let (req_body, req_trailers) = std::mem::take(&mut request).into_body();
         ex.request.body = req_body;
         ex.request.trailers = req_trailers;
-        let rel = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(started_at).as_nanos() as u64);
+        let rel = |t: Option<Instant>| {
+            t.map(|t| t.saturating_duration_since(started_at).as_nanos() as u64)
+        };
         ex.timings = Timings {
-            request_end_ns: rel(request.ended_at.or(if request_done { Some(Instant::now()) } else { None })),
+            request_end_ns: rel(request.ended_at.or(if request_done {
+                Some(Instant::now())
+            } else {
+                None
+            })),
             response_first_byte_ns: rel(response.first_byte_at),
             response_end_ns: rel(response.collected.ended_at),
         };
@@ -394,10 +486,20 @@ impl ClientConn {
             self.upstream = None;
             match failure {
                 Failure::Upstream { status, message } => {
-                    self.proxy.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+                    self.proxy
+                        .stats
+                        .upstream_errors
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(conn = self.id, seq = self.seq, error = %message, "upstream failed");
                     if !response.head_sent {
-                        let _ = self.send_simple(status, status_reason(status), &format!("mf: {message}\n"), true).await;
+                        let _ = self
+                            .send_simple(
+                                status,
+                                status_reason(status),
+                                &format!("mf: {message}\n"),
+                                true,
+                            )
+                            .await;
                     }
                     ex.error = Some(message);
                 }
@@ -421,7 +523,11 @@ impl ClientConn {
     }
 
     async fn ensure_upstream(&mut self) -> Result<(), Failure> {
-        if self.upstream.as_ref().is_some_and(UpstreamConn::is_reusable) {
+        if self
+            .upstream
+            .as_ref()
+            .is_some_and(UpstreamConn::is_reusable)
+        {
             return Ok(());
         }
         self.upstream = None;
@@ -447,13 +553,26 @@ impl ClientConn {
             }
         };
         let _ = stream.set_nodelay(true);
-        let addr = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], up.port)));
+        let addr = stream
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], up.port)));
         let (reader, writer) = stream.into_split();
-        self.upstream = Some(UpstreamConn { reader, writer, decoder: Decoder::new(Role::Response), addr });
+        self.upstream = Some(UpstreamConn {
+            reader,
+            writer,
+            decoder: Decoder::new(Role::Response),
+            addr,
+        });
         Ok(())
     }
 
-    async fn send_simple(&mut self, status: u16, reason: &str, body: &str, close: bool) -> std::io::Result<()> {
+    async fn send_simple(
+        &mut self,
+        status: u16,
+        reason: &str,
+        body: &str,
+        close: bool,
+    ) -> std::io::Result<()> {
         let mut out = BytesMut::new();
         let mut headers = vec![
             Header::new("Content-Type", "text/plain; charset=utf-8"),
@@ -473,7 +592,9 @@ impl ClientConn {
 
     /// After a 101 (or a CONNECT tunnel): relay bytes both ways until either side closes.
     async fn tunnel(&mut self) {
-        let Some(mut upstream) = self.upstream.take() else { return };
+        let Some(mut upstream) = self.upstream.take() else {
+            return;
+        };
         let client_early = self.decoder.take_buffered();
         let upstream_early = upstream.decoder.take_buffered();
         let to_upstream = async {
@@ -512,7 +633,10 @@ impl std::fmt::Display for ClientError {
 }
 
 fn now_pair() -> (Instant, i64) {
-    let wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
     (Instant::now(), wall)
 }
 
@@ -527,25 +651,36 @@ fn status_reason(status: u16) -> &'static str {
 }
 
 fn is_websocket_upgrade(headers: &[Header]) -> bool {
-    headers.header("upgrade").is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"websocket"))
+    headers
+        .header("upgrade")
+        .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"websocket"))
 }
 
 /// The request headers sent upstream, in the client's order and case.
-fn forward_request_headers(head: &RequestHead, config: &ProxyConfig, peer: SocketAddr) -> Vec<Header> {
+fn forward_request_headers(
+    head: &RequestHead,
+    config: &ProxyConfig,
+    peer: SocketAddr,
+) -> Vec<Header> {
     let upgrading = is_websocket_upgrade(&head.headers) || head.headers.header("upgrade").is_some();
     let mut out: Vec<Header> = Vec::with_capacity(head.headers.len() + 2);
     let mut saw_host = false;
     let mut saw_xff = false;
     for h in &head.headers {
         let keep_hop = h.name.eq_ignore_ascii_case("transfer-encoding")
-            || (upgrading && (h.name.eq_ignore_ascii_case("connection") || h.name.eq_ignore_ascii_case("upgrade")));
+            || (upgrading
+                && (h.name.eq_ignore_ascii_case("connection")
+                    || h.name.eq_ignore_ascii_case("upgrade")));
         if !keep_hop && h1::is_hop_by_hop(&h.name, &head.headers) {
             continue;
         }
         if h.name.eq_ignore_ascii_case("host") {
             saw_host = true;
             if !config.keep_host {
-                out.push(Header { name: h.name.clone(), value: config.upstream.authority.clone().into_bytes() });
+                out.push(Header {
+                    name: h.name.clone(),
+                    value: config.upstream.authority.clone().into_bytes(),
+                });
                 continue;
             }
         }
@@ -553,7 +688,10 @@ fn forward_request_headers(head: &RequestHead, config: &ProxyConfig, peer: Socke
             saw_xff = true;
             let mut value = h.value.clone();
             value.extend_from_slice(format!(", {}", peer.ip()).as_bytes());
-            out.push(Header { name: h.name.clone(), value });
+            out.push(Header {
+                name: h.name.clone(),
+                value,
+            });
             continue;
         }
         out.push(h.clone());
@@ -614,9 +752,14 @@ async fn pump_request(
             upstream.write_all(&out).await.map_err(upstream_err)?;
             out.clear();
         }
-        let n = client.read(buf).await.map_err(|e| Failure::Client(format!("client read failed: {e}")))?;
+        let n = client
+            .read(buf)
+            .await
+            .map_err(|e| Failure::Client(format!("client read failed: {e}")))?;
         if n == 0 {
-            return Err(Failure::Client("client closed the connection in the middle of the request body".into()));
+            return Err(Failure::Client(
+                "client closed the connection in the middle of the request body".into(),
+            ));
         }
         decoder.feed(&buf[..n]);
     }
@@ -637,13 +780,17 @@ async fn pump_response(
     let mut buf = vec![0u8; READ_BUF];
     let mut out = BytesMut::new();
     let mut framing = Framing::Empty;
-    let client_err = |e: std::io::Error| Failure::Client(format!("client stopped reading the response: {e}"));
+    let client_err =
+        |e: std::io::Error| Failure::Client(format!("client stopped reading the response: {e}"));
     loop {
         loop {
             let event = match decoder.poll() {
                 Ok(ev) => ev,
                 Err(e) => {
-                    return Err(Failure::Upstream { status: 502, message: format!("upstream sent a malformed response: {e}") })
+                    return Err(Failure::Upstream {
+                        status: 502,
+                        message: format!("upstream sent a malformed response: {e}"),
+                    })
                 }
             };
             match event {
@@ -652,14 +799,17 @@ async fn pump_response(
                     if interim {
                         // 100 Continue and friends go straight to the client; the final
                         // response follows on the same request.
-                        let headers = h1::client_response_headers(head.status, &head.headers, false);
+                        let headers =
+                            h1::client_response_headers(head.status, &head.headers, false);
                         h1_encode::response_head(&mut out, head.status, &head.reason, &headers);
                         continue;
                     }
                     framing = head.framing;
                     let close = client_close
                         || matches!(framing, Framing::UntilClose)
-                        || (head.minor == 0 && !method.eq_ignore_ascii_case("HEAD") && framing == Framing::UntilClose);
+                        || (head.minor == 0
+                            && !method.eq_ignore_ascii_case("HEAD")
+                            && framing == Framing::UntilClose);
                     outcome.close_client = close;
                     outcome.upstream_reusable = !h1::wants_close(head.minor, &head.headers)
                         && !matches!(framing, Framing::UntilClose);
@@ -684,7 +834,8 @@ async fn pump_response(
                         // End of an interim response.
                         continue;
                     }
-                    if matches!(framing, Framing::Chunked) && outcome.collected.trailers.is_empty() {
+                    if matches!(framing, Framing::Chunked) && outcome.collected.trailers.is_empty()
+                    {
                         h1_encode::last_chunk(&mut out, &[]);
                     }
                     outcome.collected.ended_at = Some(Instant::now());
@@ -724,7 +875,10 @@ async fn pump_response(
         } else {
             read.await
         };
-        let n = n.map_err(|e| Failure::Upstream { status: 502, message: format!("upstream connection failed: {e}") })?;
+        let n = n.map_err(|e| Failure::Upstream {
+            status: 502,
+            message: format!("upstream connection failed: {e}"),
+        })?;
         if outcome.first_byte_at.is_none() && n > 0 {
             outcome.first_byte_at = Some(Instant::now());
         }
@@ -744,11 +898,15 @@ async fn pump_response(
                 }
                 _ => {
                     let message = if outcome.head.is_some() {
-                        "upstream closed the connection in the middle of the response body".to_string()
+                        "upstream closed the connection in the middle of the response body"
+                            .to_string()
                     } else {
                         "upstream closed the connection without answering".to_string()
                     };
-                    return Err(Failure::Upstream { status: 502, message });
+                    return Err(Failure::Upstream {
+                        status: 502,
+                        message,
+                    });
                 }
             }
         }
@@ -758,8 +916,11 @@ async fn pump_response(
 
 /// Shortcut for tests and tools: a proxy bound to `listener` until `shutdown`.
 pub async fn serve(listener: tokio::net::TcpListener, proxy: Arc<Proxy>, shutdown: Shutdown) {
-    crate::net::accept_loop(listener, shutdown, Duration::from_secs(5), move |stream, peer, shutdown| {
-        proxy.clone().handle_connection(stream, peer, shutdown)
-    })
+    crate::net::accept_loop(
+        listener,
+        shutdown,
+        Duration::from_secs(5),
+        move |stream, peer, shutdown| proxy.clone().handle_connection(stream, peer, shutdown),
+    )
     .await;
 }

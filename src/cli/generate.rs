@@ -35,7 +35,8 @@ pub(super) fn run(args: GenerateArgs) -> anyhow::Result<u8> {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             for (name, page) in man_pages()? {
                 let path = dir.join(name);
-                std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, page)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
         }
         What::Completions { shell } => {

@@ -23,7 +23,9 @@ pub struct LsArgs {
 
 pub(super) fn run(args: LsArgs) -> anyhow::Result<u8> {
     let reader = util::open_recording(&args.recording)?;
-    let rows = reader.summaries().with_context(|| format!("reading {}", args.recording.display()))?;
+    let rows = reader
+        .summaries()
+        .with_context(|| format!("reading {}", args.recording.display()))?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if args.json {
@@ -32,7 +34,11 @@ pub(super) fn run(args: LsArgs) -> anyhow::Result<u8> {
             out.write_all(b"\n")?;
         }
     } else {
-        writeln!(out, "{:>5}  {:<23}  {:<7}  {:<48}  {:>6}  {:>9}  {:>9}  {:>9}", "ID", "TIME (UTC)", "METHOD", "URL", "STATUS", "REQ", "RESP", "DURATION")?;
+        writeln!(
+            out,
+            "{:>5}  {:<23}  {:<7}  {:<48}  {:>6}  {:>9}  {:>9}  {:>9}",
+            "ID", "TIME (UTC)", "METHOD", "URL", "STATUS", "REQ", "RESP", "DURATION"
+        )?;
         for row in &rows {
             writeln!(out, "{}", table_line(row))?;
         }
@@ -43,11 +49,23 @@ pub(super) fn run(args: LsArgs) -> anyhow::Result<u8> {
 
 fn table_line(row: &ExchangeSummary) -> String {
     let time = u64::try_from(row.started_at_ns)
-        .map(|ns| humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns)).to_string())
+        .map(|ns| {
+            humantime::format_rfc3339_millis(
+                std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns),
+            )
+            .to_string()
+        })
         .unwrap_or_default();
     let time = time.trim_end_matches('Z').replacen('T', " ", 1);
     let (method, url) = match row.protocol.as_str() {
-        "grpc" => ("gRPC".to_string(), row.url.rsplit_once("://").map_or(row.url.as_str(), |(_, r)| r).split_once('/').map_or(row.url.clone(), |(_, p)| p.to_string())),
+        "grpc" => (
+            "gRPC".to_string(),
+            row.url
+                .rsplit_once("://")
+                .map_or(row.url.as_str(), |(_, r)| r)
+                .split_once('/')
+                .map_or(row.url.clone(), |(_, p)| p.to_string()),
+        ),
         _ => (row.method.clone(), row.url.clone()),
     };
     let mut url = url;
@@ -62,8 +80,14 @@ fn table_line(row: &ExchangeSummary) -> String {
         },
         (None, _) => "-".to_string(),
     };
-    let duration = row.duration_ms.map_or("-".to_string(), |ms| format!("{ms:.1}ms"));
-    let url = if url.chars().count() > 48 { format!("{}…", url.chars().take(47).collect::<String>()) } else { url };
+    let duration = row
+        .duration_ms
+        .map_or("-".to_string(), |ms| format!("{ms:.1}ms"));
+    let url = if url.chars().count() > 48 {
+        format!("{}…", url.chars().take(47).collect::<String>())
+    } else {
+        url
+    };
     format!(
         "{:>5}  {:<23}  {:<7}  {:<48}  {:>6}  {:>9}  {:>9}  {:>9}",
         row.id,

@@ -4,10 +4,12 @@
 //! Imports: everything below it.
 
 pub mod generate;
+mod import;
 mod ls;
 mod record;
 mod replay;
 mod show;
+mod sniff;
 pub(crate) mod util;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +33,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Record(record::RecordArgs),
+    Import(import::ImportArgs),
     Replay(replay::ReplayArgs),
     Ls(ls::LsArgs),
     Show(show::ShowArgs),
@@ -55,6 +58,7 @@ pub fn run() -> anyhow::Result<u8> {
     init_logging(cli.verbose);
     match cli.command {
         Command::Record(args) => record::run(args),
+        Command::Import(args) => import::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Ls(args) => ls::run(args),
         Command::Show(args) => show::run(args),
@@ -71,5 +75,10 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
 }

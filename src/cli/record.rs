@@ -19,11 +19,31 @@ use crate::store::{Meta, Writer, WriterConfig};
 /// each exchange. Stop it with Ctrl-C (or SIGTERM): everything is flushed to disk and a
 /// summary is printed.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  mf record --proxy --upstream http://127.0.0.1:3000 --listen 127.0.0.1:8080 -o api.db")]
+#[command(
+    after_help = "Example:\n  mf record --proxy --upstream http://127.0.0.1:3000 --listen 127.0.0.1:8080 -o api.db"
+)]
 pub struct RecordArgs {
     /// Record as a reverse proxy in front of --upstream.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "interface")]
     pub proxy: bool,
+
+    /// Record passively by sniffing this network interface (`any` for all); needs root or
+    /// CAP_NET_RAW.
+    #[arg(long, value_name = "IF")]
+    pub interface: Option<String>,
+
+    /// With --interface: only traffic to or from this TCP port (repeatable).
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "interface",
+        conflicts_with = "filter"
+    )]
+    pub port: Vec<u16>,
+
+    /// With --interface: only packets matching this BPF expression (tcpdump syntax).
+    #[arg(long, value_name = "BPF", requires = "interface")]
+    pub filter: Option<String>,
 
     /// The real service, e.g. http://127.0.0.1:3000 (a path prefix is kept).
     #[arg(long, value_name = "URL")]
@@ -34,7 +54,12 @@ pub struct RecordArgs {
     pub listen: String,
 
     /// Recording file to write (appended to when it exists).
-    #[arg(short = 'o', long = "output", value_name = "FILE", default_value = "recording.db")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FILE",
+        default_value = "recording.db"
+    )]
     pub output: PathBuf,
 
     /// Bodies larger than this are forwarded whole but stored truncated (and flagged).
@@ -59,8 +84,11 @@ pub struct RecordArgs {
 }
 
 pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
+    if let Some(interface) = args.interface.clone() {
+        return super::sniff::run(args, interface);
+    }
     if !args.proxy {
-        bail!("say how to record: --proxy (with --upstream URL)");
+        bail!("say how to record: --proxy (with --upstream URL) or --interface IF");
     }
     let Some(upstream_url) = args.upstream.as_deref() else {
         bail!("--proxy needs --upstream URL (the service to forward to), e.g. --upstream http://127.0.0.1:3000");
@@ -75,7 +103,10 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
         response_timeout: args.upstream_timeout,
         max_head: crate::decode::h1::DEFAULT_MAX_HEAD,
     };
-    let meta = Meta { source: format!("proxy {upstream_url}"), command_line: util::command_line() };
+    let meta = Meta {
+        source: format!("proxy {upstream_url}"),
+        command_line: util::command_line(),
+    };
     let (writer, handle) = Writer::spawn(&args.output, &meta, WriterConfig::default())
         .with_context(|| format!("opening {} for recording", args.output.display()))?;
     let first_conn = handle.connection_id_base();
@@ -121,7 +152,10 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
         summary.path.display()
     );
     if summary.failed > 0 {
-        bail!("{} exchanges could not be written (see the log above)", summary.failed);
+        bail!(
+            "{} exchanges could not be written (see the log above)",
+            summary.failed
+        );
     }
     Ok(0)
 }

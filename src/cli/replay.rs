@@ -46,7 +46,9 @@ pub enum Repeat {
 
 pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
     let reader = util::open_recording(&args.recording)?;
-    let exchanges = reader.load_all().with_context(|| format!("reading {}", args.recording.display()))?;
+    let exchanges = reader
+        .load_all()
+        .with_context(|| format!("reading {}", args.recording.display()))?;
     drop(reader);
     let config = ReplayConfig {
         repeat: match args.repeat {
@@ -62,7 +64,9 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let local = listener.local_addr().context("reading the listen address")?;
+        let local = listener
+            .local_addr()
+            .context("reading the listen address")?;
         eprintln!(
             "mf: listening on {local}, replaying {} exchanges from {} (Ctrl-C to stop)",
             exchanges.len(),

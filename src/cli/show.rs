@@ -28,7 +28,13 @@ pub struct ShowArgs {
 
 pub(super) fn run(args: ShowArgs) -> anyhow::Result<u8> {
     let reader = util::open_recording(&args.recording)?;
-    let ex = reader.load(args.id).with_context(|| format!("reading exchange {} of {}", args.id, args.recording.display()))?;
+    let ex = reader.load(args.id).with_context(|| {
+        format!(
+            "reading exchange {} of {}",
+            args.id,
+            args.recording.display()
+        )
+    })?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if args.json {
@@ -92,14 +98,27 @@ fn write_body(out: &mut impl Write, b: &Body) -> std::io::Result<()> {
         return Ok(());
     }
     writeln!(out)?;
-    let printable = std::str::from_utf8(&b.data).ok().filter(|t| !t.chars().any(|c| c.is_control() && !c.is_whitespace()));
+    let printable = std::str::from_utf8(&b.data)
+        .ok()
+        .filter(|t| !t.chars().any(|c| c.is_control() && !c.is_whitespace()));
     match printable {
         Some(t) => writeln!(out, "{t}")?,
         None => {
             // Binary: a hex dump of the first 256 bytes is enough to recognise it.
             for (i, chunk) in b.data.chunks(16).take(16).enumerate() {
-                let ascii: String = chunk.iter().map(|&c| if c.is_ascii_graphic() { c as char } else { '.' }).collect();
-                writeln!(out, "{:08x}  {:<48} {ascii}", i * 16, chunk.iter().map(|c| format!("{c:02x} ")).collect::<String>())?;
+                let ascii: String = chunk
+                    .iter()
+                    .map(|&c| if c.is_ascii_graphic() { c as char } else { '.' })
+                    .collect();
+                writeln!(
+                    out,
+                    "{:08x}  {:<48} {ascii}",
+                    i * 16,
+                    chunk
+                        .iter()
+                        .map(|c| format!("{c:02x} "))
+                        .collect::<String>()
+                )?;
             }
             if b.data.len() > 256 {
                 writeln!(out, "… ({} bytes, binary)", b.data.len())?;
@@ -107,14 +126,27 @@ fn write_body(out: &mut impl Write, b: &Body) -> std::io::Result<()> {
         }
     }
     if b.truncated {
-        writeln!(out, "… truncated: {} of {} bytes stored", b.data.len(), b.size)?;
+        writeln!(
+            out,
+            "… truncated: {} of {} bytes stored",
+            b.data.len(),
+            b.size
+        )?;
     }
     Ok(())
 }
 
 fn write_text(out: &mut impl Write, ex: &Exchange) -> std::io::Result<()> {
     let r = &ex.request;
-    writeln!(out, "# exchange {} ({}, connection {} #{}, {})", ex.id, ex.protocol(), ex.connection_id, ex.seq, ex.url())?;
+    writeln!(
+        out,
+        "# exchange {} ({}, connection {} #{}, {})",
+        ex.id,
+        ex.protocol(),
+        ex.connection_id,
+        ex.seq,
+        ex.url()
+    )?;
     if let Some(t) = &ex.trace_id {
         writeln!(out, "# trace {t}")?;
     }
@@ -149,17 +181,32 @@ fn write_text(out: &mut impl Write, ex: &Exchange) -> std::io::Result<()> {
             Direction::ServerToClient => "←",
         };
         let kind = match &m.kind {
-            MessageKind::Grpc { compressed } => format!("grpc{}", if *compressed { " compressed" } else { "" }),
-            MessageKind::WebSocket { opcode, fin } => format!("ws op={opcode}{}", if *fin { "" } else { " (fragment)" }),
+            MessageKind::Grpc { compressed } => {
+                format!("grpc{}", if *compressed { " compressed" } else { "" })
+            }
+            MessageKind::WebSocket { opcode, fin } => {
+                format!("ws op={opcode}{}", if *fin { "" } else { " (fragment)" })
+            }
         };
         let data = match std::str::from_utf8(&m.data) {
             Ok(t) if !t.chars().any(|c| c.is_control() && !c.is_whitespace()) => format!("{t:?}"),
             _ => hex(&m.data[..m.data.len().min(64)]) + if m.data.len() > 64 { "…" } else { "" },
         };
-        writeln!(out, "{arrow} +{:.3}ms {kind} {}B {data}", m.offset_ns as f64 / 1e6, m.data.len())?;
+        writeln!(
+            out,
+            "{arrow} +{:.3}ms {kind} {}B {data}",
+            m.offset_ns as f64 / 1e6,
+            m.data.len()
+        )?;
     }
     let t = &ex.timings;
     let ms = |v: Option<u64>| v.map_or("-".into(), |n| format!("{:.3}ms", n as f64 / 1e6));
-    writeln!(out, "\n# timings: request end {}, first response byte {}, response end {}", ms(t.request_end_ns), ms(t.response_first_byte_ns), ms(t.response_end_ns))?;
+    writeln!(
+        out,
+        "\n# timings: request end {}, first response byte {}, response end {}",
+        ms(t.request_end_ns),
+        ms(t.response_first_byte_ns),
+        ms(t.response_end_ns)
+    )?;
     Ok(())
 }

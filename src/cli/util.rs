@@ -9,7 +9,9 @@ pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: usize = num.parse().map_err(|_| format!("{s:?} is not a size (try 16MiB, 512k, 1000)"))?;
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (try 16MiB, 512k, 1000)"))?;
     let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
@@ -17,12 +19,14 @@ pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
         "g" | "gb" | "gib" => 1 << 30,
         other => return Err(format!("unknown size unit {other:?} in {s:?}")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// Parses durations such as `30s`, `500ms`, `2m`.
 pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?} is not a duration (try 30s or 500ms): {e}"))
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration (try 30s or 500ms): {e}"))
 }
 
 /// Human-readable byte count.
@@ -43,7 +47,8 @@ pub(crate) fn human_bytes(n: u64) -> String {
 
 /// Opens a recording for reading with the path in the error.
 pub(crate) fn open_recording(path: &Path) -> anyhow::Result<crate::store::Reader> {
-    crate::store::Reader::open(path).with_context(|| format!("opening recording {}", path.display()))
+    crate::store::Reader::open(path)
+        .with_context(|| format!("opening recording {}", path.display()))
 }
 
 /// The command line as typed, for the recording's metadata.
@@ -53,7 +58,10 @@ pub(crate) fn command_line() -> String {
 
 /// A multi-threaded runtime for the network commands.
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 #[cfg(test)]

@@ -50,8 +50,13 @@ pub struct NearMiss {
 pub enum MatchResult {
     /// Index into the exchanges given to [`Matcher::new`], and the call number within its group
     /// (from 1).
-    Found { index: usize, call: usize },
-    NotFound { near_misses: Vec<NearMiss> },
+    Found {
+        index: usize,
+        call: usize,
+    },
+    NotFound {
+        near_misses: Vec<NearMiss>,
+    },
 }
 
 struct Entry {
@@ -150,7 +155,10 @@ impl Matcher {
                 RepeatPolicy::NotFound => (call <= indices.len()).then(|| call - 1),
             };
             if let Some(pos) = pos {
-                return MatchResult::Found { index: indices[pos], call };
+                return MatchResult::Found {
+                    index: indices[pos],
+                    call,
+                };
             }
             return MatchResult::NotFound {
                 near_misses: vec![NearMiss {
@@ -158,11 +166,16 @@ impl Matcher {
                     method: probe.method.clone(),
                     target: req.target.to_string(),
                     score: 100,
-                    mismatches: vec![format!("all {} recorded answers were already served", indices.len())],
+                    mismatches: vec![format!(
+                        "all {} recorded answers were already served",
+                        indices.len()
+                    )],
                 }],
             };
         }
-        MatchResult::NotFound { near_misses: self.near_misses(&probe, 3) }
+        MatchResult::NotFound {
+            near_misses: self.near_misses(&probe, 3),
+        }
     }
 
     fn near_misses(&self, probe: &Entry, count: usize) -> Vec<NearMiss> {
@@ -176,7 +189,10 @@ impl Matcher {
                 if e.method == probe.method {
                     score += 20;
                 } else {
-                    mismatches.push(format!("method: recorded {}, got {}", e.method, probe.method));
+                    mismatches.push(format!(
+                        "method: recorded {}, got {}",
+                        e.method, probe.method
+                    ));
                 }
                 if e.path == probe.path {
                     score += 50;
@@ -194,7 +210,9 @@ impl Matcher {
                 } else {
                     mismatches.push(match (&e.body, &probe.body) {
                         (BodyKey::Empty, _) => "body: recorded request had no body".to_string(),
-                        (_, BodyKey::Empty) => "body: recorded request had a body, got none".to_string(),
+                        (_, BodyKey::Empty) => {
+                            "body: recorded request had a body, got none".to_string()
+                        }
                         (BodyKey::Json(_), BodyKey::Json(_)) => "body: JSON differs".to_string(),
                         _ => "body: bytes differ".to_string(),
                     });
@@ -203,7 +221,11 @@ impl Matcher {
                 NearMiss {
                     id: self.ids[i],
                     method: e.method.clone(),
-                    target: if q.is_empty() { e.path.clone() } else { format!("{}?{q}", e.path) },
+                    target: if q.is_empty() {
+                        e.path.clone()
+                    } else {
+                        format!("{}?{q}", e.path)
+                    },
                     score,
                     mismatches,
                 }
@@ -211,14 +233,21 @@ impl Matcher {
             .collect();
         scored.sort_by(|a, b| b.score.cmp(&a.score).then(a.id.cmp(&b.id)));
         // One line per distinct request is enough; repeated recordings add nothing.
-        scored.dedup_by(|a, b| a.method == b.method && a.target == b.target && a.mismatches == b.mismatches);
+        scored.dedup_by(|a, b| {
+            a.method == b.method && a.target == b.target && a.mismatches == b.mismatches
+        });
         scored.truncate(count);
         scored
     }
 }
 
 fn key_of(e: &Entry) -> GroupKey {
-    GroupKey { method: e.method.clone(), path: e.path.clone(), query: e.query.clone(), body: e.body.clone() }
+    GroupKey {
+        method: e.method.clone(),
+        path: e.path.clone(),
+        query: e.query.clone(),
+        body: e.body.clone(),
+    }
 }
 
 fn split_target(target: &str) -> (&str, Option<&str>) {
@@ -231,7 +260,11 @@ fn split_target(target: &str) -> (&str, Option<&str>) {
 /// Query parameters, percent-decoded and sorted so that order does not matter.
 fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
     let Some(q) = query else { return Vec::new() };
-    let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
     let mut pairs: Vec<(String, String)> = q
         .split('&')
         .filter(|p| !p.is_empty())
@@ -245,13 +278,29 @@ fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
 }
 
 fn query_string(q: &[(String, String)]) -> String {
-    q.iter().map(|(k, v)| if v.is_empty() { k.clone() } else { format!("{k}={v}") }).collect::<Vec<_>>().join("&")
+    q.iter()
+        .map(|(k, v)| {
+            if v.is_empty() {
+                k.clone()
+            } else {
+                format!("{k}={v}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 fn query_difference(recorded: &[(String, String)], got: &[(String, String)]) -> String {
-    let missing: Vec<String> =
-        recorded.iter().filter(|p| !got.contains(p)).map(|(k, v)| format!("{k}={v}")).collect();
-    let extra: Vec<String> = got.iter().filter(|p| !recorded.contains(p)).map(|(k, v)| format!("{k}={v}")).collect();
+    let missing: Vec<String> = recorded
+        .iter()
+        .filter(|p| !got.contains(p))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let extra: Vec<String> = got
+        .iter()
+        .filter(|p| !recorded.contains(p))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     let mut parts = vec![];
     if !missing.is_empty() {
         parts.push(format!("missing {}", missing.join("&")));
@@ -292,7 +341,11 @@ pub(crate) fn canonical_json(v: &serde_json::Value) -> String {
             Value::Object(map) => {
                 let mut keys: Vec<&String> = map.keys().collect();
                 keys.sort();
-                Value::Object(keys.into_iter().map(|k| (k.clone(), sort(&map[k]))).collect())
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sort(&map[k])))
+                        .collect(),
+                )
             }
             Value::Array(items) => Value::Array(items.iter().map(sort).collect()),
             other => other.clone(),
@@ -328,9 +381,17 @@ mod tests {
 
     #[test]
     fn identical_requests_get_recorded_order_then_last_repeats() {
-        let recs = [ex(1, "GET", "/n", ""), ex(2, "GET", "/other", ""), ex(3, "GET", "/n", "")];
+        let recs = [
+            ex(1, "GET", "/n", ""),
+            ex(2, "GET", "/other", ""),
+            ex(3, "GET", "/n", ""),
+        ];
         let m = Matcher::new(&recs, RepeatPolicy::Last);
-        let req = Incoming { method: "GET", target: "/n", body: b"" };
+        let req = Incoming {
+            method: "GET",
+            target: "/n",
+            body: b"",
+        };
         assert_eq!(found(m.find(&req)), 0);
         assert_eq!(found(m.find(&req)), 2);
         assert_eq!(found(m.find(&req)), 2);
@@ -340,29 +401,51 @@ mod tests {
 
     #[test]
     fn query_order_and_json_key_order_do_not_matter() {
-        let recs = [ex(1, "POST", "/s?a=1&b=2", r#"{"x": 1, "y": [1, {"k": 2, "j": 3}]}"#)];
+        let recs = [ex(
+            1,
+            "POST",
+            "/s?a=1&b=2",
+            r#"{"x": 1, "y": [1, {"k": 2, "j": 3}]}"#,
+        )];
         let m = Matcher::new(&recs, RepeatPolicy::Last);
-        let req = Incoming { method: "POST", target: "/s?b=2&a=1", body: br#"{"y":[1,{"j":3,"k":2}],"x":1}"# };
+        let req = Incoming {
+            method: "POST",
+            target: "/s?b=2&a=1",
+            body: br#"{"y":[1,{"j":3,"k":2}],"x":1}"#,
+        };
         assert_eq!(found(m.find(&req)), 0);
     }
 
     #[test]
     fn near_miss_names_what_differs() {
-        let recs = [ex(7, "POST", "/users?page=1", "{}"), ex(8, "GET", "/orders", "")];
+        let recs = [
+            ex(7, "POST", "/users?page=1", "{}"),
+            ex(8, "GET", "/orders", ""),
+        ];
         let m = Matcher::new(&recs, RepeatPolicy::Last);
-        let MatchResult::NotFound { near_misses } = m.find(&Incoming { method: "POST", target: "/users?page=2", body: b"{}" })
-        else {
+        let MatchResult::NotFound { near_misses } = m.find(&Incoming {
+            method: "POST",
+            target: "/users?page=2",
+            body: b"{}",
+        }) else {
             panic!("matched")
         };
         assert_eq!(near_misses[0].id, 7);
-        assert_eq!(near_misses[0].mismatches, vec!["query: missing page=1; unexpected page=2".to_string()]);
+        assert_eq!(
+            near_misses[0].mismatches,
+            vec!["query: missing page=1; unexpected page=2".to_string()]
+        );
     }
 
     #[test]
     fn repeat_not_found_stops_after_the_recorded_answers() {
         let recs = [ex(1, "GET", "/n", "")];
         let m = Matcher::new(&recs, RepeatPolicy::NotFound);
-        let req = Incoming { method: "GET", target: "/n", body: b"" };
+        let req = Incoming {
+            method: "GET",
+            target: "/n",
+            body: b"",
+        };
         assert_eq!(found(m.find(&req)), 0);
         assert!(matches!(m.find(&req), MatchResult::NotFound { .. }));
     }

@@ -32,7 +32,11 @@ pub struct ReplayConfig {
 
 impl Default for ReplayConfig {
     fn default() -> Self {
-        ReplayConfig { repeat: RepeatPolicy::Last, max_head: h1::DEFAULT_MAX_HEAD, max_request_body: 64 << 20 }
+        ReplayConfig {
+            repeat: RepeatPolicy::Last,
+            max_head: h1::DEFAULT_MAX_HEAD,
+            max_request_body: 64 << 20,
+        }
     }
 }
 
@@ -82,7 +86,12 @@ impl Replay {
     }
 
     /// Serves one client connection.
-    pub async fn handle_connection(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr, mut shutdown: Shutdown) {
+    pub async fn handle_connection(
+        self: Arc<Self>,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        mut shutdown: Shutdown,
+    ) {
         let mut decoder = Decoder::new(Role::Request).with_max_head(self.config.max_head);
         let mut buf = vec![0u8; READ_BUF];
         let mut out = BytesMut::new();
@@ -97,7 +106,13 @@ impl Replay {
                     Ok(Some(Event::Data(d))) => {
                         if body.len() + d.len() > self.config.max_request_body {
                             self.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
-                            let _ = simple(&mut stream, 413, "Content Too Large", "mf: request body too large\n").await;
+                            let _ = simple(
+                                &mut stream,
+                                413,
+                                "Content Too Large",
+                                "mf: request body too large\n",
+                            )
+                            .await;
                             return;
                         }
                         body.extend_from_slice(&d);
@@ -110,7 +125,11 @@ impl Replay {
                         if let Some(h) = &head {
                             if !continue_sent && expects_continue(h) {
                                 continue_sent = true;
-                                if stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+                                if stream
+                                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                                    .await
+                                    .is_err()
+                                {
                                     return;
                                 }
                             }
@@ -132,17 +151,27 @@ impl Replay {
                         self.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(peer = %peer, error = %e, "bad request");
                         let status = e.status();
-                        let reason = if status == 431 { "Request Header Fields Too Large" } else { "Bad Request" };
+                        let reason = if status == 431 {
+                            "Request Header Fields Too Large"
+                        } else {
+                            "Bad Request"
+                        };
                         let _ = simple(&mut stream, status, reason, &format!("mf: {e}\n")).await;
                         return;
                     }
                 }
             };
-            let Some(head) = head.filter(|_| complete) else { return };
+            let Some(head) = head.filter(|_| complete) else {
+                return;
+            };
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
             let client_close = h1::wants_close(head.minor, &head.headers);
             let target = origin_form(&head.target);
-            let incoming = Incoming { method: &head.method, target, body: &body };
+            let incoming = Incoming {
+                method: &head.method,
+                target,
+                body: &body,
+            };
             out.clear();
             let close = match self.matcher.find(&incoming) {
                 MatchResult::Found { index, call } => {
@@ -190,15 +219,20 @@ impl Replay {
 
 /// Serves `replay` on `listener` until `shutdown`.
 pub async fn serve(listener: tokio::net::TcpListener, replay: Arc<Replay>, shutdown: Shutdown) {
-    crate::net::accept_loop(listener, shutdown, Duration::from_secs(2), move |stream, peer, shutdown| {
-        replay.clone().handle_connection(stream, peer, shutdown)
-    })
+    crate::net::accept_loop(
+        listener,
+        shutdown,
+        Duration::from_secs(2),
+        move |stream, peer, shutdown| replay.clone().handle_connection(stream, peer, shutdown),
+    )
     .await;
 }
 
 fn expects_continue(h: &h1::RequestHead) -> bool {
     !matches!(h.framing, Framing::Empty)
-        && h.headers.header("expect").is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"))
+        && h.headers
+            .header("expect")
+            .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"))
 }
 
 fn origin_form(target: &str) -> &str {
@@ -210,7 +244,12 @@ fn origin_form(target: &str) -> &str {
     target
 }
 
-async fn simple(stream: &mut TcpStream, status: u16, reason: &str, body: &str) -> std::io::Result<()> {
+async fn simple(
+    stream: &mut TcpStream,
+    status: u16,
+    reason: &str,
+    body: &str,
+) -> std::io::Result<()> {
     let mut out = BytesMut::new();
     let headers = [
         Header::new("Content-Type", "text/plain; charset=utf-8"),
@@ -225,12 +264,20 @@ async fn simple(stream: &mut TcpStream, status: u16, reason: &str, body: &str) -
 
 /// The answer the client saw when the recorded exchange failed upstream: the proxy's 502/504.
 fn failure_response(ex: &Exchange) -> Response {
-    let message = ex.error.clone().unwrap_or_else(|| "upstream sent no response".into());
+    let message = ex
+        .error
+        .clone()
+        .unwrap_or_else(|| "upstream sent no response".into());
     let status = if message.contains("within") { 504 } else { 502 };
     let body = format!("mf: {message}\n");
     Response {
         status,
-        reason: if status == 504 { "Gateway Timeout" } else { "Bad Gateway" }.into(),
+        reason: if status == 504 {
+            "Gateway Timeout"
+        } else {
+            "Bad Gateway"
+        }
+        .into(),
         version: "HTTP/1.1".into(),
         headers: vec![
             Header::new("Content-Type", "text/plain; charset=utf-8"),
@@ -261,7 +308,10 @@ fn render(ex: &Exchange) -> Rendered {
         Framing::Empty => {}
         Framing::Length(n) => {
             if n != data.len() as u64 {
-                for h in headers.iter_mut().filter(|h| h.name.eq_ignore_ascii_case("content-length")) {
+                for h in headers
+                    .iter_mut()
+                    .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+                {
                     h.value = data.len().to_string().into_bytes();
                 }
             }
@@ -277,8 +327,23 @@ fn render(ex: &Exchange) -> Rendered {
         }
     }
     let mut head = BytesMut::new();
-    h1_encode::response_head(&mut head, resp.status, &resp.reason, &h1::client_response_headers(resp.status, &headers, must_close));
+    h1_encode::response_head(
+        &mut head,
+        resp.status,
+        &resp.reason,
+        &h1::client_response_headers(resp.status, &headers, must_close),
+    );
     let mut head_close = BytesMut::new();
-    h1_encode::response_head(&mut head_close, resp.status, &resp.reason, &h1::client_response_headers(resp.status, &headers, true));
-    Rendered { head: head.freeze(), head_close: head_close.freeze(), body: body.freeze(), must_close }
+    h1_encode::response_head(
+        &mut head_close,
+        resp.status,
+        &resp.reason,
+        &h1::client_response_headers(resp.status, &headers, true),
+    );
+    Rendered {
+        head: head.freeze(),
+        head_close: head_close.freeze(),
+        body: body.freeze(),
+        must_close,
+    }
 }

@@ -22,7 +22,11 @@ pub(super) fn key_of(data: &[u8]) -> BlobKey {
 }
 
 /// Stores `data` once; remembers stored keys so repeats cost one hash and no query.
-pub(super) fn put(conn: &Connection, known: &mut HashSet<BlobKey>, data: &[u8]) -> Result<BlobKey, StoreError> {
+pub(super) fn put(
+    conn: &Connection,
+    known: &mut HashSet<BlobKey>,
+    data: &[u8],
+) -> Result<BlobKey, StoreError> {
     let key = key_of(data);
     if known.contains(&key) {
         return Ok(key);
@@ -35,8 +39,10 @@ pub(super) fn put(conn: &Connection, known: &mut HashSet<BlobKey>, data: &[u8]) 
     } else {
         (CODEC_RAW, data.to_vec())
     };
-    conn.prepare_cached("INSERT OR IGNORE INTO blobs (hash, size, codec, data) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![&key[..], data.len() as i64, codec, stored])?;
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO blobs (hash, size, codec, data) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![&key[..], data.len() as i64, codec, stored])?;
     known.insert(key);
     Ok(key)
 }
@@ -47,7 +53,10 @@ pub(super) fn get(conn: &Connection, key: &[u8]) -> Result<Vec<u8>, StoreError> 
         .prepare_cached("SELECT size, codec, data FROM blobs WHERE hash = ?1")?
         .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
-    let corrupt = |reason: String| StoreError::Corrupt { path: "recording".into(), reason };
+    let corrupt = |reason: String| StoreError::Corrupt {
+        path: "recording".into(),
+        reason,
+    };
     let Some((size, codec, data)) = row else {
         return Err(corrupt("a body refers to a missing blob".into()));
     };
@@ -55,7 +64,8 @@ pub(super) fn get(conn: &Connection, key: &[u8]) -> Result<Vec<u8>, StoreError> 
         CODEC_RAW => Ok(data),
         CODEC_ZSTD => {
             let cap = usize::try_from(size).map_err(|_| corrupt("bad blob size".into()))?;
-            zstd::bulk::decompress(&data, cap).map_err(|e| corrupt(format!("blob does not decompress: {e}")))
+            zstd::bulk::decompress(&data, cap)
+                .map_err(|e| corrupt(format!("blob does not decompress: {e}")))
         }
         other => Err(corrupt(format!("unknown blob codec {other}"))),
     }

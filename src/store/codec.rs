@@ -8,7 +8,12 @@ use crate::model::Header;
 
 /// Encodes headers; fields that contain a newline (impossible on a valid wire) are escaped.
 pub(super) fn encode_headers(headers: &[Header]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(headers.iter().map(|h| h.name.len() + h.value.len() + 3).sum());
+    let mut out = Vec::with_capacity(
+        headers
+            .iter()
+            .map(|h| h.name.len() + h.value.len() + 3)
+            .sum(),
+    );
     for h in headers {
         out.extend_from_slice(h.name.as_bytes());
         out.extend_from_slice(b": ");

@@ -37,7 +37,11 @@ pub enum StoreError {
     #[error(
         "{path}: recording has schema version {found}, this mf understands up to {supported}; please update mf"
     )]
-    TooNew { path: PathBuf, found: i32, supported: i32 },
+    TooNew {
+        path: PathBuf,
+        found: i32,
+        supported: i32,
+    },
     #[error("{path}: recording is damaged: {reason}")]
     Corrupt { path: PathBuf, reason: String },
     #[error("no exchange with id {0}")]
@@ -58,7 +62,10 @@ pub struct Meta {
 fn classify_open_error(path: &Path, e: rusqlite::Error) -> StoreError {
     let msg = e.to_string();
     if msg.contains("file is not a database") || msg.contains("malformed") {
-        StoreError::NotARecording { path: path.to_path_buf(), reason: msg }
+        StoreError::NotARecording {
+            path: path.to_path_buf(),
+            reason: msg,
+        }
     } else {
         StoreError::Sqlite(e)
     }
@@ -70,7 +77,9 @@ fn classify_open_error(path: &Path, e: rusqlite::Error) -> StoreError {
 /// Missing file, not an mf recording, a recording from a newer mf, or a damaged file.
 pub fn open_read(path: &Path) -> Result<Connection, StoreError> {
     if !path.exists() {
-        return Err(StoreError::NotFound { path: path.to_path_buf() });
+        return Err(StoreError::NotFound {
+            path: path.to_path_buf(),
+        });
     }
     // Read-write so that an old recording can be migrated and a WAL left by a killed recorder
     // is checkpointed; nothing else is written.

@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use super::codec::decode_headers;
 use super::{blobs, StoreError};
-use crate::model::{Body, Direction, Exchange, MessageKind, Protocol, Request, Response, StreamMessage, Timings};
+use crate::model::{
+    Body, Direction, Exchange, MessageKind, Protocol, Request, Response, StreamMessage, Timings,
+};
 
 /// One line of `mf ls --json`: what a listing needs, without bodies.
 #[derive(Clone, Debug, Serialize)]
@@ -57,7 +59,10 @@ impl Reader {
     /// # Errors
     /// See [`super::open_read`].
     pub fn open(path: &Path) -> Result<Reader, StoreError> {
-        Ok(Reader { conn: super::open_read(path)?, path: path.to_path_buf() })
+        Ok(Reader {
+            conn: super::open_read(path)?,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The file this reader reads.
@@ -75,7 +80,9 @@ impl Reader {
     /// # Errors
     /// Database errors.
     pub fn meta(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let mut stmt = self.conn.prepare("SELECT key, value FROM meta ORDER BY key")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key, value FROM meta ORDER BY key")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -85,7 +92,9 @@ impl Reader {
     /// # Errors
     /// Database errors.
     pub fn count(&self) -> Result<u64, StoreError> {
-        let n: i64 = self.conn.query_row("SELECT count(*) FROM exchanges", [], |r| r.get(0))?;
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM exchanges", [], |r| r.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -106,7 +115,10 @@ impl Reader {
             let target: String = r.get(6)?;
             let scheme: String = r.get(7)?;
             let authority: String = r.get(8)?;
-            let url = if target.starts_with("http://") || target.starts_with("https://") || authority.is_empty() {
+            let url = if target.starts_with("http://")
+                || target.starts_with("https://")
+                || authority.is_empty()
+            {
                 target
             } else {
                 format!("{scheme}://{authority}{target}")
@@ -187,7 +199,10 @@ impl Reader {
 
     fn blob(&self, key: &[u8]) -> Result<Vec<u8>, StoreError> {
         blobs::get(&self.conn, key).map_err(|e| match e {
-            StoreError::Corrupt { reason, .. } => StoreError::Corrupt { path: self.path.clone(), reason },
+            StoreError::Corrupt { reason, .. } => StoreError::Corrupt {
+                path: self.path.clone(),
+                reason,
+            },
             other => other,
         })
     }
@@ -203,16 +218,21 @@ impl Reader {
             let offset: i64 = r.get(1)?;
             let kind: String = r.get(2)?;
             let data: Option<Vec<u8>> = r.get(3)?;
-            let kind: MessageKind = serde_json::from_str(&kind).map_err(|e| StoreError::Corrupt {
-                path: self.path.clone(),
-                reason: format!("stream message kind {kind:?}: {e}"),
-            })?;
+            let kind: MessageKind =
+                serde_json::from_str(&kind).map_err(|e| StoreError::Corrupt {
+                    path: self.path.clone(),
+                    reason: format!("stream message kind {kind:?}: {e}"),
+                })?;
             let data = match data {
                 Some(key) => Bytes::from(self.blob(&key)?),
                 None => Bytes::new(),
             };
             out.push(StreamMessage {
-                direction: if direction == 0 { Direction::ClientToServer } else { Direction::ServerToClient },
+                direction: if direction == 0 {
+                    Direction::ClientToServer
+                } else {
+                    Direction::ServerToClient
+                },
                 offset_ns: u64::try_from(offset).unwrap_or(0),
                 kind,
                 data,
@@ -237,7 +257,11 @@ fn raw_row(r: &Row) -> Result<RawRow, StoreError> {
         target: r.get(10)?,
         version: r.get(11)?,
         headers: decode_headers(&req_headers),
-        body: Body { data: Bytes::new(), size: opt_u64(r.get(14)?).unwrap_or(0), truncated: r.get(15)? },
+        body: Body {
+            data: Bytes::new(),
+            size: opt_u64(r.get(14)?).unwrap_or(0),
+            truncated: r.get(15)?,
+        },
         trailers: req_trailers.map(|t| decode_headers(&t)).unwrap_or_default(),
     };
     let response = match status {
@@ -250,7 +274,11 @@ fn raw_row(r: &Row) -> Result<RawRow, StoreError> {
                 reason: r.get::<_, Option<String>>(18)?.unwrap_or_default(),
                 version: r.get::<_, Option<String>>(19)?.unwrap_or_default(),
                 headers: headers.map(|h| decode_headers(&h)).unwrap_or_default(),
-                body: Body { data: Bytes::new(), size: opt_u64(r.get(22)?).unwrap_or(0), truncated: r.get(23)? },
+                body: Body {
+                    data: Bytes::new(),
+                    size: opt_u64(r.get(22)?).unwrap_or(0),
+                    truncated: r.get(23)?,
+                },
                 trailers: trailers.map(|t| decode_headers(&t)).unwrap_or_default(),
             })
         }
@@ -274,8 +302,14 @@ fn raw_row(r: &Row) -> Result<RawRow, StoreError> {
         },
         error: r.get(28)?,
         trace_id: r.get(29)?,
-        tags: tags.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default(),
+        tags: tags
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default(),
         messages: Vec::new(),
     };
-    Ok(RawRow { ex, req_body: r.get(13)?, resp_body: r.get(21)? })
+    Ok(RawRow {
+        ex,
+        req_body: r.get(13)?,
+        resp_body: r.get(21)?,
+    })
 }

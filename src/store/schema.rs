@@ -76,45 +76,71 @@ pub(super) const MIGRATIONS: &[&str] = &[
 
 /// Checks that `conn` is an mf recording this build understands, creating the schema in an
 /// empty file when `create` is set, and applies pending migrations.
-pub(super) fn check_and_migrate(conn: &Connection, path: &Path, create: bool) -> Result<(), StoreError> {
-    let not_rec = |reason: String| StoreError::NotARecording { path: path.to_path_buf(), reason };
+pub(super) fn check_and_migrate(
+    conn: &Connection,
+    path: &Path,
+    create: bool,
+) -> Result<(), StoreError> {
+    let not_rec = |reason: String| StoreError::NotARecording {
+        path: path.to_path_buf(),
+        reason,
+    };
     // The first read of the header is where SQLite notices a file that is not a database.
     let app_id: i32 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))
         .map_err(|e| not_rec(e.to_string()))?;
     let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let table_count: i64 =
-        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(|e| not_rec(e.to_string()))?;
+    let table_count: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .map_err(|e| not_rec(e.to_string()))?;
 
     if app_id == 0 && version == 0 && table_count == 0 {
         if !create {
             return Err(not_rec("the file is an empty database".into()));
         }
     } else if app_id != APPLICATION_ID {
-        return Err(not_rec("it is an SQLite database of another program".into()));
+        return Err(not_rec(
+            "it is an SQLite database of another program".into(),
+        ));
     }
     if version > SCHEMA_VERSION {
-        return Err(StoreError::TooNew { path: path.to_path_buf(), found: version, supported: SCHEMA_VERSION });
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
     }
     // WAL: readers never block the writer, and a killed writer loses only its open transaction.
-    let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).unwrap_or_default();
-    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")?;
+    let _mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .unwrap_or_default();
+    conn.execute_batch(
+        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+    )?;
 
     if version < SCHEMA_VERSION {
         let from = usize::try_from(version).unwrap_or(0);
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(from) {
             let tx = conn.unchecked_transaction()?;
             tx.execute_batch(sql)?;
-            tx.execute_batch(&format!("PRAGMA user_version = {}; PRAGMA application_id = {APPLICATION_ID};", i + 1))?;
+            tx.execute_batch(&format!(
+                "PRAGMA user_version = {}; PRAGMA application_id = {APPLICATION_ID};",
+                i + 1
+            ))?;
             tx.commit()?;
         }
     }
-    let quick: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0)).map_err(|e| StoreError::Corrupt {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let quick: String = conn
+        .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+        .map_err(|e| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
     if quick != "ok" {
-        return Err(StoreError::Corrupt { path: path.to_path_buf(), reason: quick });
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            reason: quick,
+        });
     }
     Ok(())
 }
@@ -132,7 +158,10 @@ pub(super) fn write_meta(conn: &Connection, meta: &Meta) -> Result<(), StoreErro
         ("source", meta.source.clone()),
     ];
     for (k, v) in rows {
-        conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)", params![k, v])?;
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
+            params![k, v],
+        )?;
     }
     conn.execute(
         "INSERT INTO meta (key, value) VALUES ('last_mf_version', ?1)

@@ -27,7 +27,10 @@ pub struct WriterConfig {
 
 impl Default for WriterConfig {
     fn default() -> Self {
-        WriterConfig { max_batch: 1000, max_delay: Duration::from_millis(50) }
+        WriterConfig {
+            max_batch: 1000,
+            max_delay: Duration::from_millis(50),
+        }
     }
 }
 
@@ -83,16 +86,33 @@ impl Writer {
     ///
     /// # Errors
     /// The file cannot be opened as a recording.
-    pub fn spawn(path: &Path, meta: &Meta, config: WriterConfig) -> Result<(Writer, WriterHandle), StoreError> {
+    pub fn spawn(
+        path: &Path,
+        meta: &Meta,
+        config: WriterConfig,
+    ) -> Result<(Writer, WriterHandle), StoreError> {
         let conn = super::open_write(path, meta)?;
-        let base: i64 = conn.query_row("SELECT coalesce(max(connection_id) + 1, 1) FROM exchanges", [], |r| r.get(0))?;
+        let base: i64 = conn.query_row(
+            "SELECT coalesce(max(connection_id) + 1, 1) FROM exchanges",
+            [],
+            |r| r.get(0),
+        )?;
         let (tx, rx) = mpsc::channel();
-        let summary = WriterSummary { path: path.to_path_buf(), ..Default::default() };
+        let summary = WriterSummary {
+            path: path.to_path_buf(),
+            ..Default::default()
+        };
         let thread = std::thread::Builder::new()
             .name("mf-store-writer".into())
             .spawn(move || run(conn, rx, config, summary))
-            .map_err(|e| StoreError::Corrupt { path: path.to_path_buf(), reason: format!("cannot start writer: {e}") })?;
-        let handle = WriterHandle { tx: tx.clone(), connection_id_base: u64::try_from(base).unwrap_or(1) };
+            .map_err(|e| StoreError::Corrupt {
+                path: path.to_path_buf(),
+                reason: format!("cannot start writer: {e}"),
+            })?;
+        let handle = WriterHandle {
+            tx: tx.clone(),
+            connection_id_base: u64::try_from(base).unwrap_or(1),
+        };
         Ok((Writer { tx, thread }, handle))
     }
 
@@ -104,7 +124,10 @@ impl Writer {
         let _ = self.tx.send(Msg::Shutdown);
         match self.thread.join() {
             Ok(r) => r,
-            Err(_) => Err(StoreError::Corrupt { path: PathBuf::new(), reason: "writer thread panicked".into() }),
+            Err(_) => Err(StoreError::Corrupt {
+                path: PathBuf::new(),
+                reason: "writer thread panicked".into(),
+            }),
         }
     }
 }
@@ -163,7 +186,8 @@ fn write_batch(
             Ok(()) => {
                 summary.exchanges += 1;
                 summary.messages += ex.messages.len() as u64;
-                summary.body_bytes += ex.request.body.size + ex.response.as_ref().map_or(0, |r| r.body.size);
+                summary.body_bytes +=
+                    ex.request.body.size + ex.response.as_ref().map_or(0, |r| r.body.size);
             }
             Err(e) => {
                 summary.failed += 1;
@@ -176,7 +200,11 @@ fn write_batch(
     Ok(())
 }
 
-fn blob_of(conn: &Connection, known: &mut HashSet<BlobKey>, body: &Body) -> Result<Option<Vec<u8>>, StoreError> {
+fn blob_of(
+    conn: &Connection,
+    known: &mut HashSet<BlobKey>,
+    body: &Body,
+) -> Result<Option<Vec<u8>>, StoreError> {
     if body.data.is_empty() {
         return Ok(None);
     }
@@ -184,7 +212,11 @@ fn blob_of(conn: &Connection, known: &mut HashSet<BlobKey>, body: &Body) -> Resu
 }
 
 /// Inserts one exchange and its stream messages; public to the store for tests and import.
-pub(super) fn insert_exchange(conn: &Connection, known: &mut HashSet<BlobKey>, ex: &Exchange) -> Result<(), StoreError> {
+pub(super) fn insert_exchange(
+    conn: &Connection,
+    known: &mut HashSet<BlobKey>,
+    ex: &Exchange,
+) -> Result<(), StoreError> {
     let req = &ex.request;
     let req_body = blob_of(conn, known, &req.body)?;
     let resp = ex.response.as_ref();
@@ -192,8 +224,18 @@ pub(super) fn insert_exchange(conn: &Connection, known: &mut HashSet<BlobKey>, e
         Some(r) => blob_of(conn, known, &r.body)?,
         None => None,
     };
-    let tags = if ex.tags.is_empty() { None } else { serde_json::to_string(&ex.tags).ok() };
-    let opt_trailers = |t: &[crate::model::Header]| if t.is_empty() { None } else { Some(encode_headers(t)) };
+    let tags = if ex.tags.is_empty() {
+        None
+    } else {
+        serde_json::to_string(&ex.tags).ok()
+    };
+    let opt_trailers = |t: &[crate::model::Header]| {
+        if t.is_empty() {
+            None
+        } else {
+            Some(encode_headers(t))
+        }
+    };
     let as_i64 = |v: Option<u64>| v.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
     conn.prepare_cached(
         "INSERT INTO exchanges (
@@ -238,7 +280,11 @@ pub(super) fn insert_exchange(conn: &Connection, known: &mut HashSet<BlobKey>, e
     ])?;
     let id = conn.last_insert_rowid();
     for (idx, m) in ex.messages.iter().enumerate() {
-        let data = if m.data.is_empty() { None } else { Some(blobs::put(conn, known, &m.data)?.to_vec()) };
+        let data = if m.data.is_empty() {
+            None
+        } else {
+            Some(blobs::put(conn, known, &m.data)?.to_vec())
+        };
         let kind = serde_json::to_string(&m.kind).unwrap_or_default();
         conn.prepare_cached(
             "INSERT INTO messages (exchange_id, idx, direction, offset_ns, kind, size, data)
