@@ -8,7 +8,10 @@ fn assert_clean_error(args: &[&str], needle: &str) {
     let out = mf_run(args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-    assert!(stderr.contains(needle), "{args:?}: expected {needle:?} in {stderr}");
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: expected {needle:?} in {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
 }
 
@@ -16,7 +19,10 @@ fn assert_clean_error(args: &[&str], needle: &str) {
 fn corrupt_or_foreign_files_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("garbage.db");
-    std::fs::File::create(&garbage).unwrap().write_all(&[0x5a; 10_000]).unwrap();
+    std::fs::File::create(&garbage)
+        .unwrap()
+        .write_all(&[0x5a; 10_000])
+        .unwrap();
     let empty = dir.path().join("empty.db");
     std::fs::File::create(&empty).unwrap();
     let foreign = dir.path().join("foreign.db");
@@ -28,10 +34,16 @@ fn corrupt_or_foreign_files_are_clear_errors() {
     for f in [&garbage, &empty, &foreign] {
         let f = f.to_str().unwrap();
         assert_clean_error(&["ls", f], "not an mf recording");
-        assert_clean_error(&["replay", f, "--listen", "127.0.0.1:0"], "not an mf recording");
+        assert_clean_error(
+            &["replay", f, "--listen", "127.0.0.1:0"],
+            "not an mf recording",
+        );
         assert_clean_error(&["show", f, "1"], "not an mf recording");
     }
-    assert_clean_error(&["ls", dir.path().join("missing.db").to_str().unwrap()], "no such recording");
+    assert_clean_error(
+        &["ls", dir.path().join("missing.db").to_str().unwrap()],
+        "no such recording",
+    );
 }
 
 #[test]
@@ -49,15 +61,33 @@ fn truncated_recording_is_a_clear_error() {
     let cut = dir.path().join("cut.db");
     std::fs::write(&cut, &data[..data.len() / 3]).unwrap();
     let out = mf_run(&["replay", cut.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
 
 #[test]
 fn bad_arguments_exit_2_with_advice() {
     assert_clean_error(&["record", "--proxy"], "--upstream");
-    assert_clean_error(&["record", "--proxy", "--upstream", "ftp://x"], "unsupported scheme");
-    assert_clean_error(&["record", "--proxy", "--upstream", "http://127.0.0.1:1", "--max-body", "lots"], "not a size");
+    assert_clean_error(
+        &["record", "--proxy", "--upstream", "ftp://x"],
+        "unsupported scheme",
+    );
+    assert_clean_error(
+        &[
+            "record",
+            "--proxy",
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--max-body",
+            "lots",
+        ],
+        "not a size",
+    );
     let out = mf_run(&["show", "x.db"]);
     assert_eq!(out.status.code(), Some(2));
 }
@@ -68,11 +98,18 @@ fn man_pages_are_current() {
     let out = mf_run(&["generate", "man", dir.path().to_str().unwrap()]);
     assert!(out.status.success());
     let committed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
-    let mut names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     names.sort();
     for name in names {
         let fresh = std::fs::read(dir.path().join(&name)).unwrap();
         let old = std::fs::read(committed.join(&name)).unwrap_or_default();
-        assert!(fresh == old, "man/{} is out of date: run `cargo run -- generate man man`", name.to_string_lossy());
+        assert!(
+            fresh == old,
+            "man/{} is out of date: run `cargo run -- generate man man`",
+            name.to_string_lossy()
+        );
     }
 }

@@ -55,14 +55,24 @@ impl Proc {
     /// Starts `cmd` and waits (up to 20 s) until it prints a line containing `marker`
     /// followed by an address (`listening on 127.0.0.1:PORT` or `PORT 1234`).
     pub fn start(name: &str, mut cmd: Command, marker: &str) -> Proc {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
         let stderr = Arc::new(Mutex::new(String::new()));
         let stdout = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         for (pipe, buf) in [
-            (Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>, stderr.clone()),
-            (Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, stdout.clone()),
+            (
+                Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>,
+                stderr.clone(),
+            ),
+            (
+                Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+                stdout.clone(),
+            ),
         ] {
             let tx = tx.clone();
             std::thread::spawn(move || {
@@ -78,22 +88,42 @@ impl Proc {
         while Instant::now() < deadline {
             let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) else {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("{name} exited early with {status}:\n{}", stderr.lock().unwrap());
+                    panic!(
+                        "{name} exited early with {status}:\n{}",
+                        stderr.lock().unwrap()
+                    );
                 }
                 continue;
             };
             if let Some(pos) = line.find(marker) {
                 let rest = &line[pos + marker.len()..];
-                let token: String = rest.trim_start().chars().take_while(|c| !c.is_whitespace() && *c != ',').collect();
-                addr = token
-                    .parse::<SocketAddr>()
-                    .ok()
-                    .or_else(|| token.parse::<u16>().ok().map(|p| SocketAddr::from(([127, 0, 0, 1], p))));
+                let token: String = rest
+                    .trim_start()
+                    .chars()
+                    .take_while(|c| !c.is_whitespace() && *c != ',')
+                    .collect();
+                addr = token.parse::<SocketAddr>().ok().or_else(|| {
+                    token
+                        .parse::<u16>()
+                        .ok()
+                        .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+                });
                 break;
             }
         }
-        let addr = addr.unwrap_or_else(|| panic!("{name} never printed {marker:?}:\n{}", stderr.lock().unwrap()));
-        Proc { child, stderr, stdout, addr: Some(addr), name: name.to_string() }
+        let addr = addr.unwrap_or_else(|| {
+            panic!(
+                "{name} never printed {marker:?}:\n{}",
+                stderr.lock().unwrap()
+            )
+        });
+        Proc {
+            child,
+            stderr,
+            stdout,
+            addr: Some(addr),
+            name: name.to_string(),
+        }
     }
 
     /// The address the process listens on.
@@ -130,7 +160,11 @@ impl Proc {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("{} did not exit after signal {signal}:\n{}", self.name, self.stderr());
+                panic!(
+                    "{} did not exit after signal {signal}:\n{}",
+                    self.name,
+                    self.stderr()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -158,23 +192,36 @@ impl Drop for Proc {
 /// `mf record --proxy --upstream UPSTREAM -o DB --listen 127.0.0.1:0 EXTRA...`
 pub fn start_recorder(upstream: &str, db: &Path, extra: &[&str]) -> Proc {
     let mut cmd = mf();
-    cmd.args(["record", "--proxy", "--upstream", upstream, "--listen", "127.0.0.1:0", "-o"])
-        .arg(db)
-        .args(extra);
+    cmd.args([
+        "record",
+        "--proxy",
+        "--upstream",
+        upstream,
+        "--listen",
+        "127.0.0.1:0",
+        "-o",
+    ])
+    .arg(db)
+    .args(extra);
     Proc::start("mf record", cmd, "listening on")
 }
 
 /// `mf replay DB --listen 127.0.0.1:0 EXTRA...`
 pub fn start_replay(db: &Path, extra: &[&str]) -> Proc {
     let mut cmd = mf();
-    cmd.arg("replay").arg(db).args(["--listen", "127.0.0.1:0"]).args(extra);
+    cmd.arg("replay")
+        .arg(db)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra);
     Proc::start("mf replay", cmd, "listening on")
 }
 
 /// Starts `replay-tests/servers/SCRIPT` with python3; the script prints `PORT n` when ready.
 pub fn start_python(script: &str, args: &[&str]) -> Proc {
     let mut cmd = Command::new("python3");
-    cmd.arg("-u").arg(tests_dir().join("servers").join(script)).args(args);
+    cmd.arg("-u")
+        .arg(tests_dir().join("servers").join(script))
+        .args(args);
     hermetic(&mut cmd);
     Proc::start(script, cmd, "PORT")
 }
@@ -186,7 +233,10 @@ pub fn require(tool: &str) {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    assert!(found, "{tool} is not installed: run the suite through `make test`, which installs it");
+    assert!(
+        found,
+        "{tool} is not installed: run the suite through `make test`, which installs it"
+    );
 }
 
 /// What curl saw: status line, headers and body, separately.
@@ -233,8 +283,17 @@ pub fn curl(args: &[&str]) -> CurlResult {
 
 /// Lines of `mf ls --json` parsed.
 pub fn ls_json(db: &Path) -> Vec<serde_json::Value> {
-    let out = mf().arg("ls").arg(db).arg("--json").output().expect("mf ls");
-    assert!(out.status.success(), "mf ls failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = mf()
+        .arg("ls")
+        .arg(db)
+        .arg("--json")
+        .output()
+        .expect("mf ls");
+    assert!(
+        out.status.success(),
+        "mf ls failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("ls --json line is JSON"))

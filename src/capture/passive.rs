@@ -131,6 +131,8 @@ struct H1 {
     pending: VecDeque<Exchange>,
     /// Whether the front of `pending` has its response head.
     responding: bool,
+    /// After a hole in the responses: drop bytes until a status line starts.
+    skip_to_status: bool,
 }
 
 struct Ws {
@@ -319,6 +321,23 @@ impl Engine {
             tcp::Event::Gap { len } => {
                 self.stats.holes += 1;
                 tracing::warn!(conn = flow.conn_id, len, "bytes missing from the capture");
+                let server_side = flow.client.is_some_and(|c| c != side);
+                if let (true, App::H1(h)) = (server_side, &mut flow.app) {
+                    // Only the response being received is lost: requests already seen keep
+                    // their place, and the response decoder restarts at the next status line.
+                    let lost = h.pending.pop_front();
+                    h.resp = h1::Decoder::new(h1::Role::Response);
+                    for ex in &h.pending {
+                        h.resp.push_request_method(&ex.request.method);
+                    }
+                    h.skip_to_status = true;
+                    if let Some(mut ex) = lost {
+                        ex.error =
+                            Some(format!("capture hole: {len} bytes of the response missing"));
+                        self.emit(ex);
+                    }
+                    return;
+                }
                 self.close_app(flow, &format!("capture hole: {len} bytes missing"));
                 flow.app = App::Unknown;
                 flow.pre = [Vec::new(), Vec::new()];
@@ -537,6 +556,15 @@ impl Engine {
                 }
             }
             Direction::ServerToClient => {
+                let mut data = data;
+                if h.skip_to_status {
+                    let start = (0..data.len()).find(|&i| {
+                        (i == 0 || data[i - 1] == b'\n') && data[i..].starts_with(b"HTTP/1.")
+                    });
+                    let Some(start) = start else { return None };
+                    data = &data[start..];
+                    h.skip_to_status = false;
+                }
                 h.resp.feed(data);
                 loop {
                     match h.resp.poll() {
@@ -966,6 +994,7 @@ impl H1 {
             current: None,
             pending: VecDeque::new(),
             responding: false,
+            skip_to_status: false,
         }
     }
 }

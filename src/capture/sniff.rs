@@ -63,6 +63,11 @@ pub fn sniff(
         .immediate_mode(true)
         .buffer_size(16 * 1024 * 1024)
         .open()
+        .map_err(open_err)?
+        // Non-blocking with a short sleep when idle: with immediate mode, Linux libpcap ignores
+        // the read timeout and would block in poll() forever on a quiet interface, never
+        // seeing the stop flag.
+        .setnonblock()
         .map_err(open_err)?;
     if let Some(f) = &cfg.filter {
         cap.filter(f, true).map_err(|e| SniffError::Filter {
@@ -90,7 +95,9 @@ pub fn sniff(
                     last_sweep = ts_ns;
                 }
             }
-            Err(::pcap::Error::TimeoutExpired) => {}
+            Err(::pcap::Error::TimeoutExpired) => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
             Err(e) => return Err(SniffError::Capture(e.to_string())),
         }
     }
