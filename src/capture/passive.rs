@@ -129,8 +129,6 @@ struct H1 {
     current: Option<Exchange>,
     /// Requests complete or in progress whose response has not ended, in order.
     pending: VecDeque<Exchange>,
-    /// Whether the front of `pending` has its response head.
-    responding: bool,
     /// After a hole in the responses: drop bytes until a status line starts.
     skip_to_status: bool,
 }
@@ -376,6 +374,13 @@ impl Engine {
             }
             let found = if head.starts_with(h2::PREFACE) {
                 Some((side, Kind::H2, 0))
+            } else if looks_like_h2_frames(&head) {
+                // HTTP/2 joined after the preface: the client is who sent the SYN, or who
+                // talks to a hinted port, or else the side with the higher (ephemeral) port.
+                let client = flow
+                    .client
+                    .unwrap_or_else(|| guess_client(&self.cfg.port_hints, &flow.addrs));
+                Some((client, Kind::H2, 0))
             } else if looks_like_request(&head) {
                 Some((side, Kind::H1, 0))
             } else if head.starts_with(b"HTTP/1.") {
@@ -668,10 +673,8 @@ impl Engine {
                     );
                     ex.error = Some("request not captured".into());
                     h.pending.push_back(ex);
-                    h.responding = true;
                     return self.h1_response_event(flow, h, at, h1::Event::ResponseHead(head));
                 };
-                h.responding = true;
                 ex.timings.response_first_byte_ns = Some(elapsed(ex.started_at_ns, at));
                 ex.response = Some(Response {
                     status: head.status,
@@ -705,7 +708,6 @@ impl Engine {
                 }
                 if let Some(mut ex) = h.pending.pop_front() {
                     ex.timings.response_end_ns = Some(elapsed(ex.started_at_ns, at));
-                    h.responding = false;
                     self.emit(ex);
                 }
                 None
@@ -993,7 +995,6 @@ impl H1 {
             resp: h1::Decoder::new(h1::Role::Response),
             current: None,
             pending: VecDeque::new(),
-            responding: false,
             skip_to_status: false,
         }
     }
@@ -1052,6 +1053,50 @@ fn drop_prefix(chunks: &mut Vec<(i64, Bytes)>, mut n: usize) {
     *chunks = out;
 }
 
+/// Which side is the client when nothing in the bytes says: a `--port` hint names the
+/// server; otherwise the higher port is taken as the client's ephemeral one.
+fn guess_client(hints: &[u16], addrs: &[SocketAddr; 2]) -> usize {
+    if hints.contains(&addrs[0].port()) {
+        1
+    } else if hints.contains(&addrs[1].port()) {
+        0
+    } else {
+        usize::from(addrs[1].port() > addrs[0].port())
+    }
+}
+
+/// At least two whole, plausible HTTP/2 frames back to back (known type, sane length,
+/// stream 0 only for connection frames), or a SETTINGS frame alone.
+fn looks_like_h2_frames(b: &[u8]) -> bool {
+    let mut at = 0;
+    let mut frames = 0;
+    while b.len() >= at + 9 {
+        let len = usize::from(b[at]) << 16 | usize::from(b[at + 1]) << 8 | usize::from(b[at + 2]);
+        let kind = b[at + 3];
+        let stream = u32::from_be_bytes([b[at + 5], b[at + 6], b[at + 7], b[at + 8]]);
+        let connection_frame = matches!(kind, 4 | 6 | 7);
+        if kind > 9
+            || len > 1 << 20
+            || stream & 0x8000_0000 != 0
+            || (stream == 0) != (connection_frame || kind == 8) && kind != 8
+        {
+            return false;
+        }
+        if kind == 4 && stream == 0 && len % 6 == 0 && frames == 0 && b.len() >= at + 9 + len {
+            return true;
+        }
+        at += 9 + len;
+        if at > b.len() {
+            return frames >= 1;
+        }
+        frames += 1;
+        if frames >= 2 {
+            return true;
+        }
+    }
+    false
+}
+
 const METHODS: [&[u8]; 9] = [
     b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE",
 ];
@@ -1091,4 +1136,78 @@ fn find_request_line(b: &[u8]) -> Option<usize> {
         i = start;
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::decode::h2::{encode_frame, encode_headers};
+
+    #[derive(Default)]
+    struct Collect(Mutex<Vec<Exchange>>);
+    impl ExchangeSink for Collect {
+        fn record(&self, exchange: Exchange) {
+            self.0.lock().expect("lock").push(exchange);
+        }
+    }
+
+    fn seg(src: &str, dst: &str, seq: u32, payload: &[u8]) -> Segment {
+        Segment {
+            ts_ns: 1_000 + i64::from(seq),
+            src: src.parse().expect("addr"),
+            dst: dst.parse().expect("addr"),
+            seq,
+            syn: false,
+            ack: true,
+            fin: false,
+            rst: false,
+            payload: Bytes::copy_from_slice(payload),
+            cut: false,
+        }
+    }
+
+    #[test]
+    fn h2_joined_after_the_preface_is_recognised_by_its_frames() {
+        let sink = Arc::new(Collect::default());
+        let mut engine = Engine::new(Config::default(), sink.clone());
+        let (mut ce, mut se) = (loona_hpack::Encoder::new(), loona_hpack::Encoder::new());
+        let mut c = Vec::new();
+        encode_frame(&mut c, 8, 0, 0, &[0, 0, 1, 0]); // WINDOW_UPDATE
+        let block = encode_headers(
+            &mut ce,
+            &[
+                (b":method", b"GET"),
+                (b":path", b"/late"),
+                (b":scheme", b"http"),
+                (b":authority", b"svc"),
+            ],
+        );
+        encode_frame(&mut c, 1, 0x5, 7, &block);
+        let mut s = Vec::new();
+        let block = encode_headers(&mut se, &[(b":status", b"200")]);
+        encode_frame(&mut s, 1, 0x4, 7, &block);
+        encode_frame(&mut s, 0, 0x1, 7, b"done");
+        engine.segment(seg("10.0.0.1:51000", "10.0.0.2:8080", 100, &c));
+        engine.segment(seg("10.0.0.2:8080", "10.0.0.1:51000", 900, &s));
+        engine.finish();
+        let got = sink.0.lock().expect("lock");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(
+            (
+                got[0].request.method.as_str(),
+                got[0].request.target.as_str()
+            ),
+            ("GET", "/late")
+        );
+        assert_eq!(
+            got[0]
+                .response
+                .as_ref()
+                .map(|r| (r.status, r.body.data.clone())),
+            Some((200, Bytes::from_static(b"done")))
+        );
+        assert_eq!(got[0].client_addr.as_deref(), Some("10.0.0.1:51000"));
+    }
 }
