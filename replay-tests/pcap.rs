@@ -83,7 +83,10 @@ impl Tcpdump {
         let _ = self.child.wait();
         std::thread::sleep(Duration::from_millis(100));
         let log = self.log.lock().unwrap().clone();
-        if !log.contains(" 0 packets dropped by kernel") {
+        if !log
+            .lines()
+            .any(|l| l.trim() == "0 packets dropped by kernel")
+        {
             // Not fatal by itself: the assertions on the import say whether it mattered.
             eprintln!("tcpdump may have dropped packets:\n{log}");
         }

@@ -1210,4 +1210,28 @@ mod tests {
         );
         assert_eq!(got[0].client_addr.as_deref(), Some("10.0.0.1:51000"));
     }
+
+    #[test]
+    fn a_flood_of_half_open_flows_is_bounded_and_counted() {
+        let sink = Arc::new(Collect::default());
+        let cfg = Config {
+            max_flows: 16,
+            ..Config::default()
+        };
+        let mut engine = Engine::new(cfg, sink.clone());
+        for i in 0..1000u32 {
+            let src = format!("10.9.{}.{}:{}", i / 250, i % 250, 10_000 + i);
+            // A request head that never completes: every flow would wait forever.
+            engine.segment(seg(
+                &src,
+                "10.0.0.2:80",
+                1,
+                b"GET /x HTTP/1.1\r\nHost: a\r\n",
+            ));
+            assert!(engine.active_flows() <= 16);
+        }
+        assert!(engine.stats.evicted_flows >= 1000 - 16);
+        engine.finish();
+        assert_eq!(engine.active_flows(), 0);
+    }
 }
