@@ -688,7 +688,7 @@ fn random_bytes_are_a_clear_error_with_exit_2() {
 /// A pcapng block: type, length, body (padded), length.
 fn block(kind: u32, body: &[u8]) -> Vec<u8> {
     let mut body = body.to_vec();
-    while body.len() % 4 != 0 {
+    while !body.len().is_multiple_of(4) {
         body.push(0);
     }
     let len = (body.len() + 12) as u32;

@@ -87,10 +87,7 @@ pub fn import<R: Read>(
     let mut reader = Reader::new(input)?;
     let mut decoder = PacketDecoder::new();
     let mut report = ImportReport::default();
-    loop {
-        let Some(packet) = reader.next_packet()? else {
-            break;
-        };
+    while let Some(packet) = reader.next_packet()? {
         report.packets += 1;
         report.bytes += packet.data.len() as u64;
         if let Some(f) = filter.as_deref_mut() {

@@ -566,8 +566,7 @@ impl Engine {
                     let start = (0..data.len()).find(|&i| {
                         (i == 0 || data[i - 1] == b'\n') && data[i..].starts_with(b"HTTP/1.")
                     });
-                    let Some(start) = start else { return None };
-                    data = &data[start..];
+                    data = &data[start?..];
                     h.skip_to_status = false;
                 }
                 h.resp.feed(data);
@@ -839,13 +838,13 @@ impl Engine {
                 end_stream,
                 damaged,
             } => {
-                if !h.streams.contains_key(&stream) {
+                if let std::collections::btree_map::Entry::Vacant(slot) = h.streams.entry(stream) {
                     let mut ex = self.new_exchange(flow, at, Protocol::H2);
                     if dir == Direction::ServerToClient {
                         ex.error = Some("request not captured".into());
                         self.stats.orphan_responses += 1;
                     }
-                    h.streams.insert(stream, H2Stream { ex, grpc: None });
+                    slot.insert(H2Stream { ex, grpc: None });
                 }
                 let Some(st) = h.streams.get_mut(&stream) else {
                     return;

@@ -111,7 +111,7 @@ impl<R: Read> Reader<R> {
                 };
                 reader.format = Format::PcapNg { big_endian: big };
                 let total = u32_at(&head, 0, big) as usize;
-                if !(28..=MAX_BLOCK).contains(&total) || total % 4 != 0 {
+                if !(28..=MAX_BLOCK).contains(&total) || !total.is_multiple_of(4) {
                     return Err(Error::NotACapture(magic.to_vec()));
                 }
                 // Rest of the section header (version, section length, options): unused.
@@ -232,7 +232,7 @@ impl<R: Read> Reader<R> {
                 self.format = Format::PcapNg { big_endian: big };
                 self.interfaces.clear();
                 let total = u32_at(&head, 4, big) as usize;
-                if !(28..=MAX_BLOCK).contains(&total) || total % 4 != 0 {
+                if !(28..=MAX_BLOCK).contains(&total) || !total.is_multiple_of(4) {
                     self.corrupt = Some(format!("section header of {total} bytes"));
                     return Ok(None);
                 }
@@ -243,7 +243,7 @@ impl<R: Read> Reader<R> {
                 continue;
             }
             let total = u32_at(&head, 4, big) as usize;
-            if !(12..=MAX_BLOCK).contains(&total) || total % 4 != 0 {
+            if !(12..=MAX_BLOCK).contains(&total) || !total.is_multiple_of(4) {
                 self.corrupt = Some(format!(
                     "block of {total} bytes at offset {}",
                     self.bytes_read - 8

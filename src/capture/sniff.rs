@@ -83,8 +83,7 @@ pub fn sniff(
     while !stop.load(Ordering::Relaxed) {
         match cap.next_packet() {
             Ok(p) => {
-                let ts_ns =
-                    p.header.ts.tv_sec as i64 * 1_000_000_000 + p.header.ts.tv_usec as i64 * 1000;
+                let ts_ns = p.header.ts.tv_sec * 1_000_000_000 + p.header.ts.tv_usec * 1000;
                 report.packets += 1;
                 report.bytes += p.data.len() as u64;
                 if let Ok(seg) = decoder.decode(ts_ns, linktype, p.data) {

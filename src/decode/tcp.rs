@@ -87,6 +87,7 @@ impl Reassembler {
     }
 
     /// Feeds one segment; events are appended to `out`.
+    #[allow(clippy::too_many_arguments)] // the fields of a TCP segment, as the wire has them
     pub fn segment(
         &mut self,
         at_ns: i64,
