@@ -1,10 +1,10 @@
 # One-word entry points. `make demo` and `make test` install what they need (Debian, as root).
 SHELL := /bin/bash
 CARGO ?= cargo
-APT_PACKAGES := curl python3 python3-pip libpcap-dev tcpdump nginx-light wrk nghttp2-client
+APT_PACKAGES := curl python3 python3-pip libpcap-dev tcpdump nginx-light wrk nghttp2-client nghttp2-server
 PIP_PACKAGES := grpcio grpcio-tools websockets requests prometheus-client openapi-spec-validator
 
-.PHONY: demo test bench setup setup-apt setup-pip man fmt lint corpus
+.PHONY: demo test bench setup setup-apt setup-pip man fmt lint corpus bench-import fuzz
 
 demo: setup-apt
 	$(CARGO) build --quiet
@@ -46,3 +46,13 @@ lint:
 # Real-world captures, where the shared folder exists (not part of the test suite).
 corpus:
 	bash replay-tests/corpus.sh ../shared/captures
+
+# Import throughput on a generated >= 500 MB capture (mixed HTTP/1.1 and gRPC).
+bench-import: setup
+	$(CARGO) build --release --quiet
+	bash benches/import.sh target/release/mf
+
+# Each fuzz target for FUZZ_SECONDS (cargo-fuzz, nightly toolchain).
+FUZZ_SECONDS ?= 60
+fuzz:
+	cd fuzz && for t in h1 h2 tcp ws grpc pcap; do cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done

@@ -7,5 +7,6 @@ mod grpc;
 mod h2;
 mod http1;
 mod infer;
+mod pcap;
 mod tls;
 mod websocket;

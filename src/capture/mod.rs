@@ -6,5 +6,10 @@
 //! Imports: `model`, `decode`, `net`.
 
 pub mod h2;
+pub mod import;
+pub mod packet;
+pub mod passive;
+pub mod pcap;
 pub mod proxy;
+pub mod sniff;
 pub mod ws;

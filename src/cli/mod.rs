@@ -7,6 +7,7 @@ mod ca;
 mod ctl;
 mod export;
 pub mod generate;
+mod import;
 mod infer;
 mod ls;
 mod patterns;
@@ -14,6 +15,7 @@ mod record;
 mod replay;
 mod replay_fixtures;
 mod show;
+mod sniff;
 mod synthetic;
 pub(crate) mod util;
 
@@ -38,6 +40,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Record(record::RecordArgs),
+    Import(import::ImportArgs),
     Replay(replay::ReplayArgs),
     Ls(ls::LsArgs),
     Show(show::ShowArgs),
@@ -67,6 +70,7 @@ pub fn run() -> anyhow::Result<u8> {
     init_logging(cli.verbose);
     match cli.command {
         Command::Record(args) => record::run(args),
+        Command::Import(args) => import::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Ls(args) => ls::run(args),
         Command::Show(args) => show::run(args),

@@ -27,8 +27,26 @@ use crate::store::{Meta, Writer, WriterConfig};
 )]
 pub struct RecordArgs {
     /// Record as a reverse proxy in front of --upstream.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "interface")]
     pub proxy: bool,
+
+    /// Record passively by sniffing this network interface (`any` for all); needs root or
+    /// CAP_NET_RAW.
+    #[arg(long, value_name = "IF")]
+    pub interface: Option<String>,
+
+    /// With --interface: only traffic to or from this TCP port (repeatable).
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "interface",
+        conflicts_with = "filter"
+    )]
+    pub port: Vec<u16>,
+
+    /// With --interface: only packets matching this BPF expression (tcpdump syntax).
+    #[arg(long, value_name = "BPF", requires = "interface")]
+    pub filter: Option<String>,
 
     /// The real service, e.g. http://127.0.0.1:3000 or https://api.example.com (a path prefix
     /// is kept). Without it, mf is a forward proxy.
@@ -94,8 +112,11 @@ pub struct RecordArgs {
 }
 
 pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
+    if let Some(interface) = args.interface.clone() {
+        return super::sniff::run(args, interface);
+    }
     if !args.proxy {
-        bail!("say how to record: --proxy (with --upstream URL for a reverse proxy, without for a forward proxy)");
+        bail!("say how to record: --proxy (with --upstream URL for a reverse proxy, without for a forward proxy) or --interface IF");
     }
     let upstream = match args.upstream.as_deref() {
         Some(url) => Some(Upstream::parse(url).map_err(anyhow::Error::msg)?),

@@ -8,4 +8,6 @@
 pub mod grpc;
 pub mod h1;
 pub mod h1_encode;
+pub mod h2;
+pub mod tcp;
 pub mod ws;

@@ -1,0 +1,115 @@
+//! `mf import`: a capture file through the packet decoder and the passive engine.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+
+use super::packet::{PacketDecoder, Skip};
+use super::passive::Engine;
+use super::pcap::{self, Reader};
+
+/// Errors of a BPF filter (compiled by libpcap).
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error("invalid filter {filter:?}: {message}")]
+    Invalid { filter: String, message: String },
+}
+
+/// A BPF filter compiled per link type on first use (a pcapng may mix link types).
+pub struct Filter {
+    text: String,
+    programs: HashMap<u32, Option<pcap::BpfHolder>>,
+}
+
+impl Filter {
+    /// Checks that `text` compiles (for Ethernet) so that typos fail before any work.
+    ///
+    /// # Errors
+    /// libpcap's message for an invalid expression.
+    pub fn new(text: &str) -> Result<Self, FilterError> {
+        let mut f = Filter {
+            text: text.to_string(),
+            programs: HashMap::new(),
+        };
+        f.program(super::packet::linktype::ETHERNET)?;
+        Ok(f)
+    }
+
+    fn program(&mut self, linktype: u32) -> Result<Option<&pcap::BpfHolder>, FilterError> {
+        if !self.programs.contains_key(&linktype) {
+            let compiled = pcap::BpfHolder::compile(linktype, &self.text).map_err(|message| {
+                FilterError::Invalid {
+                    filter: self.text.clone(),
+                    message,
+                }
+            })?;
+            self.programs.insert(linktype, compiled);
+        }
+        Ok(self.programs.get(&linktype).and_then(Option::as_ref))
+    }
+
+    /// Whether the frame passes (frames of link types libpcap cannot filter pass).
+    pub fn matches(&mut self, linktype: u32, frame: &[u8]) -> bool {
+        match self.program(linktype) {
+            Ok(Some(p)) => p.matches(frame),
+            _ => true,
+        }
+    }
+}
+
+/// What an import read, beside what the engine decoded.
+#[derive(Clone, Debug, Default)]
+pub struct ImportReport {
+    pub packets: u64,
+    pub bytes: u64,
+    pub filtered_out: u64,
+    pub not_tcp: u64,
+    pub malformed: u64,
+    pub fragments_dropped: u64,
+    pub unknown_linktypes: BTreeMap<u32, u64>,
+    pub unknown_interface: u64,
+    /// The file ended in the middle of a record.
+    pub truncated: bool,
+    /// A malformed record or block stopped the read.
+    pub corrupt: Option<String>,
+}
+
+/// Reads every packet of `input` into `engine` (without finishing it, so several files can
+/// make one recording). `progress` receives the bytes read so far, every few hundred packets.
+///
+/// # Errors
+/// [`pcap::Error::NotACapture`] for a file that is not pcap/pcapng; I/O errors.
+pub fn import<R: Read>(
+    input: R,
+    engine: &mut Engine,
+    mut filter: Option<&mut Filter>,
+    progress: &mut dyn FnMut(u64, &Engine),
+) -> Result<ImportReport, pcap::Error> {
+    let mut reader = Reader::new(input)?;
+    let mut decoder = PacketDecoder::new();
+    let mut report = ImportReport::default();
+    while let Some(packet) = reader.next_packet()? {
+        report.packets += 1;
+        report.bytes += packet.data.len() as u64;
+        if let Some(f) = filter.as_deref_mut() {
+            if !f.matches(packet.linktype, packet.data) {
+                report.filtered_out += 1;
+                continue;
+            }
+        }
+        match decoder.decode(packet.ts_ns, packet.linktype, packet.data) {
+            Ok(seg) => engine.segment(seg),
+            Err(Skip::NotTcp) | Err(Skip::Fragment) => report.not_tcp += 1,
+            Err(Skip::Malformed) => report.malformed += 1,
+            Err(Skip::UnknownLinkType(lt)) => *report.unknown_linktypes.entry(lt).or_default() += 1,
+        }
+        if report.packets % 512 == 0 {
+            progress(reader.bytes_read, engine);
+        }
+    }
+    progress(reader.bytes_read, engine);
+    report.truncated = reader.truncated;
+    report.corrupt = reader.corrupt.clone();
+    report.unknown_interface = reader.unknown_interface;
+    report.fragments_dropped = decoder.fragments_dropped;
+    Ok(report)
+}

@@ -1,0 +1,262 @@
+//! `mf import`: rebuild exchanges from pcap/pcapng files into a recording.
+
+use std::fs::File;
+use std::io::{BufReader, IsTerminal};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::util::{self, human_bytes, parse_size};
+use crate::capture::import::{self, Filter, ImportReport};
+use crate::capture::passive::{Config, Engine, Stats};
+use crate::capture::pcap;
+use crate::model::ExchangeSink;
+use crate::store::{Meta, Writer, WriterConfig};
+
+/// Import exchanges from packet captures (pcap or pcapng).
+///
+/// Every TCP flow is reassembled and decoded by content (HTTP/1.x, HTTP/2 with gRPC,
+/// WebSocket), whatever its port. The result is a recording like `mf record` makes:
+/// `mf ls`, `mf show` and `mf replay` work on it. Problems in the capture (missing segments,
+/// cut packets, unknown link types) are counted and reported; they never stop the import.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  tcpdump -i lo -w api.pcap 'tcp port 3000'\n  mf import api.pcap -o api.db"
+)]
+pub struct ImportArgs {
+    /// Capture files to read (pcap or pcapng).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Recording file to write (appended to when it exists).
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FILE",
+        default_value = "recording.db"
+    )]
+    pub output: PathBuf,
+
+    /// Only packets matching this BPF expression (tcpdump syntax).
+    #[arg(long, value_name = "BPF")]
+    pub filter: Option<String>,
+
+    /// Only traffic to or from this TCP port (repeatable; combined with --filter).
+    #[arg(long, value_name = "N")]
+    pub port: Vec<u16>,
+
+    /// Bodies larger than this are stored truncated (and flagged).
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    pub max_body: usize,
+}
+
+/// The BPF expression for `--filter` and `--port`.
+pub(crate) fn bpf_expression(filter: Option<&str>, ports: &[u16]) -> Option<String> {
+    let ports = (!ports.is_empty()).then(|| {
+        ports
+            .iter()
+            .map(|p| format!("tcp port {p}"))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    });
+    match (filter, ports) {
+        (Some(f), Some(p)) => Some(format!("({f}) and ({p})")),
+        (Some(f), None) => Some(f.to_string()),
+        (None, Some(p)) => Some(p),
+        (None, None) => None,
+    }
+}
+
+pub(super) fn run(args: ImportArgs) -> anyhow::Result<u8> {
+    // Refuse what is not a capture before creating the recording.
+    let mut total_bytes = 0u64;
+    for path in &args.files {
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        total_bytes += file.metadata().map(|m| m.len()).unwrap_or(0);
+        if let Err(e) = pcap::Reader::new(BufReader::new(file)) {
+            bail!("importing {}: {e}", path.display());
+        }
+    }
+    let expression = bpf_expression(args.filter.as_deref(), &args.port);
+    let mut filter = match &expression {
+        Some(e) => Some(Filter::new(e)?),
+        None => None,
+    };
+    let names: Vec<String> = args.files.iter().map(|p| p.display().to_string()).collect();
+    let meta = Meta {
+        source: format!("import {}", names.join(" ")),
+        command_line: util::command_line(),
+    };
+    let (writer, handle) = Writer::spawn(&args.output, &meta, WriterConfig::default())
+        .with_context(|| format!("opening {} for recording", args.output.display()))?;
+    let cfg = Config {
+        max_body: args.max_body,
+        port_hints: args.port.clone(),
+        first_connection_id: handle.connection_id_base(),
+        ..Config::default()
+    };
+    let sink: Arc<dyn ExchangeSink> = Arc::new(handle);
+    let mut engine = Engine::new(cfg, sink);
+
+    let bar = progress_bar(total_bytes);
+    let started = Instant::now();
+    let mut done_before = 0u64;
+    let mut reports = Vec::new();
+    for path in &args.files {
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut progress = |read: u64, engine: &Engine| {
+            if let Some(bar) = &bar {
+                bar.set_position(done_before + read);
+                let secs = started.elapsed().as_secs_f64().max(0.001);
+                bar.set_message(format!(
+                    "{} exchanges ({:.0}/s)",
+                    engine.stats.exchanges,
+                    engine.stats.exchanges as f64 / secs
+                ));
+            }
+        };
+        let result = import::import(
+            BufReader::with_capacity(1 << 20, file),
+            &mut engine,
+            filter.as_mut(),
+            &mut progress,
+        );
+        engine.finish();
+        let report = match result {
+            Ok(r) => r,
+            Err(e) => {
+                drop(engine);
+                let _ = writer.finish();
+                return Err(e).with_context(|| format!("importing {}", path.display()));
+            }
+        };
+        done_before += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        reports.push((path.display().to_string(), report));
+    }
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let stats = engine.stats.clone();
+    drop(engine);
+    let summary = writer.finish().context("flushing the recording")?;
+    let elapsed = started.elapsed();
+    for (name, r) in &reports {
+        for line in file_warnings(name, r) {
+            eprintln!("mf: warning: {line}");
+        }
+    }
+    let packets: u64 = reports.iter().map(|(_, r)| r.packets).sum();
+    let bytes: u64 = reports.iter().map(|(_, r)| r.bytes).sum();
+    eprintln!(
+        "{}",
+        summary_line(
+            packets,
+            bytes,
+            &stats,
+            elapsed,
+            &summary.path.display().to_string()
+        )
+    );
+    if let Some(w) = stats_warnings(&stats) {
+        eprintln!("mf: warning: {w}");
+    }
+    if summary.failed > 0 {
+        bail!(
+            "{} exchanges could not be written (see the log above)",
+            summary.failed
+        );
+    }
+    Ok(0)
+}
+
+fn progress_bar(total: u64) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg} ETA {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    Some(bar)
+}
+
+/// The one-line summary shared by import and live capture.
+pub(crate) fn summary_line(
+    packets: u64,
+    bytes: u64,
+    stats: &Stats,
+    elapsed: Duration,
+    path: &str,
+) -> String {
+    let secs = elapsed.as_secs_f64().max(0.000_001);
+    format!(
+        "mf: {} exchanges ({} incomplete) from {} packets ({}) on {} TCP flows in {:.2}s ({:.1} MB/s) to {}",
+        stats.exchanges,
+        stats.incomplete,
+        packets,
+        human_bytes(bytes),
+        stats.flows,
+        secs,
+        bytes as f64 / 1e6 / secs,
+        path
+    )
+}
+
+/// Counted problems of the decoding, one line (None when there were none).
+pub(crate) fn stats_warnings(s: &Stats) -> Option<String> {
+    let mut parts = Vec::new();
+    let mut add = |n: u64, what: &str| {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    };
+    add(s.holes, "holes (bytes missing from the capture)");
+    add(s.cut_segments, "packets cut by the snaplen");
+    add(s.evicted_flows, "flows evicted to bound memory");
+    add(s.unrecognised_flows, "flows not HTTP");
+    add(s.decode_errors, "flows with undecodable bytes");
+    add(s.orphan_responses, "responses without their request");
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+fn file_warnings(name: &str, r: &ImportReport) -> Vec<String> {
+    let mut out = Vec::new();
+    if r.truncated {
+        out.push(format!(
+            "{name} is truncated: imported everything before the cut"
+        ));
+    }
+    if let Some(c) = &r.corrupt {
+        out.push(format!(
+            "{name} is corrupt ({c}): imported everything before it"
+        ));
+    }
+    if r.malformed > 0 {
+        out.push(format!("{name}: {} malformed packets skipped", r.malformed));
+    }
+    for (lt, n) in &r.unknown_linktypes {
+        out.push(format!(
+            "{name}: {n} packets of unknown link type {lt} skipped"
+        ));
+    }
+    if r.unknown_interface > 0 {
+        out.push(format!(
+            "{name}: {} packets on undescribed interfaces skipped",
+            r.unknown_interface
+        ));
+    }
+    if r.fragments_dropped > 0 {
+        out.push(format!(
+            "{name}: {} IPv4 fragment sets incomplete",
+            r.fragments_dropped
+        ));
+    }
+    out
+}
