@@ -228,7 +228,14 @@ pub enum Repeat {
 
 pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
     if args.recording.is_dir() {
-        return super::replay_fixtures::run(&args.recording, &args.listen, args.stateful);
+        // Latency, faults and seeds apply to fixtures as to recordings.
+        let (realism, seed) = realism(&args)?;
+        let config = ReplayConfig {
+            realism,
+            seed,
+            ..ReplayConfig::default()
+        };
+        return super::replay_fixtures::run(&args.recording, &args.listen, args.stateful, config);
     }
     let reader = util::open_recording(&args.recording)?;
     let exchanges = reader

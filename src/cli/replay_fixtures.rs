@@ -11,13 +11,17 @@ use crate::replay::fixtures::FixtureSource;
 use crate::replay::server::{self, Replay, ReplayConfig};
 use crate::store::fixtures;
 
-pub(super) fn run(dir: &Path, listen: &str, stateful: bool) -> anyhow::Result<u8> {
+pub(super) fn run(
+    dir: &Path,
+    listen: &str,
+    stateful: bool,
+    config: ReplayConfig,
+) -> anyhow::Result<u8> {
     let set = fixtures::read_dir(dir)
         .with_context(|| format!("reading fixtures folder {}", dir.display()))?;
     let source = Arc::new(FixtureSource::new(&set, stateful));
     let endpoints = source.len();
-    let replay =
-        Replay::from_source(source, ReplayConfig::default()).context("setting up metrics")?;
+    let replay = Replay::from_source(source, config).context("setting up metrics")?;
     let rt = util::runtime()?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)
