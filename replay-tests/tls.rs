@@ -393,3 +393,85 @@ fn grpc_over_tls_through_the_proxy_and_the_tls_replay() {
         assert_eq!(a["messages"], b["messages"], "{name}");
     }
 }
+
+#[test]
+fn wss_through_a_tls_upstream_and_the_tls_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("mfca");
+    let (test_ca, cert, key) = make_test_pki(dir.path());
+    let server = start_python(
+        "ws_server.py",
+        &["--tls", cert.to_str().unwrap(), key.to_str().unwrap()],
+    );
+    let up = format!("https://localhost:{}", server.addr().port());
+    let db = dir.path().join("wss.db");
+    let mut recorder = start_mf(
+        "record",
+        &ca_dir,
+        &[
+            "record",
+            "--proxy",
+            "--upstream",
+            &up,
+            "--upstream-ca",
+            test_ca.to_str().unwrap(),
+            "--tls",
+            "--listen",
+            "127.0.0.1:0",
+            "-o",
+            db.to_str().unwrap(),
+        ],
+    );
+    let mf_ca = ca_dir.join("mf-ca.pem");
+    let ws = |addr: std::net::SocketAddr| -> Vec<serde_json::Value> {
+        let out = Command::new("python3")
+            .arg(tests_dir().join("servers").join("ws_client.py"))
+            .args([
+                &format!("wss://localhost:{}/chat", addr.port()),
+                "normal",
+                "--cafile",
+                mf_ca.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let recorded = ws(recorder.addr());
+    assert!(recorder.interrupt().success(), "{}", recorder.stderr());
+    drop(server);
+    assert_eq!(
+        recorded[0],
+        serde_json::json!({"text": "welcome"}),
+        "{recorded:?}"
+    );
+    let rows = ls_json(&db);
+    assert!(
+        rows.iter()
+            .any(|r| r["protocol"] == "websocket"
+                && r["url"].as_str().unwrap().starts_with("https://")),
+        "{rows:?}"
+    );
+
+    let replay = start_mf(
+        "replay",
+        &ca_dir,
+        &[
+            "replay",
+            db.to_str().unwrap(),
+            "--tls",
+            "--latency",
+            "none",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+    assert_eq!(ws(replay.addr()), recorded);
+}

@@ -18,7 +18,12 @@ def show(x):
 
 async def main(url, mode):
     out = []
-    async with connect(url, compression=None, ping_interval=None, open_timeout=10, close_timeout=5) as ws:
+    ssl_context = None
+    if "--cafile" in sys.argv:
+        import ssl
+
+        ssl_context = ssl.create_default_context(cafile=sys.argv[sys.argv.index("--cafile") + 1])
+    async with connect(url, compression=None, ping_interval=None, open_timeout=10, close_timeout=5, ssl=ssl_context) as ws:
         if mode == "first":
             # Only the first server frame, or how the session ended instead.
             try:

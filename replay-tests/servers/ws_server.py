@@ -8,6 +8,7 @@ On connect it pushes "welcome" unprompted; then per text message:
 Binary messages come back reversed. Pings are answered by the library.
 """
 import asyncio
+import sys
 
 from websockets.asyncio.server import serve
 
@@ -30,7 +31,14 @@ async def handler(ws):
 
 
 async def main():
-    async with serve(handler, "127.0.0.1", 0, compression=None, ping_interval=None) as server:
+    ssl_context = None
+    if "--tls" in sys.argv:
+        import ssl
+
+        i = sys.argv.index("--tls")
+        ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ssl_context.load_cert_chain(sys.argv[i + 1], sys.argv[i + 2])
+    async with serve(handler, "127.0.0.1", 0, compression=None, ping_interval=None, ssl=ssl_context) as server:
         port = server.sockets[0].getsockname()[1]
         print(f"PORT {port}", flush=True)
         await asyncio.get_running_loop().create_future()

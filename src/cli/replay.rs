@@ -362,7 +362,12 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         server::serve(listener, replay.clone(), shutdown, listener_tls).await;
         anyhow::Ok(())
     })?;
-    let s = &replay.stats;
+    print_served(&replay.stats);
+    Ok(0)
+}
+
+/// The one-line summary a replay prints when it stops.
+pub(super) fn print_served(s: &crate::replay::server::ReplayStats) {
     eprintln!(
         "mf: served {} requests ({} matched, {} unmatched, {} bad)",
         s.requests.load(Ordering::Relaxed),
@@ -370,5 +375,4 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         s.unmatched.load(Ordering::Relaxed),
         s.bad_requests.load(Ordering::Relaxed)
     );
-    Ok(0)
 }

@@ -1,7 +1,6 @@
 //! `mf replay DIR`: serve a fixtures folder written by `mf infer`.
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -43,13 +42,6 @@ pub(super) fn run(
         server::serve(listener, replay.clone(), shutdown, None).await;
         anyhow::Ok(())
     })?;
-    let s = &replay.stats;
-    eprintln!(
-        "mf: served {} requests ({} matched, {} unmatched, {} bad)",
-        s.requests.load(Ordering::Relaxed),
-        s.matched.load(Ordering::Relaxed),
-        s.unmatched.load(Ordering::Relaxed),
-        s.bad_requests.load(Ordering::Relaxed)
-    );
+    super::replay::print_served(&replay.stats);
     Ok(0)
 }

@@ -380,23 +380,7 @@ fn body_key(body: &[u8]) -> BodyKey {
 
 /// JSON text with object keys sorted at every level.
 pub(crate) fn canonical_json(v: &serde_json::Value) -> String {
-    use serde_json::Value;
-    fn sort(v: &Value) -> Value {
-        match v {
-            Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                Value::Object(
-                    keys.into_iter()
-                        .map(|k| (k.clone(), sort(&map[k])))
-                        .collect(),
-                )
-            }
-            Value::Array(items) => Value::Array(items.iter().map(sort).collect()),
-            other => other.clone(),
-        }
-    }
-    sort(v).to_string()
+    crate::store::fixtures::sorted_json(v).to_string()
 }
 
 #[cfg(test)]
