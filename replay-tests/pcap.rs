@@ -856,4 +856,22 @@ fn grpc_unary_and_bidi_streaming_from_grpcio() {
         ex[0].connection_id, ex[1].connection_id,
         "one channel, one connection"
     );
+    // The imported recording replays to the same client, the server gone.
+    let replay = start_replay(&db, &["--latency", "none"]);
+    let out = Command::new("python3")
+        .arg(tests_dir().join("servers").join("pcap_grpc.py"))
+        .args(["--client", &replay.addr().to_string()])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        vec!["UNARY hello ada", "STREAM echo a,echo bb,echo ccc", "DONE"]
+    );
 }

@@ -26,16 +26,25 @@ handler = grpc.method_handlers_generic_handler(
         "Chat": grpc.stream_stream_rpc_method_handler(chat),
     },
 )
+def calls(addr):
+    with grpc.insecure_channel(addr) as channel:
+        reply = channel.unary_unary("/demo.Greeter/Say")(b"ada", timeout=10)
+        print("UNARY", reply.decode(), flush=True)
+        replies = list(channel.stream_stream("/demo.Greeter/Chat")(iter([b"a", b"bb", b"ccc"]), timeout=10))
+        print("STREAM", b",".join(replies).decode(), flush=True)
+    print("DONE", flush=True)
+
+
+if len(sys.argv) > 2 and sys.argv[1] == "--client":
+    # Client only, against ADDR (a replay of the imported capture).
+    calls(sys.argv[2])
+    sys.exit(0)
+
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
 server.add_generic_rpc_handlers((handler,))
 port = server.add_insecure_port("127.0.0.1:0")
 server.start()
 print("PORT", port, flush=True)
 sys.stdin.readline()
-with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-    reply = channel.unary_unary("/demo.Greeter/Say")(b"ada")
-    print("UNARY", reply.decode(), flush=True)
-    replies = list(channel.stream_stream("/demo.Greeter/Chat")(iter([b"a", b"bb", b"ccc"])))
-    print("STREAM", b",".join(replies).decode(), flush=True)
-print("DONE", flush=True)
+calls(f"127.0.0.1:{port}")
 server.stop(0)
