@@ -524,17 +524,7 @@ impl ClientConn {
                 .upstream_errors
                 .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(conn = self.id, error = %message, "upstream unavailable");
-            ex.error = Some(message.clone());
-            let _ = self
-                .send_simple(
-                    status,
-                    status_reason(status),
-                    &format!("mf: {message}\n"),
-                    true,
-                )
-                .await;
-            self.proxy.sink.record(ex);
-            self.proxy.stats.exchanges.fetch_add(1, Ordering::Relaxed);
+            self.fail_and_record(ex, status, message).await;
             return false;
         }
         let Some(upstream) = self.upstream.as_mut() else {
@@ -909,20 +899,21 @@ impl ClientConn {
                     Failure::Upstream { status, message } => (status, message),
                     Failure::Client(message) => (502, message),
                 };
-                ex.error = Some(message.clone());
-                let _ = self
-                    .send_simple(
-                        status,
-                        status_reason(status),
-                        &format!("mf: {message}\n"),
-                        true,
-                    )
-                    .await;
-                self.proxy.sink.record(ex);
-                self.proxy.stats.exchanges.fetch_add(1, Ordering::Relaxed);
+                self.fail_and_record(ex, status, message).await;
             }
         }
         false
+    }
+
+    /// Answers the client with `status` and `message`, closes, and records `ex` with the error.
+    async fn fail_and_record(&mut self, mut ex: Exchange, status: u16, message: String) {
+        let body = format!("mf: {message}\n");
+        ex.error = Some(message);
+        let _ = self
+            .send_simple(status, status_reason(status), &body, true)
+            .await;
+        self.proxy.sink.record(ex);
+        self.proxy.stats.exchanges.fetch_add(1, Ordering::Relaxed);
     }
 
     async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
