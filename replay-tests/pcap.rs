@@ -383,6 +383,23 @@ fn websocket_session_with_fragments_and_close() {
         .messages
         .windows(2)
         .all(|w| w[0].offset_ns <= w[1].offset_ns));
+    // The imported session replays to the same client, the server gone.
+    let replay = start_replay(&db, &["--latency", "none"]);
+    let out = Command::new("python3")
+        .arg(tests_dir().join("servers").join("pcap_ws.py"))
+        .args(["--client", &replay.addr().to_string()])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(replayed, rest);
 }
 
 #[test]
