@@ -87,20 +87,12 @@ pub(super) fn run(args: ImportArgs) -> anyhow::Result<u8> {
         None => None,
     };
     let names: Vec<String> = args.files.iter().map(|p| p.display().to_string()).collect();
-    let meta = Meta {
-        source: format!("import {}", names.join(" ")),
-        command_line: util::command_line(),
-    };
-    let (writer, handle) = Writer::spawn(&args.output, &meta, WriterConfig::default())
-        .with_context(|| format!("opening {} for recording", args.output.display()))?;
-    let cfg = Config {
-        max_body: args.max_body,
-        port_hints: args.port.clone(),
-        first_connection_id: handle.connection_id_base(),
-        ..Config::default()
-    };
-    let sink: Arc<dyn ExchangeSink> = Arc::new(handle);
-    let mut engine = Engine::new(cfg, sink);
+    let (writer, mut engine) = open_passive(
+        &args.output,
+        format!("import {}", names.join(" ")),
+        args.max_body,
+        &args.port,
+    )?;
 
     let bar = progress_bar(total_bytes);
     let started = Instant::now();
@@ -259,4 +251,28 @@ fn file_warnings(name: &str, r: &ImportReport) -> Vec<String> {
         ));
     }
     out
+}
+
+/// Opens (or appends to) the recording at `output` and a passive engine feeding it: shared by
+/// `mf import` and `mf record --interface`.
+pub(super) fn open_passive(
+    output: &std::path::Path,
+    source: String,
+    max_body: usize,
+    port_hints: &[u16],
+) -> anyhow::Result<(Writer, Engine)> {
+    let meta = Meta {
+        source,
+        command_line: util::command_line(),
+    };
+    let (writer, handle) = Writer::spawn(output, &meta, WriterConfig::default())
+        .with_context(|| format!("opening {} for recording", output.display()))?;
+    let cfg = Config {
+        max_body,
+        port_hints: port_hints.to_vec(),
+        first_connection_id: handle.connection_id_base(),
+        ..Config::default()
+    };
+    let sink: Arc<dyn ExchangeSink> = Arc::new(handle);
+    Ok((writer, Engine::new(cfg, sink)))
 }

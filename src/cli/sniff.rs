@@ -1,18 +1,13 @@
 //! `mf record --interface`: live sniffing into a recording.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 
 use super::import::{bpf_expression, stats_warnings, summary_line};
 use super::record::RecordArgs;
-use super::util;
-use crate::capture::passive::{Config, Engine};
 use crate::capture::sniff::{self, SniffConfig};
-use crate::model::ExchangeSink;
-use crate::store::{Meta, Writer, WriterConfig};
 
 /// Set by SIGINT/SIGTERM; the capture loop polls it between packets (libpcap wakes every
 /// 100 ms), which keeps the handler async-signal-safe: it only stores an atomic.
@@ -29,20 +24,12 @@ pub(super) fn run(args: RecordArgs, interface: String) -> anyhow::Result<u8> {
         filter,
         snaplen: 262_144,
     };
-    let meta = Meta {
-        source: format!("sniff {interface}"),
-        command_line: util::command_line(),
-    };
-    let (writer, handle) = Writer::spawn(&args.output, &meta, WriterConfig::default())
-        .with_context(|| format!("opening {} for recording", args.output.display()))?;
-    let engine_cfg = Config {
-        max_body: args.max_body,
-        port_hints: args.port.clone(),
-        first_connection_id: handle.connection_id_base(),
-        ..Config::default()
-    };
-    let sink: Arc<dyn ExchangeSink> = Arc::new(handle);
-    let mut engine = Engine::new(engine_cfg, sink);
+    let (writer, mut engine) = super::import::open_passive(
+        &args.output,
+        format!("sniff {interface}"),
+        args.max_body,
+        &args.port,
+    )?;
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
