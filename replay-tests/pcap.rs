@@ -312,21 +312,7 @@ fn h2c_prior_knowledge_from_nghttpd() {
 #[test]
 fn websocket_session_with_fragments_and_close() {
     let dir = tempfile::tempdir().unwrap();
-    let mut py = Command::new("python3")
-        .arg("-u")
-        .arg(tests_dir().join("servers").join("pcap_ws.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("python3");
-    let mut lines = BufReader::new(py.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("PORT line").expect("utf8");
-    let port: u16 = first
-        .trim_start_matches("PORT ")
-        .trim()
-        .parse()
-        .expect("port");
+    let (mut py, lines, port) = paired_script("pcap_ws.py");
     let pcap = dir.path().join("ws.pcap");
     let dump = Tcpdump::start("lo", &format!("tcp port {port}"), &pcap);
     py.stdin.take().unwrap().write_all(b"go\n").unwrap();
@@ -807,21 +793,7 @@ fn filter_and_port_select_flows() {
 #[test]
 fn grpc_unary_and_bidi_streaming_from_grpcio() {
     let dir = tempfile::tempdir().unwrap();
-    let mut py = Command::new("python3")
-        .arg("-u")
-        .arg(tests_dir().join("servers").join("pcap_grpc.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("python3");
-    let mut lines = BufReader::new(py.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("PORT line").expect("utf8");
-    let port: u16 = first
-        .trim_start_matches("PORT ")
-        .trim()
-        .parse()
-        .expect("port");
+    let (mut py, lines, port) = paired_script("pcap_grpc.py");
     let pcap = dir.path().join("grpc.pcap");
     let dump = Tcpdump::start("lo", &format!("tcp port {port}"), &pcap);
     py.stdin.take().unwrap().write_all(b"go\n").unwrap();
@@ -891,4 +863,31 @@ fn grpc_unary_and_bidi_streaming_from_grpcio() {
             .collect::<Vec<_>>(),
         vec!["UNARY hello ada", "STREAM echo a,echo bb,echo ccc", "DONE"]
     );
+}
+
+/// Starts a `servers/pcap_*.py` script that runs its own server and client: it prints
+/// `PORT n`, then waits for a line on stdin (the test starts tcpdump in between).
+fn paired_script(
+    name: &str,
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+    u16,
+) {
+    let mut py = Command::new("python3")
+        .arg("-u")
+        .arg(tests_dir().join("servers").join(name))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3");
+    let mut lines = BufReader::new(py.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("PORT line").expect("utf8");
+    let port: u16 = first
+        .trim_start_matches("PORT ")
+        .trim()
+        .parse()
+        .expect("port");
+    (py, lines, port)
 }

@@ -19,6 +19,41 @@ fn start_mf(name: &str, ca_dir: &Path, args: &[&str]) -> Proc {
     Proc::start(name, cmd, "listening on")
 }
 
+/// `mf record` as a TLS reverse proxy (cert from the mf CA) in front of an https upstream
+/// trusted through `test_ca`.
+fn start_tls_recorder(ca_dir: &Path, upstream: &str, test_ca: &Path, db: &Path) -> Proc {
+    start_mf(
+        "record",
+        ca_dir,
+        &[
+            "record",
+            "--proxy",
+            "--upstream",
+            upstream,
+            "--upstream-ca",
+            test_ca.to_str().unwrap(),
+            "--tls",
+            "--listen",
+            "127.0.0.1:0",
+            "-o",
+            db.to_str().unwrap(),
+        ],
+    )
+}
+
+/// The JSON lines a Python test client printed, after checking it succeeded.
+fn json_lines(out: std::process::Output) -> Vec<serde_json::Value> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn https_upstream(cert: &Path, key: &Path) -> Proc {
     start_python(
         "http_upstream.py",
@@ -316,23 +351,7 @@ fn grpc_over_tls_through_the_proxy_and_the_tls_replay() {
     );
     let up = format!("https://localhost:{}", server.addr().port());
     let db = dir.path().join("grpc-tls.db");
-    let mut recorder = start_mf(
-        "record",
-        &ca_dir,
-        &[
-            "record",
-            "--proxy",
-            "--upstream",
-            &up,
-            "--upstream-ca",
-            test_ca.to_str().unwrap(),
-            "--tls",
-            "--listen",
-            "127.0.0.1:0",
-            "-o",
-            db.to_str().unwrap(),
-        ],
-    );
+    let mut recorder = start_tls_recorder(&ca_dir, &up, &test_ca, &db);
     let mf_ca = ca_dir.join("mf-ca.pem");
     let run = |addr: std::net::SocketAddr| -> Vec<serde_json::Value> {
         let out = Command::new("python3")
@@ -343,15 +362,7 @@ fn grpc_over_tls_through_the_proxy_and_the_tls_replay() {
             .env_remove("grpc_proxy")
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        json_lines(out)
     };
     let recorded = run(recorder.addr());
     assert!(recorder.interrupt().success(), "{}", recorder.stderr());
@@ -405,23 +416,7 @@ fn wss_through_a_tls_upstream_and_the_tls_replay() {
     );
     let up = format!("https://localhost:{}", server.addr().port());
     let db = dir.path().join("wss.db");
-    let mut recorder = start_mf(
-        "record",
-        &ca_dir,
-        &[
-            "record",
-            "--proxy",
-            "--upstream",
-            &up,
-            "--upstream-ca",
-            test_ca.to_str().unwrap(),
-            "--tls",
-            "--listen",
-            "127.0.0.1:0",
-            "-o",
-            db.to_str().unwrap(),
-        ],
-    );
+    let mut recorder = start_tls_recorder(&ca_dir, &up, &test_ca, &db);
     let mf_ca = ca_dir.join("mf-ca.pem");
     let ws = |addr: std::net::SocketAddr| -> Vec<serde_json::Value> {
         let out = Command::new("python3")
@@ -434,15 +429,7 @@ fn wss_through_a_tls_upstream_and_the_tls_replay() {
             ])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        json_lines(out)
     };
     let recorded = ws(recorder.addr());
     assert!(recorder.interrupt().success(), "{}", recorder.stderr());
