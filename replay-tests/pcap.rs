@@ -626,9 +626,9 @@ fn missing_segment_keeps_the_exchange_flagged_and_resynchronises() {
     assert!(
         ex[0]
             .error
-            .as_deref()
-            .unwrap_or_default()
-            .contains("capture hole"),
+            .as_ref()
+            .is_some_and(|e| e.message.contains("capture hole")
+                && e.kind == mf::model::ErrorKind::CaptureHole),
         "{:?}",
         ex[0].error
     );

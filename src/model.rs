@@ -248,7 +248,7 @@ pub struct Exchange {
     pub response: Option<Response>,
     pub timings: Timings,
     /// Why the exchange is incomplete: upstream refused, reset, timed out…
-    pub error: Option<String>,
+    pub error: Option<ExchangeError>,
     /// W3C trace id from a `traceparent` request header.
     pub trace_id: Option<String>,
     pub tags: BTreeMap<String, String>,
@@ -264,22 +264,136 @@ impl Exchange {
 
     /// Full URL as the client addressed it.
     pub fn url(&self) -> String {
-        let t = &self.request.target;
-        if t.starts_with("http://") || t.starts_with("https://") || self.authority.is_empty() {
-            return t.clone();
-        }
-        let scheme = if self.scheme.is_empty() {
-            "http"
-        } else {
-            &self.scheme
-        };
-        format!("{scheme}://{}{}", self.authority, t)
+        url_of(&self.scheme, &self.authority, &self.request.target)
     }
 
     /// Total duration from first request byte to last response byte, if the response ended.
     pub fn duration_ns(&self) -> Option<u64> {
         self.timings.response_end_ns
     }
+}
+
+/// What went wrong with an exchange, as a kind that code can branch on.
+///
+/// The stable names (`as_str`) are what the store keeps and `mf ls --json` prints; code that
+/// needs to know *why* an exchange failed (replay choosing 504 over 502, say) matches on the
+/// kind, never on the message text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The upstream could not be reached (connection refused, no route, DNS).
+    UpstreamRefused,
+    /// The upstream did not answer (or finish answering) in time.
+    UpstreamTimeout,
+    /// The upstream closed or reset the connection before the response was complete.
+    UpstreamReset,
+    /// TLS to the upstream failed (handshake, certificate).
+    UpstreamTls,
+    /// The upstream sent bytes that are not a valid response.
+    MalformedResponse,
+    /// The client sent bytes that are not a valid request.
+    MalformedRequest,
+    /// The client went away before the exchange was complete.
+    ClientAborted,
+    /// A stream (HTTP/2 stream, gRPC call, WebSocket session) ended abnormally: reset,
+    /// closed without a close frame, ended inside a message.
+    StreamError,
+    /// Passive capture missed bytes of this exchange (packet loss, capture started late).
+    CaptureHole,
+    /// Something else; the message says what.
+    Other,
+}
+
+impl ErrorKind {
+    /// Every kind, for tests and documentation.
+    pub const ALL: [ErrorKind; 10] = [
+        ErrorKind::UpstreamRefused,
+        ErrorKind::UpstreamTimeout,
+        ErrorKind::UpstreamReset,
+        ErrorKind::UpstreamTls,
+        ErrorKind::MalformedResponse,
+        ErrorKind::MalformedRequest,
+        ErrorKind::ClientAborted,
+        ErrorKind::StreamError,
+        ErrorKind::CaptureHole,
+        ErrorKind::Other,
+    ];
+
+    /// The stable name kept in the store and printed in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::UpstreamRefused => "upstream_refused",
+            ErrorKind::UpstreamTimeout => "upstream_timeout",
+            ErrorKind::UpstreamReset => "upstream_reset",
+            ErrorKind::UpstreamTls => "upstream_tls",
+            ErrorKind::MalformedResponse => "malformed_response",
+            ErrorKind::MalformedRequest => "malformed_request",
+            ErrorKind::ClientAborted => "client_aborted",
+            ErrorKind::StreamError => "stream_error",
+            ErrorKind::CaptureHole => "capture_hole",
+            ErrorKind::Other => "other",
+        }
+    }
+
+    /// Parses a stable name; unknown names (from a newer mf) become `Other`.
+    pub fn parse(s: &str) -> ErrorKind {
+        ErrorKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .unwrap_or(ErrorKind::Other)
+    }
+
+    /// The status a proxy answers a client with when the upstream failed this way: 504 for a
+    /// timeout, 502 for everything else (RFC 9110 §15.6.3, §15.6.5).
+    pub fn gateway_status(self) -> u16 {
+        match self {
+            ErrorKind::UpstreamTimeout => 504,
+            _ => 502,
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an exchange is incomplete: a kind for code and a message for people.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExchangeError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl ExchangeError {
+    /// An error of `kind` explained by `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ExchangeError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ExchangeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The URL a client addressed, from the scheme, the authority and the request target.
+///
+/// Only an origin-form target (`/a?b`) is joined to the authority. An absolute-form target
+/// is already a URL; an authority-form target (`CONNECT host:port`) or `*` (`OPTIONS *`)
+/// names no path, so it is shown as sent rather than glued to the authority
+/// (`http://h:1h:1` was the result before).
+pub fn url_of(scheme: &str, authority: &str, target: &str) -> String {
+    if authority.is_empty() || !target.starts_with('/') {
+        return target.to_string();
+    }
+    let scheme = if scheme.is_empty() { "http" } else { scheme };
+    format!("{scheme}://{authority}{target}")
 }
 
 /// Extracts the trace id from a W3C `traceparent` value (`00-<32 hex>-<16 hex>-<2 hex>`).

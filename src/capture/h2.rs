@@ -26,8 +26,8 @@ use tokio::net::TcpStream;
 use super::proxy::Proxy;
 use crate::decode::grpc;
 use crate::model::{
-    trace_id_from_traceparent, Body, Direction, Exchange, Header, HeaderList, MessageKind,
-    Protocol, StreamMessage, Timings,
+    trace_id_from_traceparent, Body, Direction, ErrorKind, Exchange, ExchangeError, Header,
+    HeaderList, MessageKind, Protocol, StreamMessage, Timings,
 };
 use crate::net::Shutdown;
 
@@ -149,7 +149,7 @@ async fn handle(
         Err(message) => {
             proxy.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(conn = id, error = %message, "upstream unavailable");
-            return fail(&rec, 502, message);
+            return fail(&rec, 502, ErrorKind::UpstreamRefused, message);
         }
     };
     if let Ok(mut r) = rec.lock() {
@@ -162,6 +162,7 @@ async fn handle(
         return fail(
             &rec,
             502,
+            ErrorKind::Other,
             "HTTP/2 with prior knowledge is proxied only in reverse-proxy mode (--upstream)"
                 .to_string(),
         );
@@ -198,7 +199,14 @@ async fn handle(
     };
     let up_req = match builder.body(req_tee) {
         Ok(r) => r,
-        Err(e) => return fail(&rec, 400, format!("request cannot be forwarded: {e}")),
+        Err(e) => {
+            return fail(
+                &rec,
+                400,
+                ErrorKind::MalformedRequest,
+                format!("request cannot be forwarded: {e}"),
+            )
+        }
     };
     let mut sender = sender;
     let sent = tokio::time::timeout(config.response_timeout, sender.send_request(up_req)).await;
@@ -209,6 +217,7 @@ async fn handle(
             return fail(
                 &rec,
                 502,
+                ErrorKind::UpstreamReset,
                 format!("upstream failed the stream: {}", error_chain(&e)),
             );
         }
@@ -217,6 +226,7 @@ async fn handle(
             return fail(
                 &rec,
                 504,
+                ErrorKind::UpstreamTimeout,
                 format!(
                     "upstream sent no response within {:?}",
                     config.response_timeout
@@ -247,9 +257,15 @@ async fn handle(
 }
 
 /// Records a failed exchange and answers the client with a plain-text error.
-fn fail(rec: &Arc<Mutex<Recording>>, status: u16, message: String) -> Response<ProxyBody> {
+fn fail(
+    rec: &Arc<Mutex<Recording>>,
+    status: u16,
+    kind: ErrorKind,
+    message: String,
+) -> Response<ProxyBody> {
     if let Ok(mut r) = rec.lock() {
-        r.error.get_or_insert(message.clone());
+        r.error
+            .get_or_insert_with(|| ExchangeError::new(kind, message.clone()));
         r.finish();
     }
     let body = Full::new(Bytes::from(format!("mf: {message}\n"))).map_err(|never| match never {});
@@ -378,7 +394,7 @@ struct Recording {
     request: Half,
     response: Half,
     first_byte: Option<Instant>,
-    error: Option<String>,
+    error: Option<ExchangeError>,
     dropped: u64,
     proxy: Arc<Proxy>,
 }
@@ -418,7 +434,10 @@ impl Recording {
         }
         if let Err(e) = half.decoder.feed(data) {
             self.error.get_or_insert_with(|| {
-                format!("grpc framing broken, messages no longer recorded: {e}")
+                ExchangeError::new(
+                    ErrorKind::StreamError,
+                    format!("grpc framing broken, messages no longer recorded: {e}"),
+                )
             });
             return;
         }
@@ -496,7 +515,10 @@ impl Recording {
         if self.grpc {
             for (half, who) in [(&self.request, "request"), (&self.response, "response")] {
                 if half.ended.is_some() && half.decoder.finish().is_err() && self.error.is_none() {
-                    self.error = Some(format!("grpc {who} ended inside a message"));
+                    self.error = Some(ExchangeError::new(
+                        ErrorKind::StreamError,
+                        format!("grpc {who} ended inside a message"),
+                    ));
                 }
             }
         }
@@ -518,7 +540,8 @@ impl Drop for Recording {
             } else {
                 "client cancelled the stream before the response ended"
             };
-            self.error.get_or_insert_with(|| message.into());
+            self.error
+                .get_or_insert_with(|| ExchangeError::new(ErrorKind::ClientAborted, message));
             self.finish();
         }
     }
@@ -565,12 +588,14 @@ impl HttpBody for Tee {
             Poll::Ready(Some(Err(e))) => {
                 this.done = true;
                 let message = match direction {
-                    Direction::ClientToServer => {
-                        format!("client stream failed: {}", error_chain(e))
-                    }
-                    Direction::ServerToClient => {
-                        format!("upstream stream failed: {}", error_chain(e))
-                    }
+                    Direction::ClientToServer => ExchangeError::new(
+                        ErrorKind::ClientAborted,
+                        format!("client stream failed: {}", error_chain(e)),
+                    ),
+                    Direction::ServerToClient => ExchangeError::new(
+                        ErrorKind::UpstreamReset,
+                        format!("upstream stream failed: {}", error_chain(e)),
+                    ),
                 };
                 this.with_rec(|r| {
                     r.error.get_or_insert(message);
@@ -617,7 +642,10 @@ impl Drop for Tee {
                 r.end(direction);
             } else if direction == Direction::ServerToClient {
                 r.error.get_or_insert_with(|| {
-                    "client cancelled the stream before the response ended".into()
+                    ExchangeError::new(
+                        ErrorKind::ClientAborted,
+                        "client cancelled the stream before the response ended",
+                    )
                 });
             }
             if direction == Direction::ServerToClient {

@@ -21,8 +21,8 @@ use bytes::{Bytes, BytesMut};
 use super::packet::Segment;
 use crate::decode::{grpc, h1, h2, tcp, ws};
 use crate::model::{
-    trace_id_from_traceparent, Body, Direction, Exchange, ExchangeSink, Header, HeaderList,
-    MessageKind, Protocol, Request, Response, StreamMessage,
+    trace_id_from_traceparent, Body, Direction, ErrorKind, Exchange, ExchangeError, ExchangeSink,
+    Header, HeaderList, MessageKind, Protocol, Request, Response, StreamMessage,
 };
 
 /// Limits of the passive decoder.
@@ -305,12 +305,12 @@ impl Engine {
         if matches!(flow.app, App::Unknown) && (flow.pre_len[0] > 0 || flow.pre_len[1] > 0) {
             self.stats.unrecognised_flows += 1;
         }
-        let error = if flow.reset {
-            "connection reset"
+        let (kind, error) = if flow.reset {
+            (ErrorKind::UpstreamReset, "connection reset")
         } else {
-            "connection ended"
+            (ErrorKind::UpstreamReset, "connection ended")
         };
-        self.close_app(&mut flow, error);
+        self.close_app(&mut flow, kind, error);
     }
 
     fn stream_event(&mut self, flow: &mut Flow, side: usize, ev: tcp::Event) {
@@ -330,13 +330,19 @@ impl Engine {
                     }
                     h.skip_to_status = true;
                     if let Some(mut ex) = lost {
-                        ex.error =
-                            Some(format!("capture hole: {len} bytes of the response missing"));
+                        ex.error = Some(ExchangeError::new(
+                            ErrorKind::CaptureHole,
+                            format!("capture hole: {len} bytes of the response missing"),
+                        ));
                         self.emit(ex);
                     }
                     return;
                 }
-                self.close_app(flow, &format!("capture hole: {len} bytes missing"));
+                self.close_app(
+                    flow,
+                    ErrorKind::CaptureHole,
+                    &format!("capture hole: {len} bytes missing"),
+                );
                 flow.app = App::Unknown;
                 flow.pre = [Vec::new(), Vec::new()];
                 flow.pre_len = [0; 2];
@@ -470,24 +476,26 @@ impl Engine {
     }
 
     /// Stores whatever the flow's decoder still holds, flagged with `error`.
-    fn close_app(&mut self, flow: &mut Flow, error: &str) {
+    fn close_app(&mut self, flow: &mut Flow, kind: ErrorKind, error: &str) {
         match std::mem::replace(&mut flow.app, App::Ignored) {
             App::H1(mut h) => {
                 for mut ex in h.pending.drain(..).chain(h.current.take()) {
                     if ex.response.is_none() {
-                        ex.error
-                            .get_or_insert_with(|| format!("no response ({error})"));
+                        ex.error.get_or_insert_with(|| {
+                            ExchangeError::new(kind, format!("no response ({error})"))
+                        });
                     } else {
-                        ex.error
-                            .get_or_insert_with(|| format!("response incomplete ({error})"));
+                        ex.error.get_or_insert_with(|| {
+                            ExchangeError::new(kind, format!("response incomplete ({error})"))
+                        });
                     }
                     self.emit(ex);
                 }
             }
             App::Ws(w) => {
                 let mut ex = w.ex;
-                if error.starts_with("capture hole") {
-                    ex.error = Some(error.to_string());
+                if kind == ErrorKind::CaptureHole {
+                    ex.error = Some(ExchangeError::new(kind, error));
                 }
                 self.emit(ex);
             }
@@ -495,8 +503,9 @@ impl Engine {
                 for (_, st) in std::mem::take(&mut h.streams) {
                     let mut ex = st.ex;
                     if ex.response.is_none() || ex.timings.response_end_ns.is_none() {
-                        ex.error
-                            .get_or_insert_with(|| format!("stream incomplete ({error})"));
+                        ex.error.get_or_insert_with(|| {
+                            ExchangeError::new(kind, format!("stream incomplete ({error})"))
+                        });
                     }
                     self.emit(ex);
                 }
@@ -590,8 +599,12 @@ impl Engine {
         self.stats.decode_errors += 1;
         tracing::warn!(conn = flow.conn_id, error, "HTTP/1 decoding stopped");
         for mut ex in h.pending.drain(..).chain(h.current.take()) {
-            ex.error
-                .get_or_insert_with(|| format!("undecodable HTTP/1: {error}"));
+            ex.error.get_or_insert_with(|| {
+                ExchangeError::new(
+                    ErrorKind::MalformedResponse,
+                    format!("undecodable HTTP/1: {error}"),
+                )
+            });
             self.emit(ex);
         }
         App::Ignored
@@ -670,7 +683,10 @@ impl Engine {
                             Protocol::Http11
                         },
                     );
-                    ex.error = Some("request not captured".into());
+                    ex.error = Some(ExchangeError::new(
+                        ErrorKind::CaptureHole,
+                        "request not captured",
+                    ));
                     h.pending.push_back(ex);
                     return self.h1_response_event(flow, h, at, h1::Event::ResponseHead(head));
                 };
@@ -780,7 +796,10 @@ impl Engine {
             self.stats.decode_errors += 1;
             tracing::warn!(conn = flow.conn_id, error = %e, "WebSocket decoding stopped");
             let mut ex = std::mem::take(&mut w.ex);
-            ex.error = Some(format!("undecodable WebSocket frames: {e}"));
+            ex.error = Some(ExchangeError::new(
+                ErrorKind::StreamError,
+                format!("undecodable WebSocket frames: {e}"),
+            ));
             self.emit(ex);
             return Some(App::Ignored);
         }
@@ -820,8 +839,9 @@ impl Engine {
         if h.dec[i].is_failed() {
             for (_, st) in std::mem::take(&mut h.streams) {
                 let mut ex = st.ex;
-                ex.error
-                    .get_or_insert_with(|| "undecodable HTTP/2 frames".into());
+                ex.error.get_or_insert_with(|| {
+                    ExchangeError::new(ErrorKind::MalformedResponse, "undecodable HTTP/2 frames")
+                });
                 self.emit(ex);
             }
             return Some(App::Ignored);
@@ -841,7 +861,10 @@ impl Engine {
                 if let std::collections::btree_map::Entry::Vacant(slot) = h.streams.entry(stream) {
                     let mut ex = self.new_exchange(flow, at, Protocol::H2);
                     if dir == Direction::ServerToClient {
-                        ex.error = Some("request not captured".into());
+                        ex.error = Some(ExchangeError::new(
+                            ErrorKind::CaptureHole,
+                            "request not captured",
+                        ));
                         self.stats.orphan_responses += 1;
                     }
                     slot.insert(H2Stream { ex, grpc: None });
@@ -850,7 +873,12 @@ impl Engine {
                     return;
                 };
                 if damaged {
-                    st.ex.error.get_or_insert_with(|| "header fields lost: HPACK state not captured (capture began mid-connection)".into());
+                    st.ex.error.get_or_insert_with(|| {
+                        ExchangeError::new(
+                            ErrorKind::CaptureHole,
+                            "header fields lost: HPACK state not captured (capture began mid-connection)",
+                        )
+                    });
                 }
                 let (pseudo, regular): (Vec<Header>, Vec<Header>) =
                     headers.into_iter().partition(|f| f.name.starts_with(':'));
@@ -923,9 +951,12 @@ impl Engine {
                 let i = usize::from(dir == Direction::ServerToClient);
                 if let Some(g) = &mut st.grpc {
                     if g[i].feed(&data).is_err() {
-                        st.ex
-                            .error
-                            .get_or_insert_with(|| "undecodable gRPC message framing".into());
+                        st.ex.error.get_or_insert_with(|| {
+                            ExchangeError::new(
+                                ErrorKind::StreamError,
+                                "undecodable gRPC message framing",
+                            )
+                        });
                     }
                     while let Some(m) = g[i].poll() {
                         let offset_ns = elapsed(st.ex.started_at_ns, at);
@@ -954,7 +985,10 @@ impl Engine {
             h2::Event::Reset { stream, code } => {
                 if let Some(mut st) = h.streams.remove(&stream) {
                     if st.ex.timings.response_end_ns.is_none() {
-                        st.ex.error = Some(format!("stream reset (error code {code})"));
+                        st.ex.error = Some(ExchangeError::new(
+                            ErrorKind::StreamError,
+                            format!("stream reset (error code {code})"),
+                        ));
                     }
                     self.emit(st.ex);
                 }

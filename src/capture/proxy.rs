@@ -23,8 +23,8 @@ use tokio::net::TcpStream;
 use crate::decode::h1::{self, Decoder, Event, Framing, RequestHead, Role};
 use crate::decode::h1_encode;
 use crate::model::{
-    trace_id_from_traceparent, Body, Exchange, ExchangeSink, Header, HeaderList, Protocol, Request,
-    Response, Timings,
+    trace_id_from_traceparent, Body, ErrorKind, Exchange, ExchangeError, ExchangeSink, Header,
+    HeaderList, Protocol, Request, Response, Timings,
 };
 use crate::net::Shutdown;
 
@@ -273,7 +273,11 @@ impl UpstreamConn {
 #[derive(Debug)]
 enum Failure {
     /// No usable response: the client gets a 502/504 if nothing was sent yet.
-    Upstream { status: u16, message: String },
+    Upstream {
+        status: u16,
+        kind: ErrorKind,
+        message: String,
+    },
     /// The client went away or broke the protocol.
     Client(String),
 }
@@ -516,7 +520,12 @@ impl ClientConn {
         }
 
         if let Err(failure) = self.ensure_upstream(&target_up).await {
-            let Failure::Upstream { status, message } = failure else {
+            let Failure::Upstream {
+                status,
+                kind,
+                message,
+            } = failure
+            else {
                 return false;
             };
             self.proxy
@@ -524,7 +533,8 @@ impl ClientConn {
                 .upstream_errors
                 .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(conn = self.id, error = %message, "upstream unavailable");
-            self.fail_and_record(ex, status, message).await;
+            self.fail_and_record(ex, status, ExchangeError::new(kind, message))
+                .await;
             return false;
         }
         let Some(upstream) = self.upstream.as_mut() else {
@@ -628,7 +638,11 @@ impl ClientConn {
             keep_going = false;
             self.upstream = None;
             match failure {
-                Failure::Upstream { status, message } => {
+                Failure::Upstream {
+                    status,
+                    kind,
+                    message,
+                } => {
                     self.proxy
                         .stats
                         .upstream_errors
@@ -644,11 +658,11 @@ impl ClientConn {
                             )
                             .await;
                     }
-                    ex.error = Some(message);
+                    ex.error = Some(ExchangeError::new(kind, message));
                 }
                 Failure::Client(message) => {
                     tracing::info!(conn = self.id, seq = self.seq, error = %message, "client went away");
-                    ex.error = Some(message);
+                    ex.error = Some(ExchangeError::new(ErrorKind::ClientAborted, message));
                 }
             }
         } else if !response.upstream_reusable && !response.upgraded {
@@ -738,12 +752,14 @@ async fn connect_upstream(
             Ok(Err(e)) => {
                 return Err(Failure::Upstream {
                     status: 502,
+                    kind: ErrorKind::UpstreamRefused,
                     message: format!("upstream {} refused or unreachable: {e}", up.authority),
                 })
             }
             Err(_) => {
                 return Err(Failure::Upstream {
                     status: 504,
+                    kind: ErrorKind::UpstreamTimeout,
                     message: format!(
                         "upstream {} did not accept a connection within {:?}",
                         up.authority, config.connect_timeout
@@ -762,6 +778,7 @@ async fn connect_upstream(
         let name = rustls::pki_types::ServerName::try_from(up.host.clone()).map_err(|e| {
             Failure::Upstream {
                 status: 502,
+                kind: ErrorKind::UpstreamTls,
                 message: format!("upstream {}: invalid TLS server name: {e}", up.authority),
             }
         })?;
@@ -774,10 +791,12 @@ async fn connect_upstream(
             }
             Ok(Err(e)) => Err(Failure::Upstream {
                 status: 502,
+                kind: ErrorKind::UpstreamTls,
                 message: format!("TLS handshake with upstream {} failed: {e}", up.authority),
             }),
             Err(_) => Err(Failure::Upstream {
                 status: 504,
+                kind: ErrorKind::UpstreamTimeout,
                 message: format!("TLS handshake with upstream {} timed out", up.authority),
             }),
         }
@@ -896,8 +915,14 @@ impl ClientConn {
             }
             Err(failure) => {
                 let (status, message) = match failure {
-                    Failure::Upstream { status, message } => (status, message),
-                    Failure::Client(message) => (502, message),
+                    Failure::Upstream {
+                        status,
+                        kind,
+                        message,
+                    } => (status, ExchangeError::new(kind, message)),
+                    Failure::Client(message) => {
+                        (502, ExchangeError::new(ErrorKind::ClientAborted, message))
+                    }
                 };
                 self.fail_and_record(ex, status, message).await;
             }
@@ -906,9 +931,9 @@ impl ClientConn {
     }
 
     /// Answers the client with `status` and `message`, closes, and records `ex` with the error.
-    async fn fail_and_record(&mut self, mut ex: Exchange, status: u16, message: String) {
-        let body = format!("mf: {message}\n");
-        ex.error = Some(message);
+    async fn fail_and_record(&mut self, mut ex: Exchange, status: u16, error: ExchangeError) {
+        let body = format!("mf: {}\n", error.message);
+        ex.error = Some(error);
         let _ = self
             .send_simple(status, status_reason(status), &body, true)
             .await;
@@ -971,7 +996,7 @@ impl ClientConn {
         }
         if let Some(e) = relayed.error {
             tracing::info!(conn = self.id, seq = self.seq, error = %e, "websocket ended abnormally");
-            ex.error = Some(e);
+            ex.error = Some(ExchangeError::new(ErrorKind::StreamError, e));
         }
         ex.timings.response_end_ns = Some(started_at.elapsed().as_nanos() as u64);
         self.proxy.sink.record(ex);
@@ -1129,6 +1154,7 @@ async fn pump_request(
 ) -> Result<(), Failure> {
     let upstream_err = |e: std::io::Error| Failure::Upstream {
         status: 502,
+        kind: ErrorKind::UpstreamReset,
         message: format!("upstream closed the connection while receiving the request: {e}"),
     };
     loop {
@@ -1199,6 +1225,7 @@ async fn pump_response(
                 Err(e) => {
                     return Err(Failure::Upstream {
                         status: 502,
+                        kind: ErrorKind::MalformedResponse,
                         message: format!("upstream sent a malformed response: {e}"),
                     })
                 }
@@ -1281,6 +1308,7 @@ async fn pump_response(
                 Err(_) => {
                     return Err(Failure::Upstream {
                         status: 504,
+                        kind: ErrorKind::UpstreamTimeout,
                         message: format!("upstream sent no response within {response_timeout:?}"),
                     })
                 }
@@ -1290,6 +1318,7 @@ async fn pump_response(
         };
         let n = n.map_err(|e| Failure::Upstream {
             status: 502,
+            kind: ErrorKind::UpstreamReset,
             message: format!("upstream connection failed: {e}"),
         })?;
         if outcome.first_byte_at.is_none() && n > 0 {
@@ -1318,6 +1347,7 @@ async fn pump_response(
                     };
                     return Err(Failure::Upstream {
                         status: 502,
+                        kind: ErrorKind::UpstreamReset,
                         message,
                     });
                 }

@@ -128,7 +128,8 @@ fn har_entry(ex: &Exchange) -> serde_json::Value {
         None => json!({
             "status": 0, "statusText": "", "httpVersion": "", "headers": [], "cookies": [],
             "content": { "size": 0, "mimeType": "" }, "redirectURL": "", "headersSize": -1, "bodySize": -1,
-            "_error": ex.error,
+            "_error": ex.error.as_ref().map(|e| e.message.as_str()),
+            "_errorKind": ex.error.as_ref().map(|e| e.kind),
         }),
     };
     json!({

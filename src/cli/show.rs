@@ -79,7 +79,8 @@ fn to_json(ex: &Exchange) -> serde_json::Value {
             "headers": headers_json(&p.headers), "body": body_json(&p.body), "trailers": headers_json(&p.trailers),
         })),
         "timings": ex.timings,
-        "error": ex.error,
+        "error": ex.error.as_ref().map(|e| e.message.as_str()),
+        "error_kind": ex.error.as_ref().map(|e| e.kind),
         "trace_id": ex.trace_id,
         "tags": ex.tags,
         "messages": ex.messages.iter().map(|m| json!({
@@ -173,7 +174,7 @@ fn write_text(out: &mut impl Write, ex: &Exchange) -> std::io::Result<()> {
         None => writeln!(out, "(no response)")?,
     }
     if let Some(e) = &ex.error {
-        writeln!(out, "\n! error: {e}")?;
+        writeln!(out, "\n! error ({}): {e}", e.kind)?;
     }
     for m in &ex.messages {
         let arrow = match m.direction {

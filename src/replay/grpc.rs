@@ -26,7 +26,9 @@ use super::matcher::RepeatPolicy;
 use super::server::Replay;
 use super::stream::{due, plan, Progress, Step};
 use crate::decode::grpc;
-use crate::model::{Direction, Exchange, HeaderList, MessageKind, Protocol};
+use crate::model::{
+    Direction, ErrorKind, Exchange, ExchangeError, HeaderList, MessageKind, Protocol,
+};
 
 /// Recorded calls answered in turn, with how many live calls the group has had.
 #[derive(Default)]
@@ -123,7 +125,7 @@ struct Prepared {
     trailers: Option<http::HeaderMap>,
     end: Option<Step>,
     trailers_only: bool,
-    error: Option<String>,
+    error: Option<ExchangeError>,
 }
 
 impl Prepared {
@@ -307,8 +309,8 @@ pub(super) async fn serve_call(
     let Some((status, headers, head_step)) = &prepared.head else {
         if prepared
             .error
-            .as_deref()
-            .is_some_and(|e| e.starts_with("client cancelled"))
+            .as_ref()
+            .is_some_and(|e| e.kind == ErrorKind::ClientAborted)
         {
             // The recorded client gave up before any answer (an expired deadline): so does
             // the replay, by never answering; hyper drops this future when the client resets.
@@ -316,8 +318,8 @@ pub(super) async fn serve_call(
         }
         let message = prepared
             .error
-            .clone()
-            .unwrap_or_else(|| "upstream sent no response".into());
+            .as_ref()
+            .map_or_else(|| "upstream sent no response".into(), |e| e.message.clone());
         return trailers_only(14, &format!("mf: recorded call failed: {message}"));
     };
     let latency = replay.config.recorded_latency;
@@ -359,8 +361,11 @@ pub(super) async fn serve_call(
             // No trailers recorded: the upstream reset the stream or the client cancelled.
             None => Err(prepared
                 .error
-                .clone()
-                .unwrap_or_else(|| "recorded stream ended without trailers".into())
+                .as_ref()
+                .map_or_else(
+                    || "recorded stream ended without trailers".to_string(),
+                    |e| e.message.clone(),
+                )
                 .into()),
         };
         let _ = tx.send(frame).await;

@@ -142,11 +142,14 @@ async fn handle(replay: Arc<Replay>, req: Request<Incoming>) -> Response<ReplayB
             }
             let ex = &replay.exchanges[index];
             let Some(resp) = &ex.response else {
-                let message = ex
-                    .error
-                    .clone()
-                    .unwrap_or_else(|| "upstream sent no response".into());
-                return text(StatusCode::BAD_GATEWAY, format!("mf: {message}\n"));
+                let (status, message) = match &ex.error {
+                    Some(e) => (e.kind.gateway_status(), e.message.as_str()),
+                    None => (502, "upstream sent no response"),
+                };
+                return text(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+                    format!("mf: {message}\n"),
+                );
             };
             let mut builder = Response::builder().status(resp.status);
             if let Some(h) = builder.headers_mut() {

@@ -788,22 +788,17 @@ async fn simple<S: AsyncWrite + Unpin>(
     stream.shutdown().await
 }
 
-/// The answer the client saw when the recorded exchange failed upstream: the proxy's 502/504.
+/// The answer the client saw when the recorded exchange failed upstream: the proxy's 502/504,
+/// chosen by the error's kind.
 fn failure_response(ex: &Exchange) -> Response {
-    let message = ex
-        .error
-        .clone()
-        .unwrap_or_else(|| "upstream sent no response".into());
-    let status = if message.contains("within") { 504 } else { 502 };
+    let (status, message) = match &ex.error {
+        Some(e) => (e.kind.gateway_status(), e.message.as_str()),
+        None => (502, "upstream sent no response"),
+    };
     let body = format!("mf: {message}\n");
     Response {
         status,
-        reason: if status == 504 {
-            "Gateway Timeout"
-        } else {
-            "Bad Gateway"
-        }
-        .into(),
+        reason: reason_phrase(status).into(),
         version: "HTTP/1.1".into(),
         headers: vec![
             Header::new("Content-Type", "text/plain; charset=utf-8"),

@@ -9,7 +9,8 @@ use serde::Serialize;
 use super::codec::decode_headers;
 use super::{blobs, StoreError};
 use crate::model::{
-    Body, Direction, Exchange, MessageKind, Protocol, Request, Response, StreamMessage, Timings,
+    Body, Direction, ErrorKind, Exchange, ExchangeError, MessageKind, Protocol, Request, Response,
+    StreamMessage, Timings,
 };
 
 /// One line of `mf ls --json`: what a listing needs, without bodies.
@@ -27,6 +28,8 @@ pub struct ExchangeSummary {
     pub response_bytes: i64,
     pub duration_ms: Option<f64>,
     pub error: Option<String>,
+    /// The stable name of the error's kind (`upstream_timeout`, `capture_hole`, …).
+    pub error_kind: Option<String>,
     pub trace_id: Option<String>,
     /// Stream messages sent by the client and by the server (gRPC messages, WebSocket frames).
     pub messages_in: i64,
@@ -44,7 +47,7 @@ pub struct Reader {
 const EXCHANGE_COLUMNS: &str = "id, connection_id, seq, protocol, started_at_ns, client_addr, server_addr, scheme,
     authority, method, target, req_version, req_headers, req_body, req_body_size, req_body_truncated, req_trailers,
     status, reason, resp_version, resp_headers, resp_body, resp_body_size, resp_body_truncated, resp_trailers,
-    request_end_ns, response_first_byte_ns, response_end_ns, error, trace_id, tags";
+    request_end_ns, response_first_byte_ns, response_end_ns, error, trace_id, tags, error_kind";
 
 /// Row fields before blobs are resolved.
 struct RawRow {
@@ -109,21 +112,14 @@ impl Reader {
                     e.authority, e.status, e.req_body_size, e.resp_body_size, e.response_end_ns, e.error, e.trace_id,
                     (SELECT count(*) FROM messages m WHERE m.exchange_id = e.id AND m.direction = 0),
                     (SELECT count(*) FROM messages m WHERE m.exchange_id = e.id AND m.direction = 1),
-                    e.resp_trailers, e.resp_headers
+                    e.resp_trailers, e.resp_headers, e.error_kind
              FROM exchanges e ORDER BY e.id",
         )?;
         let rows = stmt.query_map([], |r| {
             let target: String = r.get(6)?;
             let scheme: String = r.get(7)?;
             let authority: String = r.get(8)?;
-            let url = if target.starts_with("http://")
-                || target.starts_with("https://")
-                || authority.is_empty()
-            {
-                target
-            } else {
-                format!("{scheme}://{authority}{target}")
-            };
+            let url = crate::model::url_of(&scheme, &authority, &target);
             let end: Option<i64> = r.get(12)?;
             let trailers: Option<Vec<u8>> = r.get(17)?;
             let headers: Option<Vec<u8>> = r.get(18)?;
@@ -146,6 +142,7 @@ impl Reader {
                 response_bytes: r.get(11)?,
                 duration_ms: end.map(|ns| ns as f64 / 1e6),
                 error: r.get(13)?,
+                error_kind: r.get(19)?,
                 trace_id: r.get(14)?,
                 messages_in: r.get(15)?,
                 messages_out: r.get(16)?,
@@ -406,7 +403,13 @@ fn raw_row(r: &Row) -> Result<RawRow, StoreError> {
             response_first_byte_ns: opt_u64(r.get(26)?),
             response_end_ns: opt_u64(r.get(27)?),
         },
-        error: r.get(28)?,
+        error: r.get::<_, Option<String>>(28)?.map(|message| {
+            let kind: Option<String> = r.get(31).ok().flatten();
+            ExchangeError::new(
+                kind.as_deref().map_or(ErrorKind::Other, ErrorKind::parse),
+                message,
+            )
+        }),
         trace_id: r.get(29)?,
         tags: tags
             .and_then(|t| serde_json::from_str(&t).ok())

@@ -71,6 +71,25 @@ pub(super) const MIGRATIONS: &[&str] = &[
         detail  TEXT NOT NULL          -- JSON
     );
     "#,
+    // v2: `error` gets a kind (`model::ErrorKind`) beside its message. Recordings of v1 kept
+    // only the message; the words below are the ones v1's recorders wrote for each kind
+    // (proxy: "… within …" for timeouts, "connect …" for refusals; passive capture: "capture
+    // hole", "not captured", "HPACK"), so old failures keep their meaning, and anything else
+    // becomes `other`.
+    r#"
+    ALTER TABLE exchanges ADD COLUMN error_kind TEXT;
+    UPDATE exchanges SET error_kind = CASE
+        WHEN error LIKE '%within%' OR error LIKE '%timed out%' THEN 'upstream_timeout'
+        WHEN error LIKE '%refused%' OR error LIKE '%connect%' OR error LIKE '%resolve%' THEN 'upstream_refused'
+        WHEN error LIKE '%capture hole%' OR error LIKE '%not captured%' OR error LIKE '%HPACK%'
+             OR error LIKE '%capture ended%' THEN 'capture_hole'
+        WHEN error LIKE '%tls%' OR error LIKE '%certificate%' THEN 'upstream_tls'
+        WHEN error LIKE '%reset%' OR error LIKE '%closed%' THEN 'upstream_reset'
+        WHEN error LIKE '%malformed%' OR error LIKE '%invalid%' THEN 'malformed_response'
+        ELSE 'other'
+    END
+    WHERE error IS NOT NULL;
+    "#,
 ];
 
 /// Checks that `conn` is an mf recording this build understands, creating the schema in an

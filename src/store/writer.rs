@@ -251,9 +251,9 @@ pub(super) fn insert_exchange(
             connection_id, seq, protocol, started_at_ns, client_addr, server_addr, scheme, authority,
             method, target, req_version, req_headers, req_body, req_body_size, req_body_truncated, req_trailers,
             status, reason, resp_version, resp_headers, resp_body, resp_body_size, resp_body_truncated, resp_trailers,
-            request_end_ns, response_first_byte_ns, response_end_ns, error, trace_id, tags
+            request_end_ns, response_first_byte_ns, response_end_ns, error, trace_id, tags, error_kind
         ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                  ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
+                  ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)",
     )?
     .execute(params![
         i64::try_from(ex.connection_id).unwrap_or(i64::MAX),
@@ -283,9 +283,10 @@ pub(super) fn insert_exchange(
         as_i64(ex.timings.request_end_ns),
         as_i64(ex.timings.response_first_byte_ns),
         as_i64(ex.timings.response_end_ns),
-        ex.error,
+        ex.error.as_ref().map(|e| e.message.as_str()),
         ex.trace_id,
         tags,
+        ex.error.as_ref().map(|e| e.kind.as_str()),
     ])?;
     let id = conn.last_insert_rowid();
     for (idx, m) in ex.messages.iter().enumerate() {
