@@ -3,7 +3,7 @@
 //! The crate is layered; each module imports only from the ones below it:
 //!
 //! ```text
-//! cli ─→ capture / replay / infer ─→ decode / store / net ─→ model
+//! cli ─→ capture / replay / infer ─→ decode / store / net ─→ vocab ─→ model
 //! ```
 //!
 //! [`model::Exchange`] is the one type that flows through all of them.
@@ -17,3 +17,4 @@ pub mod net;
 pub mod replay;
 pub mod store;
 pub mod tls;
+pub mod vocab;
