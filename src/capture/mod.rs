@@ -5,11 +5,15 @@
 //!
 //! Imports: `model`, `decode`, `net`.
 
+mod clock;
 pub mod h2;
 pub mod import;
+mod io;
 pub mod packet;
 pub mod passive;
 pub mod pcap;
 pub mod proxy;
+pub(crate) mod recorder;
+pub(crate) mod setup;
 pub mod sniff;
 pub mod ws;
