@@ -161,11 +161,6 @@ impl Recorder {
             .max(crate::decode::ws::DEFAULT_MAX_FRAME)
     }
 
-    /// Whether the exchange records its DATA as gRPC messages.
-    pub(crate) fn is_grpc(&self) -> bool {
-        self.ex.protocol == Some(Protocol::Grpc)
-    }
-
     /// The half of `direction`.
     pub(crate) fn half(&mut self, direction: Direction) -> &mut Half {
         match direction {
@@ -218,11 +213,6 @@ impl Recorder {
     /// Why the exchange is incomplete; the first reason given is kept.
     pub(crate) fn fail(&mut self, error: ExchangeError) {
         self.error.get_or_insert(error);
-    }
-
-    /// Whether a reason was given with [`Recorder::fail`].
-    pub(crate) fn has_failed(&self) -> bool {
-        self.error.is_some()
     }
 
     /// The recorded exchange: bodies, trailers, messages (in time order), timings, the

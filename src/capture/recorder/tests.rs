@@ -132,7 +132,7 @@ fn grpc_data_becomes_messages_within_the_budget() {
         "HTTP/2".into(),
         vec![Header::new("content-type", "application/grpc")],
     );
-    assert!(rec.is_grpc());
+    assert_eq!(rec.exchange().protocol, Some(Protocol::Grpc));
     let mut wire = BytesMut::new();
     grpc::encode(&mut wire, false, b"abcd");
     grpc::encode(&mut wire, false, b"efgh"); // 8 > 6: dropped
@@ -189,7 +189,7 @@ fn grpc_is_recognised_from_the_response_too() {
         "HTTP/2".into(),
         vec![Header::new("content-type", "application/grpc")],
     );
-    assert!(rec.is_grpc());
+    assert_eq!(rec.exchange().protocol, Some(Protocol::Grpc));
 }
 
 #[test]
