@@ -12,9 +12,8 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -23,13 +22,13 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
-use super::proxy::Proxy;
-use crate::decode::grpc;
-use crate::model::{
-    trace_id_from_traceparent, Body, Direction, ErrorKind, Exchange, ExchangeError, Header,
-    HeaderList, MessageKind, Protocol, StreamMessage, Timings,
-};
+use super::clock::now_ns;
+use super::io::AsyncIo;
+use super::recorder::{Limits, Recorder};
+use super::setup::Proxy;
+use crate::model::{Direction, ErrorKind, ExchangeError, HeaderList, Protocol};
 use crate::net::Shutdown;
+use crate::vocab::headers_from_map;
 
 type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
 
@@ -87,14 +86,9 @@ async fn handle(
     seq: u32,
 ) -> Response<ProxyBody> {
     let config = &proxy.config;
-    let started = Instant::now();
-    let wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0);
+    let started = now_ns();
     let (parts, body) = req.into_parts();
-    let headers = to_headers(&parts.headers);
-    let is_grpc = is_grpc(&parts.headers);
+    let headers = headers_from_map(&parts.headers);
     let target = parts
         .uri
         .path_and_query()
@@ -108,53 +102,48 @@ async fn handle(
         .or_else(|| parts.uri.authority().map(|a| a.to_string()))
         .or_else(|| headers.header_str("host"))
         .unwrap_or_default();
-    let ex = Exchange {
-        connection_id: id,
-        seq,
-        protocol: Some(if is_grpc {
-            Protocol::Grpc
-        } else {
-            Protocol::H2
-        }),
-        started_at_ns: wall,
-        client_addr: Some(peer.to_string()),
-        scheme: config
+    let mut recorder = Recorder::new(
+        started,
+        Limits {
+            max_body: config.max_body,
+        },
+    );
+    {
+        let ex = recorder.exchange_mut();
+        ex.connection_id = id;
+        ex.seq = seq;
+        ex.protocol = Some(Protocol::H2);
+        ex.client_addr = Some(peer.to_string());
+        ex.scheme = config
             .upstream
             .as_ref()
             .map_or("http", |u| u.scheme())
-            .into(),
-        authority,
-        trace_id: headers
-            .header("traceparent")
-            .and_then(trace_id_from_traceparent),
-        request: crate::model::Request {
-            method: parts.method.to_string(),
-            target: target.clone(),
-            version: "HTTP/2".into(),
-            headers,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let rec = Arc::new(Mutex::new(Recording::new(
-        ex,
-        started,
-        is_grpc,
-        config.max_body,
-        proxy.clone(),
-    )));
+            .into();
+        ex.authority = authority;
+    }
+    recorder.request_head(
+        parts.method.to_string(),
+        target.clone(),
+        "HTTP/2".into(),
+        headers,
+    );
+    let rec = Arc::new(Mutex::new(Recording {
+        rec: Some(recorder),
+        answered: false,
+        proxy: proxy.clone(),
+    }));
 
     let sender = match upstream_sender(&proxy, &upstream).await {
         Ok(s) => s,
         Err(message) => {
-            proxy.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+            proxy.upstream_failed();
             tracing::warn!(conn = id, error = %message, "upstream unavailable");
             return fail(&rec, 502, ErrorKind::UpstreamRefused, message);
         }
     };
     if let Ok(mut r) = rec.lock() {
-        if let Some(ex) = r.ex.as_mut() {
-            ex.server_addr = upstream.addr.lock().ok().and_then(|a| a.clone());
+        if let Some(x) = r.rec.as_mut() {
+            x.exchange_mut().server_addr = upstream.addr.lock().ok().and_then(|a| a.clone());
         }
     }
 
@@ -213,7 +202,7 @@ async fn handle(
     let resp = match sent {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
-            proxy.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+            proxy.upstream_failed();
             return fail(
                 &rec,
                 502,
@@ -222,7 +211,7 @@ async fn handle(
             );
         }
         Err(_) => {
-            proxy.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+            proxy.upstream_failed();
             return fail(
                 &rec,
                 504,
@@ -236,15 +225,15 @@ async fn handle(
     };
     let (rparts, rbody) = resp.into_parts();
     if let Ok(mut r) = rec.lock() {
-        r.first_byte = Some(Instant::now());
-        if let Some(ex) = r.ex.as_mut() {
-            ex.response = Some(crate::model::Response {
-                status: rparts.status.as_u16(),
-                reason: rparts.status.canonical_reason().unwrap_or("").to_string(),
-                version: "HTTP/2".into(),
-                headers: to_headers(&rparts.headers),
-                ..Default::default()
-            });
+        r.answered = true;
+        if let Some(x) = r.rec.as_mut() {
+            x.response_head(
+                now_ns(),
+                rparts.status.as_u16(),
+                rparts.status.canonical_reason().unwrap_or("").to_string(),
+                "HTTP/2".into(),
+                headers_from_map(&rparts.headers),
+            );
         }
     }
     let resp_tee = Tee {
@@ -264,8 +253,7 @@ fn fail(
     message: String,
 ) -> Response<ProxyBody> {
     if let Ok(mut r) = rec.lock() {
-        r.error
-            .get_or_insert_with(|| ExchangeError::new(kind, message.clone()));
+        r.fail(ExchangeError::new(kind, message.clone()));
         r.finish();
     }
     let body = Full::new(Bytes::from(format!("mf: {message}\n"))).map_err(|never| match never {});
@@ -315,7 +303,7 @@ async fn upstream_sender(
         *slot = Some(a.to_string());
     }
     // An https upstream gets TLS with ALPN h2 (gRPC over TLS); plain h2c otherwise.
-    let io: Box<dyn super::proxy::AsyncIo> = if up.tls {
+    let io: Box<dyn AsyncIo> = if up.tls {
         let name = rustls::pki_types::ServerName::try_from(up.host.clone())
             .map_err(|e| format!("upstream {}: invalid TLS server name: {e}", up.authority))?;
         let connector = tokio_rustls::TlsConnector::from(proxy.config.upstream_tls_h2.clone());
@@ -357,176 +345,45 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
-}
-
-/// HTTP/2 fields as mf headers (names are already lowercase on the wire).
-pub(crate) fn to_headers(map: &HeaderMap) -> Vec<Header> {
-    map.iter()
-        .map(|(n, v)| Header {
-            name: n.as_str().to_string(),
-            value: v.as_bytes().to_vec(),
-        })
-        .collect()
-}
-
-/// What one direction has shown the recording so far.
-#[derive(Default)]
-struct Half {
-    body: BytesMut,
-    size: u64,
-    truncated: bool,
-    trailers: Vec<Header>,
-    decoder: grpc::Decoder,
-    kept: usize,
-    ended: Option<Instant>,
-}
-
-/// The exchange of one HTTP/2 stream while it is in flight; recorded once, by [`Recording::finish`].
+/// The exchange of one HTTP/2 stream while it is in flight, shared by the two [`Tee`]s of
+/// the stream; recorded once, by [`Recording::finish`].
 struct Recording {
-    ex: Option<Exchange>,
-    started: Instant,
-    grpc: bool,
-    max_body: usize,
-    request: Half,
-    response: Half,
-    first_byte: Option<Instant>,
-    error: Option<ExchangeError>,
-    dropped: u64,
+    rec: Option<Recorder>,
+    /// The upstream's response head arrived.
+    answered: bool,
     proxy: Arc<Proxy>,
 }
 
 impl Recording {
-    fn new(ex: Exchange, started: Instant, grpc: bool, max_body: usize, proxy: Arc<Proxy>) -> Self {
-        Recording {
-            ex: Some(ex),
-            started,
-            grpc,
-            max_body,
-            request: Half::default(),
-            response: Half::default(),
-            first_byte: None,
-            error: None,
-            dropped: 0,
-            proxy,
-        }
-    }
-
     fn data(&mut self, direction: Direction, data: &Bytes) {
-        let offset_ns = self.started.elapsed().as_nanos() as u64;
-        let max = self.max_body;
-        let grpc = self.grpc;
-        let half = match direction {
-            Direction::ClientToServer => &mut self.request,
-            Direction::ServerToClient => &mut self.response,
-        };
-        half.size += data.len() as u64;
-        if !grpc {
-            let room = max.saturating_sub(half.body.len());
-            if data.len() > room {
-                half.truncated = true;
-            }
-            half.body.extend_from_slice(&data[..data.len().min(room)]);
-            return;
-        }
-        if let Err(e) = half.decoder.feed(data) {
-            self.error.get_or_insert_with(|| {
-                ExchangeError::new(
-                    ErrorKind::StreamError,
-                    format!("grpc framing broken, messages no longer recorded: {e}"),
-                )
-            });
-            return;
-        }
-        let mut msgs = Vec::new();
-        while let Some(m) = half.decoder.poll() {
-            if half.kept + m.data.len() > max {
-                self.dropped += 1;
-                continue;
-            }
-            half.kept += m.data.len();
-            msgs.push(StreamMessage {
-                direction,
-                offset_ns,
-                kind: MessageKind::Grpc {
-                    compressed: m.compressed,
-                },
-                data: m.data,
-            });
-        }
-        if let Some(ex) = self.ex.as_mut() {
-            ex.messages.extend(msgs);
+        if let Some(r) = self.rec.as_mut() {
+            r.half(direction).data(now_ns(), data);
         }
     }
 
     fn trailers(&mut self, direction: Direction, trailers: &HeaderMap) {
-        let t = to_headers(trailers);
-        match direction {
-            Direction::ClientToServer => self.request.trailers = t,
-            Direction::ServerToClient => self.response.trailers = t,
+        if let Some(r) = self.rec.as_mut() {
+            r.trailers(direction, headers_from_map(trailers));
         }
     }
 
     fn end(&mut self, direction: Direction) {
-        match direction {
-            Direction::ClientToServer => self.request.ended = Some(Instant::now()),
-            Direction::ServerToClient => self.response.ended = Some(Instant::now()),
+        if let Some(r) = self.rec.as_mut() {
+            r.end(now_ns(), direction);
+        }
+    }
+
+    fn fail(&mut self, error: ExchangeError) {
+        if let Some(r) = self.rec.as_mut() {
+            r.fail(error);
         }
     }
 
     /// Hands the exchange to the sink; later calls do nothing.
     fn finish(&mut self) {
-        let Some(mut ex) = self.ex.take() else { return };
-        let rel = |t: Option<Instant>| {
-            t.map(|t| t.saturating_duration_since(self.started).as_nanos() as u64)
-        };
-        ex.timings = Timings {
-            request_end_ns: rel(self.request.ended),
-            response_first_byte_ns: rel(self.first_byte),
-            response_end_ns: rel(self.response.ended),
-        };
-        let take = |h: &mut Half| {
-            let body = Body {
-                data: std::mem::take(&mut h.body).freeze(),
-                size: if ex.protocol == Some(Protocol::Grpc) {
-                    0
-                } else {
-                    h.size
-                },
-                truncated: h.truncated,
-            };
-            (body, std::mem::take(&mut h.trailers))
-        };
-        let (b, t) = take(&mut self.request);
-        ex.request.body = b;
-        ex.request.trailers = t;
-        let (b, t) = take(&mut self.response);
-        if let Some(r) = ex.response.as_mut() {
-            r.body = b;
-            r.trailers = t;
+        if let Some(r) = self.rec.take() {
+            self.proxy.record(r.finish());
         }
-        if self.dropped > 0 {
-            ex.tags
-                .insert("messages_dropped".into(), self.dropped.to_string());
-        }
-        if self.grpc {
-            for (half, who) in [(&self.request, "request"), (&self.response, "response")] {
-                if half.ended.is_some() && half.decoder.finish().is_err() && self.error.is_none() {
-                    self.error = Some(ExchangeError::new(
-                        ErrorKind::StreamError,
-                        format!("grpc {who} ended inside a message"),
-                    ));
-                }
-            }
-        }
-        ex.error = self.error.take();
-        // Stable: each direction's messages keep their order when offsets tie.
-        ex.messages.sort_by_key(|m| m.offset_ns);
-        self.proxy.sink.record(ex);
-        self.proxy.stats.exchanges.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -534,14 +391,13 @@ impl Drop for Recording {
     /// The last holder let go without the exchange being finished: the client reset the
     /// stream before the upstream answered (an expired deadline, a cancelled call).
     fn drop(&mut self) {
-        if self.ex.is_some() {
-            let message = if self.first_byte.is_none() {
+        if self.rec.is_some() {
+            let message = if !self.answered {
                 "client cancelled the stream before the upstream answered"
             } else {
                 "client cancelled the stream before the response ended"
             };
-            self.error
-                .get_or_insert_with(|| ExchangeError::new(ErrorKind::ClientAborted, message));
+            self.fail(ExchangeError::new(ErrorKind::ClientAborted, message));
             self.finish();
         }
     }
@@ -598,7 +454,7 @@ impl HttpBody for Tee {
                     ),
                 };
                 this.with_rec(|r| {
-                    r.error.get_or_insert(message);
+                    r.fail(message);
                     if direction == Direction::ServerToClient {
                         r.end(direction);
                         r.finish();
@@ -641,12 +497,10 @@ impl Drop for Tee {
             if ended {
                 r.end(direction);
             } else if direction == Direction::ServerToClient {
-                r.error.get_or_insert_with(|| {
-                    ExchangeError::new(
-                        ErrorKind::ClientAborted,
-                        "client cancelled the stream before the response ended",
-                    )
-                });
+                r.fail(ExchangeError::new(
+                    ErrorKind::ClientAborted,
+                    "client cancelled the stream before the response ended",
+                ));
             }
             if direction == Direction::ServerToClient {
                 r.finish();

@@ -1,15 +1,28 @@
 //! Capture: everything that turns live traffic into [`crate::model::Exchange`]s.
 //!
-//! The recording proxy lives here; passive sniffing and pcap import join it. Capture hands
-//! finished exchanges to an [`crate::model::ExchangeSink`] and never waits on disk.
+//! Every driver feeds one sans-IO [`recorder::Recorder`] per exchange, which owns what a
+//! recording keeps (headers as on the wire, one body and message budget, the truncation
+//! flag, typed errors, timings from the timestamps it is given):
 //!
-//! Imports: `model`, `decode`, `net`.
+//! - `proxy` (HTTP/1), `h2` (HTTP/2 and gRPC) and `ws` (WebSocket relay) record live
+//!   traffic as the recording proxy forwards it; `setup` (what a proxy is), `io`
+//!   (connection types) and `clock` (the timestamps drivers hand the recorder) sit below
+//!   them so that the drivers do not import each other.
+//! - `passive` decodes TCP segments (from `packet`, read from `pcap` files by `import` or
+//!   captured live by `sniff`).
+//!
+//! Capture hands finished exchanges to an [`crate::model::ExchangeSink`] and never waits on
+//! disk. Imports: `model`, `decode`, `net`, `vocab`; never `infer`, `replay` or `cli`.
 
-pub mod h2;
+mod clock;
+mod h2;
 pub mod import;
+mod io;
 pub mod packet;
 pub mod passive;
 pub mod pcap;
 pub mod proxy;
+pub(crate) mod recorder;
+pub(crate) mod setup;
 pub mod sniff;
-pub mod ws;
+mod ws;

@@ -5,50 +5,35 @@
 //! fed to the decoder, so a frame the decoder cannot parse (over its size limit, say) still
 //! reaches its peer; only the recording of that direction stops, with the reason noted.
 
-use std::time::Instant;
-
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::clock::now_ns;
+use super::io::READ_BUF;
+use super::recorder::{Half, Recorder};
 use crate::decode::ws;
-use crate::model::{Direction, MessageKind, StreamMessage};
+use crate::model::{Direction, ErrorKind, ExchangeError, MessageKind};
 
-const READ_BUF: usize = 64 * 1024;
-
-/// What one relayed WebSocket session produced for the recording.
-#[derive(Debug, Default)]
-pub struct Relayed {
-    /// Frames of both directions in time order.
-    pub messages: Vec<StreamMessage>,
-    /// Why recording stopped early or the session broke, if it did.
-    pub error: Option<String>,
-    /// Frames dropped from the record because the `max_body` budget was spent.
-    pub dropped: u64,
-}
-
-struct Side {
+/// One direction of the relay: its frame decoder, feeding that direction's recorder half.
+struct Side<'a> {
     direction: Direction,
     decoder: ws::Decoder,
-    messages: Vec<StreamMessage>,
-    error: Option<String>,
-    kept: usize,
-    dropped: u64,
+    record: &'a mut Half,
+    broken: bool,
 }
 
-impl Side {
-    fn new(direction: Direction, max_frame: usize) -> Self {
+impl<'a> Side<'a> {
+    fn new(direction: Direction, max_frame: usize, record: &'a mut Half) -> Self {
         Side {
             direction,
             decoder: ws::Decoder::new().with_max_frame(max_frame),
-            messages: Vec::new(),
-            error: None,
-            kept: 0,
-            dropped: 0,
+            record,
+            broken: false,
         }
     }
 
-    fn observe(&mut self, bytes: &[u8], started: Instant, budget: usize) {
-        if self.error.is_some() {
+    fn observe(&mut self, bytes: &[u8]) {
+        if self.broken {
             return;
         }
         if let Err(e) = self.decoder.feed(bytes) {
@@ -56,26 +41,22 @@ impl Side {
                 Direction::ClientToServer => "client",
                 Direction::ServerToClient => "server",
             };
-            self.error = Some(format!("{who} frames no longer recorded: {e}"));
+            self.broken = true;
+            self.record.fail(ExchangeError::new(
+                ErrorKind::StreamError,
+                format!("{who} frames no longer recorded: {e}"),
+            ));
         }
-        let offset_ns = started.elapsed().as_nanos() as u64;
+        let at = now_ns();
         while let Some(f) = self.decoder.poll() {
-            // The budget bounds memory for long sessions; control frames are tiny and carry
-            // the close code, so they are always kept.
-            if !f.is_control() && self.kept + f.payload.len() > budget {
-                self.dropped += 1;
-                continue;
-            }
-            self.kept += f.payload.len();
-            self.messages.push(StreamMessage {
-                direction: self.direction,
-                offset_ns,
-                kind: MessageKind::WebSocket {
+            self.record.message(
+                at,
+                MessageKind::WebSocket {
                     opcode: f.opcode,
                     fin: f.fin,
                 },
-                data: f.payload,
-            });
+                f.payload,
+            );
         }
     }
 }
@@ -84,9 +65,7 @@ async fn pump<R, W>(
     reader: &mut R,
     writer: &mut W,
     early: Bytes,
-    side: &mut Side,
-    started: Instant,
-    budget: usize,
+    side: &mut Side<'_>,
 ) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
@@ -94,7 +73,7 @@ where
 {
     if !early.is_empty() {
         writer.write_all(&early).await?;
-        side.observe(&early, started, budget);
+        side.observe(&early);
     }
     let mut buf = vec![0u8; READ_BUF];
     loop {
@@ -103,53 +82,38 @@ where
             return writer.shutdown().await;
         }
         writer.write_all(&buf[..n]).await?;
-        side.observe(&buf[..n], started, budget);
+        side.observe(&buf[..n]);
     }
 }
 
-/// Relays a WebSocket session until both directions end, decoding frames on the way.
+/// Relays a WebSocket session until both directions end, showing each direction's frames to
+/// `rec`, whose budget bounds what is kept. Returns why the session ended abnormally, if it
+/// did (the reason is also recorded).
 ///
 /// `client_early`/`upstream_early` are bytes that arrived together with the handshake.
-/// `budget` bounds the payload bytes kept per direction; `max_frame` the size of one frame the
-/// decoder will assemble.
-#[allow(clippy::too_many_arguments)]
-pub async fn relay<CR, CW, UR, UW>(
+pub(crate) async fn relay<CR, CW, UR, UW>(
     client_r: &mut CR,
     client_w: &mut CW,
     up_r: &mut UR,
     up_w: &mut UW,
     client_early: Bytes,
     upstream_early: Bytes,
-    started: Instant,
-    budget: usize,
-) -> Relayed
+    rec: &mut Recorder,
+) -> Option<String>
 where
     CR: AsyncRead + Unpin,
     CW: AsyncWrite + Unpin,
     UR: AsyncRead + Unpin,
     UW: AsyncWrite + Unpin,
 {
-    let max_frame = budget.max(ws::DEFAULT_MAX_FRAME);
-    let mut from_client = Side::new(Direction::ClientToServer, max_frame);
-    let mut from_server = Side::new(Direction::ServerToClient, max_frame);
+    let max_frame = rec.ws_max_frame();
+    let (up_half, down_half) = rec.halves();
+    let mut from_client = Side::new(Direction::ClientToServer, max_frame, up_half);
+    let mut from_server = Side::new(Direction::ServerToClient, max_frame, down_half);
     let mut client_closed_first = false;
     let (a, b) = {
-        let up = pump(
-            client_r,
-            up_w,
-            client_early,
-            &mut from_client,
-            started,
-            budget,
-        );
-        let down = pump(
-            up_r,
-            client_w,
-            upstream_early,
-            &mut from_server,
-            started,
-            budget,
-        );
+        let up = pump(client_r, up_w, client_early, &mut from_client);
+        let down = pump(up_r, client_w, upstream_early, &mut from_server);
         tokio::pin!(up, down);
         // A clean end of one direction is a half-close: the other may still talk. A failed
         // direction (reset) ends the session, or the other side could wait forever.
@@ -164,51 +128,32 @@ where
             },
         }
     };
-    let mut out = Relayed::default();
-    let io_error = match (a, b) {
+    let broken = from_client.broken || from_server.broken;
+    let closed = from_client.record.saw_ws_close() || from_server.record.saw_ws_close();
+    let message = match (a, b) {
         (Err(e), _) => Some(format!("client side of the websocket failed: {e}")),
         (_, Err(e)) => Some(format!("upstream side of the websocket failed: {e}")),
-        _ => None,
-    };
-    out.error = from_client
-        .error
-        .take()
-        .or(from_server.error.take())
-        .or(io_error);
-    let closed = |side: &Side| {
-        side.messages.iter().any(|m| {
-            matches!(
-                m.kind,
-                MessageKind::WebSocket {
-                    opcode: ws::opcode::CLOSE,
-                    ..
-                }
-            )
-        })
-    };
-    if out.error.is_none() && !closed(&from_client) && !closed(&from_server) {
+        _ if broken || closed => None,
         // RFC 6455 §7.1.5: closed with no close frame is an abnormal closure (1006).
-        let who = if client_closed_first {
-            "client"
-        } else {
-            "upstream"
-        };
-        out.error = Some(format!(
-            "the {who} closed the connection without a websocket close frame (1006)"
-        ));
+        _ => Some(format!(
+            "the {} closed the connection without a websocket close frame (1006)",
+            if client_closed_first {
+                "client"
+            } else {
+                "upstream"
+            }
+        )),
+    };
+    if let Some(m) = &message {
+        rec.fail(ExchangeError::new(ErrorKind::StreamError, m.clone()));
     }
-    out.dropped = from_client.dropped + from_server.dropped;
-    let mut messages = from_client.messages;
-    messages.append(&mut from_server.messages);
-    // Stable: frames of one direction keep their order when offsets tie.
-    messages.sort_by_key(|m| m.offset_ns);
-    out.messages = messages;
-    out
+    message.or_else(|| broken.then(|| "websocket frames no longer recorded".to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capture::recorder::Limits;
     use bytes::BytesMut;
     use tokio::io::duplex;
 
@@ -219,6 +164,7 @@ mod tests {
         let (mut cr, mut cw) = tokio::io::split(proxy_client);
         let (mut ur, mut uw) = tokio::io::split(proxy_up);
         let relay = tokio::spawn(async move {
+            let mut rec = Recorder::new(0, Limits { max_body: 1 << 20 });
             relay(
                 &mut cr,
                 &mut cw,
@@ -226,10 +172,10 @@ mod tests {
                 &mut uw,
                 Bytes::new(),
                 Bytes::new(),
-                Instant::now(),
-                1 << 20,
+                &mut rec,
             )
-            .await
+            .await;
+            rec.finish()
         });
         let mut wire = BytesMut::new();
         ws::encode(

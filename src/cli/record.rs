@@ -113,7 +113,13 @@ pub struct RecordArgs {
 
 pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
     if let Some(interface) = args.interface.clone() {
-        return super::sniff::run(args, interface);
+        return super::sniff::run(super::sniff::SniffArgs {
+            interface,
+            output: args.output,
+            filter: args.filter,
+            port: args.port,
+            max_body: args.max_body,
+        });
     }
     if !args.proxy {
         bail!("say how to record: --proxy (with --upstream URL for a reverse proxy, without for a forward proxy) or --interface IF");

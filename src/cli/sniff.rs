@@ -1,23 +1,71 @@
 //! `mf record --interface`: live sniffing into a recording.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 
 use super::import::{bpf_expression, stats_warnings, summary_line};
-use super::record::RecordArgs;
 use crate::capture::sniff::{self, SniffConfig};
 
-/// Set by SIGINT/SIGTERM; the capture loop polls it between packets (libpcap wakes every
-/// 100 ms), which keeps the handler async-signal-safe: it only stores an atomic.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
+/// What `mf record --interface` was asked for.
+pub(super) struct SniffArgs {
+    pub interface: String,
+    pub output: PathBuf,
+    pub filter: Option<String>,
+    pub port: Vec<u16>,
+    pub max_body: usize,
 }
 
-pub(super) fn run(args: RecordArgs, interface: String) -> anyhow::Result<u8> {
+/// Sets `stop` on SIGINT or SIGTERM, from a signal-handling thread with its own small tokio
+/// runtime; the capture loop polls the flag between packets (libpcap wakes every 100 ms).
+/// Returns once the handlers are installed, so that no signal is missed after it.
+fn stop_on_signal(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("mf-signals".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                use tokio::signal::unix::{signal, SignalKind};
+                let (mut int, mut term) = match (
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::terminate()),
+                ) {
+                    (Ok(i), Ok(t)) => (i, t),
+                    (Err(e), _) | (_, Err(e)) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+                stop.store(true, Ordering::SeqCst);
+            });
+        })
+        .context("starting the signal handler")?;
+    ready_rx
+        .recv()
+        .context("the signal handler did not start")?
+        .context("installing the signal handlers")
+}
+
+pub(super) fn run(args: SniffArgs) -> anyhow::Result<u8> {
+    let interface = args.interface.clone();
     let filter = bpf_expression(args.filter.as_deref(), &args.port);
     let cfg = SniffConfig {
         interface: interface.clone(),
@@ -30,16 +78,13 @@ pub(super) fn run(args: RecordArgs, interface: String) -> anyhow::Result<u8> {
         args.max_body,
         &args.port,
     )?;
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_signal(stop.clone())?;
     let started = Instant::now();
     let output = args.output.display().to_string();
     let mut ready =
         || eprintln!("mf: capturing on {interface}, recording to {output} (Ctrl-C to stop)");
-    let result = sniff::sniff(&cfg, &mut engine, &STOP, &mut ready);
+    let result = sniff::sniff(&cfg, &mut engine, &stop, &mut ready);
     engine.finish();
     let stats = engine.stats.clone();
     drop(engine);

@@ -1,0 +1,542 @@
+//! Passive capture: TCP segments in, [`Exchange`]s out. Shared by `mf import` (pcap files)
+//! and `mf record --interface` (live sniffing).
+//!
+//! Each TCP flow is reassembled per direction ([`crate::decode::tcp`]), then recognised by
+//! its content, not its port: an HTTP/2 preface, an HTTP/1 request line or status line. The
+//! client is whoever sent the SYN, or failing that (a capture that began after the
+//! handshake) whoever sent the request. HTTP/1 connections may switch to WebSocket or h2c
+//! with an `Upgrade`. Holes in the capture end the exchange they hit, which is kept and
+//! flagged in `error`, then the flow resynchronises on the next request line.
+//!
+//! Memory is bounded: a number of flows (the least recently active are evicted, counted),
+//! out-of-order bytes per direction and in total, bytes held before a flow is recognised,
+//! and, through the same [`Recorder`] budget as the proxy's, the body bytes and stream
+//! message bytes stored per exchange.
+//!
+//! Files: this one tracks flows and recognises them; `recognise` holds the byte tests,
+//! `h1`, `h2` and `ws` turn each protocol's decoder events into recorder events.
+//!
+//! Imports: `super::{packet, recorder}`, `decode`, `model`, `vocab`.
+
+mod h1;
+mod h2;
+mod recognise;
+mod ws;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use self::h1::H1;
+use self::h2::H2;
+use self::recognise::{
+    contiguous_prefix, drop_prefix, find_request_line, guess_client, looks_like_h2_frames,
+    looks_like_request,
+};
+use self::ws::Ws;
+use super::packet::Segment;
+use super::recorder::{Limits, Recorder};
+use crate::decode::{h2 as h2_frames, tcp};
+use crate::model::{Direction, ErrorKind, ExchangeError, ExchangeSink, Protocol};
+
+/// Limits of the passive decoder.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Bytes stored per direction of an exchange: of the body (the rest is counted, the body
+    /// flagged truncated) or of its stream messages (the rest counted as dropped).
+    pub max_body: usize,
+    /// Flows tracked at once; beyond, the least recently active are evicted.
+    pub max_flows: usize,
+    /// Out-of-order bytes held per direction.
+    pub max_flow_buffer: usize,
+    /// Out-of-order bytes held over all flows.
+    pub max_total_buffer: usize,
+    /// Ports that are surely HTTP servers: decides the client side when content cannot.
+    pub port_hints: Vec<u16>,
+    /// First connection id handed out.
+    pub first_connection_id: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_body: 64 * 1024 * 1024,
+            max_flows: 100_000,
+            max_flow_buffer: 4 * 1024 * 1024,
+            max_total_buffer: 128 * 1024 * 1024,
+            port_hints: Vec::new(),
+            first_connection_id: 1,
+        }
+    }
+}
+
+/// What happened, for the summary and the warnings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub segments: u64,
+    pub flows: u64,
+    pub exchanges: u64,
+    /// Exchanges stored with an `error` (hole, reset, missing half…).
+    pub incomplete: u64,
+    /// Gaps in a TCP stream (bytes never captured).
+    pub holes: u64,
+    pub retransmitted_bytes: u64,
+    /// Segments whose payload the snaplen cut.
+    pub cut_segments: u64,
+    /// Flows evicted to bound memory.
+    pub evicted_flows: u64,
+    /// Flows with data that was neither HTTP/1, HTTP/2 nor an upgrade of them.
+    pub unrecognised_flows: u64,
+    /// Protocol errors that ended decoding of a flow.
+    pub decode_errors: u64,
+    /// Responses whose request was not captured.
+    pub orphan_responses: u64,
+}
+
+type FlowKey = (SocketAddr, SocketAddr);
+
+/// Bytes held per direction while a flow is not yet recognised.
+const MAX_UNRECOGNISED: usize = 256 * 1024;
+
+/// The passive decoder. Feed it segments in capture order; call [`Engine::finish`] at the end.
+pub struct Engine {
+    cfg: Config,
+    sink: Arc<dyn ExchangeSink>,
+    flows: HashMap<FlowKey, Flow>,
+    next_conn: u64,
+    total_buffered: usize,
+    /// Counters so far.
+    pub stats: Stats,
+}
+
+struct Flow {
+    conn_id: u64,
+    /// Endpoint of side 0 and side 1 (side 0 is the key's first address).
+    addrs: [SocketAddr; 2],
+    client: Option<usize>,
+    reasm: [tcp::Reassembler; 2],
+    closed: [bool; 2],
+    reset: bool,
+    app: App,
+    /// Data seen before the flow was recognised.
+    pre: [Vec<(i64, Bytes)>; 2],
+    pre_len: [usize; 2],
+    /// The flow lost bytes: look for the next request line instead of expecting one.
+    resync: bool,
+    next_seq: u32,
+    last_ts: i64,
+    buffered: usize,
+}
+
+enum App {
+    Unknown,
+    H1(Box<H1>),
+    Ws(Box<Ws>),
+    H2(Box<H2>),
+    /// Not HTTP, or beyond repair: bytes are dropped.
+    Ignored,
+}
+
+impl Engine {
+    /// A decoder writing finished exchanges to `sink`.
+    pub fn new(cfg: Config, sink: Arc<dyn ExchangeSink>) -> Self {
+        let next_conn = cfg.first_connection_id;
+        Engine {
+            cfg,
+            sink,
+            flows: HashMap::new(),
+            next_conn,
+            total_buffered: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Flows currently tracked.
+    pub fn active_flows(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Processes one TCP segment.
+    pub fn segment(&mut self, seg: Segment) {
+        self.stats.segments += 1;
+        if seg.cut {
+            self.stats.cut_segments += 1;
+        }
+        let key = if seg.src <= seg.dst {
+            (seg.src, seg.dst)
+        } else {
+            (seg.dst, seg.src)
+        };
+        let side = usize::from(seg.src != key.0);
+        if !self.flows.contains_key(&key) {
+            if seg.payload.is_empty() && !seg.syn {
+                // A bare ACK, FIN or RST of a flow already ended (or begun before the capture):
+                // nothing to decode, and no flow state worth holding for it.
+                return;
+            }
+            if self.flows.len() >= self.cfg.max_flows {
+                self.evict_oldest();
+            }
+            self.stats.flows += 1;
+            let conn_id = self.next_conn;
+            self.next_conn += 1;
+            let flow = Flow {
+                conn_id,
+                addrs: [key.0, key.1],
+                client: None,
+                reasm: [
+                    tcp::Reassembler::new(self.cfg.max_flow_buffer),
+                    tcp::Reassembler::new(self.cfg.max_flow_buffer),
+                ],
+                closed: [false; 2],
+                reset: false,
+                app: App::Unknown,
+                pre: [Vec::new(), Vec::new()],
+                pre_len: [0; 2],
+                resync: false,
+                next_seq: 0,
+                last_ts: seg.ts_ns,
+                buffered: 0,
+            };
+            self.flows.insert(key, flow);
+        }
+        let Some(mut flow) = self.flows.remove(&key) else {
+            return;
+        };
+        flow.last_ts = seg.ts_ns;
+        if seg.syn && flow.client.is_none() {
+            flow.client = Some(if seg.ack { 1 - side } else { side });
+        }
+        let mut events = Vec::new();
+        // A payload cut by the snaplen goes in as far as it was captured: the rest becomes a
+        // hole when later bytes arrive, so nothing cut is ever glued to what follows it.
+        let payload = seg.payload;
+        let before = flow.reasm[side].retransmitted_bytes;
+        flow.reasm[side].segment(
+            seg.ts_ns,
+            seg.seq,
+            seg.syn,
+            seg.fin,
+            seg.rst,
+            payload,
+            &mut events,
+        );
+        self.stats.retransmitted_bytes += flow.reasm[side].retransmitted_bytes - before;
+        let buffered = flow.reasm[0].buffered() + flow.reasm[1].buffered();
+        self.total_buffered = self.total_buffered + buffered - flow.buffered;
+        flow.buffered = buffered;
+        if self.total_buffered > self.cfg.max_total_buffer {
+            // Over the global budget: this flow gives up on its holes now.
+            flow.reasm[side].flush(&mut events);
+            self.total_buffered -= flow.buffered;
+            flow.buffered = flow.reasm[0].buffered() + flow.reasm[1].buffered();
+            self.total_buffered += flow.buffered;
+        }
+        for ev in events {
+            self.stream_event(&mut flow, side, ev);
+        }
+        if flow.closed[0] && flow.closed[1] || flow.reset {
+            self.end_flow(flow);
+        } else {
+            self.flows.insert(key, flow);
+        }
+    }
+
+    /// End of input: every flow is flushed, partial exchanges are stored flagged.
+    pub fn finish(&mut self) {
+        let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
+        for key in keys {
+            if let Some(flow) = self.flows.remove(&key) {
+                self.end_flow(flow);
+            }
+        }
+    }
+
+    /// Flushes flows idle since before `now_ns - idle_ns` (live capture housekeeping).
+    pub fn expire_idle(&mut self, now_ns: i64, idle_ns: i64) {
+        let keys: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| now_ns - f.last_ts > idle_ns)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            if let Some(flow) = self.flows.remove(&key) {
+                self.end_flow(flow);
+            }
+        }
+    }
+
+    fn evict_oldest(&mut self) {
+        // Evict the least recently active eighth at once so that the scan is amortised.
+        let mut ages: Vec<(i64, FlowKey)> =
+            self.flows.iter().map(|(k, f)| (f.last_ts, *k)).collect();
+        let n = (ages.len() / 8).max(1);
+        ages.select_nth_unstable(n - 1);
+        for (_, key) in ages.into_iter().take(n) {
+            if let Some(flow) = self.flows.remove(&key) {
+                self.stats.evicted_flows += 1;
+                tracing::warn!(conn = flow.conn_id, "flow evicted to bound memory");
+                self.end_flow(flow);
+            }
+        }
+    }
+
+    fn end_flow(&mut self, mut flow: Flow) {
+        let mut events = Vec::new();
+        for side in 0..2 {
+            flow.reasm[side].flush(&mut events);
+            for ev in events.drain(..) {
+                self.stream_event(&mut flow, side, ev);
+            }
+        }
+        self.total_buffered = self.total_buffered.saturating_sub(flow.buffered);
+        if matches!(flow.app, App::Unknown) && (flow.pre_len[0] > 0 || flow.pre_len[1] > 0) {
+            self.stats.unrecognised_flows += 1;
+        }
+        let (kind, error) = if flow.reset {
+            (ErrorKind::UpstreamReset, "connection reset")
+        } else {
+            (ErrorKind::UpstreamReset, "connection ended")
+        };
+        self.close_app(&mut flow, kind, error);
+    }
+
+    fn stream_event(&mut self, flow: &mut Flow, side: usize, ev: tcp::Event) {
+        match ev {
+            tcp::Event::Data { at_ns, data } => self.data(flow, side, at_ns, data),
+            tcp::Event::Gap { len } => {
+                self.stats.holes += 1;
+                tracing::warn!(conn = flow.conn_id, len, "bytes missing from the capture");
+                let server_side = flow.client.is_some_and(|c| c != side);
+                if let (true, App::H1(h)) = (server_side, &mut flow.app) {
+                    // Only the response being received is lost: requests already seen keep
+                    // their place, and the response decoder restarts at the next status line.
+                    if let Some(mut rec) = h.response_hole() {
+                        rec.fail(ExchangeError::new(
+                            ErrorKind::CaptureHole,
+                            format!("capture hole: {len} bytes of the response missing"),
+                        ));
+                        self.emit(rec);
+                    }
+                    return;
+                }
+                self.close_app(
+                    flow,
+                    ErrorKind::CaptureHole,
+                    &format!("capture hole: {len} bytes missing"),
+                );
+                flow.app = App::Unknown;
+                flow.pre = [Vec::new(), Vec::new()];
+                flow.pre_len = [0; 2];
+                flow.resync = true;
+            }
+            tcp::Event::Fin | tcp::Event::Rst => {
+                flow.closed[side] = true;
+                if matches!(ev, tcp::Event::Rst) {
+                    flow.reset = true;
+                }
+                self.side_closed(flow, side);
+            }
+        }
+    }
+
+    fn data(&mut self, flow: &mut Flow, side: usize, at: i64, data: Bytes) {
+        if matches!(flow.app, App::Unknown) {
+            flow.pre_len[side] += data.len();
+            flow.pre[side].push((at, data));
+            self.classify(flow);
+            return;
+        }
+        self.app_data(flow, side, at, &data);
+    }
+
+    /// Looks at the bytes held so far and decides what the flow is.
+    fn classify(&mut self, flow: &mut Flow) {
+        for side in 0..2 {
+            let head = contiguous_prefix(&flow.pre[side], 4096);
+            if head.is_empty() {
+                continue;
+            }
+            if head.len() < h2_frames::PREFACE.len() && h2_frames::PREFACE.starts_with(&head) {
+                return; // maybe a preface: wait for more
+            }
+            let found = if head.starts_with(h2_frames::PREFACE) {
+                Some((side, Kind::H2, 0))
+            } else if looks_like_h2_frames(&head) {
+                // HTTP/2 joined after the preface: the client is who sent the SYN, or who
+                // talks to a hinted port, or else the side with the higher (ephemeral) port.
+                let client = flow
+                    .client
+                    .unwrap_or_else(|| guess_client(&self.cfg.port_hints, &flow.addrs));
+                Some((client, Kind::H2, 0))
+            } else if looks_like_request(&head) {
+                Some((side, Kind::H1, 0))
+            } else if head.starts_with(b"HTTP/1.") {
+                Some((1 - side, Kind::H1, 0))
+            } else if flow.resync || flow.client.is_none_or(|c| c == side) {
+                // Resynchronise: a request line after some line end.
+                find_request_line(&head).map(|at| (side, Kind::H1, at))
+            } else {
+                None
+            };
+            if let Some((client, kind, skip)) = found {
+                flow.client = Some(client);
+                if skip > 0 {
+                    drop_prefix(&mut flow.pre[side], skip);
+                }
+                if flow.resync {
+                    // Server bytes before the resync point belong to a response already lost.
+                    let server = 1 - client;
+                    let sh = contiguous_prefix(&flow.pre[server], 4096);
+                    if !sh.starts_with(b"HTTP/1.") {
+                        flow.pre[server].clear();
+                    }
+                }
+                flow.app = match kind {
+                    Kind::H1 => App::H1(Box::new(H1::new())),
+                    Kind::H2 => App::H2(Box::new(H2::new())),
+                };
+                flow.resync = false;
+                let pre = std::mem::take(&mut flow.pre);
+                flow.pre_len = [0; 2];
+                // The client's bytes first, so that a response decoder knows the methods.
+                for s in [client, 1 - client] {
+                    for (at, data) in &pre[s] {
+                        self.app_data(flow, s, *at, data);
+                    }
+                }
+                for s in 0..2 {
+                    if flow.closed[s] {
+                        self.side_closed(flow, s);
+                    }
+                }
+                return;
+            }
+        }
+        if flow.pre_len[0] > MAX_UNRECOGNISED || flow.pre_len[1] > MAX_UNRECOGNISED {
+            self.stats.unrecognised_flows += 1;
+            flow.app = App::Ignored;
+            flow.pre = [Vec::new(), Vec::new()];
+        }
+    }
+
+    fn app_data(&mut self, flow: &mut Flow, side: usize, at: i64, data: &[u8]) {
+        let Some(client) = flow.client else { return };
+        let dir = if side == client {
+            Direction::ClientToServer
+        } else {
+            Direction::ServerToClient
+        };
+        let mut app = std::mem::replace(&mut flow.app, App::Ignored);
+        let next = match &mut app {
+            App::H1(h) => self.h1_data(flow, h, dir, at, data),
+            App::Ws(w) => self.ws_data(flow, w, dir, at, data),
+            App::H2(h) => self.h2_data(flow, h, dir, at, data),
+            App::Unknown | App::Ignored => None,
+        };
+        flow.app = next.unwrap_or(app);
+    }
+
+    fn side_closed(&mut self, flow: &mut Flow, side: usize) {
+        let Some(client) = flow.client else { return };
+        if side == client {
+            return;
+        }
+        // The server closed: a close-delimited response body ends here (RFC 9112 §6.3 rule 8).
+        let mut app = std::mem::replace(&mut flow.app, App::Ignored);
+        let mut next = None;
+        if let App::H1(h) = &mut app {
+            let at = flow.last_ts;
+            while let Ok(Some(ev)) = h.resp.finish() {
+                if let Some(n) = self.h1_response_event(flow, h, at, ev) {
+                    next = Some(n);
+                    break;
+                }
+            }
+        }
+        flow.app = next.unwrap_or(app);
+    }
+
+    /// Stores whatever the flow's decoder still holds, flagged with `error`.
+    fn close_app(&mut self, flow: &mut Flow, kind: ErrorKind, error: &str) {
+        match std::mem::replace(&mut flow.app, App::Ignored) {
+            App::H1(mut h) => {
+                for mut rec in h.pending.drain(..).chain(h.current.take()) {
+                    let what = if rec.exchange().response.is_none() {
+                        "no response"
+                    } else {
+                        "response incomplete"
+                    };
+                    rec.fail(ExchangeError::new(kind, format!("{what} ({error})")));
+                    self.emit(rec);
+                }
+            }
+            App::Ws(w) => {
+                if let Some(mut rec) = w.rec {
+                    if kind == ErrorKind::CaptureHole {
+                        rec.fail(ExchangeError::new(kind, error));
+                    }
+                    self.emit(rec);
+                }
+            }
+            App::H2(mut h) => {
+                for (_, mut rec) in std::mem::take(&mut h.streams) {
+                    if rec.exchange().response.is_none() || !rec.response_ended() {
+                        rec.fail(ExchangeError::new(
+                            kind,
+                            format!("stream incomplete ({error})"),
+                        ));
+                    }
+                    self.emit(rec);
+                }
+            }
+            App::Unknown | App::Ignored => {}
+        }
+    }
+
+    /// Stores a finished exchange; one with neither a request nor a response is nothing.
+    fn emit(&mut self, rec: Recorder) {
+        let ex = rec.finish();
+        if ex.request.method.is_empty() && ex.response.is_none() {
+            return;
+        }
+        if ex.error.is_some() {
+            self.stats.incomplete += 1;
+        }
+        self.stats.exchanges += 1;
+        self.sink.record(ex);
+    }
+
+    /// A recorder for the flow's next exchange, whose first byte came at `at`.
+    fn new_recorder(&self, flow: &mut Flow, at: i64, protocol: Protocol) -> Recorder {
+        let client = flow.client.unwrap_or(0);
+        let seq = flow.next_seq;
+        flow.next_seq += 1;
+        let mut rec = Recorder::new(
+            at,
+            Limits {
+                max_body: self.cfg.max_body,
+            },
+        );
+        let ex = rec.exchange_mut();
+        ex.connection_id = flow.conn_id;
+        ex.seq = seq;
+        ex.protocol = Some(protocol);
+        ex.client_addr = Some(flow.addrs[client].to_string());
+        ex.server_addr = Some(flow.addrs[1 - client].to_string());
+        ex.scheme = "http".into();
+        rec
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    H1,
+    H2,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,483 @@
+//! One HTTP/1 client connection of the proxy: read a request head, route it, forward the
+//! exchange through the pumps while its recorder watches, record it, repeat.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::failure::{ClientError, Failure};
+use super::headers::{forward_request_headers, is_websocket_upgrade};
+use super::pump::{pump_request, pump_response, ResponseOutcome, ResponseSettings};
+use super::upstream::{connect_upstream, UpstreamConn};
+use crate::capture::clock::now_ns;
+use crate::capture::io::{write_flush, BoxRead, BoxWrite, READ_BUF};
+use crate::capture::recorder::{Limits, Recorder};
+use crate::capture::setup::{Proxy, Upstream};
+use crate::decode::h1::{self, Decoder, Event, RequestHead, Role};
+use crate::decode::h1_encode;
+use crate::model::{Direction, ErrorKind, ExchangeError, Header, Protocol};
+use crate::net::Shutdown;
+use crate::vocab::reason_phrase;
+
+pub(super) struct ClientConn {
+    pub(super) proxy: Arc<Proxy>,
+    pub(super) reader: BoxRead,
+    pub(super) writer: BoxWrite,
+    pub(super) decoder: Decoder,
+    pub(super) upstream: Option<UpstreamConn>,
+    /// Where origin-form requests go: the reverse-proxy upstream, or the host of an
+    /// intercepted CONNECT tunnel. `None` on a plain forward-proxy connection.
+    origin: Option<Upstream>,
+    pub(super) peer: SocketAddr,
+    pub(super) id: u64,
+    pub(super) seq: u32,
+    buf: Vec<u8>,
+    pub(super) shutdown: Shutdown,
+}
+
+impl ClientConn {
+    pub(super) fn new(
+        proxy: Arc<Proxy>,
+        reader: BoxRead,
+        writer: BoxWrite,
+        peer: SocketAddr,
+        id: u64,
+        shutdown: Shutdown,
+        origin: Option<Upstream>,
+    ) -> Self {
+        let max_head = proxy.config.max_head;
+        ClientConn {
+            proxy,
+            reader,
+            writer,
+            decoder: Decoder::new(Role::Request).with_max_head(max_head),
+            upstream: None,
+            origin,
+            peer,
+            id,
+            seq: 0,
+            buf: vec![0; READ_BUF],
+            shutdown,
+        }
+    }
+
+    pub(super) async fn run(&mut self) {
+        loop {
+            let started = match self.next_request_head().await {
+                Ok(Some(h)) => h,
+                Ok(None) => return,
+                Err(e) => {
+                    self.proxy
+                        .stats
+                        .bad_requests
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(conn = self.id, peer = %self.peer, error = %e, "bad request from client");
+                    if let ClientError::Decode(err) = &e {
+                        let status = err.status();
+                        let _ = self
+                            .send_simple(
+                                status,
+                                reason_phrase(status),
+                                &format!("mf: {err}\n"),
+                                true,
+                            )
+                            .await;
+                    }
+                    return;
+                }
+            };
+            let keep_going = self.exchange(started).await;
+            self.seq += 1;
+            if !keep_going || self.shutdown.is_triggered() {
+                return;
+            }
+        }
+    }
+
+    /// Waits for the next request head and says when its first byte came. `Ok(None)`: the
+    /// client closed between requests or shutdown was requested while idle.
+    async fn next_request_head(&mut self) -> Result<Option<(RequestHead, i64)>, ClientError> {
+        let mut started: Option<i64> = None;
+        loop {
+            match self.decoder.poll() {
+                Ok(Some(Event::RequestHead(head))) => {
+                    let at = started.unwrap_or_else(now_ns);
+                    return Ok(Some((head, at)));
+                }
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+                Err(e) => return Err(ClientError::Decode(e)),
+            }
+            let mut shutdown = self.shutdown.clone();
+            let n = tokio::select! {
+                r = self.reader.read(&mut self.buf) => match r {
+                    Ok(n) => n,
+                    // TLS clients often close without close_notify; between requests that is
+                    // just a close.
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && self.decoder.is_idle() => 0,
+                    Err(e) => return Err(ClientError::Io(e.to_string())),
+                },
+                _ = shutdown.wait(), if self.decoder.is_idle() => return Ok(None),
+            };
+            if n == 0 {
+                return if self.decoder.is_idle() {
+                    Ok(None)
+                } else {
+                    Err(ClientError::Io(
+                        "client closed in the middle of a request head".into(),
+                    ))
+                };
+            }
+            if self.seq == 0 && started.is_none() && self.buf[..n].starts_with(b"PRI * HTTP/2.0") {
+                return Err(ClientError::Unsupported(
+                    "HTTP/2 connection preface split too slowly to be recognised",
+                ));
+            }
+            if started.is_none() {
+                started = Some(now_ns());
+            }
+            self.decoder.feed(&self.buf[..n]);
+        }
+    }
+
+    /// A recorder for an exchange of this connection that started at `at`.
+    pub(super) fn recorder(&self, at: i64, protocol: Protocol, authority: &str) -> Recorder {
+        let mut rec = Recorder::new(
+            at,
+            Limits {
+                max_body: self.proxy.config.max_body,
+            },
+        );
+        let ex = rec.exchange_mut();
+        ex.connection_id = self.id;
+        ex.seq = self.seq;
+        ex.protocol = Some(protocol);
+        ex.client_addr = Some(self.peer.to_string());
+        ex.authority = authority.to_string();
+        rec
+    }
+
+    /// Forwards one exchange and records it. Returns whether the client connection goes on.
+    async fn exchange(&mut self, (head, started_at): (RequestHead, i64)) -> bool {
+        let proxy = self.proxy.clone();
+        let config = &proxy.config;
+        if head.method.eq_ignore_ascii_case("CONNECT") {
+            return self.connect(head, started_at).await;
+        }
+        let (target_up, origin_target, host_override) = match self.route(&head.target) {
+            Ok(route) => route,
+            Err(message) => {
+                self.proxy
+                    .stats
+                    .bad_requests
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(conn = self.id, target = %head.target, "{message}");
+                let _ = self
+                    .send_simple(400, "Bad Request", &format!("mf: {message}\n"), true)
+                    .await;
+                return false;
+            }
+        };
+        let client_close = h1::wants_close(head.minor, &head.headers);
+        let protocol = if is_websocket_upgrade(&head.headers) {
+            Protocol::WebSocket
+        } else if head.minor == 0 {
+            Protocol::Http10
+        } else {
+            Protocol::Http11
+        };
+        let mut rec = self.recorder(started_at, protocol, &target_up.authority);
+        rec.exchange_mut().scheme = target_up.scheme().into();
+        rec.request_head(
+            head.method.clone(),
+            origin_target.clone(),
+            format!("HTTP/1.{}", head.minor),
+            head.headers.clone(),
+        );
+
+        if let Err(failure) = self.ensure_upstream(&target_up).await {
+            let Failure::Upstream { .. } = failure else {
+                return false;
+            };
+            let (status, error) = failure.into_parts();
+            self.proxy.upstream_failed();
+            tracing::warn!(conn = self.id, error = %error.message, "upstream unavailable");
+            self.fail_and_record(rec, status, error).await;
+            return false;
+        }
+        let Some(upstream) = self.upstream.as_mut() else {
+            return false;
+        };
+        rec.exchange_mut().server_addr = Some(upstream.addr.to_string());
+
+        // The head as the upstream gets it: hop-by-hop fields dropped, except the upgrade
+        // handshake and the body framing that we keep unchanged.
+        let mut out = BytesMut::new();
+        let fwd_headers = forward_request_headers(
+            &head,
+            config,
+            self.peer,
+            host_override.as_deref(),
+            &target_up.authority,
+        );
+        let target = format!("{}{}", target_up.base_path, origin_target);
+        h1_encode::request_head(&mut out, &head.method, &target, &fwd_headers);
+        upstream.decoder.push_request_method(&head.method);
+
+        let mut response = ResponseOutcome::default();
+        let (req_result, resp_result) = {
+            let (req_half, resp_half) = rec.halves();
+            let req_pump = pump_request(
+                &mut self.reader,
+                &mut self.decoder,
+                &mut upstream.writer,
+                &mut self.buf,
+                out,
+                head.framing,
+                req_half,
+            );
+            let resp_pump = pump_response(
+                &mut upstream.reader,
+                &mut upstream.decoder,
+                &mut upstream.buf,
+                &mut self.writer,
+                ResponseSettings {
+                    method: &head.method,
+                    client_close,
+                    response_timeout: config.response_timeout,
+                },
+                resp_half,
+                &mut response,
+            );
+            tokio::pin!(req_pump, resp_pump);
+            let mut req_result: Option<Result<(), Failure>> = None;
+            let mut resp_result: Option<Result<(), Failure>> = None;
+            while resp_result.is_none() {
+                tokio::select! {
+                    r = &mut req_pump, if req_result.is_none() => {
+                        // A client that vanished mid-body ends the exchange; the upstream gets nothing more.
+                        let failed = r.is_err();
+                        req_result = Some(r);
+                        if failed { break; }
+                    }
+                    r = &mut resp_pump, if resp_result.is_none() => resp_result = Some(r),
+                }
+            }
+            (req_result, resp_result)
+        };
+        // A response that finished before its request body did (an early 413, say) leaves
+        // the client's request stream in an unknown place: close after it.
+        let request_done = matches!(req_result, Some(Ok(())));
+        if request_done && !rec.half(Direction::ClientToServer).is_ended() {
+            rec.end(now_ns(), Direction::ClientToServer);
+        }
+        let mut keep_going = request_done && !client_close && !response.close_client;
+        if let Some(h) = response.head.take() {
+            rec.response_head(
+                response.first_byte_at.unwrap_or(started_at),
+                h.status,
+                h.reason,
+                format!("HTTP/1.{}", h.minor),
+                h.headers,
+            );
+        }
+        let failure = match (req_result, resp_result) {
+            (Some(Err(f)), _) | (_, Some(Err(f))) => Some(f),
+            _ => None,
+        };
+        if let Some(failure) = failure {
+            keep_going = false;
+            self.upstream = None;
+            match failure {
+                Failure::Upstream {
+                    status,
+                    kind,
+                    message,
+                } => {
+                    self.proxy.upstream_failed();
+                    tracing::warn!(conn = self.id, seq = self.seq, error = %message, "upstream failed");
+                    if !response.head_sent {
+                        let _ = self
+                            .send_simple(
+                                status,
+                                reason_phrase(status),
+                                &format!("mf: {message}\n"),
+                                true,
+                            )
+                            .await;
+                    }
+                    rec.fail(ExchangeError::new(kind, message));
+                }
+                Failure::Client(message) => {
+                    tracing::info!(conn = self.id, seq = self.seq, error = %message, "client went away");
+                    rec.fail(ExchangeError::new(ErrorKind::ClientAborted, message));
+                }
+            }
+        } else if !response.upstream_reusable && !response.upgraded {
+            // An upgraded upstream connection is not reusable, but the tunnel needs it.
+            self.upstream = None;
+        }
+        let upgraded = response.upgraded;
+        self.decoder.resolve_upgrade(upgraded);
+        if upgraded && protocol == Protocol::WebSocket {
+            // Recorded when the session ends, with every frame.
+            self.tunnel_websocket(rec).await;
+            return false;
+        }
+        self.proxy.record(rec.finish());
+        if upgraded {
+            self.tunnel().await;
+            return false;
+        }
+        keep_going
+    }
+
+    /// Where a request goes: (upstream, origin-form target, Host header to send instead of
+    /// the client's).
+    fn route(&self, target: &str) -> Result<(Upstream, String, Option<String>), String> {
+        if target.starts_with("http://") || target.starts_with("https://") {
+            // Absolute form: a forward-proxy request (RFC 9112 §3.2.2).
+            let uri: http::Uri = target
+                .parse()
+                .map_err(|e| format!("bad request target {target:?}: {e}"))?;
+            let origin = format!(
+                "{}://{}",
+                uri.scheme_str().unwrap_or("http"),
+                uri.authority().map(|a| a.as_str()).unwrap_or("")
+            );
+            let up = Upstream::parse(&origin)?;
+            let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+            return Ok((up, path, None));
+        }
+        match &self.origin {
+            Some(up) => {
+                let rewrite = self.proxy.config.upstream.is_some() && !self.proxy.config.keep_host;
+                Ok((
+                    up.clone(),
+                    target.to_string(),
+                    rewrite.then(|| up.authority.clone()),
+                ))
+            }
+            None => Err(format!(
+                "{target:?} is not an absolute URL: this mf is a forward proxy (no --upstream); \
+                 point HTTP_PROXY at it, or start it with --upstream URL"
+            )),
+        }
+    }
+
+    async fn ensure_upstream(&mut self, up: &Upstream) -> Result<(), Failure> {
+        if let Some(conn) = self.upstream.as_mut() {
+            if conn.origin.same_origin(up) && conn.is_reusable() {
+                return Ok(());
+            }
+        }
+        self.upstream = None;
+        let proxy = self.proxy.clone();
+        let (reader, writer, addr) = connect_upstream(&proxy.config, up).await?;
+        self.upstream = Some(UpstreamConn {
+            reader,
+            writer,
+            origin: up.clone(),
+            decoder: Decoder::new(Role::Response),
+            addr,
+            buf: vec![0; READ_BUF],
+        });
+        Ok(())
+    }
+
+    /// Answers the client with `status` and the error, closes, and records the exchange
+    /// with the error.
+    pub(super) async fn fail_and_record(
+        &mut self,
+        mut rec: Recorder,
+        status: u16,
+        error: ExchangeError,
+    ) {
+        let body = format!("mf: {}\n", error.message);
+        rec.fail(error);
+        let _ = self
+            .send_simple(status, reason_phrase(status), &body, true)
+            .await;
+        self.proxy.record(rec.finish());
+    }
+
+    pub(super) async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        write_flush(&mut self.writer, bytes).await
+    }
+
+    pub(super) async fn send_simple(
+        &mut self,
+        status: u16,
+        reason: &str,
+        body: &str,
+        close: bool,
+    ) -> std::io::Result<()> {
+        let mut out = BytesMut::new();
+        let mut headers = vec![
+            Header::new("Content-Type", "text/plain; charset=utf-8"),
+            Header::new("Content-Length", body.len().to_string()),
+        ];
+        if close {
+            headers.push(Header::new("Connection", "close"));
+        }
+        h1_encode::response_head(&mut out, status, reason, &headers);
+        out.extend_from_slice(body.as_bytes());
+        write_flush(&mut self.writer, &out).await?;
+        if close {
+            let _ = self.writer.shutdown().await;
+        }
+        Ok(())
+    }
+
+    /// After a WebSocket 101: relay and decode frames both ways, then record the exchange.
+    async fn tunnel_websocket(&mut self, mut rec: Recorder) {
+        let Some(mut upstream) = self.upstream.take() else {
+            self.proxy.record(rec.finish());
+            return;
+        };
+        let client_early = self.decoder.take_buffered();
+        let upstream_early = upstream.decoder.take_buffered();
+        let abnormal = crate::capture::ws::relay(
+            &mut self.reader,
+            &mut self.writer,
+            &mut upstream.reader,
+            &mut upstream.writer,
+            client_early,
+            upstream_early,
+            &mut rec,
+        )
+        .await;
+        if let Some(e) = abnormal {
+            tracing::info!(conn = self.id, seq = self.seq, error = %e, "websocket ended abnormally");
+        }
+        rec.end(now_ns(), Direction::ServerToClient);
+        self.proxy.record(rec.finish());
+    }
+
+    /// After a 101 (or a CONNECT tunnel): relay bytes both ways until either side closes.
+    pub(super) async fn tunnel(&mut self) {
+        let Some(mut upstream) = self.upstream.take() else {
+            return;
+        };
+        let client_early = self.decoder.take_buffered();
+        let upstream_early = upstream.decoder.take_buffered();
+        let to_upstream = async {
+            if !client_early.is_empty() {
+                upstream.writer.write_all(&client_early).await?;
+            }
+            tokio::io::copy(&mut self.reader, &mut upstream.writer).await?;
+            upstream.writer.shutdown().await
+        };
+        let to_client = async {
+            if !upstream_early.is_empty() {
+                self.writer.write_all(&upstream_early).await?;
+            }
+            tokio::io::copy(&mut upstream.reader, &mut self.writer).await?;
+            self.writer.shutdown().await
+        };
+        let _ = tokio::join!(to_upstream, to_client);
+    }
+}

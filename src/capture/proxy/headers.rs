@@ -1,0 +1,80 @@
+//! What the proxy forwards of a request head: the client's headers in their order and case,
+//! minus hop-by-hop fields (except an upgrade handshake and the body framing), with Host and
+//! X-Forwarded-For adjusted. What is recorded is decided by the recorder, not here.
+
+use std::net::SocketAddr;
+
+use crate::capture::setup::ProxyConfig;
+use crate::decode::h1::{self, RequestHead};
+use crate::model::{Header, HeaderList};
+
+pub(super) fn is_websocket_upgrade(headers: &[Header]) -> bool {
+    headers
+        .header("upgrade")
+        .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"websocket"))
+}
+
+/// The request headers sent upstream, in the client's order and case. `host_override`
+/// replaces the Host value (reverse proxy); a request without Host gets `authority`.
+pub(super) fn forward_request_headers(
+    head: &RequestHead,
+    config: &ProxyConfig,
+    peer: SocketAddr,
+    host_override: Option<&str>,
+    authority: &str,
+) -> Vec<Header> {
+    // `Upgrade: h2c` is declined (the request goes on as HTTP/1.1, which RFC 9113 §3.2 allows):
+    // hyper and h2 cannot adopt an upgraded request as stream 1, so the proxy could not record
+    // it. Clients that want HTTP/2 from the start use prior knowledge, which is recorded.
+    let upgrading = head
+        .headers
+        .header("upgrade")
+        .is_some_and(|v| !v.trim_ascii().eq_ignore_ascii_case(b"h2c"));
+    let mut out: Vec<Header> = Vec::with_capacity(head.headers.len() + 2);
+    let mut saw_host = false;
+    let mut saw_xff = false;
+    for h in &head.headers {
+        let keep_hop = h.name.eq_ignore_ascii_case("transfer-encoding")
+            || (upgrading
+                && (h.name.eq_ignore_ascii_case("connection")
+                    || h.name.eq_ignore_ascii_case("upgrade")));
+        if !keep_hop && h1::is_hop_by_hop(&h.name, &head.headers) {
+            continue;
+        }
+        // No WebSocket extensions: a recorded frame keeps opcode and FIN but not RSV bits, so
+        // permessage-deflate frames could not be replayed; uncompressed frames can.
+        if h.name.eq_ignore_ascii_case("sec-websocket-extensions")
+            && is_websocket_upgrade(&head.headers)
+        {
+            continue;
+        }
+        if h.name.eq_ignore_ascii_case("host") {
+            saw_host = true;
+            if let Some(host) = host_override {
+                out.push(Header {
+                    name: h.name.clone(),
+                    value: host.as_bytes().to_vec(),
+                });
+                continue;
+            }
+        }
+        if config.x_forwarded_for && h.name.eq_ignore_ascii_case("x-forwarded-for") && !saw_xff {
+            saw_xff = true;
+            let mut value = h.value.clone();
+            value.extend_from_slice(format!(", {}", peer.ip()).as_bytes());
+            out.push(Header {
+                name: h.name.clone(),
+                value,
+            });
+            continue;
+        }
+        out.push(h.clone());
+    }
+    if !saw_host {
+        out.insert(0, Header::new("Host", host_override.unwrap_or(authority)));
+    }
+    if config.x_forwarded_for && !saw_xff {
+        out.push(Header::new("X-Forwarded-For", peer.ip().to_string()));
+    }
+    out
+}

@@ -1,0 +1,30 @@
+//! The recording proxy for HTTP/1.x: a reverse proxy in front of one upstream, or (with no
+//! upstream) a forward proxy that clients reach through `HTTP_PROXY`/`HTTPS_PROXY`, with
+//! `CONNECT` tunnels intercepted by TLS certificates minted from the local mf CA.
+//!
+//! Why not hyper here: hyper normalises header names to lowercase and regroups duplicates in a
+//! `HeaderMap`, and the only knobs that keep the original case and order are internal types a
+//! program cannot read. A recorder that must store and replay headers byte-for-byte therefore
+//! frames HTTP/1.1 itself, with the sans-IO decoder in `decode::h1` (head parsing is
+//! httparse). The proxy streams: each read is decoded, re-encoded and written before the next
+//! read, so a body of any size passes through in bounded memory, and only the first
+//! `max_body` bytes of it are kept by the exchange's [`super::recorder::Recorder`].
+//!
+//! Files: `entry` accepts connections and picks HTTP/1 or HTTP/2 (the part a shared front
+//! door will take over), `connect` handles `CONNECT` tunnels, `conn` runs the exchanges of
+//! one client connection, `pump` streams one message each way, `upstream` opens and keeps
+//! upstream connections, `headers` decides what is forwarded.
+//!
+//! Imports: `super::{setup, io, clock, recorder, h2, ws}`, `decode`, `model`, `net`, `vocab`.
+
+mod conn;
+mod connect;
+mod entry;
+mod failure;
+mod headers;
+mod pump;
+mod upstream;
+
+pub use super::setup::{Proxy, ProxyConfig, ProxyStats, Upstream};
+pub use entry::serve;
+pub use upstream::upstream_speaks_h2;

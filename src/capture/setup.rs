@@ -1,0 +1,177 @@
+//! What a recording proxy is: its configuration, the upstream it forwards to, where its
+//! exchanges go and its counters. Shared by the HTTP/1 driver (`proxy`) and the HTTP/2 one
+//! (`h2`), which is why it sits below both.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::model::{Exchange, ExchangeSink};
+
+/// Where the proxy forwards to.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    /// Speak TLS to it (`https://`).
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// `host:port` as written in the URL, used for the Host header.
+    pub authority: String,
+    /// Path prefix from the URL (`http://h/api` → `/api`), without a trailing slash.
+    pub base_path: String,
+}
+
+impl Upstream {
+    /// Parses `http[s]://host[:port][/prefix]`.
+    ///
+    /// # Errors
+    /// Another scheme, or no host.
+    pub fn parse(url: &str) -> Result<Upstream, String> {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            Some(other) => {
+                return Err(format!(
+                    "{url}: unsupported scheme {other:?}; use http:// or https://"
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "{url:?}: the upstream needs a scheme, e.g. http://{url}"
+                ))
+            }
+        };
+        let authority = uri.authority().ok_or_else(|| format!("{url}: no host"))?;
+        if authority.as_str().ends_with(':') {
+            return Err(format!("{url}: empty port"));
+        }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        if host.is_empty() {
+            return Err(format!("{url}: no host"));
+        }
+        let base_path = uri.path().trim_end_matches('/').to_string();
+        Ok(Upstream {
+            tls,
+            host,
+            port: authority.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+            authority: authority.to_string(),
+            base_path,
+        })
+    }
+
+    /// The target of a `CONNECT host:port` request, spoken to over TLS after interception.
+    pub(crate) fn from_connect(authority: &str) -> Result<Upstream, String> {
+        let (host, port) = split_host_port(authority)
+            .ok_or_else(|| format!("bad CONNECT target {authority:?}"))?;
+        Ok(Upstream {
+            tls: true,
+            host,
+            port,
+            authority: authority.to_string(),
+            base_path: String::new(),
+        })
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    pub(crate) fn same_origin(&self, other: &Upstream) -> bool {
+        self.tls == other.tls
+            && self.host.eq_ignore_ascii_case(&other.host)
+            && self.port == other.port
+    }
+}
+
+fn split_host_port(authority: &str) -> Option<(String, u16)> {
+    let (host, port) = authority.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| (host.to_string(), port))
+}
+
+/// Proxy settings, validated by the CLI.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// The reverse-proxy target; `None` makes mf a forward proxy.
+    pub upstream: Option<Upstream>,
+    /// TLS settings for `https` upstreams (ALPN http/1.1).
+    pub upstream_tls: Arc<rustls::ClientConfig>,
+    /// The same for HTTP/2 and gRPC upstreams (ALPN h2).
+    pub upstream_tls_h2: Arc<rustls::ClientConfig>,
+    /// Certificates for intercepted `CONNECT` tunnels (forward proxy).
+    pub intercept_tls: Option<Arc<rustls::ServerConfig>>,
+    /// Hosts whose `CONNECT` tunnels are relayed untouched (recorded as opaque tunnels).
+    pub passthrough: Vec<String>,
+    /// Bodies longer than this are forwarded whole but stored truncated.
+    pub max_body: usize,
+    pub x_forwarded_for: bool,
+    /// Keep the client's Host header instead of naming the upstream.
+    pub keep_host: bool,
+    pub connect_timeout: Duration,
+    /// How long to wait for the upstream's response head.
+    pub response_timeout: Duration,
+    pub max_head: usize,
+}
+
+/// Live counters, read for the summary line.
+#[derive(Debug, Default)]
+pub struct ProxyStats {
+    pub connections: AtomicU64,
+    pub exchanges: AtomicU64,
+    pub upstream_errors: AtomicU64,
+    pub bad_requests: AtomicU64,
+}
+
+/// A recording proxy: configuration, where exchanges go, and counters.
+pub struct Proxy {
+    pub(crate) config: ProxyConfig,
+    sink: Arc<dyn ExchangeSink>,
+    next_connection: AtomicU64,
+    pub stats: ProxyStats,
+}
+
+impl Proxy {
+    /// A proxy numbering its connections from `first_connection_id`.
+    pub fn new(
+        config: ProxyConfig,
+        sink: Arc<dyn ExchangeSink>,
+        first_connection_id: u64,
+    ) -> Arc<Proxy> {
+        Arc::new(Proxy {
+            config,
+            sink,
+            next_connection: AtomicU64::new(first_connection_id),
+            stats: ProxyStats::default(),
+        })
+    }
+
+    /// Numbers a new client connection and counts it.
+    pub(crate) fn open_connection(&self) -> u64 {
+        self.stats.connections.fetch_add(1, Ordering::Relaxed);
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Hands a finished exchange to the sink and counts it.
+    pub(crate) fn record(&self, exchange: Exchange) {
+        self.sink.record(exchange);
+        self.stats.exchanges.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an exchange the upstream failed.
+    pub(crate) fn upstream_failed(&self) {
+        self.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+    }
+}

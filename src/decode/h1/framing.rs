@@ -1,0 +1,109 @@
+//! From parsed head fields to message framing (RFC 9112 §6.3, §7.1): which body a message
+//! has, whether it asks for an upgrade, and chunk-size lines.
+
+use super::{Error, Framing};
+use crate::model::Header;
+
+pub(super) fn head_error(e: httparse::Error) -> Error {
+    match e {
+        httparse::Error::TooManyHeaders => Error::TooManyHeaders,
+        other => Error::BadHead(other.to_string()),
+    }
+}
+
+pub(super) fn to_headers(fields: &[httparse::Header]) -> Vec<Header> {
+    fields
+        .iter()
+        .filter(|h| !h.name.is_empty())
+        .map(|h| Header {
+            name: h.name.to_string(),
+            value: h.value.to_vec(),
+        })
+        .collect()
+}
+
+pub(super) fn has_upgrade(headers: &[Header]) -> bool {
+    headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("upgrade"))
+        && headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("connection")
+                && h.value
+                    .split(|b| *b == b',')
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+        })
+}
+
+/// RFC 9112 §6.3 rules 3-6 shared by requests and responses. `None`: no framing header.
+pub(super) fn body_framing(headers: &[Header]) -> Result<Option<Framing>, Error> {
+    let mut te_seen = false;
+    let mut chunked_last = false;
+    for h in headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+    {
+        te_seen = true;
+        for coding in h.value.split(|b| *b == b',') {
+            let coding = coding.trim_ascii();
+            if !coding.is_empty() {
+                chunked_last = coding.eq_ignore_ascii_case(b"chunked");
+            }
+        }
+    }
+    if te_seen {
+        // Transfer-Encoding overrides Content-Length; a final coding other than chunked means
+        // the body runs to the end of the connection.
+        return Ok(Some(if chunked_last {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        }));
+    }
+    let mut length: Option<u64> = None;
+    for h in headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+    {
+        // Several identical values (or a comma list of them) are allowed; differing ones are not.
+        for part in h.value.split(|b| *b == b',') {
+            let part = part.trim_ascii();
+            if part.is_empty() || !part.iter().all(u8::is_ascii_digit) || part.len() > 19 {
+                return Err(Error::BadContentLength);
+            }
+            let n: u64 = std::str::from_utf8(part)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or(Error::BadContentLength)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(Error::BadContentLength);
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length.map(|n| {
+        if n == 0 {
+            Framing::Empty
+        } else {
+            Framing::Length(n)
+        }
+    }))
+}
+
+pub(super) fn find_lf(buf: &[u8]) -> Option<usize> {
+    buf.iter().position(|b| *b == b'\n')
+}
+
+pub(super) fn parse_chunk_size(line: &[u8]) -> Result<u64, Error> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // Chunk extensions (`;name=value`) are legal and ignored.
+    let hex = line
+        .split(|b| *b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    if hex.is_empty() || hex.len() > 15 || !hex.iter().all(u8::is_ascii_hexdigit) {
+        return Err(Error::BadChunk);
+    }
+    let s = std::str::from_utf8(hex).map_err(|_| Error::BadChunk)?;
+    u64::from_str_radix(s, 16).map_err(|_| Error::BadChunk)
+}
