@@ -142,3 +142,73 @@ fn recordings_from_every_schema_version_open() {
     assert_eq!(r.status(), 200);
     assert!(r.headers.contains("X-Checksum: 42") || r.body.starts_with(b"first chunk"));
 }
+
+/// Runs `mf ARGS` with stdout a pipe that is closed after one line, as `| head -1` does.
+fn first_line_then_close(args: &[&std::ffi::OsStr]) -> (String, std::process::Output) {
+    use std::io::BufRead;
+    let mut child = mf()
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting mf");
+    let mut line = String::new();
+    {
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        stdout.read_line(&mut line).expect("reading one line");
+    }
+    (line, child.wait_with_output().expect("waiting for mf"))
+}
+
+#[test]
+fn ls_json_piped_into_head_is_not_a_broken_pipe_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("big.db");
+    // Far more output than a pipe buffers, so mf is still writing when the reader leaves.
+    let out = mf()
+        .args([
+            "generate",
+            "synthetic-recording",
+            "--exchanges",
+            "3000",
+            "-o",
+        ])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = mf()
+        .arg("infer")
+        .arg(&db)
+        .arg("-o")
+        .arg(dir.path().join("fx"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = db.as_os_str();
+    for args in [
+        vec![std::ffi::OsStr::new("ls"), db, "--json".as_ref()],
+        vec!["ls".as_ref(), db],
+        vec!["export".as_ref(), db],
+        vec!["patterns".as_ref(), db, "--json".as_ref()],
+        vec!["generate".as_ref(), "completions".as_ref(), "bash".as_ref()],
+    ] {
+        let (line, out) = first_line_then_close(&args);
+        assert!(!line.is_empty(), "{args:?} printed nothing");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "",
+            "{args:?} complained about the closed pipe"
+        );
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+    }
+}

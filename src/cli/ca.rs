@@ -1,5 +1,6 @@
 //! `mf ca`: the local certificate authority used for TLS listeners and HTTPS interception.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -50,15 +51,15 @@ pub(super) fn run(args: CaArgs) -> anyhow::Result<u8> {
             } else {
                 eprintln!("mf: the CA already exists; its certificate:");
             }
-            println!("{}", path.display());
+            writeln!(std::io::stdout(), "{}", path.display())?;
         }
         CaAction::Path => {
             let ca = Ca::load(&dir)?;
-            println!("{}", Ca::cert_path(ca.dir()).display());
+            writeln!(std::io::stdout(), "{}", Ca::cert_path(ca.dir()).display())?;
         }
         CaAction::Export => {
             let ca = Ca::load(&dir)?;
-            print!("{}", ca.cert_pem());
+            std::io::stdout().write_all(ca.cert_pem().as_bytes())?;
         }
     }
     Ok(0)

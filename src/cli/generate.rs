@@ -49,7 +49,10 @@ pub(super) fn run(args: GenerateArgs) -> anyhow::Result<u8> {
             }
         }
         What::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "mf", &mut std::io::stdout());
+            // Into memory first: the generator panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "mf", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)?;
         }
         What::SyntheticRecording {
             output,

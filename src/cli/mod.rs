@@ -83,6 +83,22 @@ pub fn run() -> anyhow::Result<u8> {
     }
 }
 
+/// True when `err` is a write to a closed stdout (`mf ls rec.db | head -1`): the reader chose
+/// to stop, so the command succeeded. Decided here, once, for every printing command.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        let kind = if let Some(e) = cause.downcast_ref::<std::io::Error>() {
+            Some(e.kind())
+        } else {
+            // serde_json wraps the writer's error in its own type.
+            cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+        };
+        kind == Some(std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "mf=warn",

@@ -51,10 +51,7 @@ pub(super) fn run(args: PatternsArgs) -> anyhow::Result<u8> {
         } else {
             format!("{:<11} {}", p.kind, p.summary)
         };
-        if writeln!(out, "{line}").is_err() {
-            // A closed pipe (`| head`) is success.
-            return Ok(0);
-        }
+        writeln!(out, "{line}")?;
     }
     Ok(0)
 }

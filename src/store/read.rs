@@ -49,6 +49,10 @@ const EXCHANGE_COLUMNS: &str = "id, connection_id, seq, protocol, started_at_ns,
     status, reason, resp_version, resp_headers, resp_body, resp_body_size, resp_body_truncated, resp_trailers,
     request_end_ns, response_first_byte_ns, response_end_ns, error, trace_id, tags, error_kind";
 
+/// Number of columns in [`EXCHANGE_COLUMNS`]: the joined blob columns of
+/// [`Reader::for_each`] start here (a column added to the list moves them along).
+const EXCHANGE_COLUMN_COUNT: usize = 32;
+
 /// Row fields before blobs are resolved.
 struct RawRow {
     ex: Exchange,
@@ -210,10 +214,13 @@ impl Reader {
         while let Some(row) = rows.next()? {
             let raw = raw_row(row)?;
             let mut ex = raw.ex;
+            // Each joined blob is (size, codec, data); request body, response body, headers.
+            let [req_body, resp_body, headers] =
+                [0, 3, 6].map(|offset| EXCHANGE_COLUMN_COUNT + offset);
             for (present, base) in [
-                (raw.req_body.is_some(), 31),
-                (raw.resp_body.is_some(), 34),
-                (true, 37),
+                (raw.req_body.is_some(), req_body),
+                (raw.resp_body.is_some(), resp_body),
+                (true, headers),
             ] {
                 if !present {
                     continue;
@@ -227,9 +234,9 @@ impl Reader {
                     StoreError::Corrupt { reason, .. } => corrupt(reason),
                     other => other,
                 })?);
-                if base == 37 {
+                if base == headers {
                     ex.request.headers = decode_headers(&bytes);
-                } else if base == 31 {
+                } else if base == req_body {
                     ex.request.body.data = bytes;
                 } else if let Some(resp) = ex.response.as_mut() {
                     resp.body.data = bytes;
@@ -422,4 +429,15 @@ fn raw_row(r: &Row) -> Result<RawRow, StoreError> {
         req_body: r.get(13)?,
         resp_body: r.get(21)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn column_count_matches_the_column_list() {
+        assert_eq!(
+            super::EXCHANGE_COLUMNS.split(',').count(),
+            super::EXCHANGE_COLUMN_COUNT
+        );
+    }
 }

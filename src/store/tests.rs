@@ -204,3 +204,33 @@ fn v1_error_text_migrates_to_kinds() {
         assert_eq!(kinds, want);
     }
 }
+
+#[test]
+fn streaming_every_exchange_matches_loading_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let (writer, handle) = Writer::spawn(&path, &Meta::default(), WriterConfig::default()).unwrap();
+    handle.record(sample(0, b"request body"));
+    let mut bodiless = sample(1, b"");
+    bodiless.error = Some(crate::model::ExchangeError::new(
+        crate::model::ErrorKind::UpstreamTimeout,
+        "no answer within 1s",
+    ));
+    handle.record(bodiless);
+    writer.finish().unwrap();
+
+    let reader = Reader::open(&path).unwrap();
+    let mut streamed = Vec::new();
+    reader
+        .for_each(|ex| {
+            streamed.push(ex);
+            true
+        })
+        .unwrap();
+    assert_eq!(streamed, reader.load_all().unwrap());
+    assert_eq!(&streamed[0].request.body.data[..], b"request body");
+    assert_eq!(
+        streamed[1].error.as_ref().map(|e| e.kind),
+        Some(crate::model::ErrorKind::UpstreamTimeout)
+    );
+}
