@@ -1,18 +1,19 @@
 //! `mf replay`: serve a recording back.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
 use super::util;
+use crate::net::door::{Door, Interceptor, LazyInterceptor};
 use crate::replay::latency::{LatencyMode, LatencySpec};
 use crate::replay::matcher::RepeatPolicy;
 use crate::replay::plan::Settings;
 use crate::replay::rules::ConfigFile;
 use crate::replay::scenario::{self, Mode};
-use crate::replay::server::{self, Replay, ReplayConfig};
+use crate::replay::{service, Replay, ReplayConfig};
 
 /// Serve a recording back to real clients, the upstream gone.
 ///
@@ -117,9 +118,31 @@ pub struct ReplayArgs {
         env = "MF_ADMIN_TOKEN",
         hide_env_values = true,
         help_heading = "Control",
-        value_parser = super::ctl::parse_secret
+        value_parser = parse_secret
     )]
-    pub admin_token: Option<super::ctl::Secret>,
+    pub admin_token: Option<Secret>,
+}
+
+/// A token that never shows up in `Debug` output or logs.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The token itself, for the places that send or check it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Wraps a token read from the command line or the environment.
+pub(crate) fn parse_secret(s: &str) -> Result<Secret, String> {
+    Ok(Secret(s.to_string()))
 }
 
 /// `--mode` values.
@@ -273,24 +296,6 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         },
         ..ReplayConfig::default()
     };
-    // CONNECT interception (apps using HTTPS_PROXY) needs the mf CA; it is created on first use.
-    let (ca, created) =
-        crate::tls::Ca::init(&crate::tls::default_ca_dir()).context("loading the mf CA")?;
-    if created {
-        eprintln!(
-            "mf: created the mf CA; clients must trust {}",
-            crate::tls::Ca::cert_path(ca.dir()).display()
-        );
-    }
-    let ca = std::sync::Arc::new(ca);
-    let config = ReplayConfig {
-        intercept_tls: Some(crate::tls::minting_server_config(
-            ca.clone(),
-            "localhost",
-            &crate::tls::ALPN_H1,
-        )),
-        ..config
-    };
     // Offer h2 over TLS when the recorded service spoke it, so clients pick what they used.
     let spoke_h2 = exchanges.iter().any(|e| {
         matches!(
@@ -303,13 +308,18 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
     } else {
         &crate::tls::ALPN_H1
     };
+    // The mf CA is loaded (or created) only when a TLS listener needs it here, or when the
+    // first CONNECT is intercepted — never just because a replay started.
     let listener_tls = util::listener_tls(
         args.tls,
         args.tls_cert.as_deref(),
         args.tls_key.as_deref(),
-        Some(ca),
+        None,
         alpn,
     )?;
+    let door = Door::new()
+        .with_tls(listener_tls.clone())
+        .with_intercept(Some(connect_interceptor()));
     let replay = Replay::new(&exchanges, config).context("setting up metrics")?;
     let rt = util::runtime()?;
     rt.block_on(async {
@@ -359,20 +369,29 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
             crate::net::termination_signal().await;
             trigger.trigger();
         });
-        server::serve(listener, replay.clone(), shutdown, listener_tls).await;
+        service::serve(listener, replay.clone(), shutdown, door).await;
         anyhow::Ok(())
     })?;
-    print_served(&replay.stats);
+    eprintln!("mf: {}", replay.stats.summary());
     Ok(0)
 }
 
-/// The one-line summary a replay prints when it stops.
-pub(super) fn print_served(s: &crate::replay::server::ReplayStats) {
-    eprintln!(
-        "mf: served {} requests ({} matched, {} unmatched, {} bad)",
-        s.requests.load(Ordering::Relaxed),
-        s.matched.load(Ordering::Relaxed),
-        s.unmatched.load(Ordering::Relaxed),
-        s.bad_requests.load(Ordering::Relaxed)
-    );
+/// Answers `CONNECT` (apps pointed at the replay with `HTTPS_PROXY`) by intercepting TLS with
+/// certificates minted from the mf CA, which is loaded — or created — on the first CONNECT.
+pub(super) fn connect_interceptor() -> Arc<dyn Interceptor> {
+    Arc::new(LazyInterceptor::new(|| {
+        let (ca, created) = crate::tls::Ca::init(&crate::tls::default_ca_dir())
+            .map_err(|e| format!("loading the mf CA: {e}"))?;
+        if created {
+            eprintln!(
+                "mf: created the mf CA; clients must trust {}",
+                crate::tls::Ca::cert_path(ca.dir()).display()
+            );
+        }
+        Ok(crate::tls::minting_server_config(
+            Arc::new(ca),
+            "localhost",
+            &crate::tls::ALPN_H1,
+        ))
+    }))
 }

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::util;
+use crate::net::door::Door;
 use crate::replay::fixtures::FixtureSource;
-use crate::replay::server::{self, Replay, ReplayConfig};
+use crate::replay::{service, Replay, ReplayConfig};
 use crate::store::fixtures;
 
 pub(super) fn run(
@@ -39,9 +40,9 @@ pub(super) fn run(
             crate::net::termination_signal().await;
             trigger.trigger();
         });
-        server::serve(listener, replay.clone(), shutdown, None).await;
+        service::serve(listener, replay.clone(), shutdown, Door::new()).await;
         anyhow::Ok(())
     })?;
-    super::replay::print_served(&replay.stats);
+    eprintln!("mf: {}", replay.stats.summary());
     Ok(0)
 }
