@@ -250,6 +250,7 @@ pub enum Repeat {
 }
 
 pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
+    let admin = admin_addr(&args)?;
     if args.recording.is_dir() {
         // Latency, faults and seeds apply to fixtures as to recordings.
         let (realism, seed) = realism(&args)?;
@@ -258,7 +259,8 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
             seed,
             ..ReplayConfig::default()
         };
-        return super::replay_fixtures::run(&args.recording, &args.listen, args.stateful, config);
+        let (replay, what) = super::replay_fixtures::load(&args.recording, args.stateful, config)?;
+        return serve(&args, replay, Door::new(), admin, &what);
     }
     let reader = util::open_recording(&args.recording)?;
     let exchanges = reader
@@ -266,23 +268,6 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         .with_context(|| format!("reading {}", args.recording.display()))?;
     drop(reader);
     let (realism, seed) = realism(&args)?;
-    let admin = match &args.admin {
-        Some(a) => {
-            let addr: std::net::SocketAddr = a
-                .parse()
-                .with_context(|| format!("--admin {a}: expected IP:PORT"))?;
-            if !addr.ip().is_loopback()
-                && args
-                    .admin_token
-                    .as_ref()
-                    .is_none_or(|t| t.expose().is_empty())
-            {
-                bail!("--admin {addr} is reachable from other hosts: set --admin-token (or MF_ADMIN_TOKEN)");
-            }
-            Some(addr)
-        }
-        None => None,
-    };
     // Streams keep their recorded pacing unless the user asked for none at all.
     let recorded_latency = args.latency.as_deref().is_none_or(|l| l.trim() != "none");
     let config = ReplayConfig {
@@ -317,10 +302,50 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         None,
         alpn,
     )?;
+    let what = format!(
+        "replaying {} exchanges from {}",
+        exchanges.len(),
+        args.recording.display()
+    );
     let door = Door::new()
-        .with_tls(listener_tls.clone())
+        .with_tls(listener_tls)
         .with_intercept(Some(connect_interceptor()));
     let replay = Replay::new(&exchanges, config).context("setting up metrics")?;
+    drop(exchanges);
+    serve(&args, replay, door, admin, &what)
+}
+
+/// `--admin`, checked: off loopback it needs a token.
+fn admin_addr(args: &ReplayArgs) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    let Some(a) = &args.admin else {
+        return Ok(None);
+    };
+    let addr: std::net::SocketAddr = a
+        .parse()
+        .with_context(|| format!("--admin {a}: expected IP:PORT"))?;
+    if !addr.ip().is_loopback()
+        && args
+            .admin_token
+            .as_ref()
+            .is_none_or(|t| t.expose().is_empty())
+    {
+        bail!(
+            "--admin {addr} is reachable from other hosts: set --admin-token (or MF_ADMIN_TOKEN)"
+        );
+    }
+    Ok(Some(addr))
+}
+
+/// Serves `replay` through `door` (and the admin API) until Ctrl-C; `what` says what is
+/// served, for the start-up line.
+fn serve(
+    args: &ReplayArgs,
+    replay: Arc<Replay>,
+    door: Door,
+    admin: Option<std::net::SocketAddr>,
+    what: &str,
+) -> anyhow::Result<u8> {
+    let tls = if door.has_tls() { " (TLS)" } else { "" };
     let rt = util::runtime()?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -341,13 +366,9 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
             }
             None => None,
         };
-        eprintln!(
-            "mf: listening on {local}{}, replaying {} exchanges from {} (Ctrl-C to stop)",
-            if listener_tls.is_some() { " (TLS)" } else { "" },
-            exchanges.len(),
-            args.recording.display()
-        );
+        eprintln!("mf: listening on {local}{tls}, {what} (Ctrl-C to stop)");
         let s = replay.planner().settings();
+        let seed = replay.planner().seed();
         eprintln!(
             "mf: seed {seed} (--seed {seed} repeats this run), latency {}, mode {:?}, {} rules",
             s.latency.mode,
@@ -378,7 +399,7 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
 
 /// Answers `CONNECT` (apps pointed at the replay with `HTTPS_PROXY`) by intercepting TLS with
 /// certificates minted from the mf CA, which is loaded — or created — on the first CONNECT.
-pub(super) fn connect_interceptor() -> Arc<dyn Interceptor> {
+fn connect_interceptor() -> Arc<dyn Interceptor> {
     Arc::new(LazyInterceptor::new(|| {
         let (ca, created) = crate::tls::Ca::init(&crate::tls::default_ca_dir())
             .map_err(|e| format!("loading the mf CA: {e}"))?;

@@ -262,6 +262,11 @@ impl Door {
         self
     }
 
+    /// True when clients connect over TLS.
+    pub fn has_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// CONNECT tunnels may be intercepted with certificates from `intercept`.
     pub fn with_intercept(mut self, intercept: Option<Arc<dyn Interceptor>>) -> Door {
         self.intercept = intercept;
