@@ -483,3 +483,37 @@ fn replay_loads_the_ca_only_when_it_intercepts_a_connect() {
         replay.stderr()
     );
 }
+
+/// Seconds curl took for the whole answer.
+fn seconds(args: &[&str]) -> f64 {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "20",
+            "-o",
+            "/dev/null",
+        ])
+        .args(["-w", "%{http_code} %{time_total}"])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (code, secs) = text.split_once(' ').unwrap_or(("", ""));
+    assert_eq!(code, "200", "{text}");
+    secs.parse().unwrap()
+}
+
+#[test]
+fn bandwidth_paces_http2_as_it_paces_http1() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rec.db");
+    record_http(&db, &[&["/json"]]);
+    // The recorded /json body is about 80 bytes: at 400 B/s, four 50 ms ticks or more.
+    let replay = start_replay(&db, &["--bandwidth", "400"]);
+    let url = format!("{}/json", replay.url());
+    assert!(seconds(&[&url]) >= 0.1);
+    assert!(seconds(&["--http2-prior-knowledge", &url]) >= 0.1);
+}

@@ -9,7 +9,10 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body::{Body as HttpBody, Frame};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
+use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
+
+use super::latency::{paced_write, Pacing};
 
 /// The error that ends a stream with RST_STREAM.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -97,5 +100,61 @@ impl HttpBody for ChannelBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.rx.poll_recv(cx)
+    }
+}
+
+/// `data` (then `trailers`) sent at `pacing`: the same pacer as HTTP/1 writes into a pipe
+/// whose other end becomes DATA frames, so both protocols drip at the same rate.
+pub(crate) fn paced(data: Bytes, pacing: Pacing, trailers: Option<HeaderMap>) -> ReplayBody {
+    if matches!(pacing, Pacing::Burst) || data.is_empty() {
+        return UnsyncBoxBody::new(FixedBody::new([data].into(), trailers));
+    }
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+    tokio::spawn(async move {
+        let (mut w, mut r) = tokio::io::duplex(64 * 1024);
+        let writer = async move {
+            let _ = paced_write(&mut w, &data, pacing).await;
+        };
+        let reader = async {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match r.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let frame = Frame::data(Bytes::copy_from_slice(&buf[..n]));
+                        if tx.send(Ok(frame)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            if let Some(t) = trailers {
+                let _ = tx.send(Ok(Frame::trailers(t))).await;
+            }
+        };
+        tokio::join!(writer, reader);
+    });
+    UnsyncBoxBody::new(ChannelBody { rx })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paced_body_arrives_whole_and_no_faster_than_its_pace() {
+        let start = tokio::time::Instant::now();
+        let data = Bytes::from(vec![7u8; 100]);
+        let body = paced(data.clone(), Pacing::Bandwidth(400), None);
+        let got = body.collect().await.unwrap().to_bytes();
+        assert_eq!(got, data);
+        // 20 bytes per 50 ms tick: five chunks, four waits between them.
+        assert!(
+            start.elapsed() >= Duration::from_millis(200),
+            "{:?}",
+            start.elapsed()
+        );
     }
 }

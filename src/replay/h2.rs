@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use super::body::{empty, failing, text, FixedBody, ReplayBody};
+use super::body::{empty, failing, paced, text, ReplayBody};
 use super::faults::Fault;
+use super::latency::Pacing;
 use super::pipeline::{report_text, Found, Replay, RequestView};
 use super::render::{failure_response, fault_body};
 use crate::decode::h1::{response_framing, Framing};
@@ -66,11 +66,11 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
         Found::Recorded(i) => {
             let ex = replay.exchange(*i);
             match &ex.response {
-                Some(r) => respond(&method, r),
-                None => respond(&method, &failure_response(ex)),
+                Some(r) => respond(&method, r, plan.pacing),
+                None => respond(&method, &failure_response(ex), plan.pacing),
             }
         }
-        Found::Sourced(r) => respond(&method, r),
+        Found::Sourced(r) => respond(&method, r, plan.pacing),
         Found::Missing(report) => not_found(report),
     };
     let (response, status) = match &plan.fault {
@@ -83,7 +83,7 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
             let body = if method == "HEAD" {
                 empty()
             } else {
-                UnsyncBoxBody::new(FixedBody::new([data].into(), None))
+                paced(data, plan.pacing, None)
             };
             let mut r = Response::new(body);
             *r.status_mut() = status;
@@ -130,10 +130,14 @@ fn unreachable_answer() -> (Response<ReplayBody>, u16) {
     (text(StatusCode::GATEWAY_TIMEOUT, String::new()), 0)
 }
 
-/// `resp` as an HTTP/2 answer to a `method` request. A `content-length` that disagrees
+/// `resp` as an HTTP/2 answer to a `method` request, its body sent at `pacing`. A `content-length` that disagrees
 /// with the stored body is corrected — except where the response has no body by definition
 /// (HEAD, 204, 304), whose `content-length` describes the representation and stays.
-fn respond(method: &str, resp: &crate::model::Response) -> (Response<ReplayBody>, u16) {
+fn respond(
+    method: &str,
+    resp: &crate::model::Response,
+    pacing: Pacing,
+) -> (Response<ReplayBody>, u16) {
     let bodiless = matches!(
         response_framing(method, resp.status, &resp.headers),
         Framing::Empty
@@ -142,7 +146,7 @@ fn respond(method: &str, resp: &crate::model::Response) -> (Response<ReplayBody>
         empty()
     } else {
         let trailers = (!resp.trailers.is_empty()).then(|| header_map(&resp.trailers, None));
-        UnsyncBoxBody::new(FixedBody::new([resp.body.data.clone()].into(), trailers))
+        paced(resp.body.data.clone(), pacing, trailers)
     });
     *r.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::BAD_GATEWAY);
     *r.headers_mut() = header_map(&resp.headers, (!bodiless).then_some(resp.body.data.len()));
