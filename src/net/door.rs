@@ -449,6 +449,65 @@ mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
 
+    /// Says which protocol the door picked; asks for interception when sent `CONNECT`.
+    struct Probe;
+
+    impl Service for Probe {
+        async fn serve_h1<S: Io>(
+            self: Arc<Self>,
+            mut stream: S,
+            origin: Origin,
+            _: Shutdown,
+        ) -> H1Exit<S> {
+            let mut buf = [0u8; 7];
+            if stream.read_exact(&mut buf).await.is_err() {
+                return H1Exit::Closed;
+            }
+            if &buf == b"CONNECT" {
+                return H1Exit::Intercept {
+                    stream,
+                    authority: "example.test:443".into(),
+                    early: Bytes::new(),
+                };
+            }
+            let tag = if origin.can_intercept() { "h1+" } else { "h1" };
+            let _ = stream.write_all(tag.as_bytes()).await;
+            H1Exit::Closed
+        }
+
+        async fn serve_h2<S: Io>(self: Arc<Self>, mut stream: S, _: Origin, _: Shutdown) {
+            // Read everything sent, so closing sends FIN rather than RST.
+            let mut preface = [0u8; 24];
+            let _ = stream.read_exact(&mut preface).await;
+            let _ = stream.write_all(b"h2").await;
+        }
+    }
+
+    async fn ask(addr: SocketAddr, send: &[u8]) -> String {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(send).await.unwrap();
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out).await;
+        out
+    }
+
+    #[tokio::test]
+    async fn the_door_routes_by_preface_and_refuses_interception_without_a_ca() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (trigger, shutdown) = super::super::shutdown_pair();
+        let door = Arc::new(Door::new());
+        let served =
+            tokio::spawn(door.serve(listener, Arc::new(Probe), shutdown, Duration::from_secs(1)));
+        // Exactly what the probe reads: unread bytes would make the close a reset.
+        assert_eq!(ask(addr, b"GET /\r\n").await, "h1");
+        assert_eq!(ask(addr, super::super::H2_PREFACE).await, "h2");
+        let refused = ask(addr, b"CONNECT").await;
+        assert!(refused.starts_with("HTTP/1.1 502 "), "{refused}");
+        trigger.trigger();
+        served.await.unwrap();
+    }
+
     #[tokio::test]
     async fn prefixed_serves_the_early_bytes_first() {
         let (mut a, b) = tokio::io::duplex(64);

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::faults::Fault;
 use super::latency::{paced_write, Pacing};
-use super::pipeline::{report_text, Decision, Found, Replay, RequestView};
+use super::pipeline::{report_text, Decision, Found, Replay, RequestView, Upgrade};
 use super::render::{fault_body, reason, render_response};
 use crate::decode::h1::{self, Decoder, Event, Framing, Role};
 use crate::decode::h1_encode;
@@ -37,17 +37,6 @@ pub(crate) enum Exit<S> {
     },
     /// A request matched a recorded WebSocket handshake: the session takes the connection.
     WebSocket(Box<Upgrade<S>>),
-}
-
-/// A matched WebSocket handshake, handed to the WebSocket player.
-pub(crate) struct Upgrade<S> {
-    pub stream: S,
-    pub headers: Vec<Header>,
-    /// Bytes after the handshake request (the client's first frames).
-    pub early: Bytes,
-    pub index: usize,
-    pub path: String,
-    pub decision: Decision,
 }
 
 /// Serves HTTP/1 requests on `stream` until it closes or leaves HTTP/1.

@@ -129,6 +129,18 @@ impl Decision {
     }
 }
 
+/// A matched WebSocket handshake, handed from the HTTP/1 reader to the WebSocket player
+/// (the one place two protocols meet, so it lives here rather than in either).
+pub(crate) struct Upgrade<S> {
+    pub stream: S,
+    pub headers: Vec<Header>,
+    /// Bytes after the handshake request (the client's first frames).
+    pub early: Bytes,
+    pub index: usize,
+    pub path: String,
+    pub decision: Decision,
+}
+
 /// A replay of one recording, or of a fixtures folder.
 pub struct Replay {
     rendered: Vec<Rendered>,

@@ -16,8 +16,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::faults::Fault;
-use super::h1::Upgrade;
-use super::pipeline::Replay;
+use super::pipeline::{Replay, Upgrade};
 use super::stream::{due, plan, Progress, Trigger};
 use crate::decode::h1_encode;
 use crate::decode::ws::{self, opcode};
