@@ -8,5 +8,6 @@ mod h2;
 mod http1;
 mod infer;
 mod pcap;
+mod pipeline;
 mod tls;
 mod websocket;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 
-use super::replay::ModeArg;
+use super::replay::{parse_secret, ModeArg, Secret};
 use crate::replay::rules::ConfigFile;
 
 /// Change a running replay's mode, latency and rules, or read its stats and metrics.
@@ -81,28 +81,6 @@ pub enum CtlCommand {
     Stats,
     /// Print the Prometheus metrics.
     Metrics,
-}
-
-/// A token that never shows up in `Debug` output or logs.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The token itself, for the places that send or check it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// Wraps a token read from the command line or the environment.
-pub(crate) fn parse_secret(s: &str) -> Result<Secret, String> {
-    Ok(Secret(s.to_string()))
 }
 
 pub(super) fn run(args: CtlArgs) -> anyhow::Result<u8> {

@@ -1,18 +1,19 @@
 //! `mf replay`: serve a recording back.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
 use super::util;
+use crate::net::door::{Door, Interceptor, LazyInterceptor};
 use crate::replay::latency::{LatencyMode, LatencySpec};
 use crate::replay::matcher::RepeatPolicy;
 use crate::replay::plan::Settings;
 use crate::replay::rules::ConfigFile;
 use crate::replay::scenario::{self, Mode};
-use crate::replay::server::{self, Replay, ReplayConfig};
+use crate::replay::{service, Replay, ReplayConfig};
 
 /// Serve a recording back to real clients, the upstream gone.
 ///
@@ -117,9 +118,31 @@ pub struct ReplayArgs {
         env = "MF_ADMIN_TOKEN",
         hide_env_values = true,
         help_heading = "Control",
-        value_parser = super::ctl::parse_secret
+        value_parser = parse_secret
     )]
-    pub admin_token: Option<super::ctl::Secret>,
+    pub admin_token: Option<Secret>,
+}
+
+/// A token that never shows up in `Debug` output or logs.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The token itself, for the places that send or check it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Wraps a token read from the command line or the environment.
+pub(crate) fn parse_secret(s: &str) -> Result<Secret, String> {
+    Ok(Secret(s.to_string()))
 }
 
 /// `--mode` values.
@@ -227,6 +250,7 @@ pub enum Repeat {
 }
 
 pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
+    let admin = admin_addr(&args)?;
     if args.recording.is_dir() {
         // Latency, faults and seeds apply to fixtures as to recordings.
         let (realism, seed) = realism(&args)?;
@@ -235,7 +259,8 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
             seed,
             ..ReplayConfig::default()
         };
-        return super::replay_fixtures::run(&args.recording, &args.listen, args.stateful, config);
+        let (replay, what) = super::replay_fixtures::load(&args.recording, args.stateful, config)?;
+        return serve(&args, replay, Door::new(), admin, &what);
     }
     let reader = util::open_recording(&args.recording)?;
     let exchanges = reader
@@ -243,23 +268,6 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         .with_context(|| format!("reading {}", args.recording.display()))?;
     drop(reader);
     let (realism, seed) = realism(&args)?;
-    let admin = match &args.admin {
-        Some(a) => {
-            let addr: std::net::SocketAddr = a
-                .parse()
-                .with_context(|| format!("--admin {a}: expected IP:PORT"))?;
-            if !addr.ip().is_loopback()
-                && args
-                    .admin_token
-                    .as_ref()
-                    .is_none_or(|t| t.expose().is_empty())
-            {
-                bail!("--admin {addr} is reachable from other hosts: set --admin-token (or MF_ADMIN_TOKEN)");
-            }
-            Some(addr)
-        }
-        None => None,
-    };
     // Streams keep their recorded pacing unless the user asked for none at all.
     let recorded_latency = args.latency.as_deref().is_none_or(|l| l.trim() != "none");
     let config = ReplayConfig {
@@ -273,24 +281,6 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         },
         ..ReplayConfig::default()
     };
-    // CONNECT interception (apps using HTTPS_PROXY) needs the mf CA; it is created on first use.
-    let (ca, created) =
-        crate::tls::Ca::init(&crate::tls::default_ca_dir()).context("loading the mf CA")?;
-    if created {
-        eprintln!(
-            "mf: created the mf CA; clients must trust {}",
-            crate::tls::Ca::cert_path(ca.dir()).display()
-        );
-    }
-    let ca = std::sync::Arc::new(ca);
-    let config = ReplayConfig {
-        intercept_tls: Some(crate::tls::minting_server_config(
-            ca.clone(),
-            "localhost",
-            &crate::tls::ALPN_H1,
-        )),
-        ..config
-    };
     // Offer h2 over TLS when the recorded service spoke it, so clients pick what they used.
     let spoke_h2 = exchanges.iter().any(|e| {
         matches!(
@@ -303,14 +293,59 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
     } else {
         &crate::tls::ALPN_H1
     };
+    // The mf CA is loaded (or created) only when a TLS listener needs it here, or when the
+    // first CONNECT is intercepted — never just because a replay started.
     let listener_tls = util::listener_tls(
         args.tls,
         args.tls_cert.as_deref(),
         args.tls_key.as_deref(),
-        Some(ca),
+        None,
         alpn,
     )?;
+    let what = format!(
+        "replaying {} exchanges from {}",
+        exchanges.len(),
+        args.recording.display()
+    );
+    let door = Door::new()
+        .with_tls(listener_tls)
+        .with_intercept(Some(connect_interceptor()));
     let replay = Replay::new(&exchanges, config).context("setting up metrics")?;
+    drop(exchanges);
+    serve(&args, replay, door, admin, &what)
+}
+
+/// `--admin`, checked: off loopback it needs a token.
+fn admin_addr(args: &ReplayArgs) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    let Some(a) = &args.admin else {
+        return Ok(None);
+    };
+    let addr: std::net::SocketAddr = a
+        .parse()
+        .with_context(|| format!("--admin {a}: expected IP:PORT"))?;
+    if !addr.ip().is_loopback()
+        && args
+            .admin_token
+            .as_ref()
+            .is_none_or(|t| t.expose().is_empty())
+    {
+        bail!(
+            "--admin {addr} is reachable from other hosts: set --admin-token (or MF_ADMIN_TOKEN)"
+        );
+    }
+    Ok(Some(addr))
+}
+
+/// Serves `replay` through `door` (and the admin API) until Ctrl-C; `what` says what is
+/// served, for the start-up line.
+fn serve(
+    args: &ReplayArgs,
+    replay: Arc<Replay>,
+    door: Door,
+    admin: Option<std::net::SocketAddr>,
+    what: &str,
+) -> anyhow::Result<u8> {
+    let tls = if door.has_tls() { " (TLS)" } else { "" };
     let rt = util::runtime()?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -331,13 +366,9 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
             }
             None => None,
         };
-        eprintln!(
-            "mf: listening on {local}{}, replaying {} exchanges from {} (Ctrl-C to stop)",
-            if listener_tls.is_some() { " (TLS)" } else { "" },
-            exchanges.len(),
-            args.recording.display()
-        );
+        eprintln!("mf: listening on {local}{tls}, {what} (Ctrl-C to stop)");
         let s = replay.planner().settings();
+        let seed = replay.planner().seed();
         eprintln!(
             "mf: seed {seed} (--seed {seed} repeats this run), latency {}, mode {:?}, {} rules",
             s.latency.mode,
@@ -359,20 +390,29 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
             crate::net::termination_signal().await;
             trigger.trigger();
         });
-        server::serve(listener, replay.clone(), shutdown, listener_tls).await;
+        service::serve(listener, replay.clone(), shutdown, door).await;
         anyhow::Ok(())
     })?;
-    print_served(&replay.stats);
+    eprintln!("mf: {}", replay.stats.summary());
     Ok(0)
 }
 
-/// The one-line summary a replay prints when it stops.
-pub(super) fn print_served(s: &crate::replay::server::ReplayStats) {
-    eprintln!(
-        "mf: served {} requests ({} matched, {} unmatched, {} bad)",
-        s.requests.load(Ordering::Relaxed),
-        s.matched.load(Ordering::Relaxed),
-        s.unmatched.load(Ordering::Relaxed),
-        s.bad_requests.load(Ordering::Relaxed)
-    );
+/// Answers `CONNECT` (apps pointed at the replay with `HTTPS_PROXY`) by intercepting TLS with
+/// certificates minted from the mf CA, which is loaded — or created — on the first CONNECT.
+fn connect_interceptor() -> Arc<dyn Interceptor> {
+    Arc::new(LazyInterceptor::new(|| {
+        let (ca, created) = crate::tls::Ca::init(&crate::tls::default_ca_dir())
+            .map_err(|e| format!("loading the mf CA: {e}"))?;
+        if created {
+            eprintln!(
+                "mf: created the mf CA; clients must trust {}",
+                crate::tls::Ca::cert_path(ca.dir()).display()
+            );
+        }
+        Ok(crate::tls::minting_server_config(
+            Arc::new(ca),
+            "localhost",
+            &crate::tls::ALPN_H1,
+        ))
+    }))
 }

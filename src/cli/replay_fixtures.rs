@@ -1,47 +1,29 @@
-//! `mf replay DIR`: serve a fixtures folder written by `mf infer`.
+//! `mf replay DIR`: a fixtures folder written by `mf infer`, loaded as a replay.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
 
-use super::util;
 use crate::replay::fixtures::FixtureSource;
-use crate::replay::server::{self, Replay, ReplayConfig};
+use crate::replay::{Replay, ReplayConfig};
 use crate::store::fixtures;
 
-pub(super) fn run(
+/// The replay of fixtures folder `dir`, and a description of it for the start-up line.
+pub(super) fn load(
     dir: &Path,
-    listen: &str,
     stateful: bool,
     config: ReplayConfig,
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<(Arc<Replay>, String)> {
     let set = fixtures::read_dir(dir)
         .with_context(|| format!("reading fixtures folder {}", dir.display()))?;
     let source = Arc::new(FixtureSource::new(&set, stateful));
-    let endpoints = source.len();
+    let what = format!(
+        "serving {} endpoints from {}{}",
+        source.len(),
+        dir.display(),
+        if stateful { ", stateful" } else { "" }
+    );
     let replay = Replay::from_source(source, config).context("setting up metrics")?;
-    let rt = util::runtime()?;
-    rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
-        let local = listener
-            .local_addr()
-            .context("reading the listen address")?;
-        eprintln!(
-            "mf: listening on {local}, serving {endpoints} endpoints from {}{} (Ctrl-C to stop)",
-            dir.display(),
-            if stateful { ", stateful" } else { "" }
-        );
-        let (trigger, shutdown) = crate::net::shutdown_pair();
-        tokio::spawn(async move {
-            crate::net::termination_signal().await;
-            trigger.trigger();
-        });
-        server::serve(listener, replay.clone(), shutdown, None).await;
-        anyhow::Ok(())
-    })?;
-    super::replay::print_served(&replay.stats);
-    Ok(0)
+    Ok((replay, what))
 }

@@ -26,9 +26,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use super::latency::LatencySpec;
+use super::pipeline::Replay;
 use super::rules::Rule;
 use super::scenario::{self, Mode, Scenario};
-use super::server::Replay;
 use crate::net::Shutdown;
 
 /// Control requests are small; anything larger is a mistake.

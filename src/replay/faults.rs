@@ -81,25 +81,6 @@ impl Fault {
     }
 }
 
-/// Standard reason phrases for the statuses faults commonly use.
-pub fn reason_phrase(code: u16) -> &'static str {
-    match code {
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Injected Fault",
-    }
-}
-
 /// `Duration` as humantime text (`"2s"`).
 pub(crate) mod duration_text {
     use std::time::Duration;

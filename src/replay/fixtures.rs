@@ -11,6 +11,7 @@ use super::matcher::Incoming;
 use super::source::{Answer, AnswerSource};
 use crate::model::{Body, Header, Response};
 use crate::store::fixtures::FixtureSet;
+use crate::vocab::{json_leaves, parse_json};
 
 #[derive(Debug)]
 enum Seg {
@@ -90,31 +91,6 @@ fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
         .collect();
     v.sort();
     v
-}
-
-fn parse_json(data: &[u8]) -> Option<Value> {
-    let first = data.iter().find(|b| !b.is_ascii_whitespace())?;
-    matches!(first, b'{' | b'[')
-        .then(|| serde_json::from_slice(data).ok())
-        .flatten()
-}
-
-fn leaves(v: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
-    let join = |k: &str| {
-        if prefix.is_empty() {
-            k.to_string()
-        } else {
-            format!("{prefix}.{k}")
-        }
-    };
-    match v {
-        Value::Object(map) => map.iter().for_each(|(k, i)| leaves(i, &join(k), out)),
-        Value::Array(items) => items
-            .iter()
-            .take(50)
-            .for_each(|i| leaves(i, &join("[]"), out)),
-        other => out.push((prefix.to_string(), other.to_string())),
-    }
 }
 
 fn get_path<'a>(v: &'a Value, dotted: &str) -> Option<&'a Value> {
@@ -264,8 +240,8 @@ impl FixtureSource {
         match (&ex.body, json) {
             (Some(a), Some(b)) => {
                 let strip = |v: &Value| {
-                    let mut l = Vec::new();
-                    leaves(v, "", &mut l);
+                    // Both sides go through the same walker, so string leaves compare by value.
+                    let mut l = json_leaves(v, usize::MAX);
                     l.retain(|(k, _)| !ep.ignore_json.contains(k));
                     l
                 };

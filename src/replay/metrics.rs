@@ -110,16 +110,30 @@ impl Metrics {
 
     /// Counts one answered request. `status` is 0 when no status was sent (reset, hang).
     pub fn request(&self, protocol: &str, route: &str, status: u16, matched: bool, took: Duration) {
-        let status = if status == 0 {
-            "none".to_string()
-        } else {
-            status.to_string()
+        // Every protocol counts every request here: the common statuses need no allocation.
+        let text;
+        let status = match status {
+            0 => "none",
+            101 => "101",
+            200 => "200",
+            201 => "201",
+            204 => "204",
+            304 => "304",
+            404 => "404",
+            500 => "500",
+            502 => "502",
+            503 => "503",
+            504 => "504",
+            other => {
+                text = other.to_string();
+                &text
+            }
         };
         self.requests
             .with_label_values(&[
                 protocol,
                 route,
-                &status,
+                status,
                 if matched { "matched" } else { "unmatched" },
             ])
             .inc();

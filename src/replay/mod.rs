@@ -1,28 +1,41 @@
-//! Replay: serving a recording back to real clients, the upstream gone.
+//! Replay: serving a recording (or a fixtures folder) back to real clients, the upstream gone.
 //!
-//! `matcher` is pure (which recorded exchange answers a request); `latency`, `faults`,
-//! `rules`, `scenario` and `plan` are pure too (what delay and which fault, from one seeded
-//! generator); `stream` plans streamed answers (gRPC messages, WebSocket frames) against the
-//! client's messages. `server` (HTTP/1.x), `h2`, `grpc` and `ws` do the I/O and apply the
-//! plan; `admin` is the control API and `metrics` the Prometheus exposition it serves.
+//! One pipeline for every protocol (`pipeline`): a request view → the answer source → the
+//! plan → the protocol renders → metrics.
 //!
-//! `source` is the question the server asks when answers come from elsewhere than a
-//! recording; `fixtures` answers it from a fixtures folder.
+//! - Pure decisions: `matcher` (which recorded exchange answers a request), `grpc_index`
+//!   (which recorded gRPC call, prepared once), `source` and `fixtures` (answers from a
+//!   fixtures folder), `latency`, `faults`, `rules`, `scenario` and `plan` (what delay and
+//!   which fault, from one seeded generator), `stream` (when each recorded message of a
+//!   streamed answer goes out), `render` (answers as HTTP/1 bytes, fault bodies).
+//! - `pipeline`: the [`pipeline::Replay`] every protocol asks, and its counters.
+//! - Protocols, each importing the pipeline and never each other: `h1`, `h2`, `grpc`, `ws`;
+//!   `body` holds the HTTP/2 body types h2 and gRPC share.
+//! - `service`: the replay behind the front door (`net::door`), routing connections to the
+//!   protocols. `admin` is the control API and `metrics` the Prometheus exposition it serves.
 //!
-//! Imports: `model`, `decode`, `net`, `tls`, `store::fixtures` (the fixture file types).
+//! Imports: `model`, `vocab`, `decode`, `net`, `store::fixtures` (the fixture file types).
+//! Never `capture`, `infer` or `cli`.
 
 pub mod admin;
+mod body;
 pub mod faults;
 pub mod fixtures;
-pub mod grpc;
-pub mod h2;
+mod grpc;
+mod grpc_index;
+mod h1;
+mod h2;
 pub mod latency;
 pub mod matcher;
 pub mod metrics;
+pub mod pipeline;
 pub mod plan;
+mod render;
 pub mod rules;
 pub mod scenario;
-pub mod server;
+pub mod service;
 pub mod source;
 pub mod stream;
-pub mod ws;
+mod ws;
+
+pub use pipeline::{Replay, ReplayConfig, ReplayStats};

@@ -110,7 +110,7 @@ impl Planner {
         for (e, t) in exchanges.iter().zip(&timings) {
             if let Some(d) = t.first_byte {
                 profiles
-                    .entry(rules::route_template(e.request.path()))
+                    .entry(crate::vocab::route_template(e.request.path()))
                     .or_default()
                     .push(d);
             }
@@ -175,7 +175,7 @@ impl Planner {
         }
         let profile: &[Duration] = if spec.mode == latency::LatencyMode::Profile {
             self.profiles
-                .get(&rules::route_template(req.path))
+                .get(&crate::vocab::route_template(req.path))
                 .map_or(&[], Vec::as_slice)
         } else {
             &[]

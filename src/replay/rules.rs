@@ -290,42 +290,6 @@ fn segment_matches(pat: &str, text: &str) -> bool {
     true
 }
 
-/// A route template guessed from one path: numeric, UUID and long hex segments become
-/// `{id}`. Good enough for metric labels and profiles; full inference lives elsewhere.
-pub fn route_template(path: &str) -> String {
-    let path = path.split(['?', '#']).next().unwrap_or("");
-    let mut out = String::with_capacity(path.len());
-    for (i, seg) in path.split('/').enumerate() {
-        if i > 0 {
-            out.push('/');
-        }
-        out.push_str(if is_id(seg) { "{id}" } else { seg });
-    }
-    if out.is_empty() {
-        out.push('/');
-    }
-    out
-}
-
-fn is_id(seg: &str) -> bool {
-    if seg.is_empty() {
-        return false;
-    }
-    let all_digits = seg.bytes().all(|b| b.is_ascii_digit());
-    let uuid = seg.len() == 36
-        && seg.bytes().enumerate().all(|(i, b)| {
-            if [8, 13, 18, 23].contains(&i) {
-                b == b'-'
-            } else {
-                b.is_ascii_hexdigit()
-            }
-        });
-    let long_hex = seg.len() >= 16
-        && seg.bytes().all(|b| b.is_ascii_hexdigit())
-        && seg.bytes().any(|b| b.is_ascii_digit());
-    all_digits || uuid || long_hex
-}
-
 #[cfg(test)]
 mod tests {
     use rand::SeedableRng;
@@ -333,6 +297,7 @@ mod tests {
 
     use super::*;
     use crate::model::Header;
+    use crate::vocab::route_template;
 
     fn req<'a>(method: &'a str, path: &'a str, headers: &'a [Header]) -> RequestInfo<'a> {
         RequestInfo {

@@ -16,19 +16,28 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::faults::Fault;
-use super::server::Replay;
+use super::pipeline::{Replay, Upgrade};
 use super::stream::{due, plan, Progress, Trigger};
 use crate::decode::h1_encode;
 use crate::decode::ws::{self, opcode};
-use crate::model::{Direction, Exchange, Header, HeaderList, MessageKind, Protocol};
+use crate::model::{Direction, Header, HeaderList, MessageKind};
+use crate::net::door::Io;
 
 /// How long to wait for the client's close frame after the recorded close went out.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// True for a recorded WebSocket handshake that the server accepted.
-pub(crate) fn is_websocket_answer(ex: &Exchange) -> bool {
-    ex.protocol == Some(Protocol::WebSocket)
-        && ex.response.as_ref().is_some_and(|r| r.status == 101)
+/// Counts an open session in the metrics for as long as it lives.
+struct OpenSession<'a> {
+    replay: &'a Replay,
+    opened: Instant,
+}
+
+impl Drop for OpenSession<'_> {
+    fn drop(&mut self) {
+        let m = self.replay.metrics();
+        m.ws_active.dec();
+        m.ws_duration.observe(self.opened.elapsed().as_secs_f64());
+    }
 }
 
 /// `[opcode] ++ payload`: how frames are compared (same kind and same bytes).
@@ -43,17 +52,17 @@ fn same_opcode(a: &[u8], b: &[u8]) -> bool {
     a.first() == b.first()
 }
 
-/// Completes the handshake for the live client and plays the session of exchange `index`.
-pub(crate) async fn serve<S>(
-    replay: &Arc<Replay>,
-    stream: S,
-    req_headers: &[Header],
-    early: Bytes,
-    index: usize,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let ex = &replay.exchanges[index];
+/// Completes the handshake for the live client and plays the recorded session.
+pub(crate) async fn serve<S: Io>(replay: &Arc<Replay>, upgrade: Upgrade<S>) {
+    let Upgrade {
+        stream,
+        headers: req_headers,
+        early,
+        index,
+        path,
+        decision,
+    } = upgrade;
+    let ex = replay.exchange(index);
     let Some(resp) = &ex.response else { return };
     let live_key = req_headers.header("sec-websocket-key").unwrap_or_default();
     let headers: Vec<Header> = resp
@@ -71,16 +80,8 @@ pub(crate) async fn serve<S>(
             }
         })
         .collect();
-    // Issue-5 realism: the planner may delay the handshake or fault the session.
-    let path = ex.request.path().to_string();
-    let info = super::rules::RequestInfo {
-        protocol: crate::model::Protocol::WebSocket,
-        method: "GET",
-        path: &path,
-        grpc_method: None,
-        headers: req_headers,
-    };
-    let realism = replay.plan_for(&info, Some(index));
+    // The pipeline's plan may delay the handshake or fault the session.
+    let realism = &decision.plan;
     if !realism.first_byte.is_zero() {
         tokio::time::sleep(realism.first_byte).await;
     }
@@ -88,8 +89,17 @@ pub(crate) async fn serve<S>(
     h1_encode::response_head(&mut head, 101, &resp.reason, &headers);
     let (mut reader, mut writer) = tokio::io::split(stream);
     if writer.write_all(&head).await.is_err() {
+        replay.finish(&path, &decision, 0);
         return;
     }
+    replay.finish(&path, &decision, 101);
+    let metrics = replay.metrics();
+    metrics.ws_total.inc();
+    metrics.ws_active.inc();
+    let _open = OpenSession {
+        replay,
+        opened: Instant::now(),
+    };
     let (frame_delay, drop_probability) = match &realism.fault {
         // An abnormal drop: the TCP connection ends with no close frame (clients see 1006).
         Some(Fault::WsDrop) => return,
@@ -154,6 +164,8 @@ pub(crate) async fn serve<S>(
     let reader_progress = progress.clone();
     let reader_payloads = live_payloads.clone();
     let pong_tx = out_tx.clone();
+    let frames_in = replay.metrics().ws_messages.with_label_values(&["in"]);
+    let frames_out = replay.metrics().ws_messages.with_label_values(&["out"]);
     let reader_task = tokio::spawn(async move {
         let mut decoder = ws::Decoder::new();
         let mut buf = vec![0u8; 64 * 1024];
@@ -170,6 +182,7 @@ pub(crate) async fn serve<S>(
             }
             pending = Bytes::new();
             while let Some(f) = decoder.poll() {
+                frames_in.inc();
                 let matched =
                     reader_progress.client_message(&key(f.opcode, &f.payload), same_opcode);
                 match matched {
@@ -194,7 +207,7 @@ pub(crate) async fn serve<S>(
         reader_progress.half_close();
     });
 
-    let latency = replay.config.recorded_latency;
+    let latency = replay.config().recorded_latency;
     let mut last = start;
     let mut sent_close = false;
     for (dir, offset, op, fin, data) in &frames {
@@ -228,6 +241,7 @@ pub(crate) async fn serve<S>(
         if out_tx.send(out.freeze()).await.is_err() {
             break;
         }
+        frames_out.inc();
         if *op == opcode::CLOSE {
             sent_close = true;
             break;

@@ -1,7 +1,5 @@
-//! Plumbing shared by every listener mf runs (the recording proxy, the replay server):
-//! an accept loop with graceful shutdown, and a shutdown signal.
-//!
-//! Imports: nothing from mf.
+//! The listening side of every mf server: an accept loop with graceful shutdown, the
+//! shutdown signal, the termination signal and the HTTP/2 preface sniff.
 
 use std::future::Future;
 use std::net::SocketAddr;

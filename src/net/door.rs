@@ -1,0 +1,543 @@
+//! The front door: what happens to an accepted connection before a service sees a request.
+//!
+//! accept → optional TLS (the listener's, ALPN picks h2 or HTTP/1.1) → HTTP/2 preface or
+//! HTTP/1 → the [`Service`]. An HTTP/1 service that reads a `CONNECT` it wants intercepted
+//! hands the connection back ([`H1Exit::Intercept`]); the door answers
+//! `200 Connection Established`, accepts TLS over the bytes the client already sent after the
+//! CONNECT head plus the rest of the stream, and serves what comes through the tunnel with the
+//! same service — recursively, so a CONNECT inside a tunnel works too. The service learns
+//! where a connection came from through its [`Origin`].
+//!
+//! Plain TCP and TLS connections keep their concrete stream types (the hot path is not
+//! type-erased); only streams inside a tunnel are boxed.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+use super::{accept_loop, starts_with_h2_preface, Shutdown};
+
+/// A client stream of any kind (TCP, TLS, TLS inside a CONNECT tunnel).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// A type-erased client stream (what a tunnel carries).
+pub type BoxIo = Box<dyn Io>;
+
+/// What an HTTP/1 service leaves behind when it is done with a connection.
+pub enum H1Exit<S> {
+    /// The connection is finished; the door drops it.
+    Closed,
+    /// The client sent `CONNECT authority` and the service wants the tunnel intercepted
+    /// (it checked [`Origin::can_intercept`]). `early`: bytes the client sent after the
+    /// CONNECT head (the start of its TLS handshake), already read from `stream`.
+    Intercept {
+        stream: S,
+        authority: String,
+        early: Bytes,
+    },
+}
+
+/// A server behind the door: how it speaks HTTP/1 and HTTP/2 on a connection the door has
+/// already taken through TLS and protocol detection.
+pub trait Service: Send + Sync + 'static {
+    /// Serves an HTTP/1 connection until it ends or asks for interception.
+    fn serve_h1<S: Io>(
+        self: Arc<Self>,
+        stream: S,
+        origin: Origin,
+        shutdown: Shutdown,
+    ) -> impl Future<Output = H1Exit<S>> + Send;
+
+    /// Serves an HTTP/2 connection (prior knowledge, or `h2` chosen by ALPN).
+    fn serve_h2<S: Io>(
+        self: Arc<Self>,
+        stream: S,
+        origin: Origin,
+        shutdown: Shutdown,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+/// Where a connection came from, as far as the door knows.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The connection is TLS (the listener's, or an intercepted tunnel's).
+    pub tls: bool,
+    /// The authority of the CONNECT tunnel this connection arrived through (the innermost).
+    pub tunnel: Option<String>,
+    reset: ResetSwitch,
+    can_intercept: bool,
+}
+
+impl Origin {
+    /// True when the door can intercept a CONNECT (it has an [`Interceptor`]); otherwise a
+    /// service answers CONNECT itself.
+    pub fn can_intercept(&self) -> bool {
+        self.can_intercept
+    }
+
+    /// Makes the TCP connection underneath end with RST instead of FIN when it closes (for
+    /// faults that act on TCP itself). Works through TLS and tunnels.
+    pub fn reset_on_close(&self) {
+        self.reset.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Shared flag between [`Origin`] and the [`Tcp`] stream it describes.
+#[derive(Clone, Debug, Default)]
+struct ResetSwitch(Arc<AtomicBool>);
+
+/// An accepted TCP stream that honours [`Origin::reset_on_close`]: when armed, SO_LINGER is
+/// set to zero just before the socket closes, so the kernel sends RST.
+pub struct Tcp {
+    inner: TcpStream,
+    reset: ResetSwitch,
+}
+
+impl Drop for Tcp {
+    fn drop(&mut self) {
+        if self.reset.0.load(Ordering::Relaxed) {
+            let _ = socket2::SockRef::from(&self.inner).set_linger(Some(Duration::ZERO));
+        }
+    }
+}
+
+impl AsyncRead for Tcp {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Tcp {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A stream whose first bytes were already read: `early` is served before the rest.
+struct Prefixed<S> {
+    early: Bytes,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.early.is_empty() {
+            let n = self.early.len().min(buf.remaining());
+            buf.put_slice(&self.early[..n]);
+            self.early.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Supplies the TLS configuration for intercepted tunnels.
+pub trait Interceptor: Send + Sync {
+    /// The acceptor for a tunnel; `None` when interception cannot work (the door then
+    /// answers the CONNECT with 502).
+    fn acceptor(&self) -> Option<TlsAcceptor>;
+}
+
+/// The error text of a failed [`LazyInterceptor`] set-up.
+pub type SetupError = String;
+
+/// Builds the interception TLS configuration on the first CONNECT, not before: loading or
+/// creating a CA is a side effect (a key file on disk) that a server which is never asked
+/// to intercept must not have. A failed build is reported once and not retried.
+pub struct LazyInterceptor {
+    #[allow(clippy::type_complexity)]
+    make: Box<dyn Fn() -> Result<Arc<rustls::ServerConfig>, SetupError> + Send + Sync>,
+    built: OnceLock<Option<TlsAcceptor>>,
+}
+
+impl LazyInterceptor {
+    /// An interceptor that calls `make` when the first tunnel needs it.
+    pub fn new(
+        make: impl Fn() -> Result<Arc<rustls::ServerConfig>, SetupError> + Send + Sync + 'static,
+    ) -> LazyInterceptor {
+        LazyInterceptor {
+            make: Box::new(make),
+            built: OnceLock::new(),
+        }
+    }
+
+    /// True once the configuration was built (or its build failed).
+    pub fn is_built(&self) -> bool {
+        self.built.get().is_some()
+    }
+}
+
+impl Interceptor for LazyInterceptor {
+    fn acceptor(&self) -> Option<TlsAcceptor> {
+        self.built
+            .get_or_init(|| match (self.make)() {
+                Ok(config) => Some(TlsAcceptor::from(config)),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot intercept CONNECT tunnels");
+                    None
+                }
+            })
+            .clone()
+    }
+}
+
+/// The front door of one listener.
+#[derive(Default)]
+pub struct Door {
+    tls: Option<TlsAcceptor>,
+    intercept: Option<Arc<dyn Interceptor>>,
+}
+
+impl Door {
+    /// A door for plain TCP, without interception.
+    pub fn new() -> Door {
+        Door::default()
+    }
+
+    /// Clients connect over TLS with this acceptor (its ALPN list picks h2 or HTTP/1.1).
+    pub fn with_tls(mut self, acceptor: Option<TlsAcceptor>) -> Door {
+        self.tls = acceptor;
+        self
+    }
+
+    /// True when clients connect over TLS.
+    pub fn has_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// CONNECT tunnels may be intercepted with certificates from `intercept`.
+    pub fn with_intercept(mut self, intercept: Option<Arc<dyn Interceptor>>) -> Door {
+        self.intercept = intercept;
+        self
+    }
+
+    /// Accepts connections on `listener` until `shutdown` and takes each through the door to
+    /// `service`; open connections get `grace` to finish.
+    pub async fn serve<S: Service>(
+        self: Arc<Self>,
+        listener: TcpListener,
+        service: Arc<S>,
+        shutdown: Shutdown,
+        grace: Duration,
+    ) {
+        accept_loop(listener, shutdown, grace, move |stream, peer, shutdown| {
+            let door = self.clone();
+            let service = service.clone();
+            async move { door.connection(service, stream, peer, shutdown).await }
+        })
+        .await;
+    }
+
+    /// Takes one accepted connection through the door.
+    pub async fn connection<S: Service>(
+        self: Arc<Self>,
+        service: Arc<S>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        shutdown: Shutdown,
+    ) {
+        let reset = ResetSwitch::default();
+        let mut origin = Origin {
+            peer,
+            tls: false,
+            tunnel: None,
+            reset: reset.clone(),
+            can_intercept: self.intercept.is_some(),
+        };
+        match self.tls.clone() {
+            None => {
+                let h2 = starts_with_h2_preface(&stream).await;
+                let stream = Tcp {
+                    inner: stream,
+                    reset,
+                };
+                if h2 {
+                    service.serve_h2(stream, origin, shutdown).await;
+                } else {
+                    let exit = service
+                        .clone()
+                        .serve_h1(stream, origin.clone(), shutdown.clone())
+                        .await;
+                    self.after_h1(service, exit, origin, shutdown).await;
+                }
+            }
+            Some(acceptor) => {
+                let stream = Tcp {
+                    inner: stream,
+                    reset,
+                };
+                match acceptor.accept(stream).await {
+                    Ok(tls) => {
+                        origin.tls = true;
+                        if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                            service.serve_h2(tls, origin, shutdown).await;
+                        } else {
+                            let exit = service
+                                .clone()
+                                .serve_h1(tls, origin.clone(), shutdown.clone())
+                                .await;
+                            self.after_h1(service, exit, origin, shutdown).await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::info!(peer = %peer, error = %e, "TLS handshake with client failed")
+                    }
+                }
+            }
+        }
+    }
+
+    async fn after_h1<S: Service, T: Io>(
+        self: Arc<Self>,
+        service: Arc<S>,
+        exit: H1Exit<T>,
+        origin: Origin,
+        shutdown: Shutdown,
+    ) {
+        if let H1Exit::Intercept {
+            stream,
+            authority,
+            early,
+        } = exit
+        {
+            self.tunnel(
+                service,
+                Box::new(stream),
+                authority,
+                early,
+                origin,
+                shutdown,
+            )
+            .await;
+        }
+    }
+
+    /// Answers the CONNECT and serves the intercepted tunnel. Boxed: a tunnel may carry
+    /// another CONNECT, which recurses here.
+    fn tunnel<S: Service>(
+        self: Arc<Self>,
+        service: Arc<S>,
+        mut stream: BoxIo,
+        authority: String,
+        early: Bytes,
+        mut origin: Origin,
+        shutdown: Shutdown,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let Some(acceptor) = self.intercept.as_ref().and_then(|i| i.acceptor()) else {
+                let _ = super::reply::write_simple(
+                    &mut stream,
+                    502,
+                    "mf: cannot intercept this tunnel (no certificate authority)\n",
+                )
+                .await;
+                return;
+            };
+            if stream
+                .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let joined = Prefixed {
+                early,
+                inner: stream,
+            };
+            let tls = match acceptor.accept(joined).await {
+                Ok(tls) => tls,
+                Err(e) => {
+                    tracing::warn!(peer = %origin.peer, host = %authority, error = %e,
+                        "client refused the intercepted TLS handshake (does it trust the mf CA? see `mf ca path`)");
+                    return;
+                }
+            };
+            origin.tls = true;
+            origin.tunnel = Some(authority);
+            if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                service.serve_h2(tls, origin, shutdown).await;
+                return;
+            }
+            let exit = service
+                .clone()
+                .serve_h1(tls, origin.clone(), shutdown.clone())
+                .await;
+            if let H1Exit::Intercept {
+                stream,
+                authority,
+                early,
+            } = exit
+            {
+                self.tunnel(
+                    service,
+                    Box::new(stream),
+                    authority,
+                    early,
+                    origin,
+                    shutdown,
+                )
+                .await;
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// Says which protocol the door picked; asks for interception when sent `CONNECT`.
+    struct Probe;
+
+    impl Service for Probe {
+        async fn serve_h1<S: Io>(
+            self: Arc<Self>,
+            mut stream: S,
+            origin: Origin,
+            _: Shutdown,
+        ) -> H1Exit<S> {
+            let mut buf = [0u8; 7];
+            if stream.read_exact(&mut buf).await.is_err() {
+                return H1Exit::Closed;
+            }
+            if &buf == b"CONNECT" {
+                return H1Exit::Intercept {
+                    stream,
+                    authority: "example.test:443".into(),
+                    early: Bytes::new(),
+                };
+            }
+            let tag = if origin.can_intercept() { "h1+" } else { "h1" };
+            let _ = stream.write_all(tag.as_bytes()).await;
+            H1Exit::Closed
+        }
+
+        async fn serve_h2<S: Io>(self: Arc<Self>, mut stream: S, _: Origin, _: Shutdown) {
+            // Read everything sent, so closing sends FIN rather than RST.
+            let mut preface = [0u8; 24];
+            let _ = stream.read_exact(&mut preface).await;
+            let _ = stream.write_all(b"h2").await;
+        }
+    }
+
+    async fn ask(addr: SocketAddr, send: &[u8]) -> String {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(send).await.unwrap();
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out).await;
+        out
+    }
+
+    #[tokio::test]
+    async fn the_door_routes_by_preface_and_refuses_interception_without_a_ca() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (trigger, shutdown) = super::super::shutdown_pair();
+        let door = Arc::new(Door::new());
+        let served =
+            tokio::spawn(door.serve(listener, Arc::new(Probe), shutdown, Duration::from_secs(1)));
+        // Exactly what the probe reads: unread bytes would make the close a reset.
+        assert_eq!(ask(addr, b"GET /\r\n").await, "h1");
+        assert_eq!(ask(addr, super::super::H2_PREFACE).await, "h2");
+        let refused = ask(addr, b"CONNECT").await;
+        assert!(refused.starts_with("HTTP/1.1 502 "), "{refused}");
+        trigger.trigger();
+        served.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn prefixed_serves_the_early_bytes_first() {
+        let (mut a, b) = tokio::io::duplex(64);
+        a.write_all(b" world").await.unwrap();
+        drop(a);
+        let mut p = Prefixed {
+            early: Bytes::from_static(b"hello"),
+            inner: b,
+        };
+        let mut out = String::new();
+        p.read_to_string(&mut out).await.unwrap();
+        assert_eq!(out, "hello world");
+    }
+
+    #[test]
+    fn a_lazy_interceptor_builds_only_when_asked() {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = calls.clone();
+        let lazy = LazyInterceptor::new(move || {
+            seen.fetch_add(1, Ordering::Relaxed);
+            Err("no CA here".into())
+        });
+        assert!(!lazy.is_built());
+        assert_eq!(calls.load(Ordering::Relaxed), 0);
+        assert!(lazy.acceptor().is_none());
+        assert!(lazy.acceptor().is_none());
+        assert_eq!(
+            calls.load(Ordering::Relaxed),
+            1,
+            "a failed build is not retried"
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! Network plumbing shared by every listener mf runs (the recording proxy, the replay):
+//! accepting with graceful shutdown (`listen`), the front door that takes an accepted
+//! connection through TLS, protocol detection and CONNECT interception to a service
+//! (`door`), and the plain-text HTTP/1 error answers every server writes (`reply`).
+//!
+//! Sits below `capture` and `replay` so both may use it. Imports: `vocab` only (plus tokio,
+//! rustls and socket2); never a stage, never `decode`.
+
+pub mod door;
+mod listen;
+pub mod reply;
+
+pub use listen::{
+    accept_loop, shutdown_pair, starts_with_h2_preface, termination_signal, Shutdown,
+    ShutdownTrigger, H2_PREFACE,
+};

@@ -1,0 +1,343 @@
+//! HTTP/1.x: how replay reads requests (with the same decoder the proxy uses) into a
+//! [`RequestView`] and writes the pipeline's answer, faults included, on a keep-alive
+//! connection.
+//!
+//! Recorded answers are pre-rendered (see [`super::render`]), so the common case per request
+//! is: decode, match, plan (a lock-free "nothing applies" check), copy head and body into the
+//! connection's reused buffer, one write, count. A CONNECT to intercept or a matched
+//! WebSocket handshake ends the HTTP/1 part; the connection is handed back in an [`Exit`].
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::faults::Fault;
+use super::latency::{paced_write, Pacing};
+use super::pipeline::{report_text, Decision, Found, Replay, RequestView, Upgrade};
+use super::render::{fault_body, reason, render_response};
+use crate::decode::h1::{self, Decoder, Event, Framing, Role};
+use crate::decode::h1_encode;
+use crate::model::{Header, HeaderList, Protocol};
+use crate::net::door::{Io, Origin};
+use crate::net::reply::write_simple;
+use crate::net::Shutdown;
+
+const READ_BUF: usize = 64 * 1024;
+
+/// How an HTTP/1 connection left the HTTP/1 loop.
+pub(crate) enum Exit<S> {
+    /// Finished (closed, or the client left).
+    Closed,
+    /// `CONNECT authority` to intercept; `early` holds bytes already read after its head.
+    Connect {
+        stream: S,
+        authority: String,
+        early: Bytes,
+    },
+    /// A request matched a recorded WebSocket handshake: the session takes the connection.
+    WebSocket(Box<Upgrade<S>>),
+}
+
+/// Serves HTTP/1 requests on `stream` until it closes or leaves HTTP/1.
+pub(crate) async fn serve<S: Io>(
+    replay: &Arc<Replay>,
+    mut stream: S,
+    origin: &Origin,
+    mut shutdown: Shutdown,
+) -> Exit<S> {
+    let config = replay.config();
+    let mut decoder = Decoder::new(Role::Request).with_max_head(config.max_head);
+    let mut buf = vec![0u8; READ_BUF];
+    let mut out = BytesMut::new();
+    loop {
+        // Read one whole request.
+        let mut head: Option<h1::RequestHead> = None;
+        let mut body = BytesMut::new();
+        let mut continue_sent = false;
+        let complete = loop {
+            match decoder.poll() {
+                Ok(Some(Event::RequestHead(h))) => head = Some(h),
+                Ok(Some(Event::Data(d))) => {
+                    if body.len() + d.len() > config.max_request_body {
+                        replay.refused();
+                        let _ =
+                            write_simple(&mut stream, 413, "mf: request body too large\n").await;
+                        return Exit::Closed;
+                    }
+                    body.extend_from_slice(&d);
+                }
+                Ok(Some(Event::End)) => break true,
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    // RFC 9110 §10.1.1: a client that sent `Expect: 100-continue` waits for
+                    // this before sending the body.
+                    if let Some(h) = &head {
+                        if !continue_sent && expects_continue(h) {
+                            continue_sent = true;
+                            if stream
+                                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                                .await
+                                .is_err()
+                            {
+                                return Exit::Closed;
+                            }
+                        }
+                    }
+                    let idle = head.is_none() && decoder.is_idle();
+                    let n = tokio::select! {
+                        r = stream.read(&mut buf) => match r { Ok(n) => n, Err(_) => return Exit::Closed },
+                        _ = shutdown.wait(), if idle => return Exit::Closed,
+                    };
+                    if n == 0 {
+                        if !idle {
+                            tracing::info!(peer = %origin.peer, "client closed in the middle of a request");
+                        }
+                        return Exit::Closed;
+                    }
+                    decoder.feed(&buf[..n]);
+                }
+                Err(e) => {
+                    replay.refused();
+                    tracing::warn!(peer = %origin.peer, error = %e, "bad request");
+                    let _ = write_simple(&mut stream, e.status(), &format!("mf: {e}\n")).await;
+                    return Exit::Closed;
+                }
+            }
+        };
+        let Some(head) = head.filter(|_| complete) else {
+            return Exit::Closed;
+        };
+        replay.received();
+        let client_close = h1::wants_close(head.minor, &head.headers);
+        if head.method.eq_ignore_ascii_case("CONNECT") && origin.can_intercept() {
+            let early = decoder.take_buffered();
+            return Exit::Connect {
+                stream,
+                authority: head.target,
+                early,
+            };
+        }
+        let view = RequestView {
+            protocol: if head.minor == 0 {
+                Protocol::Http10
+            } else {
+                Protocol::Http11
+            },
+            method: &head.method,
+            target: &head.target,
+            authority: authority_of(&head, origin.tunnel.as_deref()),
+            headers: &head.headers,
+            body: &body,
+            grpc_method: None,
+            grpc_first: None,
+        };
+        let decision = replay.decide(&view);
+        if decision.protocol == Protocol::WebSocket {
+            if let Some(index) = decision.matched() {
+                let path = view.path().to_string();
+                let early = decoder.take_buffered();
+                return Exit::WebSocket(Box::new(Upgrade {
+                    stream,
+                    headers: head.headers,
+                    early,
+                    index,
+                    path,
+                    decision,
+                }));
+            }
+        }
+        out.clear();
+        let close = match &decision.found {
+            Found::Recorded(index) => {
+                let r = replay.rendered(*index);
+                let close = client_close || r.must_close;
+                out.extend_from_slice(if close { &r.head_close } else { &r.head });
+                out.extend_from_slice(&r.body);
+                close
+            }
+            Found::Sourced(response) => {
+                let r = render_response(&head.method, response, String::new());
+                let close = client_close || r.must_close;
+                out.extend_from_slice(if close { &r.head_close } else { &r.head });
+                out.extend_from_slice(&r.body);
+                close
+            }
+            Found::Missing(report) => {
+                let text = report_text(report);
+                let mut headers = vec![
+                    Header::new("Content-Type", "application/json"),
+                    Header::new("Content-Length", text.len().to_string()),
+                    Header::new("X-Mf-Match", "none"),
+                ];
+                if client_close {
+                    headers.push(Header::new("Connection", "close"));
+                }
+                h1_encode::response_head(&mut out, 404, "Not Found", &headers);
+                out.extend_from_slice(text.as_bytes());
+                client_close
+            }
+        };
+        let split = head_len(&out);
+        let answer = Answer {
+            whole: &out[..],
+            head: &out[..split],
+            body: &out[split..],
+            close,
+        };
+        let (status, close) = write_answer(
+            replay,
+            &mut stream,
+            origin,
+            &decision,
+            answer,
+            &head,
+            client_close,
+            &mut shutdown,
+        )
+        .await;
+        replay.finish(view.path(), &decision, status);
+        if status == 0 {
+            return Exit::Closed;
+        }
+        if close {
+            let _ = stream.shutdown().await;
+            return Exit::Closed;
+        }
+        // The answer was written as recorded, without switching protocols (an `Upgrade: h2c`
+        // offer, say): the connection goes on speaking HTTP/1.
+        decoder.resolve_upgrade(false);
+    }
+}
+
+/// The answer the pipeline chose, split for pacing.
+struct Answer<'a> {
+    /// Head and body together, as they sit in the output buffer.
+    whole: &'a [u8],
+    head: &'a [u8],
+    body: &'a [u8],
+    close: bool,
+}
+
+/// Writes the answer as the plan says: after its delay, at its pace, or not at all.
+/// Returns the status sent (0: none, the connection is gone) and whether to close.
+#[allow(clippy::too_many_arguments)]
+async fn write_answer<S: Io>(
+    replay: &Replay,
+    stream: &mut S,
+    origin: &Origin,
+    decision: &Decision,
+    answer: Answer<'_>,
+    head: &h1::RequestHead,
+    client_close: bool,
+    shutdown: &mut Shutdown,
+) -> (u16, bool) {
+    let plan = &decision.plan;
+    if !plan.first_byte.is_zero() {
+        tokio::time::sleep(plan.first_byte).await;
+    }
+    match &plan.fault {
+        Some(Fault::Reset) => {
+            // SO_LINGER 0: closing sends RST instead of FIN.
+            origin.reset_on_close();
+            (0, true)
+        }
+        Some(Fault::Hang) => {
+            // Read and discard until the client gives up (or mf stops).
+            let mut buf = [0u8; 4096];
+            loop {
+                tokio::select! {
+                    r = stream.read(&mut buf) => if !matches!(r, Ok(n) if n > 0) { break },
+                    _ = shutdown.wait() => break,
+                }
+            }
+            (0, true)
+        }
+        Some(Fault::CloseMidBody { after_bytes }) => {
+            let n = after_bytes
+                .map_or(answer.body.len() / 2, |n| n as usize)
+                .min(answer.body.len().saturating_sub(1));
+            let _ = stream.write_all(answer.head).await;
+            let _ = paced_write(stream, &answer.body[..n], plan.pacing).await;
+            let _ = stream.shutdown().await;
+            (0, true)
+        }
+        Some(Fault::Status { code, body }) => {
+            let recorded = decision.matched().map(|i| replay.rendered(i));
+            let (text, content_type) = fault_body(body.as_deref(), recorded);
+            let mut headers = vec![
+                Header::new("Content-Type", content_type),
+                Header::new("Content-Length", text.len().to_string()),
+                Header::new("X-Mf-Fault", "status"),
+            ];
+            if client_close {
+                headers.push(Header::new("Connection", "close"));
+            }
+            let mut out = BytesMut::new();
+            h1_encode::response_head(&mut out, *code, reason(*code), &headers);
+            if stream.write_all(&out).await.is_err() {
+                return (0, true);
+            }
+            // RFC 9110 §9.3.2: a response to HEAD has no body.
+            let body = if head.method.eq_ignore_ascii_case("HEAD") {
+                &[][..]
+            } else {
+                &text[..]
+            };
+            if paced_write(stream, body, plan.pacing).await.is_err() {
+                return (0, true);
+            }
+            (*code, client_close)
+        }
+        _ => {
+            // The common case, no pacing: head and body in one write (they are adjacent
+            // in the connection's buffer) — two writes per answer cost a third of the
+            // replay's throughput.
+            let written = if matches!(plan.pacing, Pacing::Burst) {
+                stream.write_all(answer.whole).await.is_ok()
+            } else {
+                stream.write_all(answer.head).await.is_ok()
+                    && paced_write(stream, answer.body, plan.pacing).await.is_ok()
+            };
+            if !written {
+                return (0, true);
+            }
+            (status_of(answer.head), answer.close)
+        }
+    }
+}
+
+/// Length of the response head at the start of `out` (through the blank line).
+fn head_len(out: &[u8]) -> usize {
+    out.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(out.len(), |i| i + 4)
+}
+
+/// The status code of a rendered head (`HTTP/1.1 200 ...`).
+fn status_of(head: &[u8]) -> u16 {
+    head.get(9..12)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Who the request is addressed to: an absolute URL's authority, the CONNECT tunnel's, or
+/// the Host header.
+fn authority_of<'a>(head: &'a h1::RequestHead, tunnel: Option<&'a str>) -> Option<&'a str> {
+    crate::vocab::absolute_authority(&head.target)
+        .or(tunnel)
+        .or_else(|| {
+            head.headers
+                .header("host")
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(str::trim)
+        })
+}
+
+fn expects_continue(h: &h1::RequestHead) -> bool {
+    !matches!(h.framing, Framing::Empty)
+        && h.headers
+            .header("expect")
+            .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"))
+}

@@ -1,0 +1,375 @@
+//! The replay pipeline every protocol goes through: a protocol-neutral [`RequestView`] →
+//! the answer source (the recording's matcher, the gRPC call index, or a fixtures folder) →
+//! the plan (rules, latency, faults, scenario) → the protocol renders → [`Replay::finish`]
+//! counts it. Matching, planning, fault logging, the near-miss report and the metrics exist
+//! here once; a protocol file only reads requests and writes answers.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::grpc_index::GrpcIndex;
+use super::matcher::{Incoming, MatchResult, Matcher, RepeatPolicy};
+use super::metrics::Metrics;
+use super::plan::{Plan, Planner, Settings};
+use super::render::{render, Rendered};
+use super::rules::RequestInfo;
+use super::source::{Answer as SourceAnswer, AnswerSource};
+use crate::decode::h1;
+use crate::model::{Exchange, Header, Protocol, Response};
+use crate::vocab::{origin_form, route_template, split_target};
+
+/// Replay settings, validated by the CLI.
+#[derive(Clone, Debug)]
+pub struct ReplayConfig {
+    pub repeat: RepeatPolicy,
+    pub max_head: usize,
+    /// Larger request bodies are refused with 413.
+    pub max_request_body: usize,
+    /// Replay stream messages (gRPC, WebSocket) with their recorded relative timing.
+    pub recorded_latency: bool,
+    /// Latency, scenario and rules at start (changed live through the admin API).
+    pub realism: Settings,
+    /// Seeds every random choice of the planner.
+    pub seed: u64,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        ReplayConfig {
+            repeat: RepeatPolicy::Last,
+            max_head: h1::DEFAULT_MAX_HEAD,
+            max_request_body: 64 << 20,
+            recorded_latency: true,
+            realism: Settings::default(),
+            seed: 0,
+        }
+    }
+}
+
+/// Live counters.
+#[derive(Debug, Default)]
+pub struct ReplayStats {
+    pub requests: AtomicU64,
+    pub matched: AtomicU64,
+    pub unmatched: AtomicU64,
+    pub bad_requests: AtomicU64,
+}
+
+impl ReplayStats {
+    /// The one-line summary a replay prints when it stops.
+    pub fn summary(&self) -> String {
+        format!(
+            "served {} requests ({} matched, {} unmatched, {} bad)",
+            self.requests.load(Ordering::Relaxed),
+            self.matched.load(Ordering::Relaxed),
+            self.unmatched.load(Ordering::Relaxed),
+            self.bad_requests.load(Ordering::Relaxed)
+        )
+    }
+}
+
+/// A request as every protocol describes it to the pipeline.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RequestView<'a> {
+    pub protocol: Protocol,
+    pub method: &'a str,
+    /// The target as the client sent it (origin or absolute form).
+    pub target: &'a str,
+    /// Who the request is addressed to: absolute URL, `:authority`, CONNECT tunnel or Host.
+    pub authority: Option<&'a str>,
+    pub headers: &'a [Header],
+    pub body: &'a [u8],
+    /// gRPC: `package.Service/Method`.
+    pub grpc_method: Option<&'a str>,
+    /// gRPC: the first request message, which picks among recorded calls of the method.
+    pub grpc_first: Option<&'a Bytes>,
+}
+
+impl RequestView<'_> {
+    /// Path and query.
+    pub fn origin_target(&self) -> &str {
+        origin_form(self.target)
+    }
+
+    /// The path without query.
+    pub fn path(&self) -> &str {
+        split_target(self.origin_target()).0
+    }
+}
+
+/// Where the answer comes from.
+pub(crate) enum Found {
+    /// Recorded exchange `index` (of [`Replay::exchange`]).
+    Recorded(usize),
+    /// A response from the answer source (a fixtures folder).
+    Sourced(Box<Response>),
+    /// Nothing matched; this JSON says why (the near-miss report, served with a 404).
+    Missing(serde_json::Value),
+}
+
+/// The pipeline's verdict on one request.
+pub(crate) struct Decision {
+    pub found: Found,
+    pub plan: Plan,
+    /// The protocol the answer speaks (a matched WebSocket handshake is `WebSocket`).
+    pub protocol: Protocol,
+    pub started: Instant,
+}
+
+impl Decision {
+    /// The recorded exchange answering, if any.
+    pub fn matched(&self) -> Option<usize> {
+        match self.found {
+            Found::Recorded(i) => Some(i),
+            _ => None,
+        }
+    }
+}
+
+/// A matched WebSocket handshake, handed from the HTTP/1 reader to the WebSocket player
+/// (the one place two protocols meet, so it lives here rather than in either).
+pub(crate) struct Upgrade<S> {
+    pub stream: S,
+    pub headers: Vec<Header>,
+    /// Bytes after the handshake request (the client's first frames).
+    pub early: Bytes,
+    pub index: usize,
+    pub path: String,
+    pub decision: Decision,
+}
+
+/// A replay of one recording, or of a fixtures folder.
+pub struct Replay {
+    rendered: Vec<Rendered>,
+    matcher: Matcher,
+    /// When set, answers come from here instead of `matcher` (a fixtures folder).
+    source: Option<Arc<dyn AnswerSource>>,
+    planner: Planner,
+    metrics: Metrics,
+    config: ReplayConfig,
+    pub stats: ReplayStats,
+    /// The recording itself, for the streaming paths (HTTP/2, gRPC, WebSocket).
+    exchanges: Vec<Exchange>,
+    grpc: GrpcIndex,
+}
+
+impl Replay {
+    /// Prepares `exchanges` (in recorded order) for serving.
+    ///
+    /// # Errors
+    /// The metrics registry refused a metric (a bug in mf's metric definitions).
+    pub fn new(
+        exchanges: &[Exchange],
+        config: ReplayConfig,
+    ) -> Result<Arc<Replay>, prometheus::Error> {
+        Ok(Arc::new(Replay {
+            rendered: exchanges.iter().map(render).collect(),
+            matcher: Matcher::new(exchanges, config.repeat),
+            grpc: GrpcIndex::new(exchanges, config.repeat),
+            exchanges: exchanges.to_vec(),
+            planner: Planner::new(exchanges, config.realism.clone(), config.seed),
+            metrics: Metrics::new()?,
+            source: None,
+            config,
+            stats: ReplayStats::default(),
+        }))
+    }
+
+    /// A replay whose answers come from `source` (a fixtures folder) rather than a recording.
+    ///
+    /// # Errors
+    /// The metrics registry refused a metric (a bug in mf's metric definitions).
+    pub fn from_source(
+        source: Arc<dyn AnswerSource>,
+        config: ReplayConfig,
+    ) -> Result<Arc<Replay>, prometheus::Error> {
+        Ok(Arc::new(Replay {
+            rendered: Vec::new(),
+            matcher: Matcher::new(&[], config.repeat),
+            grpc: GrpcIndex::new(&[], config.repeat),
+            exchanges: Vec::new(),
+            planner: Planner::new(&[], config.realism.clone(), config.seed),
+            metrics: Metrics::new()?,
+            source: Some(source),
+            config,
+            stats: ReplayStats::default(),
+        }))
+    }
+
+    /// The latency and fault planner, shared by every protocol and the admin API.
+    pub fn planner(&self) -> &Planner {
+        &self.planner
+    }
+
+    /// The Prometheus metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The matcher, for control endpoints (reset counters).
+    pub fn matcher(&self) -> &Matcher {
+        &self.matcher
+    }
+
+    /// The settings the replay started with.
+    pub(crate) fn config(&self) -> &ReplayConfig {
+        &self.config
+    }
+
+    /// Recorded exchange `index`.
+    pub(crate) fn exchange(&self, index: usize) -> &Exchange {
+        &self.exchanges[index]
+    }
+
+    /// The pre-rendered HTTP/1 answer of recorded exchange `index`.
+    pub(crate) fn rendered(&self, index: usize) -> &Rendered {
+        &self.rendered[index]
+    }
+
+    /// The recorded gRPC calls.
+    pub(crate) fn grpc(&self) -> &GrpcIndex {
+        &self.grpc
+    }
+
+    /// Counts a request read from a client (before it is answered).
+    pub(crate) fn received(&self) {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request that could not be read (malformed, too large).
+    pub(crate) fn refused(&self) {
+        self.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Finds the answer to `view` and plans it: the pipeline's one question.
+    pub(crate) fn decide(&self, view: &RequestView<'_>) -> Decision {
+        let started = Instant::now();
+        let found = self.find(view);
+        let matched = match &found {
+            Found::Recorded(i) => Some(*i),
+            _ => None,
+        };
+        let protocol = match matched {
+            Some(i) if is_websocket_answer(&self.exchanges[i]) => Protocol::WebSocket,
+            _ => view.protocol,
+        };
+        let info = RequestInfo {
+            protocol,
+            method: view.method,
+            path: view.path(),
+            grpc_method: view.grpc_method,
+            headers: view.headers,
+        };
+        Decision {
+            found,
+            plan: self.plan_for(&info, matched),
+            protocol,
+            started,
+        }
+    }
+
+    fn find(&self, view: &RequestView<'_>) -> Found {
+        if let Some(method) = view.grpc_method {
+            let path = view.path();
+            return match self.grpc.find(path, view.grpc_first) {
+                Some(index) => {
+                    self.stats.matched.fetch_add(1, Ordering::Relaxed);
+                    Found::Recorded(index)
+                }
+                None => {
+                    self.stats.unmatched.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(method, "no recorded grpc call matches");
+                    Found::Missing(serde_json::Value::Null)
+                }
+            };
+        }
+        let incoming = Incoming {
+            method: view.method,
+            target: view.origin_target(),
+            body: view.body,
+        };
+        if let Some(source) = &self.source {
+            return match source.answer(&incoming) {
+                SourceAnswer::Response { response, label } => {
+                    self.stats.matched.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(method = %view.method, target = %view.target, %label, "matched");
+                    Found::Sourced(Box::new(response))
+                }
+                SourceAnswer::NotFound(report) => {
+                    self.stats.unmatched.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(method = %view.method, target = %view.target, "no fixture matches");
+                    Found::Missing(report)
+                }
+            };
+        }
+        match self.matcher.find_at(view.authority, &incoming) {
+            MatchResult::Found { index, call } => {
+                self.stats.matched.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(method = %view.method, target = %view.target, index, call, "matched");
+                Found::Recorded(index)
+            }
+            MatchResult::NotFound { near_misses } => {
+                self.stats.unmatched.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(method = %view.method, target = %view.target, "no recorded exchange matches");
+                Found::Missing(serde_json::json!({
+                    "error": "no recorded exchange matches this request",
+                    "request": { "method": view.method, "target": view.target },
+                    "closest": near_misses,
+                }))
+            }
+        }
+    }
+
+    /// What to do with the answer to `info` (exchange `matched`). Counts the injected fault
+    /// in the metrics and logs it.
+    pub fn plan_for(&self, info: &RequestInfo<'_>, matched: Option<usize>) -> Plan {
+        let plan = self.planner.plan(info, matched);
+        if let Some(f) = &plan.fault {
+            self.metrics.fault(f.kind());
+            tracing::info!(
+                fault = f.kind(),
+                rule = plan.rule.as_deref().unwrap_or("-"),
+                path = info.path,
+                "injecting fault"
+            );
+        }
+        plan
+    }
+
+    /// Counts an answered request to `path`: `status` 0 when none was sent (reset, hang,
+    /// cut off).
+    pub(crate) fn finish(&self, path: &str, decision: &Decision, status: u16) {
+        let matched = decision.matched();
+        let unmatched_route;
+        let route: &str = match matched {
+            Some(i) => &self.rendered[i].route,
+            None => {
+                unmatched_route = route_template(path);
+                &unmatched_route
+            }
+        };
+        self.metrics.request(
+            decision.protocol.as_str(),
+            route,
+            status,
+            matched.is_some(),
+            decision.started.elapsed(),
+        );
+    }
+}
+
+/// True for a recorded WebSocket handshake that the server accepted.
+pub(crate) fn is_websocket_answer(ex: &Exchange) -> bool {
+    ex.protocol == Some(Protocol::WebSocket)
+        && ex.response.as_ref().is_some_and(|r| r.status == 101)
+}
+
+/// The text of a near-miss (or no-fixture) report, as served in a 404 body.
+pub(crate) fn report_text(report: &serde_json::Value) -> String {
+    let mut text = serde_json::to_string_pretty(report).unwrap_or_default();
+    text.push('\n');
+    text
+}
