@@ -64,7 +64,7 @@ pub(super) fn run(args: InferArgs) -> anyhow::Result<u8> {
     bar.set_message("templates");
     let mut builder = TemplateBuilder::default();
     reader
-        .for_each_target(|method, target| {
+        .for_each_target(&mut |method, target| {
             builder.add(method, path_of(target));
             bar.inc(1);
         })
@@ -85,7 +85,7 @@ pub(super) fn run(args: InferArgs) -> anyhow::Result<u8> {
     let read = std::thread::spawn(move || -> anyhow::Result<()> {
         let mut batch = Vec::with_capacity(BATCH);
         reader
-            .for_each(|ex| {
+            .for_each(&mut |ex| {
                 batch.push(ex);
                 batch.len() < BATCH
                     || tx
@@ -113,7 +113,9 @@ pub(super) fn run(args: InferArgs) -> anyhow::Result<u8> {
     fixtures::write_dir(&args.output, &inferred.files)
         .with_context(|| format!("writing fixtures to {}", args.output.display()))?;
     // The fixtures are the product; a read-only recording only loses `mf patterns`.
-    if let Err(e) = crate::store::replace_patterns(&args.recording, &inferred.patterns) {
+    let stored = crate::store::open_existing_writer(&args.recording)
+        .and_then(|mut w| w.replace_patterns(&inferred.patterns));
+    if let Err(e) = stored {
         eprintln!(
             "mf: warning: could not store patterns in {}: {e}",
             args.recording.display()
