@@ -18,10 +18,10 @@ use crate::store::fixtures;
 /// recording (see `mf patterns`).
 #[derive(Debug, Args)]
 #[command(after_help = "Example:\n  mf infer api.db -o fixtures/api")]
-pub struct InferArgs {
+pub(crate) struct InferArgs {
     /// The recording to read.
     #[arg(value_name = "FILE")]
-    pub recording: PathBuf,
+    pub(crate) recording: PathBuf,
 
     /// Folder to write the fixtures into (replaced when it already holds fixtures).
     #[arg(
@@ -30,19 +30,19 @@ pub struct InferArgs {
         value_name = "DIR",
         default_value = "fixtures"
     )]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
 
     /// Also redact this header, query parameter or JSON field (repeatable).
     #[arg(long, value_name = "NAME")]
-    pub redact: Vec<String>,
+    pub(crate) redact: Vec<String>,
 
     /// Write secrets as recorded (never for fixtures that leave your machine).
     #[arg(long, conflicts_with = "redact")]
-    pub no_redact: bool,
+    pub(crate) no_redact: bool,
 
     /// Representative examples kept per endpoint.
     #[arg(long, value_name = "N", default_value_t = 6)]
-    pub examples: usize,
+    pub(crate) examples: usize,
 }
 
 pub(super) fn run(args: InferArgs) -> anyhow::Result<u8> {

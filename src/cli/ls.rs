@@ -11,14 +11,14 @@ use crate::store::ExchangeSummary;
 
 /// List the exchanges in a recording.
 #[derive(Debug, Args)]
-pub struct LsArgs {
+pub(crate) struct LsArgs {
     /// The recording to list.
     #[arg(value_name = "FILE")]
-    pub recording: PathBuf,
+    pub(crate) recording: PathBuf,
 
     /// One JSON object per line instead of a table.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 pub(super) fn run(args: LsArgs) -> anyhow::Result<u8> {

@@ -6,6 +6,13 @@
 //! content-addressed `blobs` table (BLAKE3 of the raw bytes, zstd-compressed when that helps), so
 //! a body repeated a thousand times is stored once.
 //!
+//! The rest of mf reads and writes recordings through [`RecordingRead`] and [`RecordingWrite`]
+//! (`backend`), opened with [`open_reader`] / [`open_writer`]; SQLite is the one backend.
+//! Files: `backend` (the traits), `read` (SQLite reading), `append` (SQLite writing), `writer`
+//! (the batching writer thread, over any [`RecordingWrite`]), `schema` (versions and
+//! migrations), `blobs` and `codec` (body and header encodings), `fixtures` (the fixtures
+//! folder format, which is files rather than SQLite).
+//!
 //! Imports: `model` only.
 
 mod append;
@@ -61,10 +68,10 @@ pub fn open_existing_writer(path: &Path) -> Result<Box<dyn RecordingWrite>, Stor
 }
 
 /// Schema version written by this build.
-pub const SCHEMA_VERSION: i32 = schema::MIGRATIONS.len() as i32;
+pub(crate) const SCHEMA_VERSION: i32 = schema::MIGRATIONS.len() as i32;
 
 /// `PRAGMA application_id` of mf recordings ("mf01" in ASCII).
-pub const APPLICATION_ID: i32 = 0x6d66_3031;
+pub(crate) const APPLICATION_ID: i32 = 0x6d66_3031;
 
 /// Why a recording cannot be opened, read or written.
 #[derive(Debug, thiserror::Error)]
