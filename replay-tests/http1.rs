@@ -9,9 +9,8 @@ use crate::common::*;
 /// The curl calls of the foundation scenario, each a list of arguments after the base URL is
 /// substituted for `{}`.
 fn scenario() -> Vec<Vec<String>> {
-    let payload_file = std::env::temp_dir().join(format!("mf-upload-{}.bin", std::process::id()));
     let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    std::fs::write(&payload_file, payload).unwrap();
+    let payload_file = shared_file("upload.bin", &payload);
     let upload = format!("@{}", payload_file.display());
     let calls: Vec<Vec<&str>> = vec![
         vec!["{}/json"],
@@ -203,8 +202,11 @@ fn kill_9_loses_at_most_the_last_batch() {
             200
         );
     }
-    // Batches commit every 50 ms: give the last one time, then pull the plug.
-    std::thread::sleep(Duration::from_millis(300));
+    // Pull the plug once the last batch is committed (batches commit every 50 ms).
+    assert!(
+        wait_until(Duration::from_secs(20), || ls_rows(&db) == 20),
+        "the recorder never committed all 20 exchanges"
+    );
     recorder.kill9();
     let rows = ls_json(&db);
     assert_eq!(

@@ -74,14 +74,25 @@ impl Tcpdump {
     }
 
     fn stop(mut self) -> PathBuf {
-        // Loopback delivery is synchronous, but give the capture thread a moment to copy the
-        // last packets out of the kernel ring before asking it to stop.
-        std::thread::sleep(Duration::from_millis(300));
+        // Loopback delivery is synchronous and `-U --immediate-mode` writes each packet as it
+        // arrives: stop once the file has stopped growing, so the last packets are in it.
+        let size = || std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        let mut last = (size(), Instant::now());
+        wait_until(Duration::from_secs(5), || {
+            let now = size();
+            if now != last.0 {
+                last = (now, Instant::now());
+            }
+            last.1.elapsed() >= Duration::from_millis(150)
+        });
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGINT);
         }
         let _ = self.child.wait();
-        std::thread::sleep(Duration::from_millis(100));
+        // tcpdump prints its statistics last; the reader thread may still be copying them.
+        wait_until(Duration::from_secs(5), || {
+            self.log.lock().unwrap().contains("dropped by kernel")
+        });
         let log = self.log.lock().unwrap().clone();
         if !log
             .lines()
@@ -431,12 +442,20 @@ fn live_sniffing_on_loopback() {
         0
     );
     assert_eq!(curl(&["-d", "x=1", &format!("{base}/echo")]).exit, 0);
-    std::thread::sleep(Duration::from_millis(300));
+    // Stop once the sniffer has seen all three exchanges through to the recording.
+    assert!(
+        wait_until(Duration::from_secs(20), || ls_rows(&db) == 3),
+        "the sniffer never recorded the three exchanges"
+    );
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
     let status = child.wait().unwrap();
-    let rest: Vec<String> = rx.try_iter().collect();
+    // Everything up to the end of stderr: the summary is the last thing mf prints.
+    let mut rest = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
+        rest.push(line);
+    }
     let text = rest.join("\n");
     assert!(status.success(), "{text}");
     assert!(text.contains("3 exchanges"), "{text}");

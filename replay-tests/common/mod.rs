@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Path of the mf binary under test.
@@ -27,14 +27,105 @@ pub fn mf() -> Command {
     cmd
 }
 
+/// The one temporary folder of this test process: every helper-made file lives under it, and
+/// it is removed when the process exits (see [`cleanup_at_exit`]).
+pub fn temp_root() -> &'static Path {
+    static_root().get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("mf-tests-")
+            .tempdir()
+            .expect("creating the test temp root")
+            .keep();
+        // SAFETY: registering a plain `extern "C" fn` with no captured state.
+        unsafe {
+            libc::atexit(cleanup_at_exit);
+        }
+        dir
+    })
+}
+
+/// Folders under [`temp_root`] that the helpers make; anything else there was left behind by
+/// a program under test.
+const HELPER_DIRS: [&str; 2] = ["home-", "shared-"];
+
+/// Removes [`temp_root`] at exit, and fails the run when a child process left files in it
+/// (children get it as `TMPDIR`, so their temp files land there instead of in /tmp).
+extern "C" fn cleanup_at_exit() {
+    let Some(root) = temp_root_if_made() else {
+        return;
+    };
+    let leftovers: Vec<String> = std::fs::read_dir(root)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| !HELPER_DIRS.iter().any(|p| name.starts_with(p)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let _ = std::fs::remove_dir_all(root);
+    if !leftovers.is_empty() {
+        eprintln!("tests left temporary files behind (now removed): {leftovers:?}");
+        // SAFETY: ends the process without running further exit handlers.
+        unsafe { libc::_exit(101) }
+    }
+}
+
+fn temp_root_if_made() -> Option<&'static Path> {
+    static_root().get().map(PathBuf::as_path)
+}
+
+fn static_root() -> &'static OnceLock<PathBuf> {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    &ROOT
+}
+
+/// The `HOME` of the current test: one folder per test (libtest names each test's thread
+/// after it), so a CA written by one `mf` is found by the next of the same test and never
+/// in the developer's `~/.config/mf`.
+pub fn test_home() -> PathBuf {
+    let name: String = std::thread::current()
+        .name()
+        .unwrap_or("main")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let home = temp_root().join(format!("home-{name}"));
+    std::fs::create_dir_all(&home).expect("creating the test HOME");
+    home
+}
+
+/// A folder under [`temp_root`] shared by the whole test process, for fixed inputs.
+pub fn shared_dir(name: &str) -> PathBuf {
+    let dir = temp_root().join(format!("shared-{name}"));
+    std::fs::create_dir_all(&dir).expect("creating a shared test folder");
+    dir
+}
+
+/// `data` as the file `name` in a folder shared by the test process, written atomically (to a
+/// unique name, then renamed) so that a test reading an earlier copy never sees a partial one.
+pub fn shared_file(name: &str, data: &[u8]) -> PathBuf {
+    let dir = shared_dir("files");
+    let path = dir.join(name);
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).expect("creating a shared file");
+    std::io::Write::write_all(&mut tmp, data).expect("writing a shared file");
+    tmp.persist(&path).expect("publishing a shared file");
+    path
+}
+
 fn hermetic(cmd: &mut Command) {
     for (key, _) in std::env::vars() {
-        if key.starts_with("MF_") || key.to_ascii_lowercase().ends_with("_proxy") {
+        if key.starts_with("MF_")
+            || key.starts_with("XDG_")
+            || key.to_ascii_lowercase().ends_with("_proxy")
+        {
             cmd.env_remove(&key);
         }
     }
     cmd.env("NO_PROXY", "*");
     cmd.env_remove("RUST_LOG");
+    cmd.env("HOME", test_home());
+    cmd.env("TMPDIR", temp_root());
 }
 
 /// Runs `mf ARGS` to completion.
@@ -45,6 +136,8 @@ pub fn mf_run(args: &[&str]) -> Output {
 /// A long-running child process whose stderr is collected in the background.
 pub struct Proc {
     child: Child,
+    /// One message from each pipe's reader thread when it has read everything.
+    drained: std::sync::mpsc::Receiver<()>,
     stderr: Arc<Mutex<String>>,
     stdout: Arc<Mutex<String>>,
     pub addr: Option<SocketAddr>,
@@ -64,6 +157,7 @@ impl Proc {
         let stderr = Arc::new(Mutex::new(String::new()));
         let stdout = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let (drained_tx, drained) = std::sync::mpsc::channel::<()>();
         for (pipe, buf) in [
             (
                 Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>,
@@ -75,12 +169,14 @@ impl Proc {
             ),
         ] {
             let tx = tx.clone();
+            let drained_tx = drained_tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                     buf.lock().unwrap().push_str(&line);
                     buf.lock().unwrap().push('\n');
                     let _ = tx.send(line);
                 }
+                let _ = drained_tx.send(());
             });
         }
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -119,6 +215,7 @@ impl Proc {
         });
         Proc {
             child,
+            drained,
             stderr,
             stdout,
             addr: Some(addr),
@@ -154,8 +251,11 @@ impl Proc {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                // Let the reader threads catch the last lines.
-                std::thread::sleep(Duration::from_millis(100));
+                // The last lines are read once both pipes are at their end (a grandchild
+                // holding a pipe open must not hang the test, hence the bound).
+                for _ in 0..2 {
+                    let _ = self.drained.recv_timeout(Duration::from_secs(5));
+                }
                 return status;
             }
             if Instant::now() > deadline {
@@ -308,6 +408,23 @@ pub fn ls_json(db: &Path) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).expect("ls --json line is JSON"))
         .collect()
+}
+
+/// Number of exchanges `mf ls` finds in `db` now; 0 while it cannot be read (not created yet,
+/// or mid-write): for polling a recording a recorder is still writing.
+pub fn ls_rows(db: &Path) -> usize {
+    mf().arg("ls")
+        .arg(db)
+        .arg("--json")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or(0, |o| {
+            o.stdout
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count()
+        })
 }
 
 /// Polls `f` until it returns true or `timeout` passes.

@@ -19,18 +19,18 @@ use crate::tls::{default_ca_dir, Ca};
 /// The private key stays in the CA directory (mode 0600) and is never written anywhere else.
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
-pub struct CaArgs {
+pub(crate) struct CaArgs {
     /// CA directory (default: $MF_CA_DIR, else $XDG_CONFIG_HOME/mf, else ~/.config/mf).
     #[arg(long, value_name = "DIR", global = true)]
-    pub dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
 
     #[command(subcommand)]
-    pub action: CaAction,
+    pub(crate) action: CaAction,
 }
 
 /// What to do with the CA.
 #[derive(Debug, Subcommand)]
-pub enum CaAction {
+pub(crate) enum CaAction {
     /// Create the CA if it does not exist yet, and print where its certificate is.
     Init,
     /// Print the path of the CA certificate (for --cacert and trust stores).

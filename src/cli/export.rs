@@ -13,23 +13,23 @@ use crate::model::{Body, Exchange, Header, HeaderList};
 
 /// Export a recording for other tools (browser dev tools, HAR viewers).
 #[derive(Debug, Args)]
-pub struct ExportArgs {
+pub(crate) struct ExportArgs {
     /// The recording.
     #[arg(value_name = "FILE")]
-    pub recording: PathBuf,
+    pub(crate) recording: PathBuf,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Har)]
-    pub format: Format,
+    pub(crate) format: Format,
 
     /// Write here instead of stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
 }
 
 /// Export formats.
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     /// HTTP Archive 1.2 (JSON).
     Har,
 }

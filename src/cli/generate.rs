@@ -9,14 +9,14 @@ use super::Cli;
 
 /// Generate man pages or shell completions.
 #[derive(Debug, Args)]
-pub struct GenerateArgs {
+pub(crate) struct GenerateArgs {
     #[command(subcommand)]
-    pub what: What,
+    pub(crate) what: What,
 }
 
 /// What to generate.
 #[derive(Debug, Subcommand)]
-pub enum What {
+pub(crate) enum What {
     /// Man pages (mf.1 and mf-SUBCOMMAND.1) into DIR.
     Man {
         #[arg(value_name = "DIR", default_value = "man")]
@@ -67,7 +67,7 @@ pub(super) fn run(args: GenerateArgs) -> anyhow::Result<u8> {
 ///
 /// # Errors
 /// Rendering failed (it writes to memory, so only on a clap bug).
-pub fn man_pages() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+pub(crate) fn man_pages() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let cmd = Cli::command();
     let mut pages = Vec::new();
     let mut buf = Vec::new();

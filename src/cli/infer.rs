@@ -18,10 +18,10 @@ use crate::store::fixtures;
 /// recording (see `mf patterns`).
 #[derive(Debug, Args)]
 #[command(after_help = "Example:\n  mf infer api.db -o fixtures/api")]
-pub struct InferArgs {
+pub(crate) struct InferArgs {
     /// The recording to read.
     #[arg(value_name = "FILE")]
-    pub recording: PathBuf,
+    pub(crate) recording: PathBuf,
 
     /// Folder to write the fixtures into (replaced when it already holds fixtures).
     #[arg(
@@ -30,19 +30,19 @@ pub struct InferArgs {
         value_name = "DIR",
         default_value = "fixtures"
     )]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
 
     /// Also redact this header, query parameter or JSON field (repeatable).
     #[arg(long, value_name = "NAME")]
-    pub redact: Vec<String>,
+    pub(crate) redact: Vec<String>,
 
     /// Write secrets as recorded (never for fixtures that leave your machine).
     #[arg(long, conflicts_with = "redact")]
-    pub no_redact: bool,
+    pub(crate) no_redact: bool,
 
     /// Representative examples kept per endpoint.
     #[arg(long, value_name = "N", default_value_t = 6)]
-    pub examples: usize,
+    pub(crate) examples: usize,
 }
 
 pub(super) fn run(args: InferArgs) -> anyhow::Result<u8> {
@@ -64,7 +64,7 @@ pub(super) fn run(args: InferArgs) -> anyhow::Result<u8> {
     bar.set_message("templates");
     let mut builder = TemplateBuilder::default();
     reader
-        .for_each_target(|method, target| {
+        .for_each_target(&mut |method, target| {
             builder.add(method, path_of(target));
             bar.inc(1);
         })
@@ -85,7 +85,7 @@ pub(super) fn run(args: InferArgs) -> anyhow::Result<u8> {
     let read = std::thread::spawn(move || -> anyhow::Result<()> {
         let mut batch = Vec::with_capacity(BATCH);
         reader
-            .for_each(|ex| {
+            .for_each(&mut |ex| {
                 batch.push(ex);
                 batch.len() < BATCH
                     || tx
@@ -113,7 +113,9 @@ pub(super) fn run(args: InferArgs) -> anyhow::Result<u8> {
     fixtures::write_dir(&args.output, &inferred.files)
         .with_context(|| format!("writing fixtures to {}", args.output.display()))?;
     // The fixtures are the product; a read-only recording only loses `mf patterns`.
-    if let Err(e) = crate::store::replace_patterns(&args.recording, &inferred.patterns) {
+    let stored = crate::store::open_existing_writer(&args.recording)
+        .and_then(|mut w| w.replace_patterns(&inferred.patterns));
+    if let Err(e) = stored {
         eprintln!(
             "mf: warning: could not store patterns in {}: {e}",
             args.recording.display()

@@ -11,36 +11,43 @@ use crate::store::ExchangeSummary;
 
 /// List the exchanges in a recording.
 #[derive(Debug, Args)]
-pub struct LsArgs {
+pub(crate) struct LsArgs {
     /// The recording to list.
     #[arg(value_name = "FILE")]
-    pub recording: PathBuf,
+    pub(crate) recording: PathBuf,
 
     /// One JSON object per line instead of a table.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 pub(super) fn run(args: LsArgs) -> anyhow::Result<u8> {
+    // Pages, so that listing a recording of millions of exchanges needs little memory.
+    const PAGE: usize = 5_000;
     let reader = util::open_recording(&args.recording)?;
-    let rows = reader
-        .summaries()
-        .with_context(|| format!("reading {}", args.recording.display()))?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    if args.json {
-        for row in &rows {
-            serde_json::to_writer(&mut out, row)?;
-            out.write_all(b"\n")?;
-        }
-    } else {
+    if !args.json {
         writeln!(
             out,
             "{:>5}  {:<23}  {:<7}  {:<48}  {:>6}  {:>9}  {:>9}  {:>9}",
             "ID", "TIME (UTC)", "METHOD", "URL", "STATUS", "REQ", "RESP", "DURATION"
         )?;
+    }
+    let mut after = 0;
+    loop {
+        let rows = reader
+            .summaries_after(after, PAGE)
+            .with_context(|| format!("reading {}", args.recording.display()))?;
+        let Some(last) = rows.last() else { break };
+        after = last.id;
         for row in &rows {
-            writeln!(out, "{}", table_line(row))?;
+            if args.json {
+                serde_json::to_writer(&mut out, row)?;
+                out.write_all(b"\n")?;
+            } else {
+                writeln!(out, "{}", table_line(row))?;
+            }
         }
     }
     out.flush()?;

@@ -6,7 +6,7 @@
 mod ca;
 mod ctl;
 mod export;
-pub mod generate;
+mod generate;
 mod import;
 mod infer;
 mod ls;
@@ -27,18 +27,18 @@ use clap::{Parser, Subcommand};
 /// SQLite file, and serves the recording back when the service is gone.
 #[derive(Debug, Parser)]
 #[command(name = "mf", version, propagate_version = true, max_term_width = 100)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// More log output (-v: info, -vv: debug, -vvv: trace). `RUST_LOG` overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
+    pub(crate) verbose: u8,
 
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     Record(record::RecordArgs),
     Import(import::ImportArgs),
     Replay(replay::ReplayArgs),

@@ -14,18 +14,18 @@ use super::util;
 /// reused in a later request), retries, and endpoint transitions.
 #[derive(Debug, Args)]
 #[command(after_help = "Example:\n  mf infer api.db -o fixtures && mf patterns api.db")]
-pub struct PatternsArgs {
+pub(crate) struct PatternsArgs {
     /// The recording.
     #[arg(value_name = "FILE")]
-    pub recording: PathBuf,
+    pub(crate) recording: PathBuf,
 
     /// One JSON object per line instead of text.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 
     /// Only patterns of this kind (ordering, value_flow, retry, transition).
     #[arg(long, value_name = "KIND")]
-    pub kind: Option<String>,
+    pub(crate) kind: Option<String>,
 }
 
 pub(super) fn run(args: PatternsArgs) -> anyhow::Result<u8> {

@@ -12,18 +12,18 @@ use crate::model::{Body, Direction, Exchange, Header, MessageKind};
 
 /// Print one exchange in full: request, response, timings, stream messages.
 #[derive(Debug, Args)]
-pub struct ShowArgs {
+pub(crate) struct ShowArgs {
     /// The recording.
     #[arg(value_name = "FILE")]
-    pub recording: PathBuf,
+    pub(crate) recording: PathBuf,
 
     /// Exchange id (from `mf ls`).
     #[arg(value_name = "ID")]
-    pub id: i64,
+    pub(crate) id: i64,
 
     /// Print JSON (bodies as text when UTF-8, else base64-free byte arrays under `body_bytes`).
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 pub(super) fn run(args: ShowArgs) -> anyhow::Result<u8> {

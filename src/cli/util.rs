@@ -45,10 +45,10 @@ pub(crate) fn human_bytes(n: u64) -> String {
     }
 }
 
-/// Opens a recording for reading with the path in the error.
-pub(crate) fn open_recording(path: &Path) -> anyhow::Result<crate::store::Reader> {
-    crate::store::Reader::open(path)
-        .with_context(|| format!("opening recording {}", path.display()))
+/// Opens a recording for reading with the path in the error. Commands read through the
+/// store's trait, never a backend's own type.
+pub(crate) fn open_recording(path: &Path) -> anyhow::Result<Box<dyn crate::store::RecordingRead>> {
+    crate::store::open_reader(path).with_context(|| format!("opening recording {}", path.display()))
 }
 
 /// The command line as typed, for the recording's metadata.

@@ -4,6 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::store::fixtures::Endpoint;
+use crate::vocab;
 
 fn param_schema(class: &str) -> Value {
     match class {
@@ -14,26 +15,15 @@ fn param_schema(class: &str) -> Value {
     }
 }
 
+/// The response description: the status's standard reason phrase (one table, the `http`
+/// crate's), or a neutral text for codes without one.
 fn reason(status: &str) -> &'static str {
-    match status {
-        "200" => "OK",
-        "201" => "Created",
-        "204" => "No Content",
-        "301" | "302" | "307" | "308" => "Redirect",
-        "304" => "Not Modified",
-        "400" => "Bad Request",
-        "401" => "Unauthorized",
-        "403" => "Forbidden",
-        "404" => "Not Found",
-        "409" => "Conflict",
-        "422" => "Unprocessable Content",
-        "429" => "Too Many Requests",
-        "500" => "Internal Server Error",
-        "502" => "Bad Gateway",
-        "503" => "Service Unavailable",
-        "504" => "Gateway Timeout",
-        _ => "Recorded response",
-    }
+    status
+        .parse()
+        .map(vocab::reason_phrase)
+        .ok()
+        .filter(|r| !r.is_empty())
+        .unwrap_or("Recorded response")
 }
 
 /// The OpenAPI document of `endpoints`.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use super::template::{is_date, is_uuid};
+use crate::vocab::{is_date, is_uuid};
 
 const MAX_DEPTH: usize = 12;
 const MAX_ARRAY_SAMPLES: usize = 50;

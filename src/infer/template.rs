@@ -7,64 +7,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::vocab::{self, segment_class};
+
 /// Literal children beyond this count at one position are candidates for a slug parameter.
 const SLUG_MIN_DISTINCT: usize = 20;
 /// Memory bound on distinct literals kept per position; the rest go straight to the parameter.
 const MAX_LITERALS: usize = 1000;
-
-/// The value class of a path segment.
-pub(crate) fn segment_class(s: &str) -> Option<&'static str> {
-    if s.is_empty() {
-        return None;
-    }
-    if s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit()) {
-        return Some("int");
-    }
-    if is_uuid(s) {
-        return Some("uuid");
-    }
-    if s.len() >= 8
-        && s.bytes().all(|b| b.is_ascii_hexdigit())
-        && s.bytes().any(|b| b.is_ascii_digit())
-    {
-        return Some("hex");
-    }
-    if is_date(s) {
-        return Some("date");
-    }
-    let tokenish = s.len() >= 16
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'=' | b'.'))
-        && s.bytes().any(|b| b.is_ascii_digit())
-        && s.bytes().any(|b| b.is_ascii_alphabetic());
-    tokenish.then_some("token")
-}
-
-/// `8-4-4-4-12` hex digits.
-pub(crate) fn is_uuid(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| {
-            if matches!(i, 8 | 13 | 18 | 23) {
-                *c == b'-'
-            } else {
-                c.is_ascii_hexdigit()
-            }
-        })
-}
-
-/// `YYYY-MM-DD`.
-pub(crate) fn is_date(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 10
-        && b.iter().enumerate().all(|(i, c)| {
-            if i == 4 || i == 7 {
-                *c == b'-'
-            } else {
-                c.is_ascii_digit()
-            }
-        })
-}
 
 #[derive(Debug, Default)]
 struct Node {
@@ -124,6 +72,11 @@ impl Node {
             child.collapse();
         }
     }
+}
+
+/// Path of a request target, without scheme, authority and query.
+pub fn path_of(target: &str) -> &str {
+    vocab::split_target(vocab::origin_form(target)).0
 }
 
 /// First pass: sees every `(method, path)` once.

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::*;
-use crate::model::{Body, Header, Request, Response, Timings};
+use crate::model::{Body, Exchange, Header, Request, Response, Timings};
 
 fn exchange(
     conn: u64,

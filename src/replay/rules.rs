@@ -51,7 +51,7 @@ pub struct ConfigFile {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{0}")]
-    Yaml(#[from] serde_yaml::Error),
+    Yaml(#[from] serde_norway::Error),
     #[error("rule {index}: {message}")]
     Rule { index: usize, message: String },
 }
@@ -73,12 +73,14 @@ impl ConfigFile {
 }
 
 /// Parses YAML (or JSON, a subset) with enums written as one-key maps (`{status: {code:
-/// 503}}`), the way JSON writes them, rather than serde_yaml's `!status` tags.
+/// 503}}`), the way JSON writes them, rather than YAML's `!status` tags.
 ///
 /// # Errors
 /// Syntax errors and values that do not fit `T`.
-pub fn from_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, serde_yaml::Error> {
-    serde_yaml::with::singleton_map_recursive::deserialize(serde_yaml::Deserializer::from_str(text))
+pub fn from_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, serde_norway::Error> {
+    serde_norway::with::singleton_map_recursive::deserialize(serde_norway::Deserializer::from_str(
+        text,
+    ))
 }
 
 /// Checks rules for values that cannot mean anything.

@@ -287,9 +287,9 @@ mod tests {
     #[test]
     fn user_presets_read_from_yaml() {
         let s: Scenario =
-            serde_yaml::from_str("mode: error\nerror_rate: 0.5\nerror_status: [429]\n").unwrap();
+            serde_norway::from_str("mode: error\nerror_rate: 0.5\nerror_status: [429]\n").unwrap();
         assert_eq!(s.error_status, vec![429]);
         assert_eq!(s.latency_multiplier, 1.0);
-        assert!(serde_yaml::from_str::<Scenario>("mode: error\nerror_rat: 0.5\n").is_err());
+        assert!(serde_norway::from_str::<Scenario>("mode: error\nerror_rat: 0.5\n").is_err());
     }
 }

@@ -252,7 +252,7 @@ pub fn sorted_json(v: &serde_json::Value) -> serde_json::Value {
 }
 
 fn yaml<T: Serialize>(path: &Path, v: &T) -> Result<Vec<u8>, FixturesError> {
-    serde_yaml::to_string(v)
+    serde_norway::to_string(v)
         .map(String::into_bytes)
         .map_err(|e| FixturesError::Invalid {
             path: path.to_path_buf(),
@@ -320,7 +320,7 @@ pub fn write_dir(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<(), Fi
 
 fn read_yaml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, FixturesError> {
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-    serde_yaml::from_str(&text).map_err(|e| FixturesError::Invalid {
+    serde_norway::from_str(&text).map_err(|e| FixturesError::Invalid {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })

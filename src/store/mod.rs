@@ -6,8 +6,17 @@
 //! content-addressed `blobs` table (BLAKE3 of the raw bytes, zstd-compressed when that helps), so
 //! a body repeated a thousand times is stored once.
 //!
+//! The rest of mf reads and writes recordings through [`RecordingRead`] and [`RecordingWrite`]
+//! (`backend`), opened with [`open_reader`] / [`open_writer`]; SQLite is the one backend.
+//! Files: `backend` (the traits), `read` (SQLite reading), `append` (SQLite writing), `writer`
+//! (the batching writer thread, over any [`RecordingWrite`]), `schema` (versions and
+//! migrations), `blobs` and `codec` (body and header encodings), `fixtures` (the fixtures
+//! folder format, which is files rather than SQLite).
+//!
 //! Imports: `model` only.
 
+mod append;
+mod backend;
 mod blobs;
 mod codec;
 pub mod fixtures;
@@ -19,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags};
 
+pub use backend::{RecordingRead, RecordingWrite};
 pub use read::{ExchangeSummary, Reader};
 pub use writer::{Writer, WriterConfig, WriterHandle, WriterSummary};
 
@@ -32,42 +42,36 @@ pub struct PatternRow {
     pub detail: serde_json::Value,
 }
 
-/// Replaces the patterns stored in the recording at `path` with `patterns`, in one
-/// transaction (a second `mf infer` leaves exactly its own result).
+/// Opens the recording at `path` for reading.
 ///
 /// # Errors
-/// The recording cannot be opened for writing, or the write fails.
-pub fn replace_patterns(path: &Path, patterns: &[PatternRow]) -> Result<(), StoreError> {
-    // Not `open_read`: its integrity check reads the whole file, and the caller has just
-    // read it through a checked connection. Identity and version are still verified.
-    let mut conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
-        .map_err(|e| classify_open_error(path, e))?;
-    let app_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
-    let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if app_id != APPLICATION_ID || version != SCHEMA_VERSION {
-        return Err(StoreError::NotARecording {
-            path: path.to_path_buf(),
-            reason: "unexpected schema".into(),
-        });
-    }
-    conn.execute_batch("PRAGMA busy_timeout = 5000;")?;
-    let tx = conn.transaction()?;
-    tx.execute("DELETE FROM patterns", [])?;
-    for p in patterns {
-        tx.execute(
-            "INSERT INTO patterns (kind, summary, detail) VALUES (?1, ?2, ?3)",
-            rusqlite::params![p.kind, p.summary, p.detail.to_string()],
-        )?;
-    }
-    tx.commit()?;
-    Ok(())
+/// Missing file, not an mf recording, a recording from a newer mf, or a damaged file.
+pub fn open_reader(path: &Path) -> Result<Box<dyn RecordingRead>, StoreError> {
+    Ok(Box::new(Reader::open(path)?))
+}
+
+/// Opens the recording at `path` for appending, creating it with `meta` when missing.
+///
+/// # Errors
+/// As [`open_reader`], plus failures to create the file.
+pub fn open_writer(path: &Path, meta: &Meta) -> Result<Box<dyn RecordingWrite>, StoreError> {
+    Ok(Box::new(append::SqliteWriter::create(path, meta)?))
+}
+
+/// Opens an existing recording of this version for adding derived data (patterns), without
+/// the integrity check and migration [`open_reader`] did moments before.
+///
+/// # Errors
+/// Missing file, not a recording of this version, or the file cannot be written.
+pub fn open_existing_writer(path: &Path) -> Result<Box<dyn RecordingWrite>, StoreError> {
+    Ok(Box::new(append::SqliteWriter::existing(path)?))
 }
 
 /// Schema version written by this build.
-pub const SCHEMA_VERSION: i32 = schema::MIGRATIONS.len() as i32;
+pub(crate) const SCHEMA_VERSION: i32 = schema::MIGRATIONS.len() as i32;
 
 /// `PRAGMA application_id` of mf recordings ("mf01" in ASCII).
-pub const APPLICATION_ID: i32 = 0x6d66_3031;
+pub(crate) const APPLICATION_ID: i32 = 0x6d66_3031;
 
 /// Why a recording cannot be opened, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -113,11 +117,8 @@ fn classify_open_error(path: &Path, e: rusqlite::Error) -> StoreError {
     }
 }
 
-/// Opens an existing recording read-only, checking that it is one and upgrading nothing.
-///
-/// # Errors
-/// Missing file, not an mf recording, a recording from a newer mf, or a damaged file.
-pub fn open_read(path: &Path) -> Result<Connection, StoreError> {
+/// Opens an existing recording, checking that it is one; an older schema is migrated.
+fn open_read(path: &Path) -> Result<Connection, StoreError> {
     if !path.exists() {
         return Err(StoreError::NotFound {
             path: path.to_path_buf(),
@@ -133,10 +134,7 @@ pub fn open_read(path: &Path) -> Result<Connection, StoreError> {
 }
 
 /// Opens a recording for writing, creating it (and its schema) when missing.
-///
-/// # Errors
-/// As [`open_read`], plus failures to create the file.
-pub fn open_write(path: &Path, meta: &Meta) -> Result<Connection, StoreError> {
+fn open_write(path: &Path, meta: &Meta) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(|e| classify_open_error(path, e))?;
     schema::check_and_migrate(&conn, path, true)?;
     schema::write_meta(&conn, meta)?;
@@ -153,20 +151,24 @@ pub fn write_exchanges(
     meta: &Meta,
     exchanges: impl Iterator<Item = crate::model::Exchange>,
 ) -> Result<u64, StoreError> {
-    let mut conn = open_write(path, meta)?;
-    let mut known = std::collections::HashSet::new();
+    const CHUNK: usize = 10_000;
+    let mut backend = open_writer(path, meta)?;
     let mut written = 0u64;
-    let mut tx = conn.transaction()?;
-    for ex in exchanges {
-        writer::insert_exchange(&tx, &mut known, &ex)?;
-        written += 1;
-        if written.is_multiple_of(10_000) {
-            tx.commit()?;
-            tx = conn.transaction()?;
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut exchanges = exchanges.peekable();
+    while exchanges.peek().is_some() {
+        chunk.extend(exchanges.by_ref().take(CHUNK));
+        let mut first_error = None;
+        backend.append(&chunk, &mut |_, e| {
+            first_error.get_or_insert(e);
+        })?;
+        if let Some(e) = first_error {
+            return Err(e);
         }
+        written += chunk.len() as u64;
+        chunk.clear();
     }
-    tx.commit()?;
-    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+    backend.close();
     Ok(written)
 }
 

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use rusqlite::{params, Connection, Row};
 use serde::Serialize;
 
+use super::backend::RecordingRead;
 use super::codec::decode_headers;
 use super::{blobs, StoreError};
 use crate::model::{
@@ -65,7 +66,7 @@ impl Reader {
     /// Opens a recording.
     ///
     /// # Errors
-    /// See [`super::open_read`].
+    /// Missing file, not an mf recording, a recording from a newer mf, or a damaged file.
     pub fn open(path: &Path) -> Result<Reader, StoreError> {
         Ok(Reader {
             conn: super::open_read(path)?,
@@ -78,8 +79,9 @@ impl Reader {
         &self.path
     }
 
-    /// The underlying connection, for stages that keep their own tables (patterns).
-    pub fn connection(&self) -> &Connection {
+    /// The underlying connection, for the store's own tests.
+    #[cfg(test)]
+    pub(super) fn connection(&self) -> &Connection {
         &self.conn
     }
 
@@ -111,15 +113,35 @@ impl Reader {
     /// # Errors
     /// Database errors.
     pub fn summaries(&self) -> Result<Vec<ExchangeSummary>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        self.summaries_where(0, i64::MAX)
+    }
+
+    /// Up to `limit` listing rows with an id above `after_id`, in recording order.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn summaries_after(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<ExchangeSummary>, StoreError> {
+        self.summaries_where(after_id, i64::try_from(limit).unwrap_or(i64::MAX))
+    }
+
+    fn summaries_where(
+        &self,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<ExchangeSummary>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
             "SELECT e.id, e.connection_id, e.seq, e.protocol, e.started_at_ns, e.method, e.target, e.scheme,
                     e.authority, e.status, e.req_body_size, e.resp_body_size, e.response_end_ns, e.error, e.trace_id,
                     (SELECT count(*) FROM messages m WHERE m.exchange_id = e.id AND m.direction = 0),
                     (SELECT count(*) FROM messages m WHERE m.exchange_id = e.id AND m.direction = 1),
                     e.resp_trailers, e.resp_headers, e.error_kind
-             FROM exchanges e ORDER BY e.id",
+             FROM exchanges e WHERE e.id > ?1 ORDER BY e.id LIMIT ?2",
         )?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map(params![after_id, limit], |r| {
             let target: String = r.get(6)?;
             let scheme: String = r.get(7)?;
             let authority: String = r.get(8)?;
@@ -349,6 +371,48 @@ impl Reader {
             });
         }
         Ok(out)
+    }
+}
+
+impl RecordingRead for Reader {
+    fn meta(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Reader::meta(self)
+    }
+
+    fn count(&self) -> Result<u64, StoreError> {
+        Reader::count(self)
+    }
+
+    fn summaries_after(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<ExchangeSummary>, StoreError> {
+        Reader::summaries_after(self, after_id, limit)
+    }
+
+    fn summaries(&self) -> Result<Vec<ExchangeSummary>, StoreError> {
+        Reader::summaries(self)
+    }
+
+    fn load(&self, id: i64) -> Result<Exchange, StoreError> {
+        Reader::load(self, id)
+    }
+
+    fn for_each(&self, f: &mut dyn FnMut(Exchange) -> bool) -> Result<(), StoreError> {
+        Reader::for_each(self, f)
+    }
+
+    fn load_all(&self) -> Result<Vec<Exchange>, StoreError> {
+        Reader::load_all(self)
+    }
+
+    fn for_each_target(&self, f: &mut dyn FnMut(&str, &str)) -> Result<(), StoreError> {
+        Reader::for_each_target(self, f)
+    }
+
+    fn patterns(&self) -> Result<Vec<super::PatternRow>, StoreError> {
+        Reader::patterns(self)
     }
 }
 

@@ -234,3 +234,53 @@ fn streaming_every_exchange_matches_loading_them() {
         Some(crate::model::ErrorKind::UpstreamTimeout)
     );
 }
+
+#[test]
+fn the_backend_traits_page_listings_and_replace_patterns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let written =
+        write_exchanges(&path, &Meta::default(), (0..7).map(|i| sample(i, b"b"))).unwrap();
+    assert_eq!(written, 7);
+
+    let reader = open_reader(&path).unwrap();
+    assert_eq!(reader.count().unwrap(), 7);
+    let mut paged = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = reader.summaries_after(after, 3).unwrap();
+        let Some(last) = page.last() else { break };
+        assert!(page.len() <= 3);
+        after = last.id;
+        paged.extend(page.into_iter().map(|s| s.id));
+    }
+    let all: Vec<i64> = reader.summaries().unwrap().iter().map(|s| s.id).collect();
+    assert_eq!(paged, all);
+    assert_eq!(all.len(), 7);
+    let mut targets = Vec::new();
+    reader
+        .for_each_target(&mut |m, t| targets.push(format!("{m} {t}")))
+        .unwrap();
+    assert_eq!(targets[6], "POST /items/6?a=1");
+    drop(reader);
+
+    let row = |kind: &str| PatternRow {
+        kind: kind.into(),
+        summary: format!("a {kind}"),
+        detail: serde_json::json!({"k": kind}),
+    };
+    let mut writer = open_existing_writer(&path).unwrap();
+    writer
+        .replace_patterns(&[row("retry"), row("ordering")])
+        .unwrap();
+    writer.replace_patterns(&[row("transition")]).unwrap();
+    drop(writer);
+    assert_eq!(
+        open_reader(&path).unwrap().patterns().unwrap(),
+        [row("transition")]
+    );
+    assert!(matches!(
+        open_existing_writer(&dir.path().join("missing.db")),
+        Err(StoreError::NotFound { .. })
+    ));
+}

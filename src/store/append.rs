@@ -1,0 +1,209 @@
+//! The SQLite write side: exchanges (bodies and messages into the blob table) and the
+//! patterns table, behind [`RecordingWrite`].
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OpenFlags};
+
+use super::backend::RecordingWrite;
+use super::blobs::{self, BlobKey};
+use super::codec::encode_headers;
+use super::{PatternRow, StoreError, APPLICATION_ID, SCHEMA_VERSION};
+use crate::model::{Body, Direction, Exchange};
+
+/// A recording file opened for writing.
+pub(super) struct SqliteWriter {
+    conn: Connection,
+    path: PathBuf,
+    /// Blobs already stored by this writer: a repeated body costs a hash, not a query.
+    known: HashSet<BlobKey>,
+}
+
+impl SqliteWriter {
+    /// Opens (or creates) the recording at `path`, recording `meta` when it is new.
+    pub(super) fn create(path: &Path, meta: &super::Meta) -> Result<SqliteWriter, StoreError> {
+        Ok(SqliteWriter {
+            conn: super::open_write(path, meta)?,
+            path: path.to_path_buf(),
+            known: HashSet::new(),
+        })
+    }
+
+    /// Opens an existing recording of this schema version without migrating or checking
+    /// its integrity (a reader that just read it did that): for adding derived data.
+    pub(super) fn existing(path: &Path) -> Result<SqliteWriter, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::NotFound {
+                path: path.to_path_buf(),
+            });
+        }
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .map_err(|e| super::classify_open_error(path, e))?;
+        let app_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+        let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if app_id != APPLICATION_ID || version != SCHEMA_VERSION {
+            return Err(StoreError::NotARecording {
+                path: path.to_path_buf(),
+                reason: "unexpected schema".into(),
+            });
+        }
+        conn.execute_batch("PRAGMA busy_timeout = 5000;")?;
+        Ok(SqliteWriter {
+            conn,
+            path: path.to_path_buf(),
+            known: HashSet::new(),
+        })
+    }
+}
+
+impl RecordingWrite for SqliteWriter {
+    fn connection_id_base(&self) -> Result<u64, StoreError> {
+        let base: i64 = self.conn.query_row(
+            "SELECT coalesce(max(connection_id) + 1, 1) FROM exchanges",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(base).unwrap_or(1))
+    }
+
+    fn append(
+        &mut self,
+        batch: &[Exchange],
+        rejected: &mut dyn FnMut(&Exchange, StoreError),
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        for ex in batch {
+            if let Err(e) = insert_exchange(&tx, &mut self.known, ex) {
+                rejected(ex, e);
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn replace_patterns(&mut self, patterns: &[PatternRow]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM patterns", [])?;
+        for p in patterns {
+            tx.execute(
+                "INSERT INTO patterns (kind, summary, detail) VALUES (?1, ?2, ?3)",
+                params![p.kind, p.summary, p.detail.to_string()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        // Fold the WAL back so the recording is a single self-contained file.
+        if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+            tracing::debug!(path = %self.path.display(), error = %e, "WAL checkpoint failed");
+        }
+    }
+}
+
+fn blob_of(
+    conn: &Connection,
+    known: &mut HashSet<BlobKey>,
+    body: &Body,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    if body.data.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(blobs::put(conn, known, &body.data)?.to_vec()))
+}
+
+/// Inserts one exchange and its stream messages.
+fn insert_exchange(
+    conn: &Connection,
+    known: &mut HashSet<BlobKey>,
+    ex: &Exchange,
+) -> Result<(), StoreError> {
+    let req = &ex.request;
+    let req_body = blob_of(conn, known, &req.body)?;
+    let req_headers = blobs::put(conn, known, &encode_headers(&req.headers))?;
+    let resp = ex.response.as_ref();
+    let resp_body = match resp {
+        Some(r) => blob_of(conn, known, &r.body)?,
+        None => None,
+    };
+    let tags = if ex.tags.is_empty() {
+        None
+    } else {
+        serde_json::to_string(&ex.tags).ok()
+    };
+    let opt_trailers = |t: &[crate::model::Header]| {
+        if t.is_empty() {
+            None
+        } else {
+            Some(encode_headers(t))
+        }
+    };
+    let as_i64 = |v: Option<u64>| v.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    conn.prepare_cached(
+        "INSERT INTO exchanges (
+            connection_id, seq, protocol, started_at_ns, client_addr, server_addr, scheme, authority,
+            method, target, req_version, req_headers, req_body, req_body_size, req_body_truncated, req_trailers,
+            status, reason, resp_version, resp_headers, resp_body, resp_body_size, resp_body_truncated, resp_trailers,
+            request_end_ns, response_first_byte_ns, response_end_ns, error, trace_id, tags, error_kind
+        ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                  ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)",
+    )?
+    .execute(params![
+        i64::try_from(ex.connection_id).unwrap_or(i64::MAX),
+        ex.seq,
+        ex.protocol().as_str(),
+        ex.started_at_ns,
+        ex.client_addr,
+        ex.server_addr,
+        if ex.scheme.is_empty() { "http" } else { ex.scheme.as_str() },
+        ex.authority,
+        req.method,
+        req.target,
+        req.version,
+        &req_headers[..],
+        req_body,
+        i64::try_from(req.body.size).unwrap_or(i64::MAX),
+        req.body.truncated,
+        opt_trailers(&req.trailers),
+        resp.map(|r| r.status),
+        resp.map(|r| r.reason.as_str()),
+        resp.map(|r| r.version.as_str()),
+        resp.map(|r| encode_headers(&r.headers)),
+        resp_body,
+        resp.map_or(0, |r| i64::try_from(r.body.size).unwrap_or(i64::MAX)),
+        resp.is_some_and(|r| r.body.truncated),
+        resp.and_then(|r| opt_trailers(&r.trailers)),
+        as_i64(ex.timings.request_end_ns),
+        as_i64(ex.timings.response_first_byte_ns),
+        as_i64(ex.timings.response_end_ns),
+        ex.error.as_ref().map(|e| e.message.as_str()),
+        ex.trace_id,
+        tags,
+        ex.error.as_ref().map(|e| e.kind.as_str()),
+    ])?;
+    let id = conn.last_insert_rowid();
+    for (idx, m) in ex.messages.iter().enumerate() {
+        let data = if m.data.is_empty() {
+            None
+        } else {
+            Some(blobs::put(conn, known, &m.data)?.to_vec())
+        };
+        let kind = serde_json::to_string(&m.kind).unwrap_or_default();
+        conn.prepare_cached(
+            "INSERT INTO messages (exchange_id, idx, direction, offset_ns, kind, size, data)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            id,
+            idx as i64,
+            matches!(m.direction, Direction::ServerToClient) as i64,
+            i64::try_from(m.offset_ns).unwrap_or(i64::MAX),
+            kind,
+            m.data.len() as i64,
+            data,
+        ])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! The storage seam: what the rest of mf may ask of a recording, whatever holds it.
+//!
+//! SQLite is the only backend today; another (a PostgreSQL database shared by a team, say)
+//! implements these two traits and is picked in [`super::open_reader`] /
+//! [`super::open_writer`]. Nothing outside the store names a SQLite type.
+
+use super::{ExchangeSummary, PatternRow, StoreError};
+use crate::model::Exchange;
+
+/// Reading one recording: listing, single exchanges, every exchange in order, metadata and the
+/// patterns `mf infer` stored. `Send`, so a reader can feed another thread.
+pub trait RecordingRead: Send {
+    /// Creation metadata as key/value pairs, sorted by key.
+    ///
+    /// # Errors
+    /// The backend failed.
+    fn meta(&self) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Number of exchanges.
+    ///
+    /// # Errors
+    /// The backend failed.
+    fn count(&self) -> Result<u64, StoreError>;
+
+    /// Up to `limit` listing rows with an id above `after_id`, in recording order: pages of a
+    /// listing that need not fit in memory (start with `after_id = 0`).
+    ///
+    /// # Errors
+    /// The backend failed.
+    fn summaries_after(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<ExchangeSummary>, StoreError>;
+
+    /// Every listing row in recording order.
+    ///
+    /// # Errors
+    /// The backend failed.
+    fn summaries(&self) -> Result<Vec<ExchangeSummary>, StoreError> {
+        let mut all = Vec::new();
+        loop {
+            let after = all.last().map_or(0, |s: &ExchangeSummary| s.id);
+            let page = self.summaries_after(after, 10_000)?;
+            if page.is_empty() {
+                return Ok(all);
+            }
+            all.extend(page);
+        }
+    }
+
+    /// One exchange with bodies and stream messages.
+    ///
+    /// # Errors
+    /// [`StoreError::NoSuchExchange`], or the backend failed.
+    fn load(&self, id: i64) -> Result<Exchange, StoreError>;
+
+    /// Calls `f` with every exchange in recording order, bodies included, one at a time
+    /// (memory stays flat); `f` returning `false` stops the walk.
+    ///
+    /// # Errors
+    /// The backend failed or holds a damaged exchange.
+    fn for_each(&self, f: &mut dyn FnMut(Exchange) -> bool) -> Result<(), StoreError>;
+
+    /// Every exchange in recording order, bodies included.
+    ///
+    /// # Errors
+    /// As [`RecordingRead::for_each`].
+    fn load_all(&self) -> Result<Vec<Exchange>, StoreError> {
+        let mut all = Vec::new();
+        self.for_each(&mut |ex| {
+            all.push(ex);
+            true
+        })?;
+        Ok(all)
+    }
+
+    /// Calls `f` with `(method, target)` of every exchange in recording order, without
+    /// headers or bodies: the cheap first pass of inference.
+    ///
+    /// # Errors
+    /// The backend failed.
+    fn for_each_target(&self, f: &mut dyn FnMut(&str, &str)) -> Result<(), StoreError>;
+
+    /// Patterns stored by `mf infer`, in the order they were stored.
+    ///
+    /// # Errors
+    /// The backend failed.
+    fn patterns(&self) -> Result<Vec<PatternRow>, StoreError>;
+}
+
+/// Writing one recording: batches of exchanges and the patterns table. The batching writer
+/// thread ([`super::Writer`]) and the bulk path ([`super::write_exchanges`]) drive it.
+pub trait RecordingWrite: Send {
+    /// Where connection ids of new exchanges should start, so that appending to a recording
+    /// keeps them unique.
+    ///
+    /// # Errors
+    /// The backend failed.
+    fn connection_id_base(&self) -> Result<u64, StoreError>;
+
+    /// Stores `batch` in order, atomically. An exchange that cannot be stored is passed to
+    /// `rejected` with the reason and skipped; the rest are still stored.
+    ///
+    /// # Errors
+    /// The batch as a whole could not be stored.
+    fn append(
+        &mut self,
+        batch: &[Exchange],
+        rejected: &mut dyn FnMut(&Exchange, StoreError),
+    ) -> Result<(), StoreError>;
+
+    /// Replaces the stored patterns with `patterns`, atomically (a second `mf infer` leaves
+    /// exactly its own result).
+    ///
+    /// # Errors
+    /// The backend failed.
+    fn replace_patterns(&mut self, patterns: &[PatternRow]) -> Result<(), StoreError>;
+
+    /// Makes everything written durable and self-contained; the writer is done.
+    fn close(&mut self);
+}
