@@ -115,32 +115,48 @@ fn man_pages_are_current() {
 }
 
 /// Recordings made by older mf versions keep working: one small recording per schema
-/// version lives in fixtures/recordings/ and must open, list and replay.
+/// version lives in fixtures/recordings/ and must open, list and replay. The loop runs to the
+/// schema version this mf writes (`mf ls` of a fresh recording says which), so a new version
+/// cannot be added without its fixture.
 #[test]
 fn recordings_from_every_schema_version_open() {
     require("curl");
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/recordings");
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("v1.db");
-    std::fs::copy(fixtures.join("v1.db"), &db).unwrap();
-    let rows = ls_json(&db);
-    let paths: Vec<String> = rows
-        .iter()
-        .map(|r| {
-            r["url"]
-                .as_str()
-                .unwrap()
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    assert_eq!(paths, ["json", "echo", "chunked"]);
-    let replay = start_replay(&db, &[]);
-    let r = curl(&[&format!("{}/chunked", replay.url())]);
-    assert_eq!(r.status(), 200);
-    assert!(r.headers.contains("X-Checksum: 42") || r.body.starts_with(b"first chunk"));
+    let current = mf::store::SCHEMA_VERSION;
+    assert!(current >= 2);
+    for version in 1..=current {
+        let src = fixtures.join(format!("v{version}.db"));
+        assert!(src.exists(), "schema v{version} has no fixture at {}", src.display());
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join(format!("v{version}.db"));
+        std::fs::copy(&src, &db).unwrap();
+        let rows = ls_json(&db);
+        let paths: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                r["url"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(paths[..3], ["json", "echo", "chunked"], "v{version}");
+        let replay = start_replay(&db, &[]);
+        let r = curl(&[&format!("{}/chunked", replay.url())]);
+        assert_eq!(r.status(), 200, "v{version}");
+        assert!(r.headers.contains("X-Checksum: 42") || r.body.starts_with(b"first chunk"));
+        if version >= 2 {
+            // The refused upstream in the v2 fixture keeps its kind and replays as a 502.
+            let failed = rows.iter().find(|r| r["url"].as_str().unwrap().ends_with("/down"));
+            let failed = failed.expect("v2 fixture has a failed exchange");
+            assert_eq!(failed["error_kind"], "upstream_refused");
+            let r = curl(&[&format!("{}/down", replay.url())]);
+            assert_eq!(r.status(), 502, "v{version}");
+        }
+    }
 }
 
 /// Runs `mf ARGS` with stdout a pipe that is closed after one line, as `| head -1` does.

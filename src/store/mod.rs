@@ -68,7 +68,7 @@ pub fn open_existing_writer(path: &Path) -> Result<Box<dyn RecordingWrite>, Stor
 }
 
 /// Schema version written by this build.
-pub(crate) const SCHEMA_VERSION: i32 = schema::MIGRATIONS.len() as i32;
+pub const SCHEMA_VERSION: i32 = schema::MIGRATIONS.len() as i32;
 
 /// `PRAGMA application_id` of mf recordings ("mf01" in ASCII).
 pub(crate) const APPLICATION_ID: i32 = 0x6d66_3031;
