@@ -43,9 +43,10 @@ fmt:
 lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 
-# Real-world captures, where the shared folder exists (not part of the test suite).
+# Real-world captures in a folder with a README.md table of expected counts (not part of
+# the test suite): make corpus CAPTURES=DIR
 corpus:
-	bash replay-tests/corpus.sh ../shared/captures
+	bash replay-tests/corpus.sh "$(CAPTURES)"
 
 # Import throughput on a generated >= 500 MB capture (mixed HTTP/1.1 and gRPC).
 bench-import: setup
