@@ -114,7 +114,7 @@ db_bytes=$(stat -c %s "$work/api.db"); har_bytes=$(stat -c %s "$work/api.har")
 python3 - <<PY
 def r(a, b): return a / b if b else float("nan")
 rows = [
-  ("replay vs bare hyper (req/s)", $replay_rps, $bare_rps, r($replay_rps, $bare_rps), ">= 0.8"),
+  ("replay vs bare hyper (req/s)", $replay_rps, $bare_rps, r($replay_rps, $bare_rps), ">= 0.85"),
   ("record proxy vs nginx proxy (req/s)", $mf_rps, $nginx_rps, r($mf_rps, $nginx_rps), ">= 1.0"),
   ("record proxy vs direct (req/s)", $mf_rps, $direct_rps, r($mf_rps, $direct_rps), "-"),
   ("disk per exchange vs HAR (bytes)", $db_bytes / 2000, $har_bytes / 2000, r($db_bytes, $har_bytes), "<= 0.2"),
