@@ -165,13 +165,7 @@ impl Request {
 
     /// The target in origin form: an absolute-form target loses its scheme and authority.
     pub fn origin_form(&self) -> &str {
-        let t = self.target.as_str();
-        for scheme in ["http://", "https://"] {
-            if let Some(rest) = t.strip_prefix(scheme) {
-                return rest.find('/').map_or("/", |i| &rest[i..]);
-            }
-        }
-        t
+        origin_form(&self.target)
     }
 }
 
@@ -380,6 +374,17 @@ impl fmt::Display for ExchangeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
+}
+
+/// A request target in origin form: an absolute-form target (`http://h/p?q`) loses its
+/// scheme and authority (`/p?q`); other forms are returned as they are.
+pub fn origin_form(target: &str) -> &str {
+    for scheme in ["http://", "https://"] {
+        if let Some(rest) = target.strip_prefix(scheme) {
+            return rest.find('/').map_or("/", |i| &rest[i..]);
+        }
+    }
+    target
 }
 
 /// The URL a client addressed, from the scheme, the authority and the request target.

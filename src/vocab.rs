@@ -12,16 +12,8 @@ use serde_json::Value;
 
 use crate::model::Header;
 
-/// The target in origin form: an absolute-form target (`http://h/p?q`) loses its scheme and
-/// authority (`/p?q`); other forms are returned as they are.
-pub fn origin_form(target: &str) -> &str {
-    for scheme in ["http://", "https://"] {
-        if let Some(rest) = target.strip_prefix(scheme) {
-            return rest.find('/').map_or("/", |i| &rest[i..]);
-        }
-    }
-    target
-}
+/// The target in origin form (defined beside the model's `Request`, which needs it too).
+pub use crate::model::origin_form;
 
 /// The authority of an absolute-form target (`http://h:1/p` → `h:1`), if it is one.
 pub fn absolute_authority(target: &str) -> Option<&str> {
