@@ -126,7 +126,11 @@ fn recordings_from_every_schema_version_open() {
     assert!(current >= 2);
     for version in 1..=current {
         let src = fixtures.join(format!("v{version}.db"));
-        assert!(src.exists(), "schema v{version} has no fixture at {}", src.display());
+        assert!(
+            src.exists(),
+            "schema v{version} has no fixture at {}",
+            src.display()
+        );
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join(format!("v{version}.db"));
         std::fs::copy(&src, &db).unwrap();
@@ -150,7 +154,9 @@ fn recordings_from_every_schema_version_open() {
         assert!(r.headers.contains("X-Checksum: 42") || r.body.starts_with(b"first chunk"));
         if version >= 2 {
             // The refused upstream in the v2 fixture keeps its kind and replays as a 502.
-            let failed = rows.iter().find(|r| r["url"].as_str().unwrap().ends_with("/down"));
+            let failed = rows
+                .iter()
+                .find(|r| r["url"].as_str().unwrap().ends_with("/down"));
             let failed = failed.expect("v2 fixture has a failed exchange");
             assert_eq!(failed["error_kind"], "upstream_refused");
             let r = curl(&[&format!("{}/down", replay.url())]);
@@ -226,5 +232,38 @@ fn ls_json_piped_into_head_is_not_a_broken_pipe_error() {
             "{args:?} complained about the closed pipe"
         );
         assert_eq!(out.status.code(), Some(0), "{args:?}");
+    }
+}
+
+/// `mf ca init` keeps its folder owner-only and its key private whatever the umask.
+#[test]
+fn ca_init_ignores_a_permissive_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 000; exec \"$0\" ca init")
+        .arg(env!("CARGO_BIN_EXE_mf"))
+        .env("MF_CA_DIR", &ca)
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&ca), 0o700);
+    for entry in std::fs::read_dir(&ca).unwrap() {
+        let path = entry.unwrap().path();
+        let m = mode(&path);
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.contains("key") {
+            assert_eq!(m, 0o600, "{name}");
+        } else {
+            assert_eq!(m & 0o022, 0, "{name} is writable by others: {m:o}");
+        }
     }
 }

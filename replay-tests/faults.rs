@@ -202,9 +202,12 @@ fn admin_api_and_ctl_switch_the_mode_on_the_next_request() {
     let (replay, admin) = replay_with_admin(&["--seed", "3"]);
     let url = format!("{}/json", replay.url());
     assert_eq!(curl(&[&url]).status(), 200);
+    // Changes must say they are JSON: a form-encoded body is what a cross-site page can send.
     let put = curl(&[
         "-X",
         "PUT",
+        "-H",
+        "Content-Type: application/json",
         "-d",
         r#"{"mode":"error","error_rate":1.0,"error_status":[418]}"#,
         &format!("http://{admin}/api/mode"),
@@ -495,4 +498,124 @@ fn ctl_latency_slows_the_next_answer() {
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
+}
+
+/// A web page the user has open can reach a loopback admin API: a cross-site POST with a
+/// simple content type, a page under a rebound DNS name, or a blank token must not change
+/// anything.
+#[test]
+fn admin_refuses_cross_site_posts_rebound_hosts_and_blank_tokens() {
+    let (_replay, admin) = replay_with_admin(&[]);
+    let state = || {
+        let r = curl(&[&format!("http://{admin}/api/mode")]);
+        assert_eq!(r.status(), 200);
+        String::from_utf8_lossy(&r.body).to_string()
+    };
+    let before = state();
+    // What a form or `fetch(..., {mode: "no-cors"})` on another site sends.
+    let cross = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Origin: http://evil.example",
+        "-H",
+        "Content-Type: text/plain",
+        "--data",
+        r#"{"mode":"error","error_rate":1}"#,
+        &format!("http://{admin}/api/mode"),
+    ]);
+    assert_eq!(cross.status(), 403, "{cross:?}");
+    let plain = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: text/plain",
+        "--data",
+        r#"{"mode":"error","error_rate":1}"#,
+        &format!("http://{admin}/api/mode"),
+    ]);
+    assert_eq!(plain.status(), 415, "{plain:?}");
+    // DNS rebinding: the request arrives with the attacker's host name.
+    let rebound = curl(&[
+        "-H",
+        "Host: rebind.example",
+        &format!("http://{admin}/api/state"),
+    ]);
+    assert_eq!(rebound.status(), 403, "{rebound:?}");
+    assert_eq!(state(), before, "nothing changed");
+    // The real clients still work: curl with JSON, and mf ctl.
+    let ok = curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        r#"{"mode":"degraded"}"#,
+        &format!("http://{admin}/api/mode"),
+    ]);
+    assert_eq!(ok.status(), 200, "{ok:?}");
+    assert!(mf_run(&["ctl", "--admin", &admin, "reset"])
+        .status
+        .success());
+
+    let blank = mf_run(&[
+        "replay",
+        recording().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--admin-token",
+        " ",
+    ]);
+    assert_eq!(blank.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&blank.stderr).contains("blank"),
+        "{}",
+        String::from_utf8_lossy(&blank.stderr)
+    );
+}
+
+/// The token can come from a file, so it stays out of `ps` and shell history.
+#[test]
+fn admin_token_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "from-a-file\n").unwrap();
+    let (_replay, admin) = replay_with_admin(&["--admin-token-file", file.to_str().unwrap()]);
+    assert_eq!(curl(&[&format!("http://{admin}/api/state")]).status(), 401);
+    let ok = curl(&[
+        "-H",
+        "Authorization: Bearer from-a-file",
+        &format!("http://{admin}/api/state"),
+    ]);
+    assert_eq!(ok.status(), 200);
+}
+
+/// A scanner hitting thousands of unknown paths must not grow `/metrics` without bound.
+#[test]
+fn metrics_series_stay_bounded_after_many_unique_unmatched_paths() {
+    let (replay, admin) = replay_with_admin(&[]);
+    // One curl process, many URLs on one connection: 600 distinct unmatched routes.
+    let urls: Vec<String> = (0..600)
+        .map(|i| format!("{}/scan/p{i}x", replay.url()))
+        .collect();
+    let mut args: Vec<&str> = vec!["-o", "/dev/null"];
+    for u in &urls {
+        args.push(u);
+    }
+    curl(&args);
+    let metrics = curl(&[&format!("http://{admin}/metrics")]);
+    let text = String::from_utf8_lossy(&metrics.body);
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("mf_requests_total{"))
+        .count();
+    assert!(series <= 110, "{series} series");
+    let unmatched: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("mf_requests_total{") && l.contains("match=\"unmatched\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(unmatched, 600.0, "every request is still counted");
 }

@@ -88,7 +88,7 @@ impl Ca {
         if Self::cert_path(dir).exists() {
             return Ok((Self::load(dir)?, false));
         }
-        std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+        create_private_dir(dir)?;
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params
@@ -111,6 +111,7 @@ impl Ca {
         write_private(&key_path, key.serialize_pem().as_bytes())?;
         let cert_path = Self::cert_path(dir);
         std::fs::write(&cert_path, cert.pem()).map_err(|e| file_err(&cert_path, e))?;
+        set_mode(&cert_path, 0o644)?;
         Ok((Self::load(dir)?, true))
     }
 
@@ -203,6 +204,26 @@ fn validity(years: u64) -> (time::OffsetDateTime, time::OffsetDateTime) {
     (from, to)
 }
 
+/// Creates the CA folder owner-only (0700). The mode given at creation is masked by the
+/// umask (`umask 000` made it 0777), so it is set again explicitly afterwards.
+fn create_private_dir(dir: &Path) -> Result<(), TlsError> {
+    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    set_mode(dir, 0o700)
+}
+
+/// Sets a file's permission bits exactly, whatever the umask was when it was created.
+fn set_mode(path: &Path, mode: u32) -> Result<(), TlsError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| file_err(path, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
+}
+
 fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
@@ -212,7 +233,8 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
         opts.mode(0o600);
     }
     let mut f = opts.open(path).map_err(|e| file_err(path, e))?;
-    f.write_all(data).map_err(|e| file_err(path, e))
+    f.write_all(data).map_err(|e| file_err(path, e))?;
+    set_mode(path, 0o600)
 }
 
 /// Serves a leaf for whatever name the client asks for (SNI), minting it on first use.

@@ -191,7 +191,9 @@ fn request(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
-    if !body.is_empty() {
+    // Every change says it is JSON, even with no body: the admin API refuses mutations with
+    // any other content type (a cross-site page can send those without a preflight).
+    if !body.is_empty() || method != "GET" {
         req.push_str("Content-Type: application/json\r\n");
     }
     if let Some(t) = token {

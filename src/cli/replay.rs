@@ -121,6 +121,15 @@ pub struct ReplayArgs {
         value_parser = parse_secret
     )]
     pub admin_token: Option<Secret>,
+
+    /// Read the control API's bearer token from this file (first line; keeps it out of `ps`).
+    #[arg(
+        long,
+        value_name = "FILE",
+        help_heading = "Control",
+        conflicts_with = "admin_token"
+    )]
+    pub admin_token_file: Option<std::path::PathBuf>,
 }
 
 /// A token that never shows up in `Debug` output or logs.
@@ -140,9 +149,27 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// Wraps a token read from the command line or the environment.
+/// Wraps a token read from the command line or the environment. A blank token would let
+/// anyone in while looking like protection, so it is refused.
 pub(crate) fn parse_secret(s: &str) -> Result<Secret, String> {
+    if s.trim().is_empty() {
+        return Err("the token must not be blank".into());
+    }
     Ok(Secret(s.to_string()))
+}
+
+/// The control API's token: `--admin-token`/`MF_ADMIN_TOKEN`, or the first line of
+/// `--admin-token-file`.
+fn admin_token(args: &ReplayArgs) -> anyhow::Result<Option<Secret>> {
+    let Some(path) = &args.admin_token_file else {
+        return Ok(args.admin_token.clone());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading --admin-token-file {}", path.display()))?;
+    let line = text.lines().next().unwrap_or("").trim();
+    parse_secret(line)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("--admin-token-file {}: {e}", path.display()))
 }
 
 /// `--mode` values.
@@ -323,12 +350,7 @@ fn admin_addr(args: &ReplayArgs) -> anyhow::Result<Option<std::net::SocketAddr>>
     let addr: std::net::SocketAddr = a
         .parse()
         .with_context(|| format!("--admin {a}: expected IP:PORT"))?;
-    if !addr.ip().is_loopback()
-        && args
-            .admin_token
-            .as_ref()
-            .is_none_or(|t| t.expose().is_empty())
-    {
+    if !addr.ip().is_loopback() && admin_token(args)?.is_none() {
         bail!(
             "--admin {addr} is reachable from other hosts: set --admin-token (or MF_ADMIN_TOKEN)"
         );
@@ -382,7 +404,7 @@ fn serve(
             tokio::spawn(crate::replay::admin::serve(
                 l,
                 replay.clone(),
-                args.admin_token.as_ref().map(|t| t.expose().to_string()),
+                admin_token(args)?.map(|t| t.expose().to_string()),
                 shutdown.clone(),
             ));
         }

@@ -154,7 +154,15 @@ pub struct Replay {
     /// The recording itself, for the streaming paths (HTTP/2, gRPC, WebSocket).
     exchanges: Vec<Exchange>,
     grpc: GrpcIndex,
+    /// Route labels given to unmatched requests so far (bounded: see [`MAX_UNMATCHED_ROUTES`]).
+    unmatched_routes: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// Distinct route labels unmatched requests may get before the rest share one `unmatched`
+/// label. Matched routes are bounded by the recording; unmatched paths come from clients, and
+/// one label per path let a scanner grow `/metrics` without bound (257k paths made 2.35M
+/// series).
+const MAX_UNMATCHED_ROUTES: usize = 100;
 
 impl Replay {
     /// Prepares `exchanges` (in recorded order) for serving.
@@ -175,6 +183,7 @@ impl Replay {
             source: None,
             config,
             stats: ReplayStats::default(),
+            unmatched_routes: Default::default(),
         }))
     }
 
@@ -196,6 +205,7 @@ impl Replay {
             source: Some(source),
             config,
             stats: ReplayStats::default(),
+            unmatched_routes: Default::default(),
         }))
     }
 
@@ -347,7 +357,7 @@ impl Replay {
         let route: &str = match matched {
             Some(i) => &self.rendered[i].route,
             None => {
-                unmatched_route = route_template(path);
+                unmatched_route = self.unmatched_route(path);
                 &unmatched_route
             }
         };
@@ -358,6 +368,26 @@ impl Replay {
             matched.is_some(),
             decision.started.elapsed(),
         );
+    }
+}
+
+impl Replay {
+    /// The metrics route label of an unmatched request to `path`: its template while fewer
+    /// than [`MAX_UNMATCHED_ROUTES`] have been seen, else `unmatched`. Unmatched requests
+    /// already build a near-miss report, so the lock here is off the hot path.
+    fn unmatched_route(&self, path: &str) -> String {
+        let route = route_template(path);
+        let Ok(mut seen) = self.unmatched_routes.lock() else {
+            return "unmatched".into();
+        };
+        if seen.contains(&route) {
+            return route;
+        }
+        if seen.len() < MAX_UNMATCHED_ROUTES {
+            seen.insert(route.clone());
+            return route;
+        }
+        "unmatched".into()
     }
 }
 
