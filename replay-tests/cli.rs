@@ -267,3 +267,56 @@ fn ca_init_ignores_a_permissive_umask() {
         }
     }
 }
+
+/// Bad places and values get an error that says what is wrong, not SQLite's internals.
+#[test]
+fn directories_read_only_folders_and_zero_bandwidth_get_clear_errors() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = mf().arg("ls").arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("it is a directory"), "{err}");
+    assert!(!err.contains("disk I/O"), "{err}");
+
+    let out = mf()
+        .args(["replay", "x.db", "--bandwidth", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 1 byte"));
+
+    // A recording in a folder the user may not write to.
+    let ro = dir.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    let db = ro.join("r.db");
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/recordings/v1.db"),
+        &db,
+    )
+    .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+    // Root ignores permission bits: run mf as an unprivileged user then.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_mf"));
+        c
+    } else {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mf"))
+    };
+    let out = cmd
+        .arg("ls")
+        .arg(&db)
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("read-only"), "{err}");
+    assert!(!err.contains("not an mf recording"), "{err}");
+}

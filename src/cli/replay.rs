@@ -69,7 +69,7 @@ pub struct ReplayArgs {
     pub jitter: Option<std::time::Duration>,
 
     /// Send bodies at most this fast (bytes per second; 64k, 1MiB).
-    #[arg(long, value_name = "BYTES", value_parser = util::parse_size, help_heading = "Realism")]
+    #[arg(long, value_name = "BYTES", value_parser = parse_bandwidth, help_heading = "Realism")]
     pub bandwidth: Option<usize>,
 
     /// Rules, presets and defaults for the options here (YAML).
@@ -170,6 +170,14 @@ fn admin_token(args: &ReplayArgs) -> anyhow::Result<Option<Secret>> {
     parse_secret(line)
         .map(Some)
         .map_err(|e| anyhow::anyhow!("--admin-token-file {}: {e}", path.display()))
+}
+
+/// `--bandwidth`: a size, and not zero (nothing would ever be sent).
+fn parse_bandwidth(s: &str) -> Result<usize, String> {
+    match util::parse_size(s)? {
+        0 => Err("must be at least 1 byte per second".into()),
+        n => Ok(n),
+    }
 }
 
 /// `--mode` values.

@@ -92,6 +92,10 @@ pub enum StoreError {
     Corrupt { path: PathBuf, reason: String },
     #[error("no exchange with id {0}")]
     NoSuchExchange(i64),
+    #[error(
+        "{path}: cannot open the recording read-write: its folder or file is read-only (SQLite keeps its -wal and -shm files beside it); copy it somewhere writable"
+    )]
+    ReadOnly { path: PathBuf },
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
 }
@@ -105,15 +109,18 @@ pub struct Meta {
     pub command_line: String,
 }
 
+/// What an SQLite error on opening means for the user, by SQLite's error code.
 fn classify_open_error(path: &Path, e: rusqlite::Error) -> StoreError {
-    let msg = e.to_string();
-    if msg.contains("file is not a database") || msg.contains("malformed") {
-        StoreError::NotARecording {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::NotARecording {
             path: path.to_path_buf(),
-            reason: msg,
-        }
-    } else {
-        StoreError::Sqlite(e)
+            reason: e.to_string(),
+        },
+        Some(ErrorCode::ReadOnly) => StoreError::ReadOnly {
+            path: path.to_path_buf(),
+        },
+        _ => StoreError::Sqlite(e),
     }
 }
 
@@ -122,6 +129,12 @@ fn open_read(path: &Path) -> Result<Connection, StoreError> {
     if !path.exists() {
         return Err(StoreError::NotFound {
             path: path.to_path_buf(),
+        });
+    }
+    if path.is_dir() {
+        return Err(StoreError::NotARecording {
+            path: path.to_path_buf(),
+            reason: "it is a directory".into(),
         });
     }
     // Read-write so that an old recording can be migrated and a WAL left by a killed recorder

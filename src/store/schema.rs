@@ -106,11 +106,11 @@ pub(super) fn check_and_migrate(
     // The first read of the header is where SQLite notices a file that is not a database.
     let app_id: i32 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))
-        .map_err(|e| not_rec(e.to_string()))?;
+        .map_err(|e| super::classify_open_error(path, e))?;
     let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let table_count: i64 = conn
         .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-        .map_err(|e| not_rec(e.to_string()))?;
+        .map_err(|e| super::classify_open_error(path, e))?;
 
     if app_id == 0 && version == 0 && table_count == 0 {
         if !create {
