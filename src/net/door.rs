@@ -6,7 +6,11 @@
 //! `200 Connection Established`, accepts TLS over the bytes the client already sent after the
 //! CONNECT head plus the rest of the stream, and serves what comes through the tunnel with the
 //! same service — recursively, so a CONNECT inside a tunnel works too. The service learns
-//! where a connection came from through its [`Origin`].
+//! where a connection came from through its [`Origin`], and gets back what it asked to be
+//! carried into the tunnel ([`Service::Carry`]). A refused interception is logged here, once
+//! for every service.
+//!
+//! Services: the replay (`replay::service`) and the recording proxy (`capture::proxy`).
 //!
 //! Plain TCP and TLS connections keep their concrete stream types (the hot path is not
 //! type-erased); only streams inside a tunnel are boxed.

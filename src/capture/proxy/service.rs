@@ -46,6 +46,8 @@ impl Service for Proxy {
         carried: Option<Numbering>,
         shutdown: Shutdown,
     ) {
+        // Intercepted tunnels offer only http/1.1 (see `cli::record`), so an HTTP/2
+        // connection is in practice always one the door accepted.
         let numbering = self.numbering(carried);
         crate::capture::h2::serve(self, stream, origin.peer, numbering.id, shutdown).await;
     }
