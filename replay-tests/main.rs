@@ -2,6 +2,7 @@
 
 mod cli;
 mod common;
+mod door;
 mod faults;
 mod grpc;
 mod h2;

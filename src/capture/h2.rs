@@ -27,6 +27,7 @@ use super::io::AsyncIo;
 use super::recorder::{Limits, Recorder};
 use super::setup::Proxy;
 use crate::model::{Direction, ErrorKind, ExchangeError, HeaderList, Protocol};
+use crate::net::door::Io;
 use crate::net::Shutdown;
 use crate::vocab::headers_from_map;
 
@@ -38,16 +39,14 @@ struct UpstreamH2 {
     addr: Mutex<Option<String>>,
 }
 
-/// Serves one client connection that opened with the HTTP/2 preface.
-pub(crate) async fn serve<S>(
+/// Serves one client connection that the front door found speaking HTTP/2.
+pub(crate) async fn serve<S: Io>(
     proxy: Arc<Proxy>,
     client: S,
     peer: std::net::SocketAddr,
     id: u64,
     mut shutdown: Shutdown,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
+) {
     let upstream = Arc::new(UpstreamH2 {
         sender: tokio::sync::Mutex::new(None),
         addr: Mutex::new(None),

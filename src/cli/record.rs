@@ -227,6 +227,8 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
         let local = listener
             .local_addr()
             .context("reading the listen address")?;
+        // Before the announcement: a Ctrl-C right after it must stop cleanly.
+        let stop = crate::net::termination_signal();
         eprintln!(
             "mf: listening on {local}{}, {}, recording to {} (Ctrl-C to stop)",
             if listener_tls.is_some() { " (TLS)" } else { "" },
@@ -238,7 +240,7 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
         );
         let (trigger, shutdown) = crate::net::shutdown_pair();
         tokio::spawn(async move {
-            crate::net::termination_signal().await;
+            stop.await;
             trigger.trigger();
         });
         proxy::serve(listener, proxy.clone(), shutdown, listener_tls).await;

@@ -6,7 +6,11 @@
 //! `200 Connection Established`, accepts TLS over the bytes the client already sent after the
 //! CONNECT head plus the rest of the stream, and serves what comes through the tunnel with the
 //! same service — recursively, so a CONNECT inside a tunnel works too. The service learns
-//! where a connection came from through its [`Origin`].
+//! where a connection came from through its [`Origin`], and gets back what it asked to be
+//! carried into the tunnel ([`Service::Carry`]). A refused interception is logged here, once
+//! for every service.
+//!
+//! Services: the replay (`replay::service`) and the recording proxy (`capture::proxy`).
 //!
 //! Plain TCP and TLS connections keep their concrete stream types (the hot path is not
 //! type-erased); only streams inside a tunnel are boxed.
@@ -34,35 +38,46 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 pub type BoxIo = Box<dyn Io>;
 
 /// What an HTTP/1 service leaves behind when it is done with a connection.
-pub enum H1Exit<S> {
+pub enum H1Exit<S, C = ()> {
     /// The connection is finished; the door drops it.
     Closed,
     /// The client sent `CONNECT authority` and the service wants the tunnel intercepted
     /// (it checked [`Origin::can_intercept`]). `early`: bytes the client sent after the
-    /// CONNECT head (the start of its TLS handshake), already read from `stream`.
+    /// CONNECT head (the start of its TLS handshake), already read from `stream`. `carry`
+    /// goes to the service again with the connection inside the tunnel.
     Intercept {
         stream: S,
         authority: String,
         early: Bytes,
+        carry: C,
     },
 }
 
 /// A server behind the door: how it speaks HTTP/1 and HTTP/2 on a connection the door has
 /// already taken through TLS and protocol detection.
+///
+/// `carried` is `None` on a connection the door accepted, and what the service put in
+/// [`H1Exit::Intercept`] on the connection inside that tunnel.
 pub trait Service: Send + Sync + 'static {
+    /// What a connection hands on to the connection inside the tunnel it asked the door to
+    /// intercept (the recording proxy keeps numbering its exchanges there); `()` for none.
+    type Carry: Send + 'static;
+
     /// Serves an HTTP/1 connection until it ends or asks for interception.
     fn serve_h1<S: Io>(
         self: Arc<Self>,
         stream: S,
         origin: Origin,
+        carried: Option<Self::Carry>,
         shutdown: Shutdown,
-    ) -> impl Future<Output = H1Exit<S>> + Send;
+    ) -> impl Future<Output = H1Exit<S, Self::Carry>> + Send;
 
     /// Serves an HTTP/2 connection (prior knowledge, or `h2` chosen by ALPN).
     fn serve_h2<S: Io>(
         self: Arc<Self>,
         stream: S,
         origin: Origin,
+        carried: Option<Self::Carry>,
         shutdown: Shutdown,
     ) -> impl Future<Output = ()> + Send;
 }
@@ -200,6 +215,13 @@ pub trait Interceptor: Send + Sync {
     fn acceptor(&self) -> Option<TlsAcceptor>;
 }
 
+/// A fixed interception configuration, built before the listener opened.
+impl Interceptor for TlsAcceptor {
+    fn acceptor(&self) -> Option<TlsAcceptor> {
+        Some(self.clone())
+    }
+}
+
 /// The error text of a failed [`LazyInterceptor`] set-up.
 pub type SetupError = String;
 
@@ -314,11 +336,11 @@ impl Door {
                     reset,
                 };
                 if h2 {
-                    service.serve_h2(stream, origin, shutdown).await;
+                    service.serve_h2(stream, origin, None, shutdown).await;
                 } else {
                     let exit = service
                         .clone()
-                        .serve_h1(stream, origin.clone(), shutdown.clone())
+                        .serve_h1(stream, origin.clone(), None, shutdown.clone())
                         .await;
                     self.after_h1(service, exit, origin, shutdown).await;
                 }
@@ -332,11 +354,11 @@ impl Door {
                     Ok(tls) => {
                         origin.tls = true;
                         if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                            service.serve_h2(tls, origin, shutdown).await;
+                            service.serve_h2(tls, origin, None, shutdown).await;
                         } else {
                             let exit = service
                                 .clone()
-                                .serve_h1(tls, origin.clone(), shutdown.clone())
+                                .serve_h1(tls, origin.clone(), None, shutdown.clone())
                                 .await;
                             self.after_h1(service, exit, origin, shutdown).await;
                         }
@@ -352,7 +374,7 @@ impl Door {
     async fn after_h1<S: Service, T: Io>(
         self: Arc<Self>,
         service: Arc<S>,
-        exit: H1Exit<T>,
+        exit: H1Exit<T, S::Carry>,
         origin: Origin,
         shutdown: Shutdown,
     ) {
@@ -360,17 +382,16 @@ impl Door {
             stream,
             authority,
             early,
+            carry,
         } = exit
         {
-            self.tunnel(
-                service,
-                Box::new(stream),
+            let request = Tunnel {
+                stream: Box::new(stream),
                 authority,
                 early,
-                origin,
-                shutdown,
-            )
-            .await;
+                carry,
+            };
+            self.tunnel(service, request, origin, shutdown).await;
         }
     }
 
@@ -379,13 +400,17 @@ impl Door {
     fn tunnel<S: Service>(
         self: Arc<Self>,
         service: Arc<S>,
-        mut stream: BoxIo,
-        authority: String,
-        early: Bytes,
+        request: Tunnel<S::Carry>,
         mut origin: Origin,
         shutdown: Shutdown,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
+            let Tunnel {
+                mut stream,
+                authority,
+                early,
+                carry,
+            } = request;
             let Some(acceptor) = self.intercept.as_ref().and_then(|i| i.acceptor()) else {
                 let _ = super::reply::write_simple(
                     &mut stream,
@@ -396,7 +421,7 @@ impl Door {
                 return;
             };
             if stream
-                .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                .write_all(super::reply::CONNECT_ESTABLISHED)
                 .await
                 .is_err()
             {
@@ -409,6 +434,7 @@ impl Door {
             let tls = match acceptor.accept(joined).await {
                 Ok(tls) => tls,
                 Err(e) => {
+                    // The one place a refused interception is reported, for every service.
                     tracing::warn!(peer = %origin.peer, host = %authority, error = %e,
                         "client refused the intercepted TLS handshake (does it trust the mf CA? see `mf ca path`)");
                     return;
@@ -417,31 +443,24 @@ impl Door {
             origin.tls = true;
             origin.tunnel = Some(authority);
             if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                service.serve_h2(tls, origin, shutdown).await;
+                service.serve_h2(tls, origin, Some(carry), shutdown).await;
                 return;
             }
             let exit = service
                 .clone()
-                .serve_h1(tls, origin.clone(), shutdown.clone())
+                .serve_h1(tls, origin.clone(), Some(carry), shutdown.clone())
                 .await;
-            if let H1Exit::Intercept {
-                stream,
-                authority,
-                early,
-            } = exit
-            {
-                self.tunnel(
-                    service,
-                    Box::new(stream),
-                    authority,
-                    early,
-                    origin,
-                    shutdown,
-                )
-                .await;
-            }
+            self.after_h1(service, exit, origin, shutdown).await;
         })
     }
+}
+
+/// A CONNECT a service asked the door to intercept, with the stream type erased.
+struct Tunnel<C> {
+    stream: BoxIo,
+    authority: String,
+    early: Bytes,
+    carry: C,
 }
 
 #[cfg(test)]
@@ -453,10 +472,13 @@ mod tests {
     struct Probe;
 
     impl Service for Probe {
+        type Carry = ();
+
         async fn serve_h1<S: Io>(
             self: Arc<Self>,
             mut stream: S,
             origin: Origin,
+            _: Option<()>,
             _: Shutdown,
         ) -> H1Exit<S> {
             let mut buf = [0u8; 7];
@@ -468,6 +490,7 @@ mod tests {
                     stream,
                     authority: "example.test:443".into(),
                     early: Bytes::new(),
+                    carry: (),
                 };
             }
             let tag = if origin.can_intercept() { "h1+" } else { "h1" };
@@ -475,7 +498,13 @@ mod tests {
             H1Exit::Closed
         }
 
-        async fn serve_h2<S: Io>(self: Arc<Self>, mut stream: S, _: Origin, _: Shutdown) {
+        async fn serve_h2<S: Io>(
+            self: Arc<Self>,
+            mut stream: S,
+            _: Origin,
+            _: Option<()>,
+            _: Shutdown,
+        ) {
             // Read everything sent, so closing sends FIN rather than RST.
             let mut preface = [0u8; 24];
             let _ = stream.read_exact(&mut preface).await;

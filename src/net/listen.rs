@@ -80,27 +80,32 @@ pub async fn accept_loop<F, Fut>(
 }
 
 /// Resolves on SIGINT or SIGTERM (Ctrl-C only, off Unix).
-pub async fn termination_signal() {
+///
+/// The handlers are installed when this is called, not when the future is first polled: a
+/// server calls it before announcing that it listens, so that a signal sent right after the
+/// announcement is a clean stop rather than the default action (being killed). Must be
+/// called inside a Tokio runtime.
+pub fn termination_signal() -> impl std::future::Future<Output = ()> + Send {
     #[cfg(unix)]
-    {
+    let installed = {
         use tokio::signal::unix::{signal, SignalKind};
         match (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
         ) {
-            (Ok(mut int), Ok(mut term)) => {
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            (Ok(int), Ok(term)) => Some((int, term)),
+            _ => None,
         }
-    }
-    #[cfg(not(unix))]
-    {
+    };
+    async move {
+        #[cfg(unix)]
+        if let Some((mut int, mut term)) = installed {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -1,7 +1,11 @@
 //! The plain-text HTTP/1 answers a server writes when it cannot do what was asked (a bad
-//! request, a body too large, a tunnel it cannot intercept): one place, one format.
+//! request, a body too large, a tunnel it cannot intercept), and the answer that opens a
+//! CONNECT tunnel: one place, one format.
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// The answer to a `CONNECT` that opens a tunnel (intercepted or relayed untouched).
+pub const CONNECT_ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection Established\r\n\r\n";
 
 /// A complete `Connection: close` answer with a plain-text body. The reason phrase is the
 /// standard one for `status`.

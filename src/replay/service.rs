@@ -17,10 +17,13 @@ use crate::net::door::{Door, H1Exit, Io, Origin, Service};
 use crate::net::Shutdown;
 
 impl Service for Replay {
+    type Carry = ();
+
     async fn serve_h1<S: Io>(
         self: Arc<Self>,
         stream: S,
         origin: Origin,
+        _: Option<()>,
         shutdown: Shutdown,
     ) -> H1Exit<S> {
         match h1::serve(&self, stream, &origin, shutdown).await {
@@ -33,6 +36,7 @@ impl Service for Replay {
                 stream,
                 authority,
                 early,
+                carry: (),
             },
             h1::Exit::WebSocket(upgrade) => {
                 ws::serve(&self, *upgrade).await;
@@ -41,7 +45,13 @@ impl Service for Replay {
         }
     }
 
-    async fn serve_h2<S: Io>(self: Arc<Self>, stream: S, origin: Origin, mut shutdown: Shutdown) {
+    async fn serve_h2<S: Io>(
+        self: Arc<Self>,
+        stream: S,
+        origin: Origin,
+        _: Option<()>,
+        mut shutdown: Shutdown,
+    ) {
         let replay = self;
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let replay = replay.clone();

@@ -1,54 +1,83 @@
 //! One HTTP/1 client connection of the proxy: read a request head, route it, forward the
-//! exchange through the pumps while its recorder watches, record it, repeat.
+//! exchange through the pumps while its recorder watches, record it, repeat — until the
+//! client leaves or sends a CONNECT that the front door is to intercept.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use super::failure::{ClientError, Failure};
 use super::headers::{forward_request_headers, is_websocket_upgrade};
 use super::pump::{pump_request, pump_response, ResponseOutcome, ResponseSettings};
 use super::upstream::{connect_upstream, UpstreamConn};
 use crate::capture::clock::now_ns;
-use crate::capture::io::{write_flush, BoxRead, BoxWrite, READ_BUF};
+use crate::capture::io::{write_flush, READ_BUF};
 use crate::capture::recorder::{Limits, Recorder};
 use crate::capture::setup::{Proxy, Upstream};
 use crate::decode::h1::{self, Decoder, Event, RequestHead, Role};
 use crate::decode::h1_encode;
-use crate::model::{Direction, ErrorKind, ExchangeError, Header, Protocol};
+use crate::model::{Direction, ErrorKind, ExchangeError, Protocol};
+use crate::net::door::{H1Exit, Io, Origin};
+use crate::net::reply::write_simple;
 use crate::net::Shutdown;
-use crate::vocab::reason_phrase;
 
-pub(super) struct ClientConn {
+/// Where a client connection's exchanges are numbered from: handed through an intercepted
+/// tunnel, so that the requests inside it keep their connection's id and order.
+pub struct Numbering {
+    pub(super) id: u64,
+    pub(super) seq: u32,
+}
+
+/// What comes after an exchange.
+pub(super) enum Step {
+    /// The connection stays open for the next request.
+    Next,
+    /// The connection is finished.
+    Close,
+    /// The client sent `CONNECT authority` to be intercepted by the front door.
+    Intercept(String),
+}
+
+/// One HTTP/1 client connection. The client stream keeps its concrete type (plain TCP is
+/// not type-erased); only upstream connections are boxed.
+pub(super) struct ClientConn<S> {
     pub(super) proxy: Arc<Proxy>,
-    pub(super) reader: BoxRead,
-    pub(super) writer: BoxWrite,
+    pub(super) reader: ReadHalf<S>,
+    pub(super) writer: WriteHalf<S>,
     pub(super) decoder: Decoder,
     pub(super) upstream: Option<UpstreamConn>,
     /// Where origin-form requests go: the reverse-proxy upstream, or the host of an
     /// intercepted CONNECT tunnel. `None` on a plain forward-proxy connection.
     origin: Option<Upstream>,
     pub(super) peer: SocketAddr,
+    /// The front door can intercept a CONNECT (the proxy has a certificate authority).
+    pub(super) can_intercept: bool,
     pub(super) id: u64,
     pub(super) seq: u32,
     buf: Vec<u8>,
     pub(super) shutdown: Shutdown,
 }
 
-impl ClientConn {
+impl<S: Io> ClientConn<S> {
+    /// A connection that came through the door from `from`.
     pub(super) fn new(
         proxy: Arc<Proxy>,
-        reader: BoxRead,
-        writer: BoxWrite,
-        peer: SocketAddr,
-        id: u64,
+        client: S,
+        from: &Origin,
+        numbering: Numbering,
         shutdown: Shutdown,
-        origin: Option<Upstream>,
     ) -> Self {
         let max_head = proxy.config.max_head;
+        // Inside an intercepted tunnel, origin-form requests go to the CONNECT's host over
+        // TLS (its authority was checked before interception was asked for).
+        let origin = match &from.tunnel {
+            Some(authority) => Upstream::from_connect(authority).ok(),
+            None => proxy.config.upstream.clone(),
+        };
+        let (reader, writer) = tokio::io::split(client);
         ClientConn {
             proxy,
             reader,
@@ -56,19 +85,41 @@ impl ClientConn {
             decoder: Decoder::new(Role::Request).with_max_head(max_head),
             upstream: None,
             origin,
-            peer,
-            id,
-            seq: 0,
+            peer: from.peer,
+            can_intercept: from.can_intercept(),
+            id: numbering.id,
+            seq: numbering.seq,
             buf: vec![0; READ_BUF],
             shutdown,
         }
     }
 
-    pub(super) async fn run(&mut self) {
+    /// Serves exchanges until the connection ends, or hands it back for interception.
+    pub(super) async fn serve(mut self) -> H1Exit<S, Numbering> {
+        match self.run().await {
+            Some(authority) => {
+                // Bytes the client sent after the CONNECT head belong to the TLS handshake.
+                let early = self.decoder.take_buffered();
+                H1Exit::Intercept {
+                    stream: self.reader.unsplit(self.writer),
+                    authority,
+                    early,
+                    carry: Numbering {
+                        id: self.id,
+                        seq: self.seq,
+                    },
+                }
+            }
+            None => H1Exit::Closed,
+        }
+    }
+
+    /// Runs exchanges; `Some(authority)` when a CONNECT is to be intercepted.
+    async fn run(&mut self) -> Option<String> {
         loop {
             let started = match self.next_request_head().await {
                 Ok(Some(h)) => h,
-                Ok(None) => return,
+                Ok(None) => return None,
                 Err(e) => {
                     self.proxy
                         .stats
@@ -76,23 +127,22 @@ impl ClientConn {
                         .fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(conn = self.id, peer = %self.peer, error = %e, "bad request from client");
                     if let ClientError::Decode(err) = &e {
-                        let status = err.status();
-                        let _ = self
-                            .send_simple(
-                                status,
-                                reason_phrase(status),
-                                &format!("mf: {err}\n"),
-                                true,
-                            )
+                        self.send_simple(err.status(), &format!("mf: {err}\n"))
                             .await;
                     }
-                    return;
+                    return None;
                 }
             };
-            let keep_going = self.exchange(started).await;
+            match self.exchange(started).await {
+                // The tunnel's first request takes the CONNECT's place in the numbering: an
+                // intercepted CONNECT is not an exchange of its own.
+                Step::Intercept(authority) => return Some(authority),
+                Step::Close => return None,
+                Step::Next => {}
+            }
             self.seq += 1;
-            if !keep_going || self.shutdown.is_triggered() {
-                return;
+            if self.shutdown.is_triggered() {
+                return None;
             }
         }
     }
@@ -160,8 +210,8 @@ impl ClientConn {
         rec
     }
 
-    /// Forwards one exchange and records it. Returns whether the client connection goes on.
-    async fn exchange(&mut self, (head, started_at): (RequestHead, i64)) -> bool {
+    /// Forwards one exchange and records it.
+    async fn exchange(&mut self, (head, started_at): (RequestHead, i64)) -> Step {
         let proxy = self.proxy.clone();
         let config = &proxy.config;
         if head.method.eq_ignore_ascii_case("CONNECT") {
@@ -175,10 +225,8 @@ impl ClientConn {
                     .bad_requests
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(conn = self.id, target = %head.target, "{message}");
-                let _ = self
-                    .send_simple(400, "Bad Request", &format!("mf: {message}\n"), true)
-                    .await;
-                return false;
+                self.send_simple(400, &format!("mf: {message}\n")).await;
+                return Step::Close;
             }
         };
         let client_close = h1::wants_close(head.minor, &head.headers);
@@ -200,16 +248,16 @@ impl ClientConn {
 
         if let Err(failure) = self.ensure_upstream(&target_up).await {
             let Failure::Upstream { .. } = failure else {
-                return false;
+                return Step::Close;
             };
             let (status, error) = failure.into_parts();
             self.proxy.upstream_failed();
             tracing::warn!(conn = self.id, error = %error.message, "upstream unavailable");
             self.fail_and_record(rec, status, error).await;
-            return false;
+            return Step::Close;
         }
         let Some(upstream) = self.upstream.as_mut() else {
-            return false;
+            return Step::Close;
         };
         rec.exchange_mut().server_addr = Some(upstream.addr.to_string());
 
@@ -300,14 +348,7 @@ impl ClientConn {
                     self.proxy.upstream_failed();
                     tracing::warn!(conn = self.id, seq = self.seq, error = %message, "upstream failed");
                     if !response.head_sent {
-                        let _ = self
-                            .send_simple(
-                                status,
-                                reason_phrase(status),
-                                &format!("mf: {message}\n"),
-                                true,
-                            )
-                            .await;
+                        self.send_simple(status, &format!("mf: {message}\n")).await;
                     }
                     rec.fail(ExchangeError::new(kind, message));
                 }
@@ -325,14 +366,18 @@ impl ClientConn {
         if upgraded && protocol == Protocol::WebSocket {
             // Recorded when the session ends, with every frame.
             self.tunnel_websocket(rec).await;
-            return false;
+            return Step::Close;
         }
         self.proxy.record(rec.finish());
         if upgraded {
             self.tunnel().await;
-            return false;
+            return Step::Close;
         }
-        keep_going
+        if keep_going {
+            Step::Next
+        } else {
+            Step::Close
+        }
     }
 
     /// Where a request goes: (upstream, origin-form target, Host header to send instead of
@@ -398,9 +443,7 @@ impl ClientConn {
     ) {
         let body = format!("mf: {}\n", error.message);
         rec.fail(error);
-        let _ = self
-            .send_simple(status, reason_phrase(status), &body, true)
-            .await;
+        self.send_simple(status, &body).await;
         self.proxy.record(rec.finish());
     }
 
@@ -408,28 +451,9 @@ impl ClientConn {
         write_flush(&mut self.writer, bytes).await
     }
 
-    pub(super) async fn send_simple(
-        &mut self,
-        status: u16,
-        reason: &str,
-        body: &str,
-        close: bool,
-    ) -> std::io::Result<()> {
-        let mut out = BytesMut::new();
-        let mut headers = vec![
-            Header::new("Content-Type", "text/plain; charset=utf-8"),
-            Header::new("Content-Length", body.len().to_string()),
-        ];
-        if close {
-            headers.push(Header::new("Connection", "close"));
-        }
-        h1_encode::response_head(&mut out, status, reason, &headers);
-        out.extend_from_slice(body.as_bytes());
-        write_flush(&mut self.writer, &out).await?;
-        if close {
-            let _ = self.writer.shutdown().await;
-        }
-        Ok(())
+    /// Answers with the shared plain-text error and closes; a client already gone is fine.
+    pub(super) async fn send_simple(&mut self, status: u16, body: &str) {
+        let _ = write_simple(&mut self.writer, status, body).await;
     }
 
     /// After a WebSocket 101: relay and decode frames both ways, then record the exchange.

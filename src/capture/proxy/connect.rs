@@ -1,28 +1,26 @@
-//! `CONNECT host:port` on a forward proxy: intercept the tunnel with a minted certificate
-//! and serve the HTTP inside it as another client connection, or relay it untouched for
-//! `--passthrough` hosts (recorded as an opaque tunnel). Kept apart so that a shared front
-//! door can take CONNECT over.
+//! `CONNECT host:port` on a forward proxy: ask the front door to intercept the tunnel (it
+//! answers, accepts TLS with a minted certificate and brings the connection inside back to
+//! the proxy), or relay it untouched for `--passthrough` hosts (recorded as an opaque
+//! tunnel).
 
-use tokio::io::AsyncReadExt;
-
-use super::conn::ClientConn;
+use super::conn::{ClientConn, Step};
 use super::upstream::{connect_upstream, UpstreamConn};
 use crate::capture::setup::Upstream;
 use crate::decode::h1::{Decoder, RequestHead, Role};
 use crate::model::Protocol;
+use crate::net::door::Io;
+use crate::net::reply::CONNECT_ESTABLISHED;
 
-impl ClientConn {
-    /// Handles a CONNECT whose head's first byte came at `started_at`. Returns false: the
-    /// connection ends with the tunnel.
-    pub(super) async fn connect(&mut self, head: RequestHead, started_at: i64) -> bool {
+impl<S: Io> ClientConn<S> {
+    /// Handles a CONNECT whose head's first byte came at `started_at`: the connection ends
+    /// with an opaque tunnel, or goes to the door for interception.
+    pub(super) async fn connect(&mut self, head: RequestHead, started_at: i64) -> Step {
         let proxy = self.proxy.clone();
         let up = match Upstream::from_connect(&head.target) {
             Ok(up) => up,
             Err(message) => {
-                let _ = self
-                    .send_simple(400, "Bad Request", &format!("mf: {message}\n"), true)
-                    .await;
-                return false;
+                self.send_simple(400, &format!("mf: {message}\n")).await;
+                return Step::Close;
             }
         };
         let passthrough = proxy
@@ -30,47 +28,8 @@ impl ClientConn {
             .passthrough
             .iter()
             .any(|h| h.eq_ignore_ascii_case(&up.host));
-        let intercept = match (&proxy.config.intercept_tls, passthrough) {
-            (Some(cfg), false) => Some(cfg.clone()),
-            _ => None,
-        };
-        if let Some(tls_config) = intercept {
-            if self
-                .send_raw(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-                .await
-                .is_err()
-            {
-                return false;
-            }
-            // Bytes the client sent after the CONNECT head belong to the TLS handshake.
-            let early = self.decoder.take_buffered();
-            let reader = std::mem::replace(&mut self.reader, Box::new(tokio::io::empty()));
-            let writer = std::mem::replace(&mut self.writer, Box::new(tokio::io::sink()));
-            let stream = tokio::io::join(std::io::Cursor::new(early).chain(reader), writer);
-            let tls = match tokio_rustls::TlsAcceptor::from(tls_config)
-                .accept(stream)
-                .await
-            {
-                Ok(tls) => tls,
-                Err(e) => {
-                    tracing::warn!(conn = self.id, host = %up.authority, error = %e,
-                        "client refused the intercepted TLS handshake (does it trust the mf CA? see `mf ca path`)");
-                    return false;
-                }
-            };
-            let (reader, writer) = tokio::io::split(tls);
-            let mut inner = ClientConn::new(
-                proxy,
-                Box::new(reader),
-                Box::new(writer),
-                self.peer,
-                self.id,
-                self.shutdown.clone(),
-                Some(up),
-            );
-            inner.seq = self.seq;
-            Box::pin(inner.run()).await;
-            return false;
+        if self.can_intercept && !passthrough {
+            return Step::Intercept(head.target);
         }
         // Opaque tunnel: connect first so that a dead host gets a 502, not a 200.
         let mut rec = self.recorder(started_at, Protocol::Http11, &up.authority);
@@ -96,12 +55,8 @@ impl ClientConn {
                     "HTTP/1.1".into(),
                     Vec::new(),
                 );
-                if self
-                    .send_raw(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-                    .await
-                    .is_err()
-                {
-                    return false;
+                if self.send_raw(CONNECT_ESTABLISHED).await.is_err() {
+                    return Step::Close;
                 }
                 self.proxy.record(rec.finish());
                 self.upstream = Some(UpstreamConn {
@@ -119,6 +74,6 @@ impl ClientConn {
                 self.fail_and_record(rec, status, error).await;
             }
         }
-        false
+        Step::Close
     }
 }

@@ -10,21 +10,25 @@
 //! read, so a body of any size passes through in bounded memory, and only the first
 //! `max_body` bytes of it are kept by the exchange's [`super::recorder::Recorder`].
 //!
-//! Files: `entry` accepts connections and picks HTTP/1 or HTTP/2 (the part a shared front
-//! door will take over), `connect` handles `CONNECT` tunnels, `conn` runs the exchanges of
-//! one client connection, `pump` streams one message each way, `upstream` opens and keeps
-//! upstream connections, `headers` decides what is forwarded.
+//! Connections come in through the front door shared with replay ([`crate::net::door`]):
+//! it accepts, does the listener's TLS, tells HTTP/2 from HTTP/1 and intercepts CONNECT
+//! tunnels, handing each connection to this proxy as a service.
+//!
+//! Files: `service` plugs the proxy into the door, `connect` decides what a `CONNECT` gets
+//! (interception by the door, or an opaque tunnel), `conn` runs the exchanges of one client
+//! connection, `pump` streams one message each way, `upstream` opens and keeps upstream
+//! connections, `headers` decides what is forwarded.
 //!
 //! Imports: `super::{setup, io, clock, recorder, h2, ws}`, `decode`, `model`, `net`, `vocab`.
 
 mod conn;
 mod connect;
-mod entry;
 mod failure;
 mod headers;
 mod pump;
+mod service;
 mod upstream;
 
 pub use super::setup::{Proxy, ProxyConfig, ProxyStats, Upstream};
-pub use entry::serve;
+pub use service::serve;
 pub use upstream::upstream_speaks_h2;

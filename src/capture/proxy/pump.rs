@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::failure::Failure;
 use crate::capture::clock::now_ns;
-use crate::capture::io::{write_flush, BoxRead, BoxWrite};
+use crate::capture::io::write_flush;
 use crate::capture::recorder::Half;
 use crate::decode::h1::{self, Decoder, Event, Framing};
 use crate::decode::h1_encode;
@@ -28,15 +28,19 @@ pub(super) struct ResponseOutcome {
 }
 
 /// Streams the request body from the client to the upstream (after the head in `out`).
-pub(super) async fn pump_request(
-    client: &mut BoxRead,
+pub(super) async fn pump_request<R, W>(
+    client: &mut R,
     decoder: &mut Decoder,
-    upstream: &mut BoxWrite,
+    upstream: &mut W,
     buf: &mut [u8],
     mut out: BytesMut,
     framing: Framing,
     record: &mut Half,
-) -> Result<(), Failure> {
+) -> Result<(), Failure>
+where
+    R: AsyncRead + Unpin + ?Sized,
+    W: AsyncWrite + Unpin + ?Sized,
+{
     let upstream_err = |e: std::io::Error| {
         Failure::upstream(
             502,
@@ -100,15 +104,19 @@ pub(super) struct ResponseSettings<'a> {
 }
 
 /// Streams the upstream's response to the client.
-pub(super) async fn pump_response(
-    upstream: &mut BoxRead,
+pub(super) async fn pump_response<R, W>(
+    upstream: &mut R,
     decoder: &mut Decoder,
     buf: &mut [u8],
-    client: &mut BoxWrite,
+    client: &mut W,
     settings: ResponseSettings<'_>,
     record: &mut Half,
     outcome: &mut ResponseOutcome,
-) -> Result<(), Failure> {
+) -> Result<(), Failure>
+where
+    R: AsyncRead + Unpin + ?Sized,
+    W: AsyncWrite + Unpin + ?Sized,
+{
     let ResponseSettings {
         method,
         client_close,

@@ -1,0 +1,73 @@
+//! The recording proxy as a [`Service`] behind the front door ([`crate::net::door`]), which
+//! accepts, does the listener's TLS, tells HTTP/2 from HTTP/1 and intercepts CONNECT
+//! tunnels. An HTTP/1 connection goes to [`ClientConn`], an HTTP/2 one to
+//! [`crate::capture::h2`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_rustls::TlsAcceptor;
+
+use super::conn::{ClientConn, Numbering};
+use crate::capture::setup::Proxy;
+use crate::net::door::{Door, H1Exit, Interceptor, Io, Origin, Service};
+use crate::net::Shutdown;
+
+impl Proxy {
+    /// The numbering of a connection: carried through a tunnel, or a new connection.
+    fn numbering(&self, carried: Option<Numbering>) -> Numbering {
+        carried.unwrap_or_else(|| Numbering {
+            id: self.open_connection(),
+            seq: 0,
+        })
+    }
+}
+
+impl Service for Proxy {
+    type Carry = Numbering;
+
+    async fn serve_h1<S: Io>(
+        self: Arc<Self>,
+        stream: S,
+        origin: Origin,
+        carried: Option<Numbering>,
+        shutdown: Shutdown,
+    ) -> H1Exit<S, Numbering> {
+        let numbering = self.numbering(carried);
+        ClientConn::new(self, stream, &origin, numbering, shutdown)
+            .serve()
+            .await
+    }
+
+    async fn serve_h2<S: Io>(
+        self: Arc<Self>,
+        stream: S,
+        origin: Origin,
+        carried: Option<Numbering>,
+        shutdown: Shutdown,
+    ) {
+        // Intercepted tunnels offer only http/1.1 (see `cli::record`), so an HTTP/2
+        // connection is in practice always one the door accepted.
+        let numbering = self.numbering(carried);
+        crate::capture::h2::serve(self, stream, origin.peer, numbering.id, shutdown).await;
+    }
+}
+
+/// Runs `proxy` on `listener` until `shutdown`; with `tls`, clients connect over TLS.
+/// CONNECT tunnels are intercepted when the proxy has certificates for them.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    proxy: Arc<Proxy>,
+    shutdown: Shutdown,
+    tls: Option<TlsAcceptor>,
+) {
+    let intercept = proxy
+        .config
+        .intercept_tls
+        .clone()
+        .map(|config| Arc::new(TlsAcceptor::from(config)) as Arc<dyn Interceptor>);
+    let door = Door::new().with_tls(tls).with_intercept(intercept);
+    Arc::new(door)
+        .serve(listener, proxy, shutdown, Duration::from_secs(5))
+        .await;
+}
