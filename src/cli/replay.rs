@@ -396,6 +396,8 @@ fn serve(
             }
             None => None,
         };
+        // Installed before the announcement: a Ctrl-C right after it is a clean stop.
+        let stop = crate::net::termination_signal();
         eprintln!("mf: listening on {local}{tls}, {what} (Ctrl-C to stop)");
         let s = replay.planner().settings();
         let seed = replay.planner().seed();
@@ -417,7 +419,7 @@ fn serve(
             ));
         }
         tokio::spawn(async move {
-            crate::net::termination_signal().await;
+            stop.await;
             trigger.trigger();
         });
         service::serve(listener, replay.clone(), shutdown, door).await;
