@@ -320,3 +320,39 @@ fn directories_read_only_folders_and_zero_bandwidth_get_clear_errors() {
     assert!(err.contains("read-only"), "{err}");
     assert!(!err.contains("not an mf recording"), "{err}");
 }
+
+/// The inherited soft open-file limit (often 1024) let ~1,000 slow clients stop mf from
+/// accepting anyone: mf raises it to the hard limit at start.
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit() {
+    let db = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/recordings/v1.db");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("r.db");
+    std::fs::copy(db, &copy).unwrap();
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -Sn 256; exec \"$0\" replay \"$1\" --listen 127.0.0.1:0")
+        .arg(env!("CARGO_BIN_EXE_mf"))
+        .arg(&copy)
+        .env("HOME", dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    assert!(line.contains("listening on"), "{line}");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let row = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .skip(3)
+        .take(2)
+        .collect::<Vec<_>>();
+    assert_eq!(row[0], row[1], "soft limit raised to the hard one: {row:?}");
+    assert_ne!(row[0], "256");
+}

@@ -7,13 +7,14 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    mf::cli::raise_fd_limit();
     match mf::cli::run() {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             if mf::cli::is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("mf: error: {err:#}");
+            eprintln!("mf: error: {}", mf::cli::error_text(&err));
             ExitCode::from(2)
         }
     }

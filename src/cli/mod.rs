@@ -99,6 +99,34 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// The one line `mf: error: …` says: each cause once. Library errors often quote their source
+/// in their own message (`reading x: No such file (os error 2)`) and also return it as
+/// `source()`; printing the chain as is repeated the cause.
+pub fn error_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
+/// Raises the soft open-file limit to the hard limit: every client connection is a
+/// descriptor (two through the proxy), and the inherited soft limit (often 1024) made
+/// ~1,000 slow clients enough to stop mf from accepting anyone.
+pub fn raise_fd_limit() {
+    #[cfg(unix)]
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::debug!(error = %e, "could not raise the open-file limit");
+    }
+}
+
 fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "mf=warn",
@@ -114,4 +142,19 @@ fn init_logging(verbose: u8) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_text_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file (os error 2)");
+        let err = anyhow::Error::new(io).context("reading x.pem: No such file (os error 2)");
+        assert_eq!(error_text(&err), "reading x.pem: No such file (os error 2)");
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let err = anyhow::Error::new(io).context("opening y");
+        assert_eq!(error_text(&err), "opening y: gone");
+    }
 }
