@@ -19,8 +19,10 @@
 //! Imports: `super::{packet, recorder}`, `decode`, `model`, `vocab`.
 
 mod h1;
+mod h1_holes;
 mod h2;
 mod recognise;
+mod resync;
 mod ws;
 
 use std::collections::HashMap;
@@ -93,6 +95,14 @@ pub struct Stats {
     pub decode_errors: u64,
     /// Responses whose request was not captured.
     pub orphan_responses: u64,
+    /// Requests whose response was lost to a hole (the pairing found later responses).
+    pub lost_responses: u64,
+    /// Holes inside a body of known framing: the body is kept, zeros in the hole, flagged.
+    pub body_holes: u64,
+    /// Times a direction found its next message start again after a hole.
+    pub resyncs: u64,
+    /// Bytes skipped while looking for the next message start.
+    pub resync_skipped_bytes: u64,
 }
 
 type FlowKey = (SocketAddr, SocketAddr);
@@ -210,6 +220,14 @@ impl Engine {
             flow.client = Some(if seg.ack { 1 - side } else { side });
         }
         let mut events = Vec::new();
+        if seg.ack {
+            // Bytes of the other direction this segment acknowledges but the capture never
+            // showed are lost for good: the other side's decoders hear of the hole now.
+            flow.reasm[1 - side].peer_acked(seg.ack_no, &mut events);
+            for ev in events.drain(..) {
+                self.stream_event(&mut flow, 1 - side, ev);
+            }
+        }
         // A payload cut by the snaplen goes in as far as it was captured: the rest becomes a
         // hole when later bytes arrive, so nothing cut is ever glued to what follows it.
         let payload = seg.payload;
@@ -310,17 +328,18 @@ impl Engine {
             tcp::Event::Gap { len } => {
                 self.stats.holes += 1;
                 tracing::warn!(conn = flow.conn_id, len, "bytes missing from the capture");
-                let server_side = flow.client.is_some_and(|c| c != side);
-                if let (true, App::H1(h)) = (server_side, &mut flow.app) {
-                    // Only the response being received is lost: requests already seen keep
-                    // their place, and the response decoder restarts at the next status line.
-                    if let Some(mut rec) = h.response_hole() {
-                        rec.fail(ExchangeError::new(
-                            ErrorKind::CaptureHole,
-                            format!("capture hole: {len} bytes of the response missing"),
-                        ));
-                        self.emit(rec);
+                if let (Some(client), App::H1(_)) = (flow.client, &flow.app) {
+                    // HTTP/1 recovers in place: see `h1_holes`.
+                    let dir = if side == client {
+                        Direction::ClientToServer
+                    } else {
+                        Direction::ServerToClient
+                    };
+                    let mut app = std::mem::replace(&mut flow.app, App::Ignored);
+                    if let App::H1(h) = &mut app {
+                        self.h1_gap(flow, h, dir, len);
                     }
+                    flow.app = app;
                     return;
                 }
                 self.close_app(

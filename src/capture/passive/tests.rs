@@ -22,6 +22,7 @@ fn seg(src: &str, dst: &str, seq: u32, payload: &[u8]) -> Segment {
         seq,
         syn: false,
         ack: true,
+        ack_no: 0,
         fin: false,
         rst: false,
         payload: Bytes::copy_from_slice(payload),
