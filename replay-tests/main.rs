@@ -7,6 +7,7 @@ mod grpc;
 mod h2;
 mod http1;
 mod infer;
+mod lossy;
 mod pcap;
 mod tls;
 mod websocket;

@@ -215,7 +215,10 @@ pub(crate) fn stats_warnings(s: &Stats) -> Option<String> {
     add(s.unrecognised_flows, "flows not HTTP");
     add(s.decode_errors, "flows with undecodable bytes");
     add(s.orphan_responses, "responses without their request");
-    add(s.lost_responses, "requests whose response was lost to a hole");
+    add(
+        s.lost_responses,
+        "requests whose response was lost to a hole",
+    );
     add(s.body_holes, "bodies kept with a hole (zeros in its place)");
     add(s.resyncs, "resynchronisations after a hole");
     (!parts.is_empty()).then(|| parts.join(", "))

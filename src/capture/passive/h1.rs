@@ -261,8 +261,7 @@ impl Engine {
                 }
                 // The next request was sent before this response ended: pipelining.
                 if !h.unsure
-                    && h
-                        .pending
+                    && h.pending
                         .front()
                         .or(h.current.as_ref())
                         .is_some_and(|next| next.exchange().started_at_ns < at)

@@ -26,6 +26,15 @@ static ZEROS: [u8; 16 * 1024] = [0; 16 * 1024];
 impl Engine {
     /// `len` bytes of `dir` were never captured.
     pub(super) fn h1_gap(&mut self, flow: &mut Flow, h: &mut H1, dir: Direction, len: u64) {
+        tracing::debug!(
+            conn = flow.conn_id,
+            ?dir,
+            len,
+            req_body_left = h.req.body_left(),
+            resp_body_left = h.resp.body_left(),
+            waiting = h.pending.len(),
+            "HTTP/1 hole"
+        );
         match dir {
             Direction::ClientToServer => {
                 if let Some(rec) = h.current.as_mut() {
@@ -73,7 +82,11 @@ impl Engine {
         if !h.undecodable {
             h.undecodable = true;
             self.stats.decode_errors += 1;
-            tracing::warn!(conn = flow.conn_id, error, "undecodable HTTP/1, resynchronising");
+            tracing::warn!(
+                conn = flow.conn_id,
+                error,
+                "undecodable HTTP/1, resynchronising"
+            );
         }
         let why = format!("undecodable HTTP/1: {error}");
         match dir {
@@ -136,6 +149,13 @@ impl Engine {
             return false;
         }
         let unanswered = if h.pipelined { 0 } else { sent_before - 1 };
+        tracing::debug!(
+            waiting = h.pending.len(),
+            sent_before,
+            unanswered,
+            pipelined = h.pipelined,
+            "HTTP/1 pairing after a hole"
+        );
         for _ in 0..unanswered {
             if let Some(mut rec) = h.pending.pop_front() {
                 self.stats.lost_responses += 1;

@@ -19,13 +19,19 @@ const MAX_HEADERS: usize = 256;
 /// Scanner state for one direction after a hole.
 pub(super) struct Resync {
     role: Role,
-    /// Bytes from the candidate start (or the last line start) on, waiting for more.
+    /// Bytes kept from earlier pieces: a candidate whose head is incomplete, or the tail
+    /// of the last piece in case a start line is split across pieces.
     carry: Vec<u8>,
-    /// Whether `carry[0]` is at a line start (or right after the hole).
-    at_line_start: bool,
-    /// Bytes dropped so far while searching.
+    /// Whether `carry[0]` is a candidate (right after the hole, or an incomplete head).
+    carry_is_candidate: bool,
+    fed: u64,
+    /// Bytes dropped so far while searching (held bytes are not counted).
     pub skipped: u64,
 }
+
+/// Bytes of the last piece kept when no candidate is pending: enough for a request line
+/// split across pieces to be found by its ` HTTP/1.` and backtracked to its method.
+const TAIL: usize = 4096;
 
 /// What a candidate start line turned out to be.
 enum Verdict {
@@ -40,48 +46,70 @@ impl Resync {
         Resync {
             role,
             carry: Vec::new(),
-            at_line_start: true,
+            carry_is_candidate: true,
+            fed: 0,
             skipped: 0,
         }
     }
 
-    /// Feeds the next bytes; returns the bytes from the message start on once one is
-    /// found (the scanner is then done), `None` while still searching.
+    /// Feeds the next piece (one reassembled segment's bytes); returns the bytes from the
+    /// message start on once one is found (the scanner is then done), `None` while still
+    /// searching.
+    ///
+    /// Candidates: right after the hole, the start of each piece (a sender usually begins
+    /// a message with a new write, and a body ends in arbitrary bytes, not a line feed),
+    /// every line start, and every `HTTP/1.` (a status line, or a request line found by
+    /// backing up from its version to its method).
     pub(super) fn feed(&mut self, data: &[u8]) -> Option<Vec<u8>> {
+        self.fed += data.len() as u64;
         let mut buf = std::mem::take(&mut self.carry);
+        let piece_start = buf.len();
         buf.extend_from_slice(data);
-        let mut i = 0;
-        let mut line_start = self.at_line_start;
-        loop {
-            if line_start {
-                match self.verdict(&buf[i..]) {
-                    Verdict::Head => {
-                        self.skipped += i as u64;
-                        buf.drain(..i);
-                        return Some(buf);
-                    }
-                    Verdict::NeedMore => {
-                        self.skipped += i as u64;
-                        buf.drain(..i);
-                        self.carry = buf;
-                        self.at_line_start = true;
-                        return None;
-                    }
-                    Verdict::Not => {}
-                }
+        let mut candidates = Vec::new();
+        if self.carry_is_candidate {
+            candidates.push(0);
+        }
+        candidates.push(piece_start);
+        candidates.extend(
+            buf.iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        let mut at = 0;
+        while let Some(p) = find(&buf[at..], b"HTTP/1.") {
+            let p = at + p;
+            match self.role {
+                Role::Response => candidates.push(p),
+                Role::Request => candidates.extend(request_line_start(&buf, p)),
             }
-            match buf[i..].iter().position(|b| *b == b'\n') {
-                Some(p) => {
-                    i += p + 1;
-                    line_start = true;
+            at = p + 1;
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        for c in candidates.into_iter().filter(|c| *c < buf.len()) {
+            match self.verdict(&buf[c..]) {
+                Verdict::Head => {
+                    buf.drain(..c);
+                    self.skipped = self.fed - buf.len() as u64;
+                    return Some(buf);
                 }
-                None => {
-                    self.skipped += buf.len() as u64;
-                    self.at_line_start = false;
+                Verdict::NeedMore => {
+                    buf.drain(..c);
+                    self.skipped = self.fed - buf.len() as u64;
+                    self.carry = buf;
+                    self.carry_is_candidate = true;
                     return None;
                 }
+                Verdict::Not => {}
             }
         }
+        let keep = buf.len().min(TAIL);
+        buf.drain(..buf.len() - keep);
+        self.skipped = self.fed - buf.len() as u64;
+        self.carry = buf;
+        self.carry_is_candidate = false;
+        None
     }
 
     fn verdict(&self, b: &[u8]) -> Verdict {
@@ -115,7 +143,11 @@ impl Resync {
                 b[..n] == want[..n]
             }
             Role::Request => {
-                let method_len = b.iter().take(17).take_while(|c| c.is_ascii_uppercase()).count();
+                let method_len = b
+                    .iter()
+                    .take(17)
+                    .take_while(|c| c.is_ascii_uppercase())
+                    .count();
                 match b.get(method_len) {
                     None => method_len == b.len(),
                     Some(b' ') => (1..=16).contains(&method_len),
@@ -124,6 +156,47 @@ impl Resync {
             }
         }
     }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// For a ` HTTP/1.` at `version`: where its request line's method starts, if the bytes
+/// before are `METHOD SP target SP`. When the upper-case run before the target ends in a
+/// known method, that method is taken (a body may end in capitals); otherwise the whole
+/// run, as an extension method.
+fn request_line_start(buf: &[u8], version: usize) -> Option<usize> {
+    const METHODS: [&[u8]; 9] = [
+        b"OPTIONS", b"CONNECT", b"DELETE", b"TRACE", b"PATCH", b"POST", b"HEAD", b"GET", b"PUT",
+    ];
+    let before = buf.get(..version.checked_sub(1)?)?;
+    if buf.get(version - 1) != Some(&b' ') {
+        return None;
+    }
+    let target_start = before.iter().rposition(|b| *b == b' ')? + 1;
+    if target_start == before.len() {
+        return None;
+    }
+    let run = &before[..target_start - 1];
+    let method_len = run
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_uppercase())
+        .count();
+    let method = &run[run.len() - method_len..];
+    let len = match METHODS.iter().find(|m| method.ends_with(m)) {
+        Some(known) => known.len(),
+        // An extension method, when nothing alphanumeric runs into it.
+        None if (1..=16).contains(&method_len)
+            && (method_len == run.len()
+                || !run[run.len() - method_len - 1].is_ascii_alphanumeric()) =>
+        {
+            method_len
+        }
+        None => return None,
+    };
+    Some(run.len() - len)
 }
 
 #[cfg(test)]
@@ -158,6 +231,30 @@ mod tests {
     }
 
     #[test]
+    fn a_message_right_after_a_body_is_found_at_its_segment_start() {
+        // A body ends in arbitrary bytes: the next message starts with a new segment, or
+        // is found by its version.
+        let (found, skipped) = scan(Role::Response, &[b"\x01\x02", b"HTTP/1.1 200 OK\r\n\r\n"]);
+        assert_eq!(found.as_deref(), Some(&b"HTTP/1.1 200 OK\r\n\r\n"[..]));
+        assert_eq!(skipped, 2);
+        let (found, _) = scan(
+            Role::Response,
+            &[b"\x01\x02HTTP/1.1 204 No Content\r\n\r\n"],
+        );
+        assert_eq!(
+            found.as_deref(),
+            Some(&b"HTTP/1.1 204 No Content\r\n\r\n"[..])
+        );
+        let (found, _) = scan(Role::Request, &[b"\x00\x7fXYZGET /q HTTP/1.1\r\n\r\n"]);
+        assert_eq!(found.as_deref(), Some(&b"GET /q HTTP/1.1\r\n\r\n"[..]));
+        let (found, _) = scan(
+            Role::Request,
+            &[b"zz", b"zDELETE /a/", b"b HTTP/1.1\r\n\r\n"],
+        );
+        assert_eq!(found.as_deref(), Some(&b"DELETE /a/b HTTP/1.1\r\n\r\n"[..]));
+    }
+
+    #[test]
     fn a_start_line_split_across_pieces_is_found() {
         let (found, _) = scan(
             Role::Request,
@@ -176,7 +273,7 @@ mod tests {
         for piece in garbage.chunks(1448) {
             assert!(r.feed(piece).is_none());
         }
-        assert!(r.carry.len() <= DEFAULT_MAX_HEAD, "{}", r.carry.len());
+        assert!(r.carry.len() <= TAIL, "{}", r.carry.len());
         assert!(r.skipped > 100_000);
         // Lower-case words and headers of a previous message are not request lines.
         assert!(r.feed(b"\nget / HTTP/1.1\r\n\r\nHost: x\r\n").is_none());

@@ -144,9 +144,15 @@ fn conflicting_content_length_is_rejected() {
 fn a_hole_inside_a_body_is_skipped_without_losing_the_framing() {
     let mut d = Decoder::new(Role::Response);
     d.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n012");
-    assert!(matches!(drain(&mut d).unwrap()[..], [Event::ResponseHead(_), Event::Data(_)]));
+    assert!(matches!(
+        drain(&mut d).unwrap()[..],
+        [Event::ResponseHead(_), Event::Data(_)]
+    ));
     assert_eq!(d.body_left(), Some(7));
-    assert!(!d.skip_body(8), "a hole past the body's end is not the body's");
+    assert!(
+        !d.skip_body(8),
+        "a hole past the body's end is not the body's"
+    );
     assert!(d.skip_body(4));
     d.feed(b"789HTTP/1.1 204 No Content\r\n\r\n");
     let evs = normalise(drain(&mut d).unwrap());

@@ -1,0 +1,345 @@
+//! Passive capture of real traffic that lost packets, and of tunnels: captures made at test
+//! time by tcpdump inside a network namespace of the test's own (loopback with a 1500-byte
+//! MTU, so that messages span many segments), with segments then removed deterministically.
+//! The pairing `mf import` finds is checked against what the clients really exchanged.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mf::model::{ErrorKind, Exchange, HeaderList};
+
+use crate::common::*;
+
+/// A network namespace with its loopback up at MTU 1500; deleted on drop, pass or fail.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// `None` (with the reason printed) when namespaces cannot be made here.
+    fn new(tag: &str) -> Option<Netns> {
+        let name = format!("mf-test-{}-{tag}", std::process::id());
+        let made = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .map(|o| {
+                (
+                    o.status.success(),
+                    String::from_utf8_lossy(&o.stderr).into_owned(),
+                )
+            });
+        match made {
+            Ok((true, _)) => {}
+            Ok((false, why)) => {
+                eprintln!("skipped: `ip netns add` failed: {why}");
+                return None;
+            }
+            Err(e) => {
+                eprintln!("skipped: `ip` is not available: {e}");
+                return None;
+            }
+        }
+        let ns = Netns { name };
+        let up = ns
+            .cmd("ip")
+            .args(["link", "set", "lo", "up", "mtu", "1500"])
+            .status()
+            .expect("ip link");
+        assert!(up.success(), "could not bring lo up in {}", ns.name);
+        Some(ns)
+    }
+
+    /// `program` run inside the namespace.
+    fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    fn python(&self, script: &str) -> Command {
+        let mut c = self.cmd("python3");
+        c.arg("-u").arg(tests_dir().join("servers").join(script));
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// tcpdump inside a namespace, writing every TCP packet of its loopback to a file.
+struct Capture {
+    child: Child,
+    path: PathBuf,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Capture {
+    fn start(ns: &Netns, path: &Path) -> Capture {
+        require("tcpdump");
+        let mut child = ns
+            .cmd("tcpdump")
+            .args([
+                "-i", "lo", "-s", "0", "-U", "-B", "65536", "-Z", "root", "-w",
+            ])
+            .arg(path)
+            .arg("tcp")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting tcpdump");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log2.lock().unwrap().push_str(&line);
+                log2.lock().unwrap().push('\n');
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) if line.contains("listening on") => break,
+                _ if Instant::now() > deadline => {
+                    panic!("tcpdump did not start: {}", log.lock().unwrap())
+                }
+                _ => {}
+            }
+        }
+        Capture {
+            child,
+            path: path.to_path_buf(),
+            log,
+        }
+    }
+
+    /// Waits until the file stops growing, then stops tcpdump; returns the file and how
+    /// many packets the kernel dropped (which would be loss the test did not choose).
+    fn stop(mut self) -> (PathBuf, u64) {
+        let size = || std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        let mut last = (size(), Instant::now());
+        wait_until(Duration::from_secs(15), || {
+            let now = size();
+            if now != last.0 {
+                last = (now, Instant::now());
+            }
+            last.1.elapsed() > Duration::from_secs(1)
+        });
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGINT);
+        }
+        let _ = self.child.wait();
+        let log = self.log.lock().unwrap().clone();
+        let dropped = log
+            .lines()
+            .find_map(|l| l.trim().strip_suffix(" packets dropped by kernel"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        (self.path.clone(), dropped)
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn import(pcap: &Path, db: &Path) -> String {
+    let out = mf()
+        .arg("import")
+        .arg(pcap)
+        .arg("-o")
+        .arg(db)
+        .output()
+        .expect("mf import");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "mf import failed: {stderr}");
+    stderr
+}
+
+fn load(db: &Path) -> Vec<Exchange> {
+    let mut all = mf::store::Reader::open(db)
+        .expect("open")
+        .load_all()
+        .expect("load");
+    all.sort_by_key(|e| (e.started_at_ns, e.connection_id, e.seq));
+    all
+}
+
+fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// The request number in `/r/I?…`.
+fn request_number(target: &str) -> Option<u64> {
+    target.strip_prefix("/r/")?.split('?').next()?.parse().ok()
+}
+
+#[test]
+fn lossy_keepalive_capture_pairs_what_survived() {
+    let Some(ns) = Netns::new("lossy") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = ns.python("lossy_http.py");
+    cmd.arg("server");
+    let server = Proc::start("lossy server", cmd, "PORT");
+    let port = server.addr().port().to_string();
+    let pcap = dir.path().join("clean.pcap");
+    let dump = Capture::start(&ns, &pcap);
+    let n = 1500u64;
+    let client = ns
+        .python("lossy_http.py")
+        .args(["client", &port, &n.to_string(), "11", "3"])
+        .output()
+        .expect("client");
+    assert!(
+        client.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&client.stderr)
+    );
+    let (pcap, kernel_drops) = dump.stop();
+    drop(server);
+    assert_eq!(
+        kernel_drops, 0,
+        "tcpdump lost packets: the loss would not be ours"
+    );
+    let truth = json_lines(&client.stdout);
+    assert_eq!(truth.len() as u64, n);
+
+    // Every 97th segment with payload goes, as a busy capture host's kernel would drop them.
+    let lossy = dir.path().join("lossy.pcap");
+    let dropped = Command::new("python3")
+        .arg(tests_dir().join("servers").join("pcap_drop.py"))
+        .arg(&pcap)
+        .arg(&lossy)
+        .args(["97", "5"])
+        .output()
+        .expect("pcap_drop");
+    assert!(
+        dropped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dropped.stderr)
+    );
+    let dropped = &json_lines(&dropped.stdout)[0];
+    let lost: BTreeSet<u64> = ["lost_request_heads", "lost_response_heads"]
+        .iter()
+        .flat_map(|k| dropped[k].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v.as_u64())
+        .collect();
+    assert!(dropped["dropped"].as_u64().unwrap_or(0) > 50, "{dropped}");
+
+    let db = dir.path().join("lossy.db");
+    if let Some(keep) = std::env::var_os("MF_LOSSY_KEEP") {
+        let _ = std::fs::copy(&lossy, keep);
+    }
+    let summary = import(&lossy, &db);
+    let ex = load(&db);
+
+    let want: BTreeMap<u64, (String, u64)> = truth
+        .iter()
+        .map(|t| {
+            assert_eq!(t["status"], 200);
+            assert_eq!(t["x_req"], t["i"]);
+            (
+                t["i"].as_u64().unwrap(),
+                (
+                    t["method"].as_str().unwrap().to_string(),
+                    t["len"].as_u64().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    let mut paired = BTreeSet::new();
+    let mut wrong = Vec::new();
+    for e in &ex {
+        let (Some(i), Some(r)) = (request_number(&e.request.target), e.response.as_ref()) else {
+            continue;
+        };
+        let answered: Option<u64> = r.headers.header_str("x-req").and_then(|v| v.parse().ok());
+        if answered != Some(i) {
+            wrong.push((i, answered));
+            continue;
+        }
+        paired.insert(i);
+        let (method, len) = &want[&i];
+        assert_eq!(&e.request.method, method);
+        // Never silently shortened: a body of the wrong size is flagged, a hole kept in place.
+        assert!(
+            r.body.size == *len || e.error.is_some(),
+            "/r/{i}: body of {} bytes, {len} sent, unflagged",
+            r.body.size
+        );
+        if e.tags.contains_key("capture_hole_offset") {
+            assert_eq!(
+                e.error.as_ref().map(|er| er.kind),
+                Some(ErrorKind::CaptureHole)
+            );
+            assert!(e.tags.contains_key("capture_hole_bytes"));
+            if e.tags.get("capture_hole_in").map(String::as_str) == Some("response") {
+                assert_eq!(
+                    r.body.size, *len,
+                    "/r/{i}: a body hole keeps the body's size"
+                );
+            }
+        }
+    }
+    let recoverable = want.keys().filter(|i| !lost.contains(i)).count();
+    let ratio = paired.len() as f64 / recoverable as f64;
+    eprintln!(
+        "lossy capture: {} of {n} requests paired correctly, {recoverable} recoverable \
+         ({:.2}%), {} mispaired, {} dropped segments\n{summary}",
+        paired.len(),
+        ratio * 100.0,
+        wrong.len(),
+        dropped["dropped"],
+    );
+    if std::env::var_os("MF_LOSSY_KEEP").is_some() {
+        for i in want
+            .keys()
+            .filter(|i| !lost.contains(i) && !paired.contains(i))
+        {
+            for e in ex
+                .iter()
+                .filter(|e| request_number(&e.request.target) == Some(*i))
+            {
+                eprintln!(
+                    "unpaired /r/{i}: {:?} {:?}",
+                    e.response.as_ref().map(|r| r.headers.header_str("x-req")),
+                    e.error
+                );
+            }
+        }
+    }
+    assert!(ratio >= 0.99, "only {:.2}% paired", ratio * 100.0);
+    assert!(
+        wrong.len() * 200 <= n as usize,
+        "more than 0.5% mispaired: {wrong:?}"
+    );
+    assert!(
+        ex.iter()
+            .any(|e| e.tags.contains_key("capture_hole_offset")),
+        "some holes fell inside bodies"
+    );
+    assert!(
+        summary.contains(" holes (bytes missing from the capture)"),
+        "{summary}"
+    );
+    assert!(summary.contains("bodies kept with a hole"), "{summary}");
+}
