@@ -82,7 +82,7 @@ struct Capture {
 }
 
 impl Capture {
-    fn start(ns: &Netns, path: &Path) -> Capture {
+    fn start(ns: &Netns, path: &Path, filter: &str) -> Capture {
         require("tcpdump");
         let mut child = ns
             .cmd("tcpdump")
@@ -90,7 +90,7 @@ impl Capture {
                 "-i", "lo", "-s", "0", "-U", "-B", "65536", "-Z", "root", "-w",
             ])
             .arg(path)
-            .arg("tcp")
+            .arg(filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -202,7 +202,7 @@ fn lossy_keepalive_capture_pairs_what_survived() {
     let server = Proc::start("lossy server", cmd, "PORT");
     let port = server.addr().port().to_string();
     let pcap = dir.path().join("clean.pcap");
-    let dump = Capture::start(&ns, &pcap);
+    let dump = Capture::start(&ns, &pcap, "tcp");
     let n = 1500u64;
     let client = ns
         .python("lossy_http.py")
@@ -342,4 +342,138 @@ fn lossy_keepalive_capture_pairs_what_survived() {
         "{summary}"
     );
     assert!(summary.contains("bodies kept with a hole"), "{summary}");
+}
+
+/// Runs curl inside the namespace; returns its exit code and body.
+fn ns_curl(ns: &Netns, args: &[&str]) -> (i32, Vec<u8>) {
+    require("curl");
+    let out = ns
+        .cmd("curl")
+        .args(["-sS", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("curl");
+    (out.status.code().unwrap_or(-1), out.stdout)
+}
+
+#[test]
+fn connect_tunnel_is_decoded_with_the_outer_authority() {
+    let Some(ns) = Netns::new("tunnel") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = ns.python("lossy_http.py");
+    cmd.arg("server");
+    let upstream = Proc::start("upstream", cmd, "PORT");
+    let proxy = Proc::start("proxy", ns.python("connect_proxy.py"), "PORT");
+    let mut cmd = ns.python("connect_proxy.py");
+    cmd.arg("silent");
+    let silent = Proc::start("silent proxy", cmd, "PORT");
+    let target = upstream.addr().to_string();
+    let pcap = dir.path().join("tunnel.pcap");
+    // The client's side of the proxies only: the proxy's own connection upstream would
+    // show the inner requests a second time.
+    let filter = format!(
+        "tcp port {} or tcp port {}",
+        proxy.addr().port(),
+        silent.addr().port()
+    );
+    let dump = Capture::start(&ns, &pcap, &filter);
+    // Two requests through one tunnel, with an inner Host unlike the tunnel's target.
+    let (code, body) = ns_curl(
+        &ns,
+        &[
+            "-p",
+            "-x",
+            &format!("http://{}", proxy.addr()),
+            "-H",
+            "Host: inner.test",
+            &format!("http://{target}/r/1?size=100"),
+            &format!("http://{target}/r/2?size=5000"),
+        ],
+    );
+    assert_eq!((code, body.len()), (0, 5100));
+    // A tunnel that is never answered: curl gives up.
+    let (code, _) = ns_curl(
+        &ns,
+        &[
+            "-p",
+            "-x",
+            &format!("http://{}", silent.addr()),
+            "--max-time",
+            "1",
+            &format!("http://{target}/r/3"),
+        ],
+    );
+    assert_ne!(code, 0);
+    let (pcap, _) = dump.stop();
+    drop((upstream, proxy, silent));
+    let db = dir.path().join("tunnel.db");
+    let summary = import(&pcap, &db);
+    let ex = load(&db);
+    let connects: Vec<&Exchange> = ex
+        .iter()
+        .filter(|e| e.request.method == "CONNECT")
+        .collect();
+    assert_eq!(connects.len(), 2, "{ex:#?}");
+    assert_eq!(connects[0].request.target, target);
+    assert_eq!(connects[0].response.as_ref().map(|r| r.status), Some(200));
+    assert!(connects[1].response.is_none() && connects[1].error.is_some());
+    let inner: Vec<&Exchange> = ex.iter().filter(|e| e.request.method == "GET").collect();
+    assert_eq!(inner.len(), 2, "{ex:#?}");
+    for (e, (i, size)) in inner.iter().zip([(1u64, 100u64), (2, 5000)]) {
+        assert_eq!(request_number(&e.request.target), Some(i));
+        assert_eq!(e.authority, target, "the tunnel's target is the authority");
+        assert_eq!(e.tags.get("tunnel"), Some(&target));
+        assert_eq!(e.scheme, "http");
+        let r = e.response.as_ref().expect("inner response");
+        assert_eq!((r.status, r.body.size), (200, size));
+        assert!(e.error.is_none(), "{:?}", e.error);
+        assert_eq!(e.connection_id, connects[0].connection_id);
+    }
+    assert!(
+        summary.contains("1 CONNECT requests never answered"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn h2c_upgrade_answered_101_is_decoded_as_http2() {
+    let Some(ns) = Netns::new("h2c") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Proc::start("h2c server", ns.python("h2c_upgrade.py"), "PORT");
+    let pcap = dir.path().join("h2c.pcap");
+    let dump = Capture::start(&ns, &pcap, "tcp");
+    let (code, body) = ns_curl(
+        &ns,
+        &["--http2", &format!("http://{}/up?x=1", server.addr())],
+    );
+    assert_eq!((code, body.as_slice()), (0, &b"hello over h2c\n"[..]));
+    let (pcap, _) = dump.stop();
+    drop(server);
+    let db = dir.path().join("h2c.db");
+    import(&pcap, &db);
+    let ex = load(&db);
+    assert_eq!(ex.len(), 1, "{ex:#?}");
+    let e = &ex[0];
+    assert_eq!(
+        (e.request.method.as_str(), e.request.target.as_str()),
+        ("GET", "/up?x=1")
+    );
+    assert!(e
+        .request
+        .headers
+        .header_str("upgrade")
+        .is_some_and(|u| u.contains("h2c")));
+    assert_eq!(e.protocol, Some(mf::model::Protocol::H2));
+    let r = e.response.as_ref().expect("the answer on stream 1");
+    assert_eq!((r.status, r.version.as_str()), (200, "HTTP/2"));
+    assert_eq!(
+        r.headers.header_str("content-type").as_deref(),
+        Some("text/plain")
+    );
+    assert_eq!(&r.body.data[..], b"hello over h2c\n");
+    assert!(e.error.is_none(), "{:?}", e.error);
 }

@@ -221,6 +221,11 @@ pub(crate) fn stats_warnings(s: &Stats) -> Option<String> {
     );
     add(s.body_holes, "bodies kept with a hole (zeros in its place)");
     add(s.resyncs, "resynchronisations after a hole");
+    add(
+        s.opaque_tunnels,
+        "CONNECT tunnels carrying TLS (not decoded)",
+    );
+    add(s.unanswered_tunnels, "CONNECT requests never answered");
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 

@@ -198,7 +198,6 @@ impl Engine {
                 if (100..200).contains(&head.status) && head.status != 101 {
                     return None; // interim (100 Continue, 103 Early Hints)
                 }
-                h.req.resolve_upgrade(head.status == 101);
                 h.resp_body = 0;
                 if h.pending.is_empty() {
                     // The server answers before the request ended (or it was never captured).
@@ -223,6 +222,15 @@ impl Engine {
                         h.realign_methods();
                     }
                 }
+                let connect = h
+                    .pending
+                    .front()
+                    .is_some_and(|r| r.exchange().request.method.eq_ignore_ascii_case("CONNECT"));
+                // The request decoder waits after an Upgrade or a CONNECT: a 101, or a 2xx to
+                // the CONNECT, makes the connection a tunnel.
+                h.req.resolve_upgrade(
+                    head.status == 101 || connect && (200..300).contains(&head.status),
+                );
                 let rec = h.pending.front_mut()?;
                 rec.response_head(
                     at,
@@ -247,11 +255,14 @@ impl Engine {
                 None
             }
             h1::Event::End => {
-                let switching = h
-                    .pending
-                    .front()
-                    .and_then(|r| r.exchange().response.as_ref())
-                    .is_some_and(|r| r.status == 101);
+                let switching = h.pending.front().is_some_and(|r| {
+                    let ex = r.exchange();
+                    ex.response.as_ref().is_some_and(|resp| {
+                        resp.status == 101
+                            || ex.request.method.eq_ignore_ascii_case("CONNECT")
+                                && (200..300).contains(&resp.status)
+                    })
+                });
                 if switching {
                     return None; // kept for the Upgraded event
                 }
@@ -299,8 +310,29 @@ impl Engine {
             let mut h2 = H2::new();
             h2.streams.insert(1, rec);
             App::H2(Box::new(h2))
+        } else if rec
+            .exchange()
+            .request
+            .method
+            .eq_ignore_ascii_case("CONNECT")
+        {
+            // RFC 9110 §9.3.6: after a 2xx the connection is a tunnel to the target. Its
+            // bytes are a flow of their own, recognised like any other, with the outer
+            // authority kept (TLS inside stays opaque: `classify` lists it).
+            let target = rec.exchange().request.target.clone();
+            self.emit(rec);
+            self.stats.tunnels += 1;
+            flow.tunnel = Some(target);
+            let client = flow.client.unwrap_or(0);
+            for (side, rest) in [(client, client_rest), (1 - client, server_rest)] {
+                if !rest.is_empty() {
+                    flow.pre_len[side] += rest.len();
+                    flow.pre[side].push((at, rest));
+                }
+            }
+            return Some(App::Unknown);
         } else {
-            // A tunnel to something mf does not decode (CONNECT, other upgrades).
+            // An upgrade to something mf does not decode.
             self.emit(rec);
             return Some(App::Ignored);
         };

@@ -103,6 +103,12 @@ pub struct Stats {
     pub resyncs: u64,
     /// Bytes skipped while looking for the next message start.
     pub resync_skipped_bytes: u64,
+    /// `CONNECT` tunnels whose bytes were decoded as a flow of their own.
+    pub tunnels: u64,
+    /// Tunnels carrying TLS: listed (their `CONNECT` is stored), not decoded.
+    pub opaque_tunnels: u64,
+    /// `CONNECT` requests never answered.
+    pub unanswered_tunnels: u64,
 }
 
 type FlowKey = (SocketAddr, SocketAddr);
@@ -135,6 +141,8 @@ struct Flow {
     pre_len: [usize; 2],
     /// The flow lost bytes: look for the next request line instead of expecting one.
     resync: bool,
+    /// Inside an answered `CONNECT`: its target, the authority of the inner exchanges.
+    tunnel: Option<String>,
     next_seq: u32,
     last_ts: i64,
     buffered: usize,
@@ -206,6 +214,7 @@ impl Engine {
                 pre: [Vec::new(), Vec::new()],
                 pre_len: [0; 2],
                 resync: false,
+                tunnel: None,
                 next_seq: 0,
                 last_ts: seg.ts_ns,
                 buffered: 0,
@@ -382,6 +391,14 @@ impl Engine {
             if head.len() < h2_frames::PREFACE.len() && h2_frames::PREFACE.starts_with(&head) {
                 return; // maybe a preface: wait for more
             }
+            if flow.tunnel.is_some() && head.starts_with(&[0x16, 0x03]) {
+                // A TLS handshake through the tunnel: without keys there is nothing to decode.
+                self.stats.opaque_tunnels += 1;
+                flow.app = App::Ignored;
+                flow.pre = [Vec::new(), Vec::new()];
+                flow.pre_len = [0; 2];
+                return;
+            }
             let found = if head.starts_with(h2_frames::PREFACE) {
                 Some((side, Kind::H2, 0))
             } else if looks_like_h2_frames(&head) {
@@ -457,6 +474,10 @@ impl Engine {
             App::Unknown | App::Ignored => None,
         };
         flow.app = next.unwrap_or(app);
+        if matches!(flow.app, App::Unknown) && (flow.pre_len[0] > 0 || flow.pre_len[1] > 0) {
+            // A tunnel opened with bytes already behind its answer: recognise them now.
+            self.classify(flow);
+        }
     }
 
     fn side_closed(&mut self, flow: &mut Flow, side: usize) {
@@ -484,6 +505,12 @@ impl Engine {
         match std::mem::replace(&mut flow.app, App::Ignored) {
             App::H1(mut h) => {
                 for mut rec in h.pending.drain(..).chain(h.current.take()) {
+                    let request = &rec.exchange().request;
+                    if request.method.eq_ignore_ascii_case("CONNECT")
+                        && rec.exchange().response.is_none()
+                    {
+                        self.stats.unanswered_tunnels += 1;
+                    }
                     let what = if rec.exchange().response.is_none() {
                         "no response"
                     } else {
@@ -518,7 +545,12 @@ impl Engine {
 
     /// Stores a finished exchange; one with neither a request nor a response is nothing.
     fn emit(&mut self, rec: Recorder) {
-        let ex = rec.finish();
+        let mut ex = rec.finish();
+        if let Some(outer) = ex.tags.get("tunnel") {
+            // Inside a CONNECT tunnel the client asked for the tunnel's target: that is the
+            // authority, whatever the inner Host or :authority says.
+            ex.authority = outer.clone();
+        }
         if ex.request.method.is_empty() && ex.response.is_none() {
             return;
         }
@@ -547,6 +579,9 @@ impl Engine {
         ex.client_addr = Some(flow.addrs[client].to_string());
         ex.server_addr = Some(flow.addrs[1 - client].to_string());
         ex.scheme = "http".into();
+        if let Some(outer) = &flow.tunnel {
+            ex.tags.insert("tunnel".into(), outer.clone());
+        }
         rec
     }
 }
