@@ -109,6 +109,8 @@ pub struct Stats {
     pub opaque_tunnels: u64,
     /// `CONNECT` requests never answered.
     pub unanswered_tunnels: u64,
+    /// HTTP/2 connections with a hole: their HPACK state may be lost from there on.
+    pub hpack_unsure_connections: u64,
 }
 
 type FlowKey = (SocketAddr, SocketAddr);
@@ -337,16 +339,18 @@ impl Engine {
             tcp::Event::Gap { len } => {
                 self.stats.holes += 1;
                 tracing::warn!(conn = flow.conn_id, len, "bytes missing from the capture");
-                if let (Some(client), App::H1(_)) = (flow.client, &flow.app) {
-                    // HTTP/1 recovers in place: see `h1_holes`.
+                if let (Some(client), App::H1(_) | App::H2(_)) = (flow.client, &flow.app) {
+                    // HTTP/1 and HTTP/2 recover in place: see `h1_holes` and `h2`.
                     let dir = if side == client {
                         Direction::ClientToServer
                     } else {
                         Direction::ServerToClient
                     };
                     let mut app = std::mem::replace(&mut flow.app, App::Ignored);
-                    if let App::H1(h) = &mut app {
-                        self.h1_gap(flow, h, dir, len);
+                    match &mut app {
+                        App::H1(h) => self.h1_gap(flow, h, dir, len),
+                        App::H2(h) => self.h2_gap(flow, h, dir, len),
+                        _ => {}
                     }
                     flow.app = app;
                     return;
