@@ -246,9 +246,6 @@ fn lossy_keepalive_capture_pairs_what_survived() {
     assert!(dropped["dropped"].as_u64().unwrap_or(0) > 50, "{dropped}");
 
     let db = dir.path().join("lossy.db");
-    if let Some(keep) = std::env::var_os("MF_LOSSY_KEEP") {
-        let _ = std::fs::copy(&lossy, keep);
-    }
     let summary = import(&lossy, &db);
     let ex = load(&db);
 
@@ -310,23 +307,6 @@ fn lossy_keepalive_capture_pairs_what_survived() {
         wrong.len(),
         dropped["dropped"],
     );
-    if std::env::var_os("MF_LOSSY_KEEP").is_some() {
-        for i in want
-            .keys()
-            .filter(|i| !lost.contains(i) && !paired.contains(i))
-        {
-            for e in ex
-                .iter()
-                .filter(|e| request_number(&e.request.target) == Some(*i))
-            {
-                eprintln!(
-                    "unpaired /r/{i}: {:?} {:?}",
-                    e.response.as_ref().map(|r| r.headers.header_str("x-req")),
-                    e.error
-                );
-            }
-        }
-    }
     assert!(ratio >= 0.99, "only {:.2}% paired", ratio * 100.0);
     assert!(
         wrong.len() * 200 <= n as usize,
