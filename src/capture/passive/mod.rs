@@ -4,17 +4,17 @@
 //! Each TCP flow is reassembled per direction ([`crate::decode::tcp`]), then recognised by
 //! its content, not its port: an HTTP/2 preface, an HTTP/1 request line or status line. The
 //! client is whoever sent the SYN, or failing that (a capture that began after the
-//! handshake) whoever sent the request. HTTP/1 connections may switch to WebSocket or h2c
-//! with an `Upgrade`. Holes in the capture end the exchange they hit, which is kept and
-//! flagged in `error`, then the flow resynchronises on the next request line.
+//! handshake) whoever sent the request. HTTP/1 may switch to WebSocket or h2c (`Upgrade`),
+//! or open a `CONNECT` tunnel, decoded as a new flow. A capture hole costs at most the
+//! exchange it hit (kept, flagged `capture_hole`): see `h1_holes`, and `h2` for HTTP/2.
 //!
 //! Memory is bounded: a number of flows (the least recently active are evicted, counted),
 //! out-of-order bytes per direction and in total, bytes held before a flow is recognised,
 //! and, through the same [`Recorder`] budget as the proxy's, the body bytes and stream
 //! message bytes stored per exchange.
 //!
-//! Files: this one tracks flows and recognises them; `recognise` holds the byte tests,
-//! `h1`, `h2` and `ws` turn each protocol's decoder events into recorder events.
+//! Files: this one tracks flows and recognises them; `recognise` and `resync` hold byte
+//! tests; `h1` (+`h1_holes`), `h2`, `ws` turn decoder events into recorder events.
 //!
 //! Imports: `super::{packet, recorder}`, `decode`, `model`, `vocab`.
 
