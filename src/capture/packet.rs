@@ -33,6 +33,8 @@ pub struct Segment {
     pub seq: u32,
     pub syn: bool,
     pub ack: bool,
+    /// The acknowledgement number (meaningful when `ack` is set).
+    pub ack_no: u32,
     pub fin: bool,
     pub rst: bool,
     pub payload: Bytes,
@@ -276,6 +278,7 @@ fn tcp(ts_ns: i64, src: IpAddr, dst: IpAddr, body: &[u8], cut: bool) -> Result<S
         seq: h.sequence_number(),
         syn: h.syn(),
         ack: h.ack(),
+        ack_no: h.acknowledgment_number(),
         fin: h.fin(),
         rst: h.rst(),
         payload: Bytes::copy_from_slice(payload),

@@ -215,6 +215,17 @@ pub(crate) fn stats_warnings(s: &Stats) -> Option<String> {
     add(s.unrecognised_flows, "flows not HTTP");
     add(s.decode_errors, "flows with undecodable bytes");
     add(s.orphan_responses, "responses without their request");
+    add(
+        s.lost_responses,
+        "requests whose response was lost to a hole",
+    );
+    add(s.body_holes, "bodies kept with a hole (zeros in its place)");
+    add(s.resyncs, "resynchronisations after a hole");
+    add(
+        s.opaque_tunnels,
+        "CONNECT tunnels carrying TLS (not decoded)",
+    );
+    add(s.unanswered_tunnels, "CONNECT requests never answered");
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 

@@ -9,6 +9,9 @@
 //! HPACK is `loona-hpack`, a maintained fork of the `hpack` crate (the original is
 //! unmaintained since 2016): it decodes into a callback so that a block that fails part-way
 //! still yields the fields before the failure, which is what a mid-connection start needs.
+//!
+//! After a capture hole ([`Decoder::gap`]) decoding resumes at the next plausible frame
+//! boundary ([`frame_boundary`]). The file runs past 600 lines only through its tests.
 
 use std::collections::VecDeque;
 
@@ -83,7 +86,16 @@ pub struct Decoder {
     events: VecDeque<Event>,
     failed: bool,
     max_frame: usize,
+    /// After a capture hole: bytes are dropped until a plausible frame boundary.
+    resync: bool,
+    /// A hole may have taken header blocks with it: the HPACK table may have lost entries.
+    hpack_unsure: bool,
 }
+
+/// Largest frame a resynchronising decoder believes in: the default
+/// SETTINGS_MAX_FRAME_SIZE (RFC 9113 §6.5.2) times four, because a peer may have raised it
+/// in SETTINGS the capture never showed; real frames are rarely larger.
+const RESYNC_MAX_FRAME: usize = 4 * 16_384;
 
 impl std::fmt::Debug for Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -110,7 +122,29 @@ impl Decoder {
             failed: false,
             // RFC 9113 §4.2: the 24-bit length field caps a frame at 2^24-1 bytes.
             max_frame: (1 << 24) - 1,
+            resync: false,
+            hpack_unsure: false,
         }
+    }
+
+    /// Bytes were lost (a capture hole): the frame in progress is dropped and decoding
+    /// resumes at the next frame boundary found by [`frame_boundary`]. Later header blocks
+    /// that HPACK cannot decode come out `damaged` (see [`Decoder::hpack_unsure`]).
+    pub fn gap(&mut self) {
+        if self.failed {
+            return;
+        }
+        self.buf.clear();
+        self.block = None;
+        self.expect_preface = false;
+        self.resync = true;
+        self.hpack_unsure = true;
+    }
+
+    /// True once a hole may have taken header blocks: the HPACK state of this direction
+    /// may be wrong from then on.
+    pub fn hpack_unsure(&self) -> bool {
+        self.hpack_unsure
     }
 
     /// True after an error: later bytes are ignored.
@@ -156,6 +190,18 @@ impl Decoder {
             } else {
                 self.buf.advance(PREFACE.len());
                 self.expect_preface = false;
+            }
+        }
+        if self.resync {
+            match frame_boundary(&self.buf) {
+                Boundary::At(p) => {
+                    self.buf.advance(p);
+                    self.resync = false;
+                }
+                Boundary::NeedMore(p) => {
+                    self.buf.advance(p);
+                    return Ok(());
+                }
             }
         }
         while self.buf.len() >= FRAME_HEADER {
@@ -270,6 +316,62 @@ impl Decoder {
             });
         }
     }
+}
+
+/// Where a resynchronising decoder may resume.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Boundary {
+    /// A frame starts at this offset.
+    At(usize),
+    /// Nothing before this offset can start a frame; the rest needs more bytes to tell.
+    NeedMore(usize),
+}
+
+/// Whether a frame header at the start of `b` is plausible: a known type, a length a peer
+/// would send, the reserved bit clear, and the stream id each type requires (RFC 9113 §6).
+fn plausible_header(b: &[u8]) -> bool {
+    let len = usize::from(b[0]) << 16 | usize::from(b[1]) << 8 | usize::from(b[2]);
+    let (kind, flags) = (b[3], b[4]);
+    let stream = u32::from_be_bytes([b[5], b[6], b[7], b[8]]);
+    if stream & 0x8000_0000 != 0 || len > RESYNC_MAX_FRAME {
+        return false;
+    }
+    match kind {
+        // DATA, HEADERS, PRIORITY, RST_STREAM, PUSH_PROMISE, CONTINUATION: on a stream.
+        0 => stream != 0 && flags & !(END_STREAM | PADDED) == 0,
+        1 => stream != 0 && flags & !(END_STREAM | END_HEADERS | PADDED | PRIORITY) == 0,
+        2 => stream != 0 && len == 5,
+        3 => stream != 0 && len == 4,
+        5 => stream != 0 && flags & !(END_HEADERS | PADDED) == 0,
+        9 => stream != 0 && flags & !END_HEADERS == 0,
+        // SETTINGS, PING, GOAWAY: on the connection.
+        4 => stream == 0 && len % 6 == 0 && flags & !1 == 0,
+        6 => stream == 0 && len == 8 && flags & !1 == 0,
+        7 => stream == 0 && len >= 8,
+        8 => len == 4,
+        _ => false,
+    }
+}
+
+/// The first offset of `b` where a plausible frame header is followed, right after its
+/// payload, by another plausible header: one header alone matches random bytes too often,
+/// two in a row rarely do.
+pub fn frame_boundary(b: &[u8]) -> Boundary {
+    let mut p = 0;
+    while p + FRAME_HEADER <= b.len() {
+        if plausible_header(&b[p..]) {
+            let len = usize::from(b[p]) << 16 | usize::from(b[p + 1]) << 8 | usize::from(b[p + 2]);
+            let next = p + FRAME_HEADER + len;
+            if next + FRAME_HEADER > b.len() {
+                return Boundary::NeedMore(p);
+            }
+            if plausible_header(&b[next..]) {
+                return Boundary::At(p);
+            }
+        }
+        p += 1;
+    }
+    Boundary::NeedMore(p)
 }
 
 fn unpad(flags: u8, mut payload: Bytes) -> Result<Bytes, Error> {
@@ -445,6 +547,59 @@ mod tests {
             ),
             "{ev:?}"
         );
+    }
+
+    #[test]
+    fn after_a_hole_decoding_resumes_at_a_frame_boundary() {
+        let mut enc = loona_hpack::Encoder::new();
+        let mut frames = Vec::new();
+        encode_frame(&mut frames, kind::DATA, 0, 1, &[7u8; 3000]);
+        let data_end = frames.len();
+        let block = encode_headers(&mut enc, &[(b":status", b"200")]);
+        encode_frame(&mut frames, kind::HEADERS, END_HEADERS, 3, &block);
+        encode_frame(&mut frames, kind::DATA, END_STREAM, 3, b"three");
+        encode_frame(&mut frames, kind::DATA, END_STREAM, 5, b"five");
+        let mut d = Decoder::new(false);
+        // The hole took the DATA frame's header and some of its payload.
+        d.feed(&frames[..0]).unwrap();
+        d.gap();
+        let after = &frames[1200..];
+        for piece in after.chunks(700) {
+            d.feed(piece).unwrap();
+        }
+        let mut events = Vec::new();
+        while let Some(ev) = d.poll() {
+            events.push(ev);
+        }
+        assert!(d.hpack_unsure());
+        assert!(
+            matches!(
+                &events[0],
+                Event::Headers {
+                    stream: 3,
+                    damaged: false,
+                    ..
+                }
+            ),
+            "{events:?}"
+        );
+        assert_eq!(
+            events[1..],
+            [
+                Event::Data {
+                    stream: 3,
+                    data: Bytes::from_static(b"three"),
+                    end_stream: true
+                },
+                Event::Data {
+                    stream: 5,
+                    data: Bytes::from_static(b"five"),
+                    end_stream: true
+                },
+            ]
+        );
+        assert_eq!(frame_boundary(&frames[data_end - 10..]), Boundary::At(10));
+        assert_eq!(frame_boundary(&[0xff; 100]), Boundary::NeedMore(92));
     }
 
     #[test]

@@ -140,6 +140,36 @@ impl Reassembler {
         }
     }
 
+    /// The peer acknowledged every byte before `ack`. Bytes it acknowledged that this side
+    /// never delivered were received by the peer but missed by the capture (a kernel or tap
+    /// drop): no retransmission will ever fill them, so a hole below `ack` becomes a
+    /// [`Event::Gap`] now rather than after the out-of-order buffer overflows, which on a
+    /// busy keep-alive connection would hold megabytes and delay every later message.
+    ///
+    /// Only a hole with later bytes already buffered is given up on: with nothing buffered,
+    /// the acknowledged bytes may still be on their way in a capture that reordered them.
+    pub fn peer_acked(&mut self, ack: u32, out: &mut Vec<Event>) {
+        let Some(next) = self.next_seq else {
+            return;
+        };
+        if self.closed || self.pending.is_empty() {
+            return;
+        }
+        let delta = ack.wrapping_sub(next) as i32 as i64;
+        if delta <= 0 {
+            return;
+        }
+        let acked_to = self.pos + delta as u64;
+        while self
+            .pending
+            .first_key_value()
+            .is_some_and(|(&off, _)| off > self.pos && off <= acked_to)
+        {
+            self.skip_hole(out);
+        }
+        self.check_fin(out);
+    }
+
     /// End of capture (or eviction): everything buffered comes out, holes become gaps.
     pub fn flush(&mut self, out: &mut Vec<Event>) {
         while !self.pending.is_empty() {
@@ -360,6 +390,29 @@ mod tests {
         );
         assert_eq!(data_of(&out), (b"axyzuv".to_vec(), 4));
         assert_eq!(r.buffered(), 0);
+    }
+
+    #[test]
+    fn a_hole_the_peer_acknowledged_is_a_gap_at_once() {
+        let mut r = Reassembler::default();
+        let mut out = Vec::new();
+        let seg = |r: &mut Reassembler, seq: u32, p: &'static [u8], out: &mut Vec<Event>| {
+            r.segment(0, seq, false, false, false, Bytes::from_static(p), out)
+        };
+        seg(&mut r, 100, b"abc", &mut out);
+        seg(&mut r, 106, b"ghi", &mut out);
+        // An old acknowledgement, and one inside delivered bytes, change nothing.
+        r.peer_acked(90, &mut out);
+        r.peer_acked(103, &mut out);
+        assert_eq!(data_of(&out), (b"abc".to_vec(), 0));
+        // The peer has everything up to 109: the three bytes at 103 were received unseen.
+        r.peer_acked(109, &mut out);
+        assert_eq!(data_of(&out), (b"abcghi".to_vec(), 3));
+        assert_eq!(r.buffered(), 0);
+        // Acknowledged bytes with nothing buffered beyond them may still arrive.
+        r.peer_acked(200, &mut out);
+        seg(&mut r, 109, b"jk", &mut out);
+        assert_eq!(data_of(&out), (b"abcghijk".to_vec(), 3));
     }
 
     proptest! {

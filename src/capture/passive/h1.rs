@@ -1,10 +1,11 @@
 //! HTTP/1 flows of passive capture: requests and responses paired in order (pipelining
-//! included), a hole in the responses dropping only the response it hit, and upgrades to
-//! WebSocket or h2c handing the flow to those decoders.
+//! included), and upgrades to WebSocket or h2c (and `CONNECT` tunnels) handing the flow to
+//! those decoders. What a capture hole does to a flow is in `h1_holes`.
 
 use std::collections::VecDeque;
 
 use super::h2::H2;
+use super::resync::Resync;
 use super::ws::Ws;
 use super::{App, Engine, Flow};
 use crate::capture::recorder::Recorder;
@@ -18,8 +19,23 @@ pub(super) struct H1 {
     pub current: Option<Recorder>,
     /// Requests complete or in progress whose response has not ended, in order.
     pub pending: VecDeque<Recorder>,
-    /// After a hole in the responses: drop bytes until a status line starts.
-    pub skip_to_status: bool,
+    /// After a hole (or undecodable bytes) in the requests: the next request line is searched.
+    pub req_scan: Option<Resync>,
+    /// After a hole in the responses: the next status line is searched.
+    pub resp_scan: Option<Resync>,
+    /// A hole may have swallowed whole messages: the next response is paired by time.
+    pub unsure: bool,
+    /// A request was seen sent before the previous response ended (pipelining): after a
+    /// hole, responses then answer the oldest request rather than the latest one sent.
+    pub pipelined: bool,
+    /// Body bytes seen so far of the request being received, and of the response.
+    pub req_body: u64,
+    pub resp_body: u64,
+    /// Capture time of the last bytes of each direction (client, server): the time of a
+    /// message that a hole ended.
+    pub last_at: [i64; 2],
+    /// Undecodable bytes were met once on this flow (counted once per flow).
+    pub undecodable: bool,
 }
 
 impl H1 {
@@ -29,21 +45,25 @@ impl H1 {
             resp: h1::Decoder::new(h1::Role::Response),
             current: None,
             pending: VecDeque::new(),
-            skip_to_status: false,
+            req_scan: None,
+            resp_scan: None,
+            unsure: false,
+            pipelined: false,
+            req_body: 0,
+            resp_body: 0,
+            last_at: [0; 2],
+            undecodable: false,
         }
     }
 
-    /// A hole in the server's bytes: the response being received is lost (returned), the
-    /// requests already seen keep their place and the decoder restarts at a status line.
-    pub(super) fn response_hole(&mut self) -> Option<Recorder> {
-        let lost = self.pending.pop_front();
-        self.resp = h1::Decoder::new(h1::Role::Response);
-        for rec in &self.pending {
+    /// Tells the response decoder the methods of the requests still waiting, after the
+    /// front one (whose response is being decoded), then of the request being received.
+    pub(super) fn realign_methods(&mut self) {
+        self.resp.clear_request_methods();
+        for rec in self.pending.iter().skip(1).chain(self.current.iter()) {
             self.resp
                 .push_request_method(&rec.exchange().request.method);
         }
-        self.skip_to_status = true;
-        lost
     }
 }
 
@@ -64,59 +84,73 @@ impl Engine {
         at: i64,
         data: &[u8],
     ) -> Option<App> {
-        match dir {
-            Direction::ClientToServer => {
-                h.req.feed(data);
-                loop {
-                    match h.req.poll() {
-                        Ok(Some(ev)) => self.h1_request_event(flow, h, at, ev),
-                        Ok(None) => break,
-                        Err(e) => return Some(self.h1_failed(flow, h, &e.to_string())),
-                    }
-                }
+        let client = dir == Direction::ClientToServer;
+        h.last_at[usize::from(!client)] = at;
+        let scan = if client {
+            &mut h.req_scan
+        } else {
+            &mut h.resp_scan
+        };
+        let found;
+        let data = match scan {
+            None => data,
+            Some(s) => {
+                found = s.feed(data)?;
+                self.stats.resync_skipped_bytes += s.skipped;
+                self.stats.resyncs += 1;
+                *scan = None;
+                &found[..]
             }
-            Direction::ServerToClient => {
-                let mut data = data;
-                if h.skip_to_status {
-                    let start = (0..data.len()).find(|&i| {
-                        (i == 0 || data[i - 1] == b'\n') && data[i..].starts_with(b"HTTP/1.")
-                    });
-                    data = &data[start?..];
-                    h.skip_to_status = false;
-                }
-                h.resp.feed(data);
-                loop {
-                    match h.resp.poll() {
-                        Ok(Some(ev)) => {
-                            if let Some(next) = self.h1_response_event(flow, h, at, ev) {
-                                return Some(next);
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => return Some(self.h1_failed(flow, h, &e.to_string())),
-                    }
-                }
-            }
+        };
+        if client {
+            h.req.feed(data);
+            self.h1_poll_requests(flow, h, at);
+            None
+        } else {
+            h.resp.feed(data);
+            self.h1_poll_responses(flow, h, at)
         }
-        None
     }
 
-    fn h1_failed(&mut self, flow: &mut Flow, h: &mut H1, error: &str) -> App {
-        self.stats.decode_errors += 1;
-        tracing::warn!(conn = flow.conn_id, error, "HTTP/1 decoding stopped");
-        for mut rec in h.pending.drain(..).chain(h.current.take()) {
-            rec.fail(ExchangeError::new(
-                ErrorKind::MalformedResponse,
-                format!("undecodable HTTP/1: {error}"),
-            ));
-            self.emit(rec);
+    pub(super) fn h1_poll_requests(&mut self, flow: &mut Flow, h: &mut H1, at: i64) {
+        loop {
+            match h.req.poll() {
+                Ok(Some(ev)) => self.h1_request_event(flow, h, at, ev),
+                Ok(None) => break,
+                Err(e) => {
+                    self.h1_undecodable(flow, h, Direction::ClientToServer, &e.to_string());
+                    break;
+                }
+            }
         }
-        App::Ignored
+    }
+
+    pub(super) fn h1_poll_responses(
+        &mut self,
+        flow: &mut Flow,
+        h: &mut H1,
+        at: i64,
+    ) -> Option<App> {
+        loop {
+            match h.resp.poll() {
+                Ok(Some(ev)) => {
+                    if let Some(next) = self.h1_response_event(flow, h, at, ev) {
+                        return Some(next);
+                    }
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    self.h1_undecodable(flow, h, Direction::ServerToClient, &e.to_string());
+                    return None;
+                }
+            }
+        }
     }
 
     fn h1_request_event(&mut self, flow: &mut Flow, h: &mut H1, at: i64, ev: h1::Event) {
         match ev {
             h1::Event::RequestHead(head) => {
+                h.req_body = 0;
                 let mut rec = self.new_recorder(flow, at, protocol(head.minor));
                 rec.exchange_mut().authority = head.headers.header_str("host").unwrap_or_default();
                 h.resp.push_request_method(&head.method);
@@ -131,6 +165,7 @@ impl Engine {
                 }
             }
             h1::Event::Data(d) => {
+                h.req_body += d.len() as u64;
                 if let Some(rec) = &mut h.current {
                     rec.request_data(at, &d);
                 }
@@ -163,23 +198,40 @@ impl Engine {
                 if (100..200).contains(&head.status) && head.status != 101 {
                     return None; // interim (100 Continue, 103 Early Hints)
                 }
-                h.req.resolve_upgrade(head.status == 101);
+                h.resp_body = 0;
                 if h.pending.is_empty() {
                     // The server answers before the request ended (or it was never captured).
                     if let Some(cur) = h.current.take() {
                         h.pending.push_back(cur);
                     }
                 }
-                let Some(rec) = h.pending.front_mut() else {
+                let answerable = if h.unsure {
+                    self.h1_pair_after_hole(h, at)
+                } else {
+                    !h.pending.is_empty()
+                };
+                if !answerable {
                     self.stats.orphan_responses += 1;
                     let mut rec = self.new_recorder(flow, at, protocol(head.minor));
                     rec.fail(ExchangeError::new(
                         ErrorKind::CaptureHole,
                         "request not captured",
                     ));
-                    h.pending.push_back(rec);
-                    return self.h1_response_event(flow, h, at, h1::Event::ResponseHead(head));
-                };
+                    h.pending.push_front(rec);
+                    if h.pending.len() > 1 {
+                        h.realign_methods();
+                    }
+                }
+                let connect = h
+                    .pending
+                    .front()
+                    .is_some_and(|r| r.exchange().request.method.eq_ignore_ascii_case("CONNECT"));
+                // The request decoder waits after an Upgrade or a CONNECT: a 101, or a 2xx to
+                // the CONNECT, makes the connection a tunnel.
+                h.req.resolve_upgrade(
+                    head.status == 101 || connect && (200..300).contains(&head.status),
+                );
+                let rec = h.pending.front_mut()?;
                 rec.response_head(
                     at,
                     head.status,
@@ -190,6 +242,7 @@ impl Engine {
                 None
             }
             h1::Event::Data(d) => {
+                h.resp_body += d.len() as u64;
                 if let Some(rec) = h.pending.front_mut() {
                     rec.response_data(at, &d);
                 }
@@ -202,17 +255,29 @@ impl Engine {
                 None
             }
             h1::Event::End => {
-                let switching = h
-                    .pending
-                    .front()
-                    .and_then(|r| r.exchange().response.as_ref())
-                    .is_some_and(|r| r.status == 101);
+                let switching = h.pending.front().is_some_and(|r| {
+                    let ex = r.exchange();
+                    ex.response.as_ref().is_some_and(|resp| {
+                        resp.status == 101
+                            || ex.request.method.eq_ignore_ascii_case("CONNECT")
+                                && (200..300).contains(&resp.status)
+                    })
+                });
                 if switching {
                     return None; // kept for the Upgraded event
                 }
                 if let Some(mut rec) = h.pending.pop_front() {
                     rec.end(at, Direction::ServerToClient);
                     self.emit(rec);
+                }
+                // The next request was sent before this response ended: pipelining.
+                if !h.unsure
+                    && h.pending
+                        .front()
+                        .or(h.current.as_ref())
+                        .is_some_and(|next| next.exchange().started_at_ns < at)
+                {
+                    h.pipelined = true;
                 }
                 None
             }
@@ -245,8 +310,29 @@ impl Engine {
             let mut h2 = H2::new();
             h2.streams.insert(1, rec);
             App::H2(Box::new(h2))
+        } else if rec
+            .exchange()
+            .request
+            .method
+            .eq_ignore_ascii_case("CONNECT")
+        {
+            // RFC 9110 §9.3.6: after a 2xx the connection is a tunnel to the target. Its
+            // bytes are a flow of their own, recognised like any other, with the outer
+            // authority kept (TLS inside stays opaque: `classify` lists it).
+            let target = rec.exchange().request.target.clone();
+            self.emit(rec);
+            self.stats.tunnels += 1;
+            flow.tunnel = Some(target);
+            let client = flow.client.unwrap_or(0);
+            for (side, rest) in [(client, client_rest), (1 - client, server_rest)] {
+                if !rest.is_empty() {
+                    flow.pre_len[side] += rest.len();
+                    flow.pre[side].push((at, rest));
+                }
+            }
+            return Some(App::Unknown);
         } else {
-            // A tunnel to something mf does not decode (CONNECT, other upgrades).
+            // An upgrade to something mf does not decode.
             self.emit(rec);
             return Some(App::Ignored);
         };

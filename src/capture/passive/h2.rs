@@ -12,6 +12,8 @@ use crate::vocab::reason_phrase;
 pub(super) struct H2 {
     dec: [h2::Decoder; 2],
     pub streams: BTreeMap<u32, Recorder>,
+    /// A hole was met: the loss of HPACK state was reported for this connection.
+    hole_reported: bool,
 }
 
 impl H2 {
@@ -19,6 +21,7 @@ impl H2 {
         H2 {
             dec: [h2::Decoder::new(true), h2::Decoder::new(false)],
             streams: BTreeMap::new(),
+            hole_reported: false,
         }
     }
 }
@@ -53,6 +56,29 @@ impl Engine {
         None
     }
 
+    /// `len` bytes of `dir` were never captured: the decoder resumes at the next frame
+    /// boundary; streams still open that way may have lost frames and are flagged.
+    pub(super) fn h2_gap(&mut self, flow: &mut Flow, h: &mut H2, dir: Direction, len: u64) {
+        let i = usize::from(dir == Direction::ServerToClient);
+        h.dec[i].gap();
+        if !h.hole_reported {
+            h.hole_reported = true;
+            self.stats.hpack_unsure_connections += 1;
+            tracing::warn!(
+                conn = flow.conn_id,
+                "HTTP/2 bytes missing: HPACK state may be lost, later headers may be damaged"
+            );
+        }
+        for rec in h.streams.values_mut() {
+            if !rec.half(dir).is_ended() {
+                rec.fail(ExchangeError::new(
+                    ErrorKind::CaptureHole,
+                    format!("capture hole: {len} bytes of the connection missing while the stream was open"),
+                ));
+            }
+        }
+    }
+
     fn h2_event(&mut self, flow: &mut Flow, h: &mut H2, dir: Direction, at: i64, ev: h2::Event) {
         match ev {
             h2::Event::Headers {
@@ -76,9 +102,14 @@ impl Engine {
                     return;
                 };
                 if damaged {
+                    let i = usize::from(dir == Direction::ServerToClient);
                     rec.fail(ExchangeError::new(
                         ErrorKind::CaptureHole,
-                        "header fields lost: HPACK state not captured (capture began mid-connection)",
+                        if h.dec[i].hpack_unsure() {
+                            "header fields lost: HPACK state lost to a capture hole"
+                        } else {
+                            "header fields lost: HPACK state not captured (capture began mid-connection)"
+                        },
                     ));
                 }
                 headers_event(rec, dir, at, headers);

@@ -4,23 +4,25 @@
 //! Each TCP flow is reassembled per direction ([`crate::decode::tcp`]), then recognised by
 //! its content, not its port: an HTTP/2 preface, an HTTP/1 request line or status line. The
 //! client is whoever sent the SYN, or failing that (a capture that began after the
-//! handshake) whoever sent the request. HTTP/1 connections may switch to WebSocket or h2c
-//! with an `Upgrade`. Holes in the capture end the exchange they hit, which is kept and
-//! flagged in `error`, then the flow resynchronises on the next request line.
+//! handshake) whoever sent the request. HTTP/1 may switch to WebSocket or h2c (`Upgrade`),
+//! or open a `CONNECT` tunnel, decoded as a new flow. A capture hole costs at most the
+//! exchange it hit (kept, flagged `capture_hole`): see `h1_holes`, and `h2` for HTTP/2.
 //!
 //! Memory is bounded: a number of flows (the least recently active are evicted, counted),
 //! out-of-order bytes per direction and in total, bytes held before a flow is recognised,
 //! and, through the same [`Recorder`] budget as the proxy's, the body bytes and stream
 //! message bytes stored per exchange.
 //!
-//! Files: this one tracks flows and recognises them; `recognise` holds the byte tests,
-//! `h1`, `h2` and `ws` turn each protocol's decoder events into recorder events.
+//! Files: this one tracks flows and recognises them; `recognise` and `resync` hold byte
+//! tests; `h1` (+`h1_holes`), `h2`, `ws` turn decoder events into recorder events.
 //!
 //! Imports: `super::{packet, recorder}`, `decode`, `model`, `vocab`.
 
 mod h1;
+mod h1_holes;
 mod h2;
 mod recognise;
+mod resync;
 mod ws;
 
 use std::collections::HashMap;
@@ -93,6 +95,22 @@ pub struct Stats {
     pub decode_errors: u64,
     /// Responses whose request was not captured.
     pub orphan_responses: u64,
+    /// Requests whose response was lost to a hole (the pairing found later responses).
+    pub lost_responses: u64,
+    /// Holes inside a body of known framing: the body is kept, zeros in the hole, flagged.
+    pub body_holes: u64,
+    /// Times a direction found its next message start again after a hole.
+    pub resyncs: u64,
+    /// Bytes skipped while looking for the next message start.
+    pub resync_skipped_bytes: u64,
+    /// `CONNECT` tunnels whose bytes were decoded as a flow of their own.
+    pub tunnels: u64,
+    /// Tunnels carrying TLS: listed (their `CONNECT` is stored), not decoded.
+    pub opaque_tunnels: u64,
+    /// `CONNECT` requests never answered.
+    pub unanswered_tunnels: u64,
+    /// HTTP/2 connections with a hole: their HPACK state may be lost from there on.
+    pub hpack_unsure_connections: u64,
 }
 
 type FlowKey = (SocketAddr, SocketAddr);
@@ -125,6 +143,8 @@ struct Flow {
     pre_len: [usize; 2],
     /// The flow lost bytes: look for the next request line instead of expecting one.
     resync: bool,
+    /// Inside an answered `CONNECT`: its target, the authority of the inner exchanges.
+    tunnel: Option<String>,
     next_seq: u32,
     last_ts: i64,
     buffered: usize,
@@ -196,6 +216,7 @@ impl Engine {
                 pre: [Vec::new(), Vec::new()],
                 pre_len: [0; 2],
                 resync: false,
+                tunnel: None,
                 next_seq: 0,
                 last_ts: seg.ts_ns,
                 buffered: 0,
@@ -210,6 +231,14 @@ impl Engine {
             flow.client = Some(if seg.ack { 1 - side } else { side });
         }
         let mut events = Vec::new();
+        if seg.ack {
+            // Bytes of the other direction this segment acknowledges but the capture never
+            // showed are lost for good: the other side's decoders hear of the hole now.
+            flow.reasm[1 - side].peer_acked(seg.ack_no, &mut events);
+            for ev in events.drain(..) {
+                self.stream_event(&mut flow, 1 - side, ev);
+            }
+        }
         // A payload cut by the snaplen goes in as far as it was captured: the rest becomes a
         // hole when later bytes arrive, so nothing cut is ever glued to what follows it.
         let payload = seg.payload;
@@ -310,17 +339,20 @@ impl Engine {
             tcp::Event::Gap { len } => {
                 self.stats.holes += 1;
                 tracing::warn!(conn = flow.conn_id, len, "bytes missing from the capture");
-                let server_side = flow.client.is_some_and(|c| c != side);
-                if let (true, App::H1(h)) = (server_side, &mut flow.app) {
-                    // Only the response being received is lost: requests already seen keep
-                    // their place, and the response decoder restarts at the next status line.
-                    if let Some(mut rec) = h.response_hole() {
-                        rec.fail(ExchangeError::new(
-                            ErrorKind::CaptureHole,
-                            format!("capture hole: {len} bytes of the response missing"),
-                        ));
-                        self.emit(rec);
+                if let (Some(client), App::H1(_) | App::H2(_)) = (flow.client, &flow.app) {
+                    // HTTP/1 and HTTP/2 recover in place: see `h1_holes` and `h2`.
+                    let dir = if side == client {
+                        Direction::ClientToServer
+                    } else {
+                        Direction::ServerToClient
+                    };
+                    let mut app = std::mem::replace(&mut flow.app, App::Ignored);
+                    match &mut app {
+                        App::H1(h) => self.h1_gap(flow, h, dir, len),
+                        App::H2(h) => self.h2_gap(flow, h, dir, len),
+                        _ => {}
                     }
+                    flow.app = app;
                     return;
                 }
                 self.close_app(
@@ -362,6 +394,14 @@ impl Engine {
             }
             if head.len() < h2_frames::PREFACE.len() && h2_frames::PREFACE.starts_with(&head) {
                 return; // maybe a preface: wait for more
+            }
+            if flow.tunnel.is_some() && head.starts_with(&[0x16, 0x03]) {
+                // A TLS handshake through the tunnel: without keys there is nothing to decode.
+                self.stats.opaque_tunnels += 1;
+                flow.app = App::Ignored;
+                flow.pre = [Vec::new(), Vec::new()];
+                flow.pre_len = [0; 2];
+                return;
             }
             let found = if head.starts_with(h2_frames::PREFACE) {
                 Some((side, Kind::H2, 0))
@@ -438,6 +478,10 @@ impl Engine {
             App::Unknown | App::Ignored => None,
         };
         flow.app = next.unwrap_or(app);
+        if matches!(flow.app, App::Unknown) && (flow.pre_len[0] > 0 || flow.pre_len[1] > 0) {
+            // A tunnel opened with bytes already behind its answer: recognise them now.
+            self.classify(flow);
+        }
     }
 
     fn side_closed(&mut self, flow: &mut Flow, side: usize) {
@@ -465,6 +509,12 @@ impl Engine {
         match std::mem::replace(&mut flow.app, App::Ignored) {
             App::H1(mut h) => {
                 for mut rec in h.pending.drain(..).chain(h.current.take()) {
+                    let request = &rec.exchange().request;
+                    if request.method.eq_ignore_ascii_case("CONNECT")
+                        && rec.exchange().response.is_none()
+                    {
+                        self.stats.unanswered_tunnels += 1;
+                    }
                     let what = if rec.exchange().response.is_none() {
                         "no response"
                     } else {
@@ -499,7 +549,12 @@ impl Engine {
 
     /// Stores a finished exchange; one with neither a request nor a response is nothing.
     fn emit(&mut self, rec: Recorder) {
-        let ex = rec.finish();
+        let mut ex = rec.finish();
+        if let Some(outer) = ex.tags.get("tunnel") {
+            // Inside a CONNECT tunnel the client asked for the tunnel's target: that is the
+            // authority, whatever the inner Host or :authority says.
+            ex.authority = outer.clone();
+        }
         if ex.request.method.is_empty() && ex.response.is_none() {
             return;
         }
@@ -528,6 +583,9 @@ impl Engine {
         ex.client_addr = Some(flow.addrs[client].to_string());
         ex.server_addr = Some(flow.addrs[1 - client].to_string());
         ex.scheme = "http".into();
+        if let Some(outer) = &flow.tunnel {
+            ex.tags.insert("tunnel".into(), outer.clone());
+        }
         rec
     }
 }

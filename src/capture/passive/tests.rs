@@ -22,6 +22,7 @@ fn seg(src: &str, dst: &str, seq: u32, payload: &[u8]) -> Segment {
         seq,
         syn: false,
         ack: true,
+        ack_no: 0,
         fin: false,
         rst: false,
         payload: Bytes::copy_from_slice(payload),
@@ -94,4 +95,136 @@ fn a_flood_of_half_open_flows_is_bounded_and_counted() {
     assert!(engine.stats.evicted_flows >= 1000 - 16);
     engine.finish();
     assert_eq!(engine.active_flows(), 0);
+}
+
+#[test]
+fn h2_hole_resumes_at_the_next_frame_and_keeps_the_hit_stream_flagged() {
+    let sink = Arc::new(Collect::default());
+    let mut engine = Engine::new(Config::default(), sink.clone());
+    let (mut ce, mut se) = (loona_hpack::Encoder::new(), loona_hpack::Encoder::new());
+    let mut c = h2_frames::PREFACE.to_vec();
+    for (stream, path) in [(1, &b"/one"[..]), (3, b"/three")] {
+        let block = encode_headers(
+            &mut ce,
+            &[
+                (b":method", b"GET"),
+                (b":path", path),
+                (b":scheme", b"http"),
+                (b":authority", b"svc"),
+            ],
+        );
+        encode_frame(&mut c, 1, 0x5, stream, &block);
+    }
+    let mut a = Vec::new();
+    let block = encode_headers(&mut se, &[(b":status", b"200")]);
+    encode_frame(&mut a, 1, 0x4, 1, &block);
+    encode_frame(&mut a, 0, 0x1, 1, b"one");
+    // Lost: stream 3's response head and the start of its body.
+    let mut lost = Vec::new();
+    encode_frame(&mut lost, 1, 0x4, 3, &[0x88]);
+    encode_frame(&mut lost, 0, 0, 3, &[b'x'; 500]);
+    let mut after = Vec::new();
+    encode_frame(&mut after, 0, 0x1, 3, b"three");
+    encode_frame(&mut after, 4, 0x1, 0, b""); // SETTINGS ack
+    let server = 900u32;
+    engine.segment(seg("10.0.0.1:51000", "10.0.0.2:8080", 100, &c));
+    engine.segment(seg("10.0.0.2:8080", "10.0.0.1:51000", server, &a));
+    let c_seq = server + a.len() as u32 + lost.len() as u32;
+    engine.segment(seg("10.0.0.2:8080", "10.0.0.1:51000", c_seq, &after));
+    engine.finish();
+    let got = sink.0.lock().expect("lock");
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].request.target, "/one");
+    assert!(got[0].error.is_none(), "{:?}", got[0].error);
+    assert_eq!(got[1].request.target, "/three");
+    assert_eq!(
+        got[1].error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::CaptureHole)
+    );
+    assert_eq!(engine.stats.hpack_unsure_connections, 1);
+    assert_eq!(engine.stats.decode_errors, 0);
+}
+
+/// A segment at capture time `ts` acknowledging the peer's bytes up to `ack`.
+fn seg_at(ts: i64, from_client: bool, seq: u32, ack: u32, payload: &[u8]) -> Segment {
+    let (c, s) = ("10.0.0.1:51000", "10.0.0.2:8080");
+    let (src, dst) = if from_client { (c, s) } else { (s, c) };
+    Segment {
+        ts_ns: ts,
+        ack_no: ack,
+        ..seg(src, dst, seq, payload)
+    }
+}
+
+#[test]
+fn h1_holes_cost_only_the_exchanges_they_hit() {
+    let sink = Arc::new(Collect::default());
+    let mut engine = Engine::new(Config::default(), sink.clone());
+    let req = |i: u32| format!("GET /{i} HTTP/1.1\r\nHost: h\r\n\r\n").into_bytes();
+    let resp = |i: u32| format!("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nr{i}").into_bytes();
+    let (mut cs, mut ss, mut t) = (100u32, 900u32, 0i64);
+    // Exchange 2 loses its request, 3 its whole response, 4 arrives after garbage, and 5
+    // loses three bytes in the middle of its body.
+    for i in 1..=5u32 {
+        let q = req(i);
+        t += 10;
+        if i != 2 {
+            engine.segment(seg_at(t, true, cs, ss, &q));
+        }
+        cs += q.len() as u32;
+        let mut r = resp(i);
+        if i == 4 {
+            r = [&b"\x00\x01garbage"[..], &r].concat();
+        }
+        t += 10;
+        if i == 5 {
+            let r = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabcdefghi";
+            let cut = r.len() - 6;
+            engine.segment(seg_at(t, false, ss, cs, &r[..cut]));
+            engine.segment(seg_at(t + 1, false, ss + cut as u32 + 3, cs, &r[cut + 3..]));
+            ss += r.len() as u32;
+        } else {
+            if i != 3 {
+                engine.segment(seg_at(t, false, ss, cs, &r));
+            }
+            ss += r.len() as u32;
+        }
+        // The peers acknowledge everything: bytes the capture missed are holes at once.
+        engine.segment(seg_at(t + 2, true, cs, ss, b""));
+    }
+    engine.finish();
+    let got = sink.0.lock().expect("lock");
+    let summary: Vec<(String, Option<Vec<u8>>, Option<ErrorKind>)> = got
+        .iter()
+        .map(|e| {
+            (
+                e.request.target.clone(),
+                e.response.as_ref().map(|r| r.body.data.to_vec()),
+                e.error.as_ref().map(|e| e.kind),
+            )
+        })
+        .collect();
+    let hole = Some(ErrorKind::CaptureHole);
+    assert_eq!(
+        summary,
+        vec![
+            ("/1".into(), Some(b"r1".to_vec()), None),
+            (String::new(), Some(b"r2".to_vec()), hole),
+            ("/3".into(), None, hole),
+            ("/4".into(), Some(b"r4".to_vec()), None),
+            ("/5".into(), Some(b"abc\0\0\0ghi".to_vec()), hole),
+        ],
+        "{got:#?}"
+    );
+    assert_eq!(
+        got[4].tags.get("capture_hole_offset").map(String::as_str),
+        Some("3")
+    );
+    assert_eq!(
+        got[4].tags.get("capture_hole_bytes").map(String::as_str),
+        Some("3")
+    );
+    assert_eq!(engine.stats.orphan_responses, 1);
+    assert_eq!(engine.stats.lost_responses, 1);
+    assert_eq!(engine.stats.body_holes, 1);
 }

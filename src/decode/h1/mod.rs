@@ -188,6 +188,51 @@ impl Decoder {
         matches!(self.state, State::Upgraded)
     }
 
+    /// Forgets the request methods told so far (see [`Decoder::push_request_method`]): after
+    /// a capture hole the requests still waiting are known again only by who pairs them.
+    pub fn clear_request_methods(&mut self) {
+        self.pending_methods.clear();
+    }
+
+    /// Body bytes the message being decoded still expects when the decoder is inside a body
+    /// (a fixed-length body, a chunk's data, or a body running until close: `u64::MAX`) with
+    /// nothing buffered; `None` anywhere else (a head, a chunk-size line, trailers).
+    ///
+    /// Passive capture asks this when bytes are missing: a hole that fits here can be
+    /// accounted for with [`Decoder::skip_body`] without losing the message framing.
+    pub fn body_left(&self) -> Option<u64> {
+        if !self.buf.is_empty() || !self.events.is_empty() {
+            return None;
+        }
+        match self.state {
+            State::Body(left) | State::ChunkData(left) => Some(left),
+            State::UntilClose => Some(u64::MAX),
+            _ => None,
+        }
+    }
+
+    /// Accounts for `n` body bytes that were never seen, as if they had been decoded (no
+    /// [`Event::Data`] is produced for them). Returns false, changing nothing, unless
+    /// `n` is at most [`Decoder::body_left`].
+    pub fn skip_body(&mut self, n: u64) -> bool {
+        if self.body_left().is_none_or(|left| n > left) {
+            return false;
+        }
+        self.state = match self.state {
+            State::Body(left) if left == n => {
+                self.events.push_back(Event::End);
+                State::Head
+            }
+            State::Body(left) => State::Body(left - n),
+            State::ChunkData(left) if left == n => State::ChunkDataEnd,
+            State::ChunkData(left) => State::ChunkData(left - n),
+            State::UntilClose => State::UntilClose,
+            // body_left() returned Some: one of the states above.
+            _ => return false,
+        };
+        true
+    }
+
     /// Bytes buffered but not consumed: after an upgrade they belong to the new protocol.
     pub fn take_buffered(&mut self) -> Bytes {
         self.buf.split().freeze()

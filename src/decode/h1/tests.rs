@@ -141,6 +141,37 @@ fn conflicting_content_length_is_rejected() {
 }
 
 #[test]
+fn a_hole_inside_a_body_is_skipped_without_losing_the_framing() {
+    let mut d = Decoder::new(Role::Response);
+    d.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n012");
+    assert!(matches!(
+        drain(&mut d).unwrap()[..],
+        [Event::ResponseHead(_), Event::Data(_)]
+    ));
+    assert_eq!(d.body_left(), Some(7));
+    assert!(
+        !d.skip_body(8),
+        "a hole past the body's end is not the body's"
+    );
+    assert!(d.skip_body(4));
+    d.feed(b"789HTTP/1.1 204 No Content\r\n\r\n");
+    let evs = normalise(drain(&mut d).unwrap());
+    assert_eq!(evs[0], Event::Data(Bytes::from_static(b"789")));
+    assert_eq!(evs[1], Event::End);
+    assert!(matches!(&evs[2], Event::ResponseHead(h) if h.status == 204));
+    assert_eq!(d.body_left(), None);
+
+    // Chunked: a hole that ends a chunk's data exactly leaves the next size line in place.
+    let mut d = Decoder::new(Role::Request);
+    d.feed(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab");
+    drain(&mut d).unwrap();
+    assert!(d.skip_body(3));
+    d.feed(b"\r\n0\r\n\r\n");
+    assert_eq!(normalise(drain(&mut d).unwrap()), vec![Event::End]);
+    assert!(d.is_idle());
+}
+
+#[test]
 fn bare_lf_pipelined_requests() {
     let mut d = Decoder::new(Role::Request);
     d.feed(b"GET /bar/ HTTP/1.1\nHost: x\n\nGET /foo/ HTTP/1.1\nHost: x\n\n");
