@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `mf` binary against real peers over 127.0.0.1.
 
+mod capture_parity;
 mod cli;
 mod common;
 mod door;
@@ -10,6 +11,7 @@ mod http1;
 mod infer;
 mod lossy;
 mod pcap;
+mod pcap_synthetic;
 mod pipeline;
 mod tls;
 mod websocket;

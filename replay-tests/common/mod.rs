@@ -3,6 +3,8 @@
 //! nothing running.
 #![allow(dead_code)]
 
+pub mod capture;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
