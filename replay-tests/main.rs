@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `mf` binary against real peers over 127.0.0.1.
 
+mod alpn;
 mod cli;
 mod common;
 mod door;

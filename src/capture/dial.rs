@@ -102,24 +102,24 @@ pub(crate) async fn dial(
 
 /// Whether the cleartext upstream `up` answers an HTTP/2 prior-knowledge preface with a
 /// SETTINGS frame (RFC 9113 §3.4), on a connection of its own; `None` when it could not be
-/// asked (unreachable, silent). An HTTP/1 server answers the preface with an error status
-/// instead, whose first bytes are not a SETTINGS frame header.
+/// asked (unreachable, silent within `within`). An HTTP/1 server answers the preface with
+/// an error (a status line, or HTML), whose first bytes are not a SETTINGS frame header.
 pub(crate) async fn probe_h2c(up: &Upstream, within: Duration) -> Option<bool> {
     let attempt = async {
         let mut stream = TcpStream::connect((up.host.as_str(), up.port)).await.ok()?;
         // The preface and an empty SETTINGS frame.
-        stream
-            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
-            .await
-            .ok()?;
-        let mut head = [0u8; 9];
-        match stream.read_exact(&mut head).await {
-            // Frame type 0x4 on stream 0: SETTINGS (RFC 9113 §6.5).
-            Ok(_) => Some(head[3] == 0x04 && head[5..9] == [0, 0, 0, 0]),
-            // Closed without a word: not an HTTP/2 server either.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Some(false),
-            Err(_) => None,
+        let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+        if stream.write_all(preface).await.is_err() {
+            return Some(false);
         }
+        let mut head = [0u8; 9];
+        // Frame type 0x4 on stream 0: SETTINGS (RFC 9113 §6.5). An HTTP/1 server that
+        // closes (or resets, having left part of the preface unread) is no h2c server.
+        Some(
+            stream.read_exact(&mut head).await.is_ok()
+                && head[3] == 0x04
+                && head[5..9] == [0, 0, 0, 0],
+        )
     };
     tokio::time::timeout(within, attempt).await.ok().flatten()
 }

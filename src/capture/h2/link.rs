@@ -89,6 +89,7 @@ impl Links {
                     Some(known) => known,
                     None => match probe_h2c(up, config.connect_timeout).await {
                         Some(found) => {
+                            tracing::info!(upstream = %up.authority, h2c = found, "learned whether the upstream speaks h2c");
                             proxy.learned.set_h2c(up, found);
                             found
                         }
