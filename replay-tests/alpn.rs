@@ -277,6 +277,14 @@ fn an_h2c_client_in_front_of_an_http1_upstream_gets_the_upstreams_answer() {
     // An HTTP/1.1 client keeps HTTP/1.1 on both sides.
     assert_eq!(curl(&[&format!("{}/json", recorder.url())]).status(), 200);
     assert!(recorder.interrupt().success(), "{}", recorder.stderr());
+    // `--upstream-http2 always` insists on h2c, which this upstream cannot speak.
+    let forced = start_recorder(
+        &upstream.url(),
+        &dir.path().join("forced.db"),
+        &["--upstream-http2", "always"],
+    );
+    let refused = curl(&["--http2-prior-knowledge", &format!("{}/json", forced.url())]);
+    assert_eq!(refused.status(), 502, "{refused:?}");
 
     let all = exchanges(&db);
     let h2 = all
