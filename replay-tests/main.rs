@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `mf` binary against real peers over 127.0.0.1.
 
+mod alpn;
 mod capture_parity;
 mod cli;
 mod common;

@@ -419,6 +419,66 @@ pub fn client_config(tls: &UpstreamTls, alpn: &[&[u8]]) -> Result<Arc<ClientConf
     Ok(Arc::new(config))
 }
 
+/// Why a TLS handshake failed, in words a user can act on: the rustls error inside `e`
+/// (what the peer's alert said, or what was wrong with its certificate) rather than the
+/// generic I/O wrapper, so that a missing ALPN protocol is not mistaken for a trust problem.
+pub fn handshake_cause(e: &std::io::Error) -> String {
+    use rustls::{AlertDescription as A, CertificateError as C, Error as E};
+    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+        return match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => {
+                "the peer closed the connection during the handshake".into()
+            }
+            _ => e.to_string(),
+        };
+    };
+    match tls {
+        // RFC 7301 §3.2: the server found no protocol in common with the client's list.
+        E::NoApplicationProtocol | E::AlertReceived(A::NoApplicationProtocol) => {
+            "no application protocol in common (ALPN, TLS alert 120)".into()
+        }
+        E::AlertReceived(A::UnknownCA) => {
+            "the peer does not trust the certificate: unknown CA (TLS alert unknown_ca)".into()
+        }
+        E::AlertReceived(A::BadCertificate) => {
+            "the peer rejected the certificate (TLS alert bad_certificate)".into()
+        }
+        E::AlertReceived(A::CertificateUnknown) => {
+            "the peer rejected the certificate (TLS alert certificate_unknown)".into()
+        }
+        E::AlertReceived(A::CertificateExpired) => {
+            "the peer says the certificate expired (TLS alert certificate_expired)".into()
+        }
+        E::AlertReceived(A::ProtocolVersion) | E::AlertReceived(A::HandshakeFailure) => {
+            format!("no TLS version or cipher suite in common ({tls})")
+        }
+        E::InvalidCertificate(C::UnknownIssuer) => {
+            "the certificate is signed by an unknown CA".into()
+        }
+        E::InvalidCertificate(C::NotValidForName)
+        | E::InvalidCertificate(C::NotValidForNameContext { .. }) => {
+            "the certificate is not valid for this name".into()
+        }
+        E::InvalidCertificate(C::Expired) | E::InvalidCertificate(C::ExpiredContext { .. }) => {
+            "the certificate has expired".into()
+        }
+        E::PeerIncompatible(p) => format!("no TLS parameters in common ({p:?})"),
+        other => other.to_string(),
+    }
+}
+
+/// True when `e` says the peer does not trust the certificate it was shown (the hint to
+/// check the mf CA is then worth giving).
+pub fn is_trust_failure(e: &std::io::Error) -> bool {
+    use rustls::{AlertDescription as A, Error as E};
+    matches!(
+        e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+        Some(E::AlertReceived(
+            A::UnknownCA | A::BadCertificate | A::CertificateUnknown
+        ))
+    )
+}
+
 /// `--insecure`: accepts any server certificate but still checks handshake signatures.
 #[derive(Debug)]
 struct AcceptAnything(Arc<rustls::crypto::CryptoProvider>);

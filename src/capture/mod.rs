@@ -5,9 +5,9 @@
 //! flag, typed errors, timings from the timestamps it is given):
 //!
 //! - `proxy` (HTTP/1), `h2` (HTTP/2 and gRPC) and `ws` (WebSocket relay) record live
-//!   traffic as the recording proxy forwards it; `setup` (what a proxy is), `io`
-//!   (connection types) and `clock` (the timestamps drivers hand the recorder) sit below
-//!   them so that the drivers do not import each other.
+//!   traffic as the recording proxy forwards it; `setup` (what a proxy is), `dial`
+//!   (opening upstream connections), `io` (connection types) and `clock` (the timestamps
+//!   drivers hand the recorder) sit below them so that the drivers do not import each other.
 //! - `passive` decodes TCP segments (from `packet`, read from `pcap` files by `import` or
 //!   captured live by `sniff`).
 //!
@@ -15,6 +15,7 @@
 //! disk. Imports: `model`, `decode`, `net`, `vocab`; never `infer`, `replay` or `cli`.
 
 mod clock;
+mod dial;
 mod h2;
 pub mod import;
 mod io;

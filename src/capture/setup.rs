@@ -2,8 +2,9 @@
 //! exchanges go and its counters. Shared by the HTTP/1 driver (`proxy`) and the HTTP/2 one
 //! (`h2`), which is why it sits below both.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::model::{Exchange, ExchangeSink};
@@ -102,6 +103,20 @@ fn split_host_port(authority: &str) -> Option<(String, u16)> {
     (!host.is_empty()).then(|| (host.to_string(), port))
 }
 
+/// Which HTTP version the proxy speaks to upstreams (`--upstream-http2`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Http2Policy {
+    /// Learn it per upstream: ALPN for https (h2 when the upstream picks it), a
+    /// prior-knowledge probe for http; HTTP/2 clients are translated to HTTP/1.1 for an
+    /// upstream that speaks only that.
+    #[default]
+    Auto,
+    /// HTTP/2 (h2 or h2c prior knowledge) for HTTP/2 clients, whatever the upstream says.
+    Always,
+    /// HTTP/1.1 to every upstream.
+    Never,
+}
+
 /// Proxy settings, validated by the CLI.
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
@@ -109,8 +124,11 @@ pub struct ProxyConfig {
     pub upstream: Option<Upstream>,
     /// TLS settings for `https` upstreams (ALPN http/1.1).
     pub upstream_tls: Arc<rustls::ClientConfig>,
-    /// The same for HTTP/2 and gRPC upstreams (ALPN h2).
+    /// The same for the connections of HTTP/2 clients: ALPN h2 and http/1.1 (the upstream
+    /// picks), or one of them as [`ProxyConfig::upstream_http2`] says.
     pub upstream_tls_h2: Arc<rustls::ClientConfig>,
+    /// Which HTTP version upstreams are spoken to in.
+    pub upstream_http2: Http2Policy,
     /// Certificates for intercepted `CONNECT` tunnels (forward proxy).
     pub intercept_tls: Option<Arc<rustls::ServerConfig>>,
     /// Hosts whose `CONNECT` tunnels are relayed untouched (recorded as opaque tunnels).
@@ -135,12 +153,38 @@ pub struct ProxyStats {
     pub bad_requests: AtomicU64,
 }
 
+/// What the proxy learned about the cleartext upstreams it spoke to: whether each answers
+/// HTTP/2 with prior knowledge (RFC 9113 §3.3). Keyed by `host:port`; https upstreams need
+/// no entry, ALPN says it on every connection.
+#[derive(Debug, Default)]
+pub(crate) struct Learned(Mutex<HashMap<String, bool>>);
+
+impl Learned {
+    /// What `up` was found to speak: `Some(true)` for h2c, `Some(false)` for HTTP/1 only.
+    pub(crate) fn h2c(&self, up: &Upstream) -> Option<bool> {
+        self.0.lock().ok()?.get(&learned_key(up)).copied()
+    }
+
+    /// Remembers what `up` speaks.
+    pub(crate) fn set_h2c(&self, up: &Upstream, h2c: bool) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(learned_key(up), h2c);
+        }
+    }
+}
+
+fn learned_key(up: &Upstream) -> String {
+    format!("{}:{}", up.host.to_ascii_lowercase(), up.port)
+}
+
 /// A recording proxy: configuration, where exchanges go, and counters.
 pub struct Proxy {
     pub(crate) config: ProxyConfig,
     sink: Arc<dyn ExchangeSink>,
     next_connection: AtomicU64,
     pub stats: ProxyStats,
+    /// What each cleartext upstream speaks, learned on first use.
+    pub(crate) learned: Learned,
 }
 
 impl Proxy {
@@ -155,6 +199,7 @@ impl Proxy {
             sink,
             next_connection: AtomicU64::new(first_connection_id),
             stats: ProxyStats::default(),
+            learned: Learned::default(),
         })
     }
 

@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::util::{self, human_bytes, parse_duration, parse_size};
-use crate::capture::proxy::{self, Proxy, ProxyConfig, Upstream};
+use crate::capture::proxy::{self, Http2Policy, Proxy, ProxyConfig, Upstream};
 use crate::model::ExchangeSink;
 use crate::store::{Meta, Writer, WriterConfig};
 
@@ -102,6 +102,13 @@ pub struct RecordArgs {
     #[arg(long)]
     pub keep_host: bool,
 
+    /// Which HTTP version to speak to upstreams: `auto` learns it per upstream (ALPN for
+    /// https, a prior-knowledge probe for http) and translates HTTP/2 clients to HTTP/1.1
+    /// for upstreams that speak only that; `always` speaks HTTP/2 (h2 or h2c) for HTTP/2
+    /// clients; `never` speaks HTTP/1.1 to every upstream.
+    #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
+    pub upstream_http2: UpstreamHttp2,
+
     /// Give up connecting to the upstream after this long (answer 504).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
@@ -109,6 +116,33 @@ pub struct RecordArgs {
     /// Give up waiting for the upstream's response head after this long (answer 504).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub upstream_timeout: Duration,
+}
+
+/// `--upstream-http2`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum UpstreamHttp2 {
+    Auto,
+    Always,
+    Never,
+}
+
+impl UpstreamHttp2 {
+    fn policy(self) -> Http2Policy {
+        match self {
+            UpstreamHttp2::Auto => Http2Policy::Auto,
+            UpstreamHttp2::Always => Http2Policy::Always,
+            UpstreamHttp2::Never => Http2Policy::Never,
+        }
+    }
+
+    /// What the connections of HTTP/2 clients offer an https upstream in ALPN.
+    fn alpn(self) -> &'static [&'static [u8]] {
+        match self {
+            UpstreamHttp2::Auto => &crate::tls::ALPN_H2_H1,
+            UpstreamHttp2::Always => &[b"h2"],
+            UpstreamHttp2::Never => &crate::tls::ALPN_H1,
+        }
+    }
 }
 
 pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
@@ -137,7 +171,7 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
     };
     let upstream_tls = crate::tls::client_config(&upstream_trust, &[b"http/1.1"])
         .context("setting up TLS for upstreams")?;
-    let upstream_tls_h2 = crate::tls::client_config(&upstream_trust, &[b"h2"])
+    let upstream_tls_h2 = crate::tls::client_config(&upstream_trust, args.upstream_http2.alpn())
         .context("setting up TLS for upstreams")?;
     let ca_dir = crate::tls::default_ca_dir();
     let needs_ca = upstream.is_none() || (args.tls && args.tls_cert.is_none());
@@ -153,32 +187,45 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
     } else {
         None
     };
+    // Intercepted tunnels offer h2 and http/1.1, so that the client picks what it would
+    // pick with the real host (a gRPC client offers only h2); whatever the tunnel's host
+    // speaks, the HTTP/2 driver translates.
     let intercept_tls = match (&upstream, &ca) {
         (None, Some(ca)) => Some(crate::tls::minting_server_config(
             ca.clone(),
             "localhost",
-            &crate::tls::ALPN_H1,
+            &crate::tls::ALPN_H2_H1,
         )),
         _ => None,
     };
-    // Offer clients h2 over TLS only when the upstream can take it (probed once, now).
-    let offer_h2 = match (&upstream, args.tls || args.tls_cert.is_some()) {
-        (Some(up), true) => {
-            let probe_config = ProxyConfig {
-                upstream: None,
-                upstream_tls: upstream_tls.clone(),
-                upstream_tls_h2: upstream_tls_h2.clone(),
-                intercept_tls: None,
-                passthrough: Vec::new(),
-                max_body: 0,
-                x_forwarded_for: false,
-                keep_host: false,
-                connect_timeout: args.connect_timeout,
-                response_timeout: args.upstream_timeout,
-                max_head: 0,
-            };
-            util::runtime()?.block_on(proxy::upstream_speaks_h2(&probe_config, up))
-        }
+    let source = match &args.upstream {
+        Some(url) => format!("proxy {url}"),
+        None => "forward proxy".to_string(),
+    };
+    let config = ProxyConfig {
+        upstream,
+        upstream_tls,
+        upstream_tls_h2,
+        upstream_http2: args.upstream_http2.policy(),
+        intercept_tls,
+        passthrough: args.passthrough.clone(),
+        max_body: args.max_body,
+        x_forwarded_for: args.x_forwarded_for,
+        keep_host: args.keep_host,
+        connect_timeout: args.connect_timeout,
+        response_timeout: args.upstream_timeout,
+        max_head: crate::decode::h1::DEFAULT_MAX_HEAD,
+    };
+    // A TLS listener offers clients h2 when the upstream speaks it (probed once, now), so
+    // that clients speak to mf what they would speak to the upstream.
+    let offer_h2 = match (&config.upstream, args.tls || args.tls_cert.is_some()) {
+        (Some(up), true) => match args.upstream_http2 {
+            UpstreamHttp2::Always => true,
+            UpstreamHttp2::Never => false,
+            UpstreamHttp2::Auto => {
+                util::runtime()?.block_on(proxy::upstream_speaks_h2(&config, up))
+            }
+        },
         _ => false,
     };
     let listener_tls = super::util::listener_tls(
@@ -192,23 +239,6 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
             &crate::tls::ALPN_H1
         },
     )?;
-    let source = match &args.upstream {
-        Some(url) => format!("proxy {url}"),
-        None => "forward proxy".to_string(),
-    };
-    let config = ProxyConfig {
-        upstream,
-        upstream_tls,
-        upstream_tls_h2,
-        intercept_tls,
-        passthrough: args.passthrough.clone(),
-        max_body: args.max_body,
-        x_forwarded_for: args.x_forwarded_for,
-        keep_host: args.keep_host,
-        connect_timeout: args.connect_timeout,
-        response_timeout: args.upstream_timeout,
-        max_head: crate::decode::h1::DEFAULT_MAX_HEAD,
-    };
     let meta = Meta {
         source,
         command_line: util::command_line(),

@@ -441,10 +441,12 @@ fn connect_interceptor() -> Arc<dyn Interceptor> {
                 crate::tls::Ca::cert_path(ca.dir()).display()
             );
         }
+        // The replay serves HTTP/2 and HTTP/1.1 in a tunnel alike: the client picks, as
+        // it would with the real host (a gRPC client offers only h2).
         Ok(crate::tls::minting_server_config(
             Arc::new(ca),
             "localhost",
-            &crate::tls::ALPN_H1,
+            &crate::tls::ALPN_H2_H1,
         ))
     }))
 }

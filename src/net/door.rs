@@ -364,7 +364,8 @@ impl Door {
                         }
                     }
                     Err(e) => {
-                        tracing::info!(peer = %peer, error = %e, "TLS handshake with client failed")
+                        let cause = crate::tls::handshake_cause(&e);
+                        tracing::info!(peer = %peer, cause = %cause, "TLS handshake with client failed")
                     }
                 }
             }
@@ -434,9 +435,17 @@ impl Door {
             let tls = match acceptor.accept(joined).await {
                 Ok(tls) => tls,
                 Err(e) => {
-                    // The one place a refused interception is reported, for every service.
-                    tracing::warn!(peer = %origin.peer, host = %authority, error = %e,
-                        "client refused the intercepted TLS handshake (does it trust the mf CA? see `mf ca path`)");
+                    // The one place a failed interception is reported, for every service,
+                    // with the cause rustls saw: a client offering only protocols the
+                    // listener lacks is not a trust problem, and must not be blamed on one.
+                    let cause = crate::tls::handshake_cause(&e);
+                    if crate::tls::is_trust_failure(&e) {
+                        tracing::warn!(peer = %origin.peer, host = %authority, cause = %cause,
+                            "intercepted TLS handshake failed (clients must trust the mf CA: `mf ca path`)");
+                    } else {
+                        tracing::warn!(peer = %origin.peer, host = %authority, cause = %cause,
+                            "intercepted TLS handshake failed");
+                    }
                     return;
                 }
             };

@@ -3,8 +3,8 @@
 //! connection through TLS, protocol detection and CONNECT interception to a service
 //! (`door`), and the plain-text HTTP/1 error answers every server writes (`reply`).
 //!
-//! Sits below `capture` and `replay` so both may use it. Imports: `vocab` only (plus tokio,
-//! rustls and socket2); never a stage, never `decode`.
+//! Sits below `capture` and `replay` so both may use it. Imports: `vocab` and `tls` (a leaf:
+//! why a handshake failed), plus tokio, rustls and socket2; never a stage, never `decode`.
 
 pub mod door;
 mod listen;

@@ -53,8 +53,22 @@ impl Service for Replay {
         mut shutdown: Shutdown,
     ) {
         let replay = self;
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        // Inside an intercepted tunnel a request is addressed to the tunnel's host; clients
+        // name it in `:authority` (RFC 9113 §8.3.1), and the tunnel stands in for one that
+        // does not.
+        let tunnel = origin
+            .tunnel
+            .as_deref()
+            .and_then(|t| http::HeaderValue::from_str(t).ok());
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let replay = replay.clone();
+            if let Some(host) = &tunnel {
+                if req.uri().authority().is_none()
+                    && !req.headers().contains_key(http::header::HOST)
+                {
+                    req.headers_mut().insert(http::header::HOST, host.clone());
+                }
+            }
             async move {
                 Ok::<_, std::convert::Infallible>(if grpc::is_grpc(&req) {
                     grpc::answer(replay, req).await

@@ -21,7 +21,7 @@ use crate::decode::h1::{self, Decoder, Event, RequestHead, Role};
 use crate::decode::h1_encode;
 use crate::model::{Direction, ErrorKind, ExchangeError, Protocol};
 use crate::net::door::{H1Exit, Io, Origin};
-use crate::net::reply::write_simple;
+use crate::net::reply::{write_simple, write_simple_to};
 use crate::net::Shutdown;
 
 /// Where a client connection's exchanges are numbered from: handed through an intercepted
@@ -253,7 +253,7 @@ impl<S: Io> ClientConn<S> {
             let (status, error) = failure.into_parts();
             self.proxy.upstream_failed();
             tracing::warn!(conn = self.id, error = %error.message, "upstream unavailable");
-            self.fail_and_record(rec, status, error).await;
+            self.fail_and_record(&head.method, rec, status, error).await;
             return Step::Close;
         }
         let Some(upstream) = self.upstream.as_mut() else {
@@ -348,7 +348,8 @@ impl<S: Io> ClientConn<S> {
                     self.proxy.upstream_failed();
                     tracing::warn!(conn = self.id, seq = self.seq, error = %message, "upstream failed");
                     if !response.head_sent {
-                        self.send_simple(status, &format!("mf: {message}\n")).await;
+                        self.send_error(&head.method, status, &format!("mf: {message}\n"))
+                            .await;
                     }
                     rec.fail(ExchangeError::new(kind, message));
                 }
@@ -433,18 +434,24 @@ impl<S: Io> ClientConn<S> {
         Ok(())
     }
 
-    /// Answers the client with `status` and the error, closes, and records the exchange
-    /// with the error.
+    /// Answers the client's `method` request with `status` and the error, closes, and
+    /// records the exchange with the error.
     pub(super) async fn fail_and_record(
         &mut self,
+        method: &str,
         mut rec: Recorder,
         status: u16,
         error: ExchangeError,
     ) {
         let body = format!("mf: {}\n", error.message);
         rec.fail(error);
-        self.send_simple(status, &body).await;
+        self.send_error(method, status, &body).await;
         self.proxy.record(rec.finish());
+    }
+
+    /// The plain-text error answer to a `method` request (no body for HEAD) and a close.
+    pub(super) async fn send_error(&mut self, method: &str, status: u16, body: &str) {
+        let _ = write_simple_to(&mut self.writer, method, status, body).await;
     }
 
     pub(super) async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {

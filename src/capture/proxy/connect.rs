@@ -71,7 +71,7 @@ impl<S: Io> ClientConn<S> {
             }
             Err(failure) => {
                 let (status, error) = failure.into_parts();
-                self.fail_and_record(rec, status, error).await;
+                self.fail_and_record(&head.method, rec, status, error).await;
             }
         }
         Step::Close

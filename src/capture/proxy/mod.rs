@@ -19,7 +19,7 @@
 //! connection, `pump` streams one message each way, `upstream` opens and keeps upstream
 //! connections, `headers` decides what is forwarded.
 //!
-//! Imports: `super::{setup, io, clock, recorder, h2, ws}`, `decode`, `model`, `net`, `vocab`.
+//! Imports: `super::{setup, dial, io, clock, recorder, h2, ws}`, `decode`, `model`, `net`, `vocab`.
 
 mod conn;
 mod connect;
@@ -29,6 +29,6 @@ mod pump;
 mod service;
 mod upstream;
 
-pub use super::setup::{Proxy, ProxyConfig, ProxyStats, Upstream};
+pub use super::dial::upstream_speaks_h2;
+pub use super::setup::{Http2Policy, Proxy, ProxyConfig, ProxyStats, Upstream};
 pub use service::serve;
-pub use upstream::upstream_speaks_h2;

@@ -46,10 +46,16 @@ impl Service for Proxy {
         carried: Option<Numbering>,
         shutdown: Shutdown,
     ) {
-        // Intercepted tunnels offer only http/1.1 (see `cli::record`), so an HTTP/2
-        // connection is in practice always one the door accepted.
+        // Prior knowledge, `h2` on a TLS listener, or `h2` inside an intercepted tunnel
+        // (whose requests go to the tunnel's host).
         let numbering = self.numbering(carried);
-        crate::capture::h2::serve(self, stream, origin.peer, numbering.id, shutdown).await;
+        let client = crate::capture::h2::Client {
+            peer: origin.peer,
+            tunnel: origin.tunnel,
+            id: numbering.id,
+            first_seq: numbering.seq,
+        };
+        crate::capture::h2::serve(self, stream, client, shutdown).await;
     }
 }
 
