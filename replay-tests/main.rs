@@ -4,6 +4,7 @@ mod cli;
 mod common;
 mod door;
 mod faults;
+mod fidelity;
 mod grpc;
 mod h2;
 mod http1;

@@ -6,6 +6,7 @@
 //! Imports: `model` only.
 
 pub mod grpc;
+pub(crate) mod grpc_message;
 pub mod h1;
 pub mod h1_encode;
 pub mod h2;
