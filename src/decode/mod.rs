@@ -12,3 +12,4 @@ pub mod h1_encode;
 pub mod h2;
 pub mod tcp;
 pub mod ws;
+pub(crate) mod ws_deflate;
