@@ -348,7 +348,7 @@ fn websocket_session_with_fragments_and_close() {
         .messages
         .iter()
         .filter_map(|m| match m.kind {
-            MessageKind::WebSocket { opcode, fin } if opcode != 8 => {
+            MessageKind::WebSocket { opcode, fin, .. } if opcode != 8 => {
                 Some((m.direction, opcode, fin, &m.data[..]))
             }
             _ => None,
@@ -1006,7 +1006,7 @@ fn ws_frames(ex: &Exchange) -> Vec<(Direction, u8, bool, Vec<u8>)> {
     ex.messages
         .iter()
         .filter_map(|m| match m.kind {
-            MessageKind::WebSocket { opcode, fin } => {
+            MessageKind::WebSocket { opcode, fin, .. } => {
                 Some((m.direction, opcode, fin, m.data.to_vec()))
             }
             MessageKind::Grpc { .. } => None,

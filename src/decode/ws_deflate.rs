@@ -192,7 +192,7 @@ pub(crate) fn accept<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Option<A
 
 /// Whether a 101 response's `Sec-WebSocket-Extensions` values put permessage-deflate in use.
 pub(crate) fn negotiated<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> bool {
-    values.into_iter().flat_map(elements).any(|e| is_deflate(e))
+    values.into_iter().flat_map(elements).any(is_deflate)
 }
 
 // ---------------------------------------------------------------------------------------
