@@ -260,7 +260,8 @@ pub(crate) async fn serve<S: Io>(replay: &Arc<Replay>, upgrade: Upgrade<S>) {
                     match d.inflate(&f) {
                         Ok(Some(payload)) => f.payload = payload,
                         Ok(None) => {}
-                        // RFC 7692 §8: a message that does not inflate fails the connection.
+                        // A message that does not inflate cannot be followed: the connection fails
+                        // (RFC 6455 §7.1.7).
                         Err(_) => break 'read,
                     }
                 }
