@@ -105,7 +105,7 @@ fn ws_frames(ex: &Exchange) -> Vec<(Direction, u8, bool, Vec<u8>)> {
     ex.messages
         .iter()
         .filter_map(|m| match m.kind {
-            MessageKind::WebSocket { opcode, fin } => {
+            MessageKind::WebSocket { opcode, fin, .. } => {
                 Some((m.direction, opcode, fin, m.data.to_vec()))
             }
             MessageKind::Grpc { .. } => None,

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod door;
 mod faults;
+mod fidelity;
 mod grpc;
 mod h2;
 mod http1;

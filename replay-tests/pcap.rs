@@ -216,7 +216,7 @@ fn websocket_session_with_fragments_and_close() {
         .messages
         .iter()
         .filter_map(|m| match m.kind {
-            MessageKind::WebSocket { opcode, fin } if opcode != 8 => {
+            MessageKind::WebSocket { opcode, fin, .. } if opcode != 8 => {
                 Some((m.direction, opcode, fin, &m.data[..]))
             }
             _ => None,

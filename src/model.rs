@@ -207,7 +207,14 @@ pub enum MessageKind {
     /// A gRPC length-prefixed message; `compressed` is the flag byte.
     Grpc { compressed: bool },
     /// A WebSocket frame exactly as framed by the sender (fragments are kept as fragments).
-    WebSocket { opcode: u8, fin: bool },
+    WebSocket {
+        opcode: u8,
+        fin: bool,
+        /// The frame began a message sent compressed with permessage-deflate (RSV1, RFC 7692
+        /// §6); the payloads of the message's frames are stored inflated.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        compressed: bool,
+    },
 }
 
 /// One message of a streaming exchange (gRPC message, WebSocket frame).

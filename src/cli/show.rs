@@ -185,9 +185,15 @@ fn write_text(out: &mut impl Write, ex: &Exchange) -> std::io::Result<()> {
             MessageKind::Grpc { compressed } => {
                 format!("grpc{}", if *compressed { " compressed" } else { "" })
             }
-            MessageKind::WebSocket { opcode, fin } => {
-                format!("ws op={opcode}{}", if *fin { "" } else { " (fragment)" })
-            }
+            MessageKind::WebSocket {
+                opcode,
+                fin,
+                compressed,
+            } => format!(
+                "ws op={opcode}{}{}",
+                if *compressed { " deflate" } else { "" },
+                if *fin { "" } else { " (fragment)" }
+            ),
         };
         let data = match std::str::from_utf8(&m.data) {
             Ok(t) if !t.chars().any(|c| c.is_control() && !c.is_whitespace()) => format!("{t:?}"),

@@ -6,8 +6,10 @@
 //! Imports: `model` only.
 
 pub mod grpc;
+pub(crate) mod grpc_message;
 pub mod h1;
 pub mod h1_encode;
 pub mod h2;
 pub mod tcp;
 pub mod ws;
+pub(crate) mod ws_deflate;

@@ -24,7 +24,7 @@ use super::body::{empty, failing, BoxError, ChannelBody, FixedBody, ReplayBody};
 use super::faults::Fault;
 use super::pipeline::{Replay, RequestView};
 use super::stream::{due, Progress};
-use crate::decode::grpc;
+use crate::decode::{grpc, grpc_message};
 use crate::model::{ErrorKind, Protocol};
 use crate::vocab::headers_from_map;
 
@@ -247,10 +247,7 @@ fn trailers_only(code: u32, message: &str) -> Response<ReplayBody> {
         HeaderValue::from_static("application/grpc"),
     );
     h.insert("grpc-status", HeaderValue::from(code));
-    let encoded: String =
-        percent_encoding::utf8_percent_encode(message, percent_encoding::NON_ALPHANUMERIC)
-            .to_string();
-    if let Ok(v) = HeaderValue::from_str(&encoded) {
+    if let Ok(v) = HeaderValue::from_str(&grpc_message::encode(message)) {
         h.insert("grpc-message", v);
     }
     r

@@ -6,6 +6,11 @@
 //! A recorded pong answering a ping carries the live ping's payload, since clients check it;
 //! a live ping with no recorded counterpart is answered at once. The recorded close (code and
 //! reason) ends the session.
+//!
+//! permessage-deflate (RFC 7692) is negotiated afresh with the live client when the recording
+//! had it and the client offers it: messages recorded compressed are deflated again (frames
+//! are stored inflated) and the client's compressed frames are inflated before matching.
+//! A client that does not offer it gets the same messages uncompressed.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +25,7 @@ use super::pipeline::{Replay, Upgrade};
 use super::stream::{due, plan, Progress, Trigger};
 use crate::decode::h1_encode;
 use crate::decode::ws::{self, opcode};
+use crate::decode::ws_deflate::{self, Agreement, Deflater, Inflater};
 use crate::model::{Direction, Header, HeaderList, MessageKind};
 use crate::net::door::Io;
 
@@ -52,6 +58,59 @@ fn same_opcode(a: &[u8], b: &[u8]) -> bool {
     a.first() == b.first()
 }
 
+/// One recorded frame: direction, offset from the 101, opcode, FIN, payload (inflated), and
+/// whether it began a compressed message.
+struct RecordedFrame(Direction, u64, u8, bool, Bytes, bool);
+
+fn is_extensions(name: &str) -> bool {
+    name.eq_ignore_ascii_case("sec-websocket-extensions")
+}
+
+/// permessage-deflate for this session: when the recording negotiated it and the live client
+/// offers it acceptably. Without the recording's, the recorded frames are what an
+/// uncompressed session sends; without the client's offer, deflating is not allowed.
+fn agree_deflate(recorded: &[Header], live: &[Header]) -> Option<Agreement> {
+    let values = |hs: &[Header]| -> Vec<Vec<u8>> {
+        hs.iter()
+            .filter(|h| is_extensions(&h.name))
+            .map(|h| h.value.clone())
+            .collect()
+    };
+    if !ws_deflate::negotiated(values(recorded).iter().map(Vec::as_slice)) {
+        return None;
+    }
+    ws_deflate::accept(values(live).iter().map(Vec::as_slice))
+}
+
+/// Inflating the live client's frames (its compressed messages start with RSV1).
+#[derive(Default)]
+struct ClientDeflate {
+    inflater: Inflater,
+    in_compressed: bool,
+    message_len: usize,
+}
+
+impl ClientDeflate {
+    /// The inflated payload of a frame of a compressed message; `None` for other frames.
+    /// A message is inflated to at most [`ws::DEFAULT_MAX_FRAME`] bytes.
+    fn inflate(&mut self, f: &ws::Frame) -> Result<Option<Bytes>, ws_deflate::Error> {
+        if f.is_control() {
+            return Ok(None);
+        }
+        if f.opcode != opcode::CONTINUATION {
+            self.in_compressed = f.rsv & ws_deflate::RSV1 != 0;
+            self.message_len = 0;
+        }
+        if !self.in_compressed {
+            return Ok(None);
+        }
+        let limit = ws::DEFAULT_MAX_FRAME.saturating_sub(self.message_len);
+        let out = self.inflater.frame(&f.payload, f.fin, limit)?;
+        self.message_len += out.len();
+        Ok(Some(out.into()))
+    }
+}
+
 /// Completes the handshake for the live client and plays the recorded session.
 pub(crate) async fn serve<S: Io>(replay: &Arc<Replay>, upgrade: Upgrade<S>) {
     let Upgrade {
@@ -65,21 +124,29 @@ pub(crate) async fn serve<S: Io>(replay: &Arc<Replay>, upgrade: Upgrade<S>) {
     let ex = replay.exchange(index);
     let Some(resp) = &ex.response else { return };
     let live_key = req_headers.header("sec-websocket-key").unwrap_or_default();
-    let headers: Vec<Header> = resp
-        .headers
-        .iter()
-        .filter(|h| !h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
-        .map(|h| {
-            if h.name.eq_ignore_ascii_case("sec-websocket-accept") {
-                Header {
-                    name: h.name.clone(),
-                    value: ws::accept_key(live_key).into_bytes(),
+    let deflate = agree_deflate(&resp.headers, &req_headers);
+    let mut headers: Vec<Header> = Vec::with_capacity(resp.headers.len() + 1);
+    for h in &resp.headers {
+        if h.name.eq_ignore_ascii_case("sec-websocket-accept") {
+            headers.push(Header {
+                name: h.name.clone(),
+                value: ws::accept_key(live_key).into_bytes(),
+            });
+        } else if h.name.eq_ignore_ascii_case("sec-websocket-extensions") {
+            // The recorded answer was to another client's offer: this client gets the answer
+            // to its own, in the recorded header's place.
+            if let Some(a) = &deflate {
+                if !headers.iter().any(|h| is_extensions(&h.name)) {
+                    headers.push(Header {
+                        name: h.name.clone(),
+                        value: a.response.clone().into_bytes(),
+                    });
                 }
-            } else {
-                h.clone()
             }
-        })
-        .collect();
+        } else {
+            headers.push(h.clone());
+        }
+    }
     // The pipeline's plan may delay the handshake or fault the session.
     let realism = &decision.plan;
     if !realism.first_byte.is_zero() {
@@ -122,21 +189,26 @@ pub(crate) async fn serve<S: Io>(replay: &Arc<Replay>, upgrade: Upgrade<S>) {
     let start = Instant::now();
     // Offsets are from the exchange start; the session starts at the 101.
     let base = ex.timings.response_first_byte_ns.unwrap_or(0);
-    let frames: Vec<(Direction, u64, u8, bool, Bytes)> = ex
+    let frames: Vec<RecordedFrame> = ex
         .messages
         .iter()
         .filter_map(|m| match m.kind {
-            MessageKind::WebSocket { opcode, fin } => Some((
+            MessageKind::WebSocket {
+                opcode,
+                fin,
+                compressed,
+            } => Some(RecordedFrame(
                 m.direction,
                 m.offset_ns.saturating_sub(base),
                 opcode,
                 fin,
                 m.data.clone(),
+                compressed,
             )),
             MessageKind::Grpc { .. } => None,
         })
         .collect();
-    let client: Vec<&(Direction, u64, u8, bool, Bytes)> = frames
+    let client: Vec<&RecordedFrame> = frames
         .iter()
         .filter(|f| f.0 == Direction::ClientToServer)
         .collect();
@@ -166,11 +238,12 @@ pub(crate) async fn serve<S: Io>(replay: &Arc<Replay>, upgrade: Upgrade<S>) {
     let pong_tx = out_tx.clone();
     let frames_in = replay.metrics().ws_messages.with_label_values(&["in"]);
     let frames_out = replay.metrics().ws_messages.with_label_values(&["out"]);
+    let mut client_deflate = deflate.is_some().then(ClientDeflate::default);
     let reader_task = tokio::spawn(async move {
         let mut decoder = ws::Decoder::new();
         let mut buf = vec![0u8; 64 * 1024];
         let mut pending = early;
-        loop {
+        'read: loop {
             if pending.is_empty() {
                 match reader.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
@@ -181,8 +254,17 @@ pub(crate) async fn serve<S: Io>(replay: &Arc<Replay>, upgrade: Upgrade<S>) {
                 break;
             }
             pending = Bytes::new();
-            while let Some(f) = decoder.poll() {
+            while let Some(mut f) = decoder.poll() {
                 frames_in.inc();
+                if let Some(d) = client_deflate.as_mut() {
+                    match d.inflate(&f) {
+                        Ok(Some(payload)) => f.payload = payload,
+                        Ok(None) => {}
+                        // A message that does not inflate cannot be followed: the connection fails
+                        // (RFC 6455 §7.1.7).
+                        Err(_) => break 'read,
+                    }
+                }
                 let matched =
                     reader_progress.client_message(&key(f.opcode, &f.payload), same_opcode);
                 match matched {
@@ -210,9 +292,17 @@ pub(crate) async fn serve<S: Io>(replay: &Arc<Replay>, upgrade: Upgrade<S>) {
     let latency = replay.config().recorded_latency;
     let mut last = start;
     let mut sent_close = false;
-    for (dir, offset, op, fin, data) in &frames {
+    let mut deflater =
+        deflate.map(|a| Deflater::new(a.server_no_context_takeover, a.server_window_bits));
+    // Whether the data message being sent goes compressed (set by its first frame).
+    let mut compressing = false;
+    for RecordedFrame(dir, offset, op, fin, data, compressed) in &frames {
         if *dir != Direction::ServerToClient {
             continue;
+        }
+        let first_of_message = *op != opcode::CONTINUATION && *op < opcode::CLOSE;
+        if first_of_message {
+            compressing = *compressed && deflater.is_some();
         }
         let step = plan(&client_offsets, None, *offset);
         last = due(&progress, step, latency, last).await;
@@ -237,7 +327,20 @@ pub(crate) async fn serve<S: Io>(replay: &Arc<Replay>, upgrade: Upgrade<S>) {
             continue;
         }
         let mut out = BytesMut::new();
-        ws::encode(&mut out, *fin, *op, &payload, None);
+        match deflater.as_mut() {
+            Some(z) if compressing && *op < opcode::CLOSE => {
+                let Ok(wire) = z.frame(&payload, *fin) else {
+                    break;
+                };
+                let rsv = if first_of_message {
+                    ws_deflate::RSV1
+                } else {
+                    0
+                };
+                ws::encode_with_rsv(&mut out, *fin, rsv, *op, &wire, None);
+            }
+            _ => ws::encode(&mut out, *fin, *op, &payload, None),
+        }
         if out_tx.send(out.freeze()).await.is_err() {
             break;
         }

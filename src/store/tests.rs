@@ -37,6 +37,7 @@ fn sample(i: u32, body: &'static [u8]) -> Exchange {
             kind: MessageKind::WebSocket {
                 opcode: 1,
                 fin: true,
+                compressed: false,
             },
             data: bytes::Bytes::from_static(b"hi"),
         }],

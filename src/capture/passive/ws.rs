@@ -55,6 +55,7 @@ impl Engine {
                 MessageKind::WebSocket {
                     opcode: frame.opcode,
                     fin: frame.fin,
+                    compressed: false,
                 },
                 frame.payload,
             );

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use crate::capture::setup::ProxyConfig;
 use crate::decode::h1::{self, RequestHead};
+use crate::decode::ws_deflate;
 use crate::model::{Header, HeaderList};
 
 pub(super) fn is_websocket_upgrade(headers: &[Header]) -> bool {
@@ -41,11 +42,18 @@ pub(super) fn forward_request_headers(
         if !keep_hop && h1::is_hop_by_hop(&h.name, &head.headers) {
             continue;
         }
-        // No WebSocket extensions: a recorded frame keeps opcode and FIN but not RSV bits, so
-        // permessage-deflate frames could not be replayed; uncompressed frames can.
+        // Of WebSocket extensions only permessage-deflate is offered upstream: its frames are
+        // recorded inflated with their compressed flag (capture::ws) and replay can deflate
+        // them again; another extension's RSV bits or payload transform could be neither.
         if h.name.eq_ignore_ascii_case("sec-websocket-extensions")
             && is_websocket_upgrade(&head.headers)
         {
+            if let Some(value) = deflate_offers(&h.value) {
+                out.push(Header {
+                    name: h.name.clone(),
+                    value,
+                });
+            }
             continue;
         }
         if h.name.eq_ignore_ascii_case("host") {
@@ -77,4 +85,40 @@ pub(super) fn forward_request_headers(
         out.push(Header::new("X-Forwarded-For", peer.ip().to_string()));
     }
     out
+}
+
+/// The permessage-deflate offers of one `Sec-WebSocket-Extensions` value: the value itself
+/// when it offers nothing else (forwarded byte for byte), those offers alone otherwise, and
+/// `None` when there are none.
+fn deflate_offers(value: &[u8]) -> Option<Vec<u8>> {
+    let all = ws_deflate::elements(value);
+    let kept: Vec<&[u8]> = all
+        .iter()
+        .copied()
+        .filter(|e| ws_deflate::is_deflate(e))
+        .collect();
+    if kept.is_empty() {
+        None
+    } else if kept.len() == all.len() {
+        Some(value.to_vec())
+    } else {
+        Some(kept.join(&b", "[..]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::deflate_offers;
+
+    #[test]
+    fn only_permessage_deflate_offers_go_upstream() {
+        let v = b"permessage-deflate; client_max_window_bits";
+        assert_eq!(deflate_offers(v).as_deref(), Some(&v[..]));
+        assert_eq!(
+            deflate_offers(b"x-foo; a=\"1,2\", permessage-deflate, x-webkit-deflate-frame")
+                .as_deref(),
+            Some(&b"permessage-deflate"[..])
+        );
+        assert_eq!(deflate_offers(b"x-webkit-deflate-frame"), None);
+    }
 }

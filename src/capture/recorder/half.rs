@@ -124,6 +124,17 @@ impl Half {
         });
     }
 
+    /// Payload bytes the message budget still has room for: a driver that has to work to
+    /// produce a payload (inflating WebSocket frames) stops there.
+    pub(crate) fn room(&self) -> usize {
+        self.max_body.saturating_sub(self.kept)
+    }
+
+    /// Counts a message that was not kept because its payload was not produced.
+    pub(crate) fn drop_message(&mut self) {
+        self.dropped += 1;
+    }
+
     pub(crate) fn trailers(&mut self, trailers: Vec<Header>) {
         self.trailers = trailers;
     }

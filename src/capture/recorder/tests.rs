@@ -21,7 +21,11 @@ fn ok(rec: &mut Recorder, at: i64, headers: Vec<Header>) {
 }
 
 fn ws(opcode: u8) -> MessageKind {
-    MessageKind::WebSocket { opcode, fin: true }
+    MessageKind::WebSocket {
+        opcode,
+        fin: true,
+        compressed: false,
+    }
 }
 
 #[test]
