@@ -36,6 +36,7 @@ pub mod scenario;
 pub mod service;
 pub mod source;
 pub mod stream;
+mod timed;
 mod ws;
 
 pub use pipeline::{Replay, ReplayConfig, ReplayStats};
