@@ -10,5 +10,6 @@ mod http1;
 mod infer;
 mod pcap;
 mod pipeline;
+mod streaming;
 mod tls;
 mod websocket;
