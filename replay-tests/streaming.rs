@@ -182,6 +182,17 @@ fn sse_events_replay_at_their_recorded_offsets() {
         .collect();
     assert_close("SSE, default latency", &recorded, &at);
 
+    // The same stream to an HTTP/2 client: one DATA frame per event, at the same offsets.
+    require("curl");
+    let chunks = recorded_chunks(&ex);
+    let reads = curl_h2_reads(&url);
+    let recorded_chunk_offsets: Vec<f64> = chunks.iter().map(|c| c.0).collect();
+    assert_close(
+        "SSE over HTTP/2, default latency",
+        &recorded_chunk_offsets,
+        &arrivals(&reads, &chunks),
+    );
+
     let fast = start_replay(&db, &["--latency", "none"]);
     let got = stream_client(&format!("{}/events?n=5&interval_ms=200", fast.url()), "sse");
     let at: Vec<f64> = got["events"]
