@@ -109,6 +109,16 @@ fn arrivals(reads: &[(f64, u64)], chunks: &[(f64, u64)]) -> Vec<f64> {
         .collect()
 }
 
+/// When each event of a `stream_client.py … sse` run was complete.
+fn event_times(got: &serde_json::Value) -> Vec<f64> {
+    got["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["at_ms"].as_f64().unwrap())
+        .collect()
+}
+
 fn reads_of(got: &serde_json::Value) -> Vec<(f64, u64)> {
     got["reads"]
         .as_array()
@@ -118,25 +128,35 @@ fn reads_of(got: &serde_json::Value) -> Vec<(f64, u64)> {
         .collect()
 }
 
-/// Asserts every replayed offset is within [`TOLERANCE_MS`] of its recorded one; returns the
-/// largest error.
-fn assert_close(what: &str, recorded: &[f64], replayed: &[f64]) -> f64 {
-    assert_eq!(
-        recorded.len(),
-        replayed.len(),
-        "{what}: {recorded:?} vs {replayed:?}"
-    );
-    let worst = recorded
-        .iter()
-        .zip(replayed)
-        .map(|(r, p)| (r - p).abs())
-        .fold(0.0, f64::max);
-    assert!(
-        worst <= TOLERANCE_MS,
-        "{what}: replayed at {replayed:?} ms, recorded at {recorded:?} ms (worst {worst:.1} ms)"
-    );
-    eprintln!("{what}: worst offset error {worst:.2} ms ({replayed:?} vs {recorded:?})");
-    worst
+/// Attempts at a timing comparison: the machine running the suite is shared, and one
+/// scheduling stall of a client or the replay can exceed the bound on its own. A real pacing
+/// bug misses on every attempt.
+const ATTEMPTS: usize = 3;
+
+/// Asserts that the offsets `measure` gets from a fresh request to the replay are all within
+/// [`TOLERANCE_MS`] of the `recorded` ones, in one of [`ATTEMPTS`]; returns the largest error
+/// of the attempt that passed.
+fn assert_close(what: &str, recorded: &[f64], mut measure: impl FnMut() -> Vec<f64>) -> f64 {
+    let mut misses = Vec::new();
+    for _ in 0..ATTEMPTS {
+        let replayed = measure();
+        assert_eq!(
+            recorded.len(),
+            replayed.len(),
+            "{what}: {recorded:?} vs {replayed:?}"
+        );
+        let worst = recorded
+            .iter()
+            .zip(&replayed)
+            .map(|(r, p)| (r - p).abs())
+            .fold(0.0, f64::max);
+        if worst <= TOLERANCE_MS {
+            eprintln!("{what}: worst offset error {worst:.2} ms ({replayed:?} vs {recorded:?})");
+            return worst;
+        }
+        misses.push(format!("{replayed:?} (worst {worst:.1} ms)"));
+    }
+    panic!("{what}: recorded at {recorded:?} ms, replayed at {misses:?}");
 }
 
 /// Five events 200 ms apart keep their spacing in a default replay, and arrive at once with
@@ -172,35 +192,29 @@ fn sse_events_replay_at_their_recorded_offsets() {
 
     let replay = start_replay(&db, &[]);
     let url = format!("{}/events?n=5&interval_ms=200", replay.url());
-    let got = stream_client(&url, "sse");
-    let events = got["events"].as_array().expect("events");
-    let texts: Vec<&str> = events.iter().map(|e| e["text"].as_str().unwrap()).collect();
-    assert_eq!(texts[4], "id: 4\nevent: tick\ndata: {\"n\": 4}");
-    let at: Vec<f64> = events
-        .iter()
-        .map(|e| e["at_ms"].as_f64().unwrap())
-        .collect();
-    assert_close("SSE, default latency", &recorded, &at);
+    assert_close("SSE, default latency", &recorded, || {
+        let got = stream_client(&url, "sse");
+        let events = got["events"].as_array().expect("events");
+        let texts: Vec<&str> = events.iter().map(|e| e["text"].as_str().unwrap()).collect();
+        assert_eq!(texts[4], "id: 4\nevent: tick\ndata: {\"n\": 4}");
+        event_times(&got)
+    });
 
     // The same stream to an HTTP/2 client: one DATA frame per event, at the same offsets.
     require("curl");
     let chunks = recorded_chunks(&ex);
-    let reads = curl_h2_reads(&url);
     let recorded_chunk_offsets: Vec<f64> = chunks.iter().map(|c| c.0).collect();
     assert_close(
         "SSE over HTTP/2, default latency",
         &recorded_chunk_offsets,
-        &arrivals(&reads, &chunks),
+        || arrivals(&curl_h2_reads(&url), &chunks),
     );
 
     let fast = start_replay(&db, &["--latency", "none"]);
-    let got = stream_client(&format!("{}/events?n=5&interval_ms=200", fast.url()), "sse");
-    let at: Vec<f64> = got["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .map(|e| e["at_ms"].as_f64().unwrap())
-        .collect();
+    let at = event_times(&stream_client(
+        &format!("{}/events?n=5&interval_ms=200", fast.url()),
+        "sse",
+    ));
     assert_eq!(at.len(), 5);
     assert!(
         at[4] < recorded[4] / 4.0,
@@ -221,15 +235,12 @@ fn slow_downloads_replay_at_their_recorded_pace_over_http1() {
         let chunks = recorded_chunks(&show(&db, path));
         assert_eq!(chunks.len(), 5, "{path}: {chunks:?}");
         assert!(chunks[4].0 >= 350.0, "{path}: {chunks:?}");
-        let got = stream_client(&format!("{}{path}", replay.url()), "bytes");
-        let reads = reads_of(&got);
-        assert_eq!(reads.last().map(|r| r.1), Some(5000), "{path}: {reads:?}");
         let recorded: Vec<f64> = chunks.iter().map(|c| c.0).collect();
-        assert_close(
-            &format!("HTTP/1.1 {path}"),
-            &recorded,
-            &arrivals(&reads, &chunks),
-        );
+        assert_close(&format!("HTTP/1.1 {path}"), &recorded, || {
+            let reads = reads_of(&stream_client(&format!("{}{path}", replay.url()), "bytes"));
+            assert_eq!(reads.last().map(|r| r.1), Some(5000), "{path}: {reads:?}");
+            arrivals(&reads, &chunks)
+        });
     }
     // The default replays a download (not an event stream) at once.
     let default = start_replay(&db, &[]);
@@ -252,14 +263,12 @@ fn slow_downloads_replay_at_their_recorded_pace_over_http2() {
     assert_eq!(chunks.len(), 5, "{chunks:?}");
     for (latency, factor) in [("recorded", 1.0), ("scale:2", 2.0)] {
         let replay = start_replay(&db, &["--latency", latency]);
-        let reads = curl_h2_reads(&format!("{}{path}", replay.url()));
-        assert_eq!(reads.last().map(|r| r.1), Some(5000), "{reads:?}");
         let recorded: Vec<f64> = chunks.iter().map(|c| c.0 * factor).collect();
-        assert_close(
-            &format!("HTTP/2 --latency {latency}"),
-            &recorded,
-            &arrivals(&reads, &chunks),
-        );
+        assert_close(&format!("HTTP/2 --latency {latency}"), &recorded, || {
+            let reads = curl_h2_reads(&format!("{}{path}", replay.url()));
+            assert_eq!(reads.last().map(|r| r.1), Some(5000), "{reads:?}");
+            arrivals(&reads, &chunks)
+        });
     }
 }
 
