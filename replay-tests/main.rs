@@ -15,5 +15,6 @@ mod lossy;
 mod pcap;
 mod pcap_synthetic;
 mod pipeline;
+mod streaming;
 mod tls;
 mod websocket;

@@ -118,6 +118,26 @@ pub struct Body {
     pub size: u64,
     /// The body was larger than the recording limit and only a prefix is stored.
     pub truncated: bool,
+    /// When the stored bytes arrived, piece by piece, in order: the `len`s add up to
+    /// `data.len()`. Empty when the body arrived at once (one piece, right with its head),
+    /// which is most bodies; a streamed body (Server-Sent Events, a slow download, a
+    /// long-poll) keeps one entry per burst so that replay can send it at the same pace.
+    pub chunks: Vec<BodyChunk>,
+}
+
+/// One burst of a streamed body: `len` bytes that arrived `offset_ns` after the exchange's
+/// `started_at_ns` (pieces arriving within [`BodyChunk::COALESCE_NS`] of a burst's first
+/// piece belong to that burst).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BodyChunk {
+    pub offset_ns: u64,
+    pub len: u64,
+}
+
+impl BodyChunk {
+    /// Pieces closer together than this are one chunk: replay cannot usefully time writes
+    /// more finely, and a fast download stays a short table.
+    pub const COALESCE_NS: u64 = 1_000_000;
 }
 
 impl Body {
@@ -128,12 +148,38 @@ impl Body {
             size: data.len() as u64,
             data,
             truncated: false,
+            chunks: Vec::new(),
         }
     }
 
     /// True when nothing was sent.
     pub fn is_empty(&self) -> bool {
         self.size == 0
+    }
+
+    /// The stored bytes split at the recorded chunk boundaries, each with its offset; the
+    /// whole body at `at_once_ns` when there is no chunk table. A table that claims more
+    /// bytes than are stored (a damaged row) is cut to the stored bytes.
+    pub fn timed_pieces(&self, at_once_ns: u64) -> Vec<(u64, Bytes)> {
+        if self.chunks.is_empty() {
+            return vec![(at_once_ns, self.data.clone())];
+        }
+        let mut pieces = Vec::with_capacity(self.chunks.len() + 1);
+        let mut start = 0usize;
+        for c in &self.chunks {
+            let end = start
+                .saturating_add(usize::try_from(c.len).unwrap_or(usize::MAX))
+                .min(self.data.len());
+            if end > start {
+                pieces.push((c.offset_ns, self.data.slice(start..end)));
+            }
+            start = end;
+        }
+        if start < self.data.len() {
+            let last = self.chunks.last().map_or(at_once_ns, |c| c.offset_ns);
+            pieces.push((last, self.data.slice(start..)));
+        }
+        pieces
     }
 }
 
@@ -457,6 +503,32 @@ mod lossless_bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timed_pieces_split_at_the_chunk_table() {
+        let mut b = Body::full(&b"abcdef"[..]);
+        assert_eq!(b.timed_pieces(7), vec![(7, Bytes::from_static(b"abcdef"))]);
+        b.chunks = vec![
+            BodyChunk {
+                offset_ns: 1,
+                len: 2,
+            },
+            BodyChunk {
+                offset_ns: 5,
+                len: 3,
+            },
+        ];
+        assert_eq!(
+            b.timed_pieces(0),
+            vec![
+                (1, Bytes::from_static(b"ab")),
+                (5, Bytes::from_static(b"cde")),
+                (5, Bytes::from_static(b"f")),
+            ]
+        );
+        b.chunks[1].len = 100;
+        assert_eq!(b.timed_pieces(0)[1], (5, Bytes::from_static(b"cdef")));
+    }
 
     #[test]
     fn traceparent_gives_trace_id() {

@@ -68,14 +68,24 @@ fn har_headers(h: &[Header]) -> serde_json::Value {
     )
 }
 
+/// HAR `content`; a streamed body adds `_chunks` (HAR's custom-field form): when each
+/// recorded chunk arrived, in milliseconds after the entry's start, and its size.
 fn har_content(body: &Body, mime: &str) -> serde_json::Value {
-    match std::str::from_utf8(&body.data) {
+    let mut content = match std::str::from_utf8(&body.data) {
         Ok(text) => json!({ "size": body.size, "mimeType": mime, "text": text }),
         Err(_) => json!({
             "size": body.size, "mimeType": mime, "encoding": "base64",
             "text": base64::engine::general_purpose::STANDARD.encode(&body.data),
         }),
+    };
+    if !body.chunks.is_empty() {
+        content["_chunks"] = body
+            .chunks
+            .iter()
+            .map(|c| json!({ "time": c.offset_ns as f64 / 1e6, "size": c.len }))
+            .collect();
     }
+    content
 }
 
 fn har_entry(ex: &Exchange) -> serde_json::Value {

@@ -106,7 +106,8 @@ impl HttpBody for ChannelBody {
 /// `data` (then `trailers`) sent at `pacing`: the same pacer as HTTP/1 writes into a pipe
 /// whose other end becomes DATA frames, so both protocols drip at the same rate.
 pub(crate) fn paced(data: Bytes, pacing: Pacing, trailers: Option<HeaderMap>) -> ReplayBody {
-    if matches!(pacing, Pacing::Burst) || data.is_empty() {
+    // `Chunks` without the chunk table (a fault body, say) is a burst, as in `paced_write`.
+    if matches!(pacing, Pacing::Burst | Pacing::Chunks(_)) || data.is_empty() {
         return UnsyncBoxBody::new(FixedBody::new([data].into(), trailers));
     }
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);

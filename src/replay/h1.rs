@@ -16,6 +16,7 @@ use super::faults::Fault;
 use super::latency::{paced_write, Pacing};
 use super::pipeline::{report_text, Decision, Found, Replay, RequestView, Upgrade};
 use super::render::{fault_body, reason, render_response};
+use super::timed::{self, TimedBody};
 use crate::decode::h1::{self, Decoder, Event, Framing, Role};
 use crate::decode::h1_encode;
 use crate::model::{Header, HeaderList, Protocol};
@@ -157,7 +158,12 @@ pub(crate) async fn serve<S: Io>(
                 close
             }
             Found::Sourced(response) => {
-                let r = render_response(&head.method, response, String::new());
+                let r = render_response(
+                    &head.method,
+                    response,
+                    &crate::model::Timings::default(),
+                    String::new(),
+                );
                 let close = client_close || r.must_close;
                 out.extend_from_slice(if close { &r.head_close } else { &r.head });
                 out.extend_from_slice(&r.body);
@@ -184,6 +190,9 @@ pub(crate) async fn serve<S: Io>(
             head: &out[..split],
             body: &out[split..],
             close,
+            timed: decision
+                .matched()
+                .and_then(|i| replay.rendered(i).timed.as_deref()),
         };
         let (status, close) = write_answer(
             replay,
@@ -217,6 +226,8 @@ struct Answer<'a> {
     head: &'a [u8],
     body: &'a [u8],
     close: bool,
+    /// The recorded chunk schedule of `body`, for [`Pacing::Chunks`].
+    timed: Option<&'a TimedBody>,
 }
 
 /// Writes the answer as the plan says: after its delay, at its pace, or not at all.
@@ -293,11 +304,20 @@ async fn write_answer<S: Io>(
             // The common case, no pacing: head and body in one write (they are adjacent
             // in the connection's buffer) — two writes per answer cost a third of the
             // replay's throughput.
-            let written = if matches!(plan.pacing, Pacing::Burst) {
-                stream.write_all(answer.whole).await.is_ok()
-            } else {
-                stream.write_all(answer.head).await.is_ok()
-                    && paced_write(stream, answer.body, plan.pacing).await.is_ok()
+            let written = match (plan.pacing, answer.timed) {
+                (Pacing::Burst, _) | (Pacing::Chunks(_), None) => {
+                    stream.write_all(answer.whole).await.is_ok()
+                }
+                (Pacing::Chunks(scale), Some(timed)) => {
+                    stream.write_all(answer.head).await.is_ok()
+                        && timed::write(stream, answer.body, &timed.framed, scale)
+                            .await
+                            .is_ok()
+                }
+                _ => {
+                    stream.write_all(answer.head).await.is_ok()
+                        && paced_write(stream, answer.body, plan.pacing).await.is_ok()
+                }
             };
             if !written {
                 return (0, true);

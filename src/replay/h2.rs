@@ -14,6 +14,7 @@ use super::faults::Fault;
 use super::latency::Pacing;
 use super::pipeline::{report_text, Found, Replay, RequestView};
 use super::render::{failure_response, fault_body};
+use super::timed::{h2_body, TimedBody};
 use crate::decode::h1::{response_framing, Framing};
 use crate::model::Protocol;
 use crate::vocab::{header_map, headers_from_map};
@@ -65,12 +66,13 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
     let recorded = || match &decision.found {
         Found::Recorded(i) => {
             let ex = replay.exchange(*i);
+            let timed = replay.rendered(*i).timed.as_deref();
             match &ex.response {
-                Some(r) => respond(&method, r, plan.pacing),
-                None => respond(&method, &failure_response(ex), plan.pacing),
+                Some(r) => respond(&method, r, plan.pacing, timed),
+                None => respond(&method, &failure_response(ex), plan.pacing, None),
             }
         }
-        Found::Sourced(r) => respond(&method, r, plan.pacing),
+        Found::Sourced(r) => respond(&method, r, plan.pacing, None),
         Found::Missing(report) => not_found(report),
     };
     let (response, status) = match &plan.fault {
@@ -130,13 +132,15 @@ fn unreachable_answer() -> (Response<ReplayBody>, u16) {
     (text(StatusCode::GATEWAY_TIMEOUT, String::new()), 0)
 }
 
-/// `resp` as an HTTP/2 answer to a `method` request, its body sent at `pacing`. A `content-length` that disagrees
+/// `resp` as an HTTP/2 answer to a `method` request, its body sent at `pacing` (in the
+/// recorded chunks of `timed` for [`Pacing::Chunks`]). A `content-length` that disagrees
 /// with the stored body is corrected — except where the response has no body by definition
 /// (HEAD, 204, 304), whose `content-length` describes the representation and stays.
 fn respond(
     method: &str,
     resp: &crate::model::Response,
     pacing: Pacing,
+    timed: Option<&TimedBody>,
 ) -> (Response<ReplayBody>, u16) {
     let bodiless = matches!(
         response_framing(method, resp.status, &resp.headers),
@@ -146,7 +150,10 @@ fn respond(
         empty()
     } else {
         let trailers = (!resp.trailers.is_empty()).then(|| header_map(&resp.trailers, None));
-        paced(resp.body.data.clone(), pacing, trailers)
+        match (pacing, timed) {
+            (Pacing::Chunks(scale), Some(t)) => h2_body(resp.body.data.clone(), t, scale, trailers),
+            _ => paced(resp.body.data.clone(), pacing, trailers),
+        }
     });
     *r.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::BAD_GATEWAY);
     *r.headers_mut() = header_map(&resp.headers, (!bodiless).then_some(resp.body.data.len()));

@@ -197,18 +197,44 @@ impl RecordedTiming {
 }
 
 /// How a body is sent once its first byte is due.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Pacing {
     /// All at once.
     Burst,
     /// At most this many bytes per second.
     Bandwidth(u64),
-    /// Spread evenly over this long (the recorded pace).
+    /// Spread evenly over this long (the recorded pace of a body without a chunk table).
     Over(Duration),
+    /// In the recorded chunks, each at its recorded offset after the answer's first byte
+    /// times this factor. Only a body with a chunk table is sent so (see [`body_pacing`]);
+    /// any other body given this pacing goes out at once.
+    Chunks(f64),
+}
+
+/// The pacing of a body that has a recorded chunk table, given the plan's `pacing` and
+/// `message_scale` (`Some` for `--latency recorded` and `scale:F`).
+///
+/// - A bandwidth limit (`--bandwidth`, a `drip` fault) was asked for explicitly: it wins.
+/// - `recorded` and `scale:F` send the chunks at their offsets (times F).
+/// - Otherwise a Server-Sent Events stream (`event_stream`) keeps its recorded pace, as gRPC
+///   and WebSocket messages do, whatever the first-byte latency mode, unless
+///   `stream_timing` is off (the user asked for `--latency none`); other bodies go as planned.
+pub fn body_pacing(
+    pacing: Pacing,
+    message_scale: Option<f64>,
+    event_stream: bool,
+    stream_timing: bool,
+) -> Pacing {
+    match (pacing, message_scale) {
+        (Pacing::Bandwidth(_), _) => pacing,
+        (_, Some(f)) => Pacing::Chunks(f),
+        (_, None) if event_stream && stream_timing => Pacing::Chunks(1.0),
+        _ => pacing,
+    }
 }
 
 /// The latency part of a plan.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Timing {
     pub first_byte: Duration,
     pub pacing: Pacing,
@@ -271,7 +297,8 @@ const TICK: Duration = Duration::from_millis(50);
 
 /// Writes `data` to `w` with `pacing`, sleeping through `tokio::time` between chunks.
 /// `Bandwidth(b)` sends `b / 20` bytes per 50 ms tick; `Over(d)` splits the body into equal
-/// chunks, one per tick, finishing after `d`.
+/// chunks, one per tick, finishing after `d`. `Chunks` needs the chunk table, which `data`
+/// alone does not carry (`timed::write` has it): here it is a burst.
 ///
 /// # Errors
 /// The writer's error (typically the client went away).
@@ -281,7 +308,7 @@ pub async fn paced_write<W: AsyncWrite + Unpin>(
     pacing: Pacing,
 ) -> std::io::Result<()> {
     let (chunk, tick) = match pacing {
-        Pacing::Burst => return w.write_all(data).await,
+        Pacing::Burst | Pacing::Chunks(_) => return w.write_all(data).await,
         Pacing::Bandwidth(bps) => {
             let per_tick = (bps as u128 * TICK.as_millis() / 1000) as usize;
             if per_tick == 0 {
@@ -453,6 +480,32 @@ mod tests {
             response_end_ns: None,
         };
         assert_eq!(RecordedTiming::from_timings(&late).first_byte, Some(ms(31)));
+    }
+
+    #[test]
+    fn streamed_bodies_keep_their_pace_unless_told_otherwise() {
+        let over = Pacing::Over(ms(5));
+        // recorded / scale:F: every chunked body at its offsets (times F).
+        assert_eq!(
+            body_pacing(over, Some(1.0), false, true),
+            Pacing::Chunks(1.0)
+        );
+        assert_eq!(
+            body_pacing(Pacing::Burst, Some(2.0), false, false),
+            Pacing::Chunks(2.0)
+        );
+        // Default or another mode: only event streams, unless --latency none.
+        assert_eq!(
+            body_pacing(Pacing::Burst, None, true, true),
+            Pacing::Chunks(1.0)
+        );
+        assert_eq!(body_pacing(Pacing::Burst, None, true, false), Pacing::Burst);
+        assert_eq!(body_pacing(Pacing::Burst, None, false, true), Pacing::Burst);
+        // An explicit bandwidth limit wins.
+        assert_eq!(
+            body_pacing(Pacing::Bandwidth(10), Some(1.0), true, true),
+            Pacing::Bandwidth(10)
+        );
     }
 
     #[tokio::test(start_paused = true)]

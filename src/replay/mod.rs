@@ -10,7 +10,8 @@
 //!   streamed answer goes out), `render` (answers as HTTP/1 bytes, fault bodies).
 //! - `pipeline`: the [`pipeline::Replay`] every protocol asks, and its counters.
 //! - Protocols, each importing the pipeline and never each other: `h1`, `h2`, `grpc`, `ws`;
-//!   `body` holds the HTTP/2 body types h2 and gRPC share.
+//!   `body` holds the HTTP/2 body types h2 and gRPC share, `timed` sends a body in its
+//!   recorded chunks at their recorded offsets (HTTP/1 writes, HTTP/2 DATA frames).
 //! - `service`: the replay behind the front door (`net::door`), routing connections to the
 //!   protocols. `admin` is the control API and `metrics` the Prometheus exposition it serves.
 //!
@@ -36,6 +37,7 @@ pub mod scenario;
 pub mod service;
 pub mod source;
 pub mod stream;
+mod timed;
 mod ws;
 
 pub use pipeline::{Replay, ReplayConfig, ReplayStats};

@@ -28,7 +28,8 @@ pub struct ReplayConfig {
     pub max_head: usize,
     /// Larger request bodies are refused with 413.
     pub max_request_body: usize,
-    /// Replay stream messages (gRPC, WebSocket) with their recorded relative timing.
+    /// Replay stream messages (gRPC, WebSocket) and Server-Sent Events bodies with their
+    /// recorded relative timing, whatever the latency mode (off for `--latency none`).
     pub recorded_latency: bool,
     /// Latency, scenario and rules at start (changed live through the admin API).
     pub realism: Settings,
@@ -273,9 +274,18 @@ impl Replay {
             grpc_method: view.grpc_method,
             headers: view.headers,
         };
+        let mut plan = self.plan_for(&info, matched);
+        if let Some(timed) = matched.and_then(|i| self.rendered.get(i)?.timed.as_deref()) {
+            plan.pacing = super::latency::body_pacing(
+                plan.pacing,
+                plan.message_scale,
+                timed.event_stream,
+                self.config.recorded_latency,
+            );
+        }
         Decision {
             found,
-            plan: self.plan_for(&info, matched),
+            plan,
             protocol,
             started,
         }
@@ -402,4 +412,110 @@ pub(crate) fn report_text(report: &serde_json::Value) -> String {
     let mut text = serde_json::to_string_pretty(report).unwrap_or_default();
     text.push('\n');
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Body, BodyChunk, Request, Timings};
+    use crate::replay::latency::{LatencyMode, LatencySpec, Pacing};
+
+    fn streamed(path: &str, content_type: &str) -> Exchange {
+        let mut body = Body::full(&b"0123456789"[..]);
+        body.chunks = vec![
+            BodyChunk {
+                offset_ns: 1_000_000,
+                len: 5,
+            },
+            BodyChunk {
+                offset_ns: 101_000_000,
+                len: 5,
+            },
+        ];
+        Exchange {
+            request: Request {
+                method: "GET".into(),
+                target: path.into(),
+                version: "HTTP/1.1".into(),
+                ..Request::default()
+            },
+            response: Some(Response {
+                status: 200,
+                reason: "OK".into(),
+                version: "HTTP/1.1".into(),
+                headers: vec![
+                    Header::new("Content-Type", content_type),
+                    Header::new("Content-Length", "10"),
+                ],
+                body,
+                trailers: vec![],
+            }),
+            timings: Timings {
+                response_first_byte_ns: Some(1_000_000),
+                response_end_ns: Some(101_000_000),
+                ..Timings::default()
+            },
+            ..Exchange::default()
+        }
+    }
+
+    fn pacing_of(mode: Option<LatencyMode>, recorded_latency: bool, path: &str) -> Pacing {
+        let exchanges = [
+            streamed("/events", "text/event-stream"),
+            streamed("/download", "application/octet-stream"),
+        ];
+        let mut config = ReplayConfig {
+            recorded_latency,
+            ..ReplayConfig::default()
+        };
+        if let Some(mode) = mode {
+            config.realism.latency = LatencySpec {
+                mode,
+                ..LatencySpec::default()
+            };
+        }
+        let replay = Replay::new(&exchanges, config).unwrap();
+        let view = RequestView {
+            protocol: Protocol::Http11,
+            method: "GET",
+            target: path,
+            authority: None,
+            headers: &[],
+            body: &[],
+            grpc_method: None,
+            grpc_first: None,
+        };
+        replay.decide(&view).plan.pacing
+    }
+
+    /// The replay rule for streamed bodies, end to end through the pipeline's decision.
+    #[test]
+    fn event_streams_keep_their_pace_by_default_and_other_bodies_when_asked() {
+        // No --latency: SSE at its recorded pace, a download at once.
+        assert_eq!(pacing_of(None, true, "/events"), Pacing::Chunks(1.0));
+        assert_eq!(pacing_of(None, true, "/download"), Pacing::Burst);
+        // --latency none: everything at once.
+        assert_eq!(
+            pacing_of(Some(LatencyMode::None), false, "/events"),
+            Pacing::Burst
+        );
+        // --latency recorded / scale:F: every chunked body at its (scaled) offsets.
+        assert_eq!(
+            pacing_of(Some(LatencyMode::Recorded), true, "/download"),
+            Pacing::Chunks(1.0)
+        );
+        assert_eq!(
+            pacing_of(Some(LatencyMode::Scale(0.5)), true, "/events"),
+            Pacing::Chunks(0.5)
+        );
+        // Another mode sets the first byte only; SSE still keeps its pace.
+        assert_eq!(
+            pacing_of(
+                Some(LatencyMode::Fixed(std::time::Duration::from_millis(5))),
+                true,
+                "/events"
+            ),
+            Pacing::Chunks(1.0)
+        );
+    }
 }

@@ -5,9 +5,10 @@
 
 use bytes::{Bytes, BytesMut};
 
+use super::timed::{self, Piece, TimedBody};
 use crate::decode::h1::{self, Framing};
 use crate::decode::h1_encode;
-use crate::model::{Body, Exchange, Header, Response};
+use crate::model::{Body, Exchange, Header, HeaderList, Response, Timings};
 use crate::vocab::route_template;
 
 /// A recorded response ready to send over HTTP/1.
@@ -25,6 +26,9 @@ pub(crate) struct Rendered {
     pub must_close: bool,
     /// Route template of the recorded request, for metrics (computed once, not per request).
     pub route: String,
+    /// When the body arrived in timed chunks: where `body` splits and when each piece is
+    /// due. `None` for a body that arrived at once (most).
+    pub timed: Option<Box<TimedBody>>,
 }
 
 /// The reason phrase for a status mf makes up (a fault, a gateway error).
@@ -67,16 +71,65 @@ pub(crate) fn render(ex: &Exchange) -> Rendered {
             &fallback
         }
     };
-    render_response(&ex.request.method, resp, route_template(ex.request.path()))
+    render_response(
+        &ex.request.method,
+        resp,
+        &ex.timings,
+        route_template(ex.request.path()),
+    )
 }
 
-/// Renders `resp`, the answer to a `method` request (see [`render`]).
-pub(crate) fn render_response(method: &str, resp: &Response, route: String) -> Rendered {
+/// Renders `resp`, the answer to a `method` request whose recorded `timings` place its body
+/// chunks (see [`render`]).
+pub(crate) fn render_response(
+    method: &str,
+    resp: &Response,
+    timings: &Timings,
+    route: String,
+) -> Rendered {
     let framing = h1::response_framing(method, resp.status, &resp.headers);
     let data = &resp.body.data;
     let mut headers = resp.headers.clone();
     let mut body = BytesMut::new();
     let mut must_close = false;
+    let schedule = match framing {
+        Framing::Empty => None,
+        _ => timed::schedule(&resp.body, timings),
+    };
+    if let (Some((raw, end)), Framing::Chunked) = (&schedule, framing) {
+        // One chunk frame per recorded chunk, so the client sees the recorded boundaries.
+        let mut framed = Vec::with_capacity(raw.len() + 1);
+        for p in raw {
+            let start = body.len();
+            h1_encode::chunk(&mut body, &data[p.range.clone()]);
+            framed.push(Piece {
+                after: p.after,
+                range: start..body.len(),
+            });
+        }
+        let start = body.len();
+        h1_encode::last_chunk(&mut body, &resp.trailers);
+        match framed.last_mut() {
+            Some(last) if !timed::ends_apart(last.after, *end) => last.range.end = body.len(),
+            _ => framed.push(Piece {
+                after: *end,
+                range: start..body.len(),
+            }),
+        }
+        return finish(
+            resp,
+            headers,
+            body,
+            false,
+            route,
+            Some(TimedBody {
+                raw: raw.clone(),
+                framed,
+                end: *end,
+                event_stream: is_event_stream(&resp.headers),
+            }),
+        );
+    }
     match framing {
         Framing::Empty => {}
         Framing::Length(n) => {
@@ -99,6 +152,47 @@ pub(crate) fn render_response(method: &str, resp: &Response, route: String) -> R
             body.extend_from_slice(data);
         }
     }
+    let timed = schedule.map(|(raw, end)| {
+        let mut framed = raw.clone();
+        if must_close
+            && framed
+                .last()
+                .is_some_and(|l| timed::ends_apart(l.after, end))
+        {
+            // The close ends the body: it comes when the recorded body ended.
+            framed.push(Piece {
+                after: end,
+                range: body.len()..body.len(),
+            });
+        }
+        TimedBody {
+            raw,
+            framed,
+            end,
+            event_stream: is_event_stream(&resp.headers),
+        }
+    });
+    finish(resp, headers, body, must_close, route, timed)
+}
+
+/// Whether `headers` announce a Server-Sent Events stream.
+fn is_event_stream(headers: &[Header]) -> bool {
+    headers.header("content-type").is_some_and(|v| {
+        v.split(|&b| b == b';')
+            .next()
+            .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"text/event-stream"))
+    })
+}
+
+/// The heads for `headers` and the finished [`Rendered`].
+fn finish(
+    resp: &Response,
+    headers: Vec<Header>,
+    body: BytesMut,
+    must_close: bool,
+    route: String,
+    timed: Option<TimedBody>,
+) -> Rendered {
     let mut head = BytesMut::new();
     h1_encode::response_head(
         &mut head,
@@ -117,10 +211,11 @@ pub(crate) fn render_response(method: &str, resp: &Response, route: String) -> R
         head: head.freeze(),
         head_close: head_close.freeze(),
         body: body.freeze(),
-        raw_body: data.clone(),
+        raw_body: resp.body.data.clone(),
         content_type: content_type(&resp.headers),
         must_close,
         route,
+        timed: timed.map(Box::new),
     }
 }
 
@@ -183,6 +278,87 @@ mod tests {
         assert_eq!(&refused.body[..], b"mf: no answer\n");
     }
 
+    fn streamed(content_type: &str, framing: Header) -> (Response, Timings) {
+        let mut body = Body::full(&b"data: 0\n\ndata: 1\n\n"[..]);
+        body.chunks = vec![
+            crate::model::BodyChunk {
+                offset_ns: 5_000_000,
+                len: 9,
+            },
+            crate::model::BodyChunk {
+                offset_ns: 205_000_000,
+                len: 9,
+            },
+        ];
+        let resp = Response {
+            status: 200,
+            reason: "OK".into(),
+            version: "HTTP/1.1".into(),
+            headers: vec![Header::new("Content-Type", content_type), framing],
+            body,
+            trailers: vec![],
+        };
+        let timings = Timings {
+            response_first_byte_ns: Some(5_000_000),
+            response_end_ns: Some(305_000_000),
+            ..Timings::default()
+        };
+        (resp, timings)
+    }
+
+    #[test]
+    fn a_chunked_stream_is_rechunked_at_its_recorded_boundaries() {
+        use std::time::Duration;
+        let (resp, timings) = streamed(
+            "text/event-stream; charset=utf-8",
+            Header::new("Transfer-Encoding", "chunked"),
+        );
+        let r = render_response("GET", &resp, &timings, "/".into());
+        assert_eq!(
+            &r.body[..],
+            b"9\r\ndata: 0\n\n\r\n9\r\ndata: 1\n\n\r\n0\r\n\r\n"
+        );
+        let t = r.timed.expect("a timed body");
+        assert!(t.event_stream);
+        let framed: Vec<(Duration, &[u8])> = t
+            .framed
+            .iter()
+            .map(|p| (p.after, &r.body[p.range.clone()]))
+            .collect();
+        assert_eq!(
+            framed,
+            vec![
+                (Duration::ZERO, &b"9\r\ndata: 0\n\n\r\n"[..]),
+                (Duration::from_millis(200), &b"9\r\ndata: 1\n\n\r\n"[..]),
+                // The end of the stream, when the recorded one ended.
+                (Duration::from_millis(300), &b"0\r\n\r\n"[..]),
+            ]
+        );
+        assert_eq!(t.raw[1].range, 9..18);
+
+        // A Content-Length body keeps its bytes and is cut at the same places.
+        let (resp, timings) = streamed(
+            "application/octet-stream",
+            Header::new("Content-Length", "18"),
+        );
+        let r = render_response("GET", &resp, &timings, "/".into());
+        assert_eq!(&r.body[..], &resp.body.data[..]);
+        let t = r.timed.expect("a timed body");
+        assert!(!t.event_stream);
+        assert_eq!(t.framed, t.raw);
+        // No table, no schedule: the fast path.
+        let plain = render_response(
+            "GET",
+            &Response {
+                body: Body::full(&b"x"[..]),
+                ..resp
+            },
+            &timings,
+            "/".into(),
+        );
+        assert!(plain.timed.is_none());
+    }
+
     #[test]
     fn fault_bodies_prefer_the_configured_then_the_recorded_body() {
         let resp = Response {
@@ -193,7 +369,7 @@ mod tests {
             body: Body::full(b"{\"a\":1}".to_vec()),
             trailers: vec![],
         };
-        let r = render_response("GET", &resp, "/".into());
+        let r = render_response("GET", &resp, &Timings::default(), "/".into());
         assert_eq!(
             fault_body(Some("busy"), Some(&r)).0,
             Bytes::from_static(b"busy")

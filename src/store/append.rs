@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OpenFlags};
 
 use super::backend::RecordingWrite;
 use super::blobs::{self, BlobKey};
-use super::codec::encode_headers;
+use super::codec::{encode_chunks, encode_headers};
 use super::{PatternRow, StoreError, APPLICATION_ID, SCHEMA_VERSION};
 use crate::model::{Body, Direction, Exchange};
 
@@ -146,9 +146,11 @@ fn insert_exchange(
             connection_id, seq, protocol, started_at_ns, client_addr, server_addr, scheme, authority,
             method, target, req_version, req_headers, req_body, req_body_size, req_body_truncated, req_trailers,
             status, reason, resp_version, resp_headers, resp_body, resp_body_size, resp_body_truncated, resp_trailers,
-            request_end_ns, response_first_byte_ns, response_end_ns, error, trace_id, tags, error_kind
+            request_end_ns, response_first_byte_ns, response_end_ns, error, trace_id, tags, error_kind,
+            req_body_chunks, resp_body_chunks
         ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                  ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)",
+                  ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31,
+                  ?32, ?33)",
     )?
     .execute(params![
         i64::try_from(ex.connection_id).unwrap_or(i64::MAX),
@@ -182,6 +184,8 @@ fn insert_exchange(
         ex.trace_id,
         tags,
         ex.error.as_ref().map(|e| e.kind.as_str()),
+        encode_chunks(&req.body.chunks),
+        resp.and_then(|r| encode_chunks(&r.body.chunks)),
     ])?;
     let id = conn.last_insert_rowid();
     for (idx, m) in ex.messages.iter().enumerate() {

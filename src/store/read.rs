@@ -7,11 +7,11 @@ use rusqlite::{params, Connection, Row};
 use serde::Serialize;
 
 use super::backend::RecordingRead;
-use super::codec::decode_headers;
+use super::codec::{decode_chunks, decode_headers};
 use super::{blobs, StoreError};
 use crate::model::{
-    Body, Direction, ErrorKind, Exchange, ExchangeError, MessageKind, Protocol, Request, Response,
-    StreamMessage, Timings,
+    Body, BodyChunk, Direction, ErrorKind, Exchange, ExchangeError, MessageKind, Protocol, Request,
+    Response, StreamMessage, Timings,
 };
 
 /// One line of `mf ls --json`: what a listing needs, without bodies.
@@ -48,11 +48,12 @@ pub struct Reader {
 const EXCHANGE_COLUMNS: &str = "id, connection_id, seq, protocol, started_at_ns, client_addr, server_addr, scheme,
     authority, method, target, req_version, req_headers, req_body, req_body_size, req_body_truncated, req_trailers,
     status, reason, resp_version, resp_headers, resp_body, resp_body_size, resp_body_truncated, resp_trailers,
-    request_end_ns, response_first_byte_ns, response_end_ns, error, trace_id, tags, error_kind";
+    request_end_ns, response_first_byte_ns, response_end_ns, error, trace_id, tags, error_kind,
+    req_body_chunks, resp_body_chunks";
 
 /// Number of columns in [`EXCHANGE_COLUMNS`]: the joined blob columns of
 /// [`Reader::for_each`] start here (a column added to the list moves them along).
-const EXCHANGE_COLUMN_COUNT: usize = 32;
+const EXCHANGE_COLUMN_COUNT: usize = 34;
 
 /// Row fields before blobs are resolved.
 struct RawRow {
@@ -189,7 +190,7 @@ impl Reader {
         let Some(row) = rows.next()? else {
             return Err(StoreError::NoSuchExchange(id));
         };
-        let raw = raw_row(row)?;
+        let raw = raw_row(row, &self.path)?;
         self.resolve(raw)
     }
 
@@ -203,7 +204,7 @@ impl Reader {
         let mut rows = stmt.query([])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
-            let raw = raw_row(row)?;
+            let raw = raw_row(row, &self.path)?;
             out.push(self.resolve(raw)?);
         }
         Ok(out)
@@ -234,7 +235,7 @@ impl Reader {
             reason,
         };
         while let Some(row) = rows.next()? {
-            let raw = raw_row(row)?;
+            let raw = raw_row(row, &self.path)?;
             let mut ex = raw.ex;
             // Each joined blob is (size, codec, data); request body, response body, headers.
             let [req_body, resp_body, headers] =
@@ -420,7 +421,18 @@ fn opt_u64(v: Option<i64>) -> Option<u64> {
     v.and_then(|n| u64::try_from(n).ok())
 }
 
-fn raw_row(r: &Row) -> Result<RawRow, StoreError> {
+/// The chunk table in column `index`: empty when NULL.
+fn chunks_at(r: &Row, index: usize, path: &Path) -> Result<Vec<BodyChunk>, StoreError> {
+    let table: Option<Vec<u8>> = r.get(index)?;
+    table
+        .map_or(Ok(Vec::new()), |t| decode_chunks(&t))
+        .map_err(|reason| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        })
+}
+
+fn raw_row(r: &Row, path: &Path) -> Result<RawRow, StoreError> {
     let protocol: String = r.get(3)?;
     let req_headers: Vec<u8> = r.get(12)?;
     let req_trailers: Option<Vec<u8>> = r.get(16)?;
@@ -435,6 +447,7 @@ fn raw_row(r: &Row) -> Result<RawRow, StoreError> {
             data: Bytes::new(),
             size: opt_u64(r.get(14)?).unwrap_or(0),
             truncated: r.get(15)?,
+            chunks: chunks_at(r, 32, path)?,
         },
         trailers: req_trailers.map(|t| decode_headers(&t)).unwrap_or_default(),
     };
@@ -452,6 +465,7 @@ fn raw_row(r: &Row) -> Result<RawRow, StoreError> {
                     data: Bytes::new(),
                     size: opt_u64(r.get(22)?).unwrap_or(0),
                     truncated: r.get(23)?,
+                    chunks: chunks_at(r, 33, path)?,
                 },
                 trailers: trailers.map(|t| decode_headers(&t)).unwrap_or_default(),
             })

@@ -90,6 +90,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     END
     WHERE error IS NOT NULL;
     "#,
+    // v3: when a body's pieces arrived (`model::BodyChunk`, encoded by `codec::encode_chunks`),
+    // so that replay can send Server-Sent Events and slow downloads at their recorded pace.
+    // NULL for a body that arrived at once, which is every body of an older recording.
+    r#"
+    ALTER TABLE exchanges ADD COLUMN req_body_chunks BLOB;
+    ALTER TABLE exchanges ADD COLUMN resp_body_chunks BLOB;
+    "#,
 ];
 
 /// Checks that `conn` is an mf recording this build understands, creating the schema in an

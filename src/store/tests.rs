@@ -154,6 +154,21 @@ fn recordings_of_every_schema_version_open_and_read() {
         failed[0].error.as_ref().map(|e| e.kind),
         Some(crate::model::ErrorKind::UpstreamRefused)
     );
+    // The v3 fixture adds a recorded Server-Sent Events stream: five events 200 ms apart.
+    let path = dir.path().join("v3.db");
+    std::fs::copy(fixtures.join("v3.db"), &path).unwrap();
+    let all = Reader::open(&path).unwrap().load_all().unwrap();
+    let sse = all
+        .iter()
+        .find(|e| e.request.path() == "/events")
+        .and_then(|e| e.response.as_ref())
+        .expect("v3 fixture has an SSE exchange");
+    let offsets: Vec<u64> = sse.body.chunks.iter().map(|c| c.offset_ns).collect();
+    assert_eq!(offsets.len(), 5, "{offsets:?}");
+    assert!(
+        offsets.windows(2).all(|w| w[1] - w[0] > 150_000_000),
+        "{offsets:?}"
+    );
 }
 
 /// A v1 recording kept only error text; the v2 migration gives each old error the kind its
@@ -284,4 +299,104 @@ fn the_backend_traits_page_listings_and_replace_patterns() {
         open_existing_writer(&dir.path().join("missing.db")),
         Err(StoreError::NotFound { .. })
     ));
+}
+
+fn streamed(i: u32) -> Exchange {
+    let mut ex = sample(i, b"");
+    let resp = ex.response.as_mut().unwrap();
+    resp.headers = vec![Header::new("Content-Type", "text/event-stream")];
+    resp.body = crate::model::Body::full(&b"data: 0\n\ndata: 1\n\ndata: 2\n\n"[..]);
+    resp.body.chunks = (0..3)
+        .map(|n| crate::model::BodyChunk {
+            offset_ns: 1_500_000 + n * 200_000_123,
+            len: 9,
+        })
+        .collect();
+    ex.request.body.chunks = vec![crate::model::BodyChunk {
+        offset_ns: 7,
+        len: 0,
+    }];
+    ex
+}
+
+#[test]
+fn chunk_tables_round_trip_through_every_read_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    write_exchanges(
+        &path,
+        &Meta::default(),
+        [streamed(0), sample(1, b"x")].into_iter(),
+    )
+    .unwrap();
+    let reader = Reader::open(&path).unwrap();
+    let all = reader.load_all().unwrap();
+    let want = streamed(0);
+    assert_eq!(
+        all[0].response.as_ref().unwrap().body,
+        want.response.unwrap().body
+    );
+    assert_eq!(all[0].request.body.chunks, want.request.body.chunks);
+    assert!(all[1].response.as_ref().unwrap().body.chunks.is_empty());
+    let mut streamed_rows = Vec::new();
+    reader
+        .for_each(|ex| {
+            streamed_rows.push(ex);
+            true
+        })
+        .unwrap();
+    assert_eq!(streamed_rows, all);
+    assert_eq!(reader.load(all[0].id).unwrap(), all[0]);
+    // Only the streamed body has a table, and it is a few bytes, not a copy of the body.
+    let (tables, bytes): (i64, i64) = reader
+        .connection()
+        .query_row(
+            "SELECT count(resp_body_chunks), coalesce(sum(length(resp_body_chunks)), 0) FROM exchanges",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((tables, bytes <= 1 + 3 * 6), (1, true), "{bytes} bytes");
+}
+
+#[test]
+fn a_damaged_chunk_table_is_reported_as_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    write_exchanges(&path, &Meta::default(), std::iter::once(streamed(0))).unwrap();
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch("UPDATE exchanges SET resp_body_chunks = x'01ff'")
+        .unwrap();
+    drop(c);
+    let err = Reader::open(&path).unwrap().load_all().err().unwrap();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+}
+
+/// A v2 recording gains the chunk columns (empty for its bodies) and takes new streamed
+/// exchanges beside its old ones.
+#[test]
+fn v2_recordings_migrate_to_chunk_tables() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/recordings");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    std::fs::copy(fixtures.join("v2.db"), &path).unwrap();
+    let before = {
+        let reader = Reader::open(&path).unwrap();
+        let version: i32 = reader
+            .connection()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        reader.load_all().unwrap()
+    };
+    assert!(before
+        .iter()
+        .filter_map(|e| e.response.as_ref())
+        .all(|r| r.body.chunks.is_empty()));
+    write_exchanges(&path, &Meta::default(), std::iter::once(streamed(9))).unwrap();
+    let after = Reader::open(&path).unwrap().load_all().unwrap();
+    assert_eq!(after.len(), before.len() + 1);
+    assert_eq!(after[..before.len()], before[..]);
+    let last = after.last().unwrap().response.as_ref().unwrap();
+    assert_eq!(last.body.chunks.len(), 3);
 }

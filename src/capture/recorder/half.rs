@@ -8,7 +8,9 @@
 use bytes::Bytes;
 
 use crate::decode::grpc;
-use crate::model::{Body, Direction, ErrorKind, ExchangeError, Header, MessageKind, StreamMessage};
+use crate::model::{
+    Body, BodyChunk, Direction, ErrorKind, ExchangeError, Header, MessageKind, StreamMessage,
+};
 
 /// The recorder-side state of one direction.
 pub(crate) struct Half {
@@ -18,6 +20,11 @@ pub(crate) struct Half {
     body: Vec<u8>,
     size: u64,
     truncated: bool,
+    /// When the kept body bytes arrived, coalesced (see [`BodyChunk::COALESCE_NS`]).
+    chunks: Vec<BodyChunk>,
+    /// Offset of this direction's head: a body that arrived in one piece right with it
+    /// needs no chunk table. The request's head starts the exchange.
+    head_ns: u64,
     trailers: Vec<Header>,
     /// Set when the direction carries gRPC: DATA is split into messages instead of a body.
     grpc: Option<grpc::Decoder>,
@@ -38,6 +45,8 @@ impl Half {
             body: Vec::new(),
             size: 0,
             truncated: false,
+            chunks: Vec::new(),
+            head_ns: 0,
             trailers: Vec::new(),
             grpc: None,
             messages: Vec::new(),
@@ -46,6 +55,11 @@ impl Half {
             ended_at: None,
             error: None,
         }
+    }
+
+    /// The direction's head was seen at `at` (the response head: the request's is the start).
+    pub(super) fn head_at(&mut self, at: i64) {
+        self.head_ns = offset(self.started_at_ns, at);
     }
 
     pub(super) fn set_grpc(&mut self) {
@@ -79,6 +93,23 @@ impl Half {
             self.body.reserve_exact(target - self.body.len());
         }
         self.body.extend_from_slice(&data[..take]);
+        self.note_chunk(at, take as u64);
+    }
+
+    /// Adds `len` kept bytes that arrived at `at` to the chunk table: to the last chunk when
+    /// they came within [`BodyChunk::COALESCE_NS`] of its start (or before it: a clock stepped
+    /// back), else as a new chunk; so offsets never decrease.
+    fn note_chunk(&mut self, at: i64, len: u64) {
+        let at_ns = offset(self.started_at_ns, at);
+        match self.chunks.last_mut() {
+            Some(last) if at_ns.saturating_sub(last.offset_ns) < BodyChunk::COALESCE_NS => {
+                last.len += len;
+            }
+            _ => self.chunks.push(BodyChunk {
+                offset_ns: at_ns,
+                len,
+            }),
+        }
     }
 
     fn grpc_data(&mut self, at: i64, data: &[u8]) {
@@ -187,11 +218,22 @@ impl Half {
                 });
             }
         }
+        // A body that came in one burst right behind its head arrived "at once": no table,
+        // so replay's fast path and the store see it as before.
+        let at_once = match self.chunks.as_slice() {
+            [] => true,
+            [only] => only.offset_ns.saturating_sub(self.head_ns) < BodyChunk::COALESCE_NS,
+            _ => false,
+        };
+        if at_once {
+            self.chunks = Vec::new();
+        }
         Parts {
             body: Body {
                 data: Bytes::from(self.body),
                 size: self.size,
                 truncated: self.truncated,
+                chunks: self.chunks,
             },
             trailers: self.trailers,
             messages: self.messages,

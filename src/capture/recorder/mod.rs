@@ -122,6 +122,7 @@ impl Recorder {
             self.set_grpc();
         }
         self.ex.timings.response_first_byte_ns = Some(half::offset(self.ex.started_at_ns, at));
+        self.response.head_at(at);
         self.ex.response = Some(Response {
             status,
             reason,

@@ -274,3 +274,96 @@ fn traceparent_names_the_trace() {
         Some("4bf92f3577b34da6a3ce929d0e0e4736")
     );
 }
+
+const MS: i64 = 1_000_000;
+
+#[test]
+fn streamed_body_pieces_become_a_coalesced_chunk_table() {
+    use crate::model::BodyChunk;
+    let mut rec = Recorder::new(T0, limits(1024));
+    get(&mut rec, vec![]);
+    ok(&mut rec, T0 + 2 * MS, vec![]);
+    // An event with the head, then one every 200 ms; the second arrives in three reads
+    // spread over less than a millisecond, which are one chunk.
+    rec.response_data(T0 + 2 * MS, b"data: 0\n\n");
+    rec.response_data(T0 + 202 * MS, b"data:");
+    rec.response_data(T0 + 202 * MS + 400_000, b" 1\n");
+    rec.response_data(T0 + 202 * MS + 900_000, b"\n");
+    rec.response_data(T0 + 402 * MS, b"data: 2\n\n");
+    rec.end(T0 + 402 * MS, Direction::ServerToClient);
+    let body = rec.finish().response.expect("response").body;
+    assert_eq!(
+        body.chunks,
+        vec![
+            BodyChunk {
+                offset_ns: 2_000_000,
+                len: 9
+            },
+            BodyChunk {
+                offset_ns: 202_000_000,
+                len: 9
+            },
+            BodyChunk {
+                offset_ns: 402_000_000,
+                len: 9
+            },
+        ]
+    );
+    assert_eq!(
+        body.chunks.iter().map(|c| c.len).sum::<u64>(),
+        body.data.len() as u64
+    );
+}
+
+#[test]
+fn a_body_that_arrived_at_once_has_no_chunk_table() {
+    let mut rec = Recorder::new(T0, limits(1024));
+    get(&mut rec, vec![]);
+    rec.request_data(T0 + 100, b"upload");
+    ok(&mut rec, T0 + 50 * MS, vec![]);
+    rec.response_data(T0 + 50 * MS, b"{\"a\":");
+    rec.response_data(T0 + 50 * MS + 300_000, b"1}");
+    let ex = rec.finish();
+    assert!(ex.request.body.chunks.is_empty());
+    assert!(ex.response.expect("response").body.chunks.is_empty());
+
+    // One burst long after the head (a long-poll) is timing worth keeping.
+    let mut rec = Recorder::new(T0, limits(1024));
+    get(&mut rec, vec![]);
+    ok(&mut rec, T0 + MS, vec![]);
+    rec.response_data(T0 + 900 * MS, b"done");
+    let chunks = rec.finish().response.expect("response").body.chunks;
+    assert_eq!(chunks.len(), 1);
+    assert_eq!(chunks[0].offset_ns, 900_000_000);
+}
+
+#[test]
+fn the_chunk_table_covers_the_kept_bytes_and_never_goes_back_in_time() {
+    let mut rec = Recorder::new(T0, limits(6));
+    get(&mut rec, vec![]);
+    ok(&mut rec, T0, vec![]);
+    rec.response_data(T0 + 10 * MS, b"abcd");
+    // A clock stepped back: the piece joins the previous chunk rather than going before it.
+    rec.response_data(T0 + 5 * MS, b"ef");
+    rec.response_data(T0 + 30 * MS, b"gh");
+    let body = rec.finish().response.expect("response").body;
+    assert!(body.truncated);
+    assert_eq!(&body.data[..], b"abcdef");
+    let offsets: Vec<(u64, u64)> = body.chunks.iter().map(|c| (c.offset_ns, c.len)).collect();
+    assert_eq!(offsets, vec![(10_000_000, 6)]);
+}
+
+#[test]
+fn grpc_bodies_keep_no_chunk_table() {
+    let mut rec = Recorder::new(T0, limits(1024));
+    rec.request_head(
+        "POST".into(),
+        "/p.S/M".into(),
+        "HTTP/2".into(),
+        vec![Header::new("content-type", "application/grpc")],
+    );
+    rec.request_data(T0 + 100 * MS, &[0, 0, 0, 0, 1, 7]);
+    let ex = rec.finish();
+    assert!(ex.request.body.chunks.is_empty());
+    assert_eq!(ex.messages.len(), 1);
+}
