@@ -59,8 +59,9 @@ pub struct ReplayArgs {
 
     /// Delay before each answer: none, recorded, fixed:50ms, scale:2.5, profile or
     /// uniform:10ms..200ms. Default: HTTP answers at once, while streamed answers (gRPC
-    /// messages, WebSocket frames) keep their recorded relative timing; `none` sends
-    /// those at once too.
+    /// messages, WebSocket frames, Server-Sent Events) keep their recorded relative timing;
+    /// `none` sends those at once too; `recorded` and `scale:X` also pace every other body
+    /// that arrived in pieces (chunked and slow downloads) at its recorded offsets.
     #[arg(long, value_name = "MODE", help_heading = "Realism")]
     pub latency: Option<String>,
 
