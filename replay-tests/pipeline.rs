@@ -517,3 +517,52 @@ fn bandwidth_paces_http2_as_it_paces_http1() {
     assert!(seconds(&[&url]) >= 0.1);
     assert!(seconds(&["--http2-prior-knowledge", &url]) >= 0.1);
 }
+
+/// The near-miss 404 to a `HEAD` has headers only (RFC 9110 §9.3.2): a body sent anyway was
+/// read as the start of the next answer on a keep-alive connection.
+#[test]
+fn unmatched_head_gets_a_404_without_a_body_and_the_connection_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rec.db");
+    record_http(&db, &[&["/json"]]);
+    let replay = start_replay(&db, &[]);
+    let mut s = TcpStream::connect(replay.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let host = replay.addr();
+    write!(
+        s,
+        "HEAD /nothing-here HTTP/1.1\r\nHost: {host}\r\n\r\nGET /json HTTP/1.1\r\nHost: {host}\r\n\r\n"
+    )
+    .unwrap();
+    // The HEAD answer: a head announcing a body length, and no body.
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        raw.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&raw[..end]).to_string();
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("x-mf-match: none"));
+    // What follows at once is the next answer, not a JSON body.
+    let mut rest = raw[end..].to_vec();
+    while !rest.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        rest.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        rest.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
+    // Over HTTP/2 too: no body bytes.
+    let two = h2(&["-I", &format!("{}/nothing-here", replay.url())]);
+    assert!(two.headers.starts_with("HTTP/2 404"), "{two:?}");
+    assert_eq!(two.exit, 0, "no DATA on a HEAD stream: {two:?}");
+    assert!(!String::from_utf8_lossy(&two.body).contains("closest"));
+}

@@ -180,7 +180,11 @@ pub(crate) async fn serve<S: Io>(
                     headers.push(Header::new("Connection", "close"));
                 }
                 h1_encode::response_head(&mut out, 404, "Not Found", &headers);
-                out.extend_from_slice(text.as_bytes());
+                // RFC 9110 §9.3.2: the answer to HEAD has the headers of a GET and no body;
+                // sending one anyway desynchronises a keep-alive connection.
+                if !head.method.eq_ignore_ascii_case("HEAD") {
+                    out.extend_from_slice(text.as_bytes());
+                }
                 client_close
             }
         };

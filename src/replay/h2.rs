@@ -73,7 +73,7 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
             }
         }
         Found::Sourced(r) => respond(&method, r, plan.pacing, None),
-        Found::Missing(report) => not_found(report),
+        Found::Missing(report) => not_found(&method, report),
     };
     let (response, status) = match &plan.fault {
         Some(Fault::Status { code, body }) => {
@@ -160,9 +160,21 @@ fn respond(
     (r, resp.status)
 }
 
-/// The near-miss report as a 404.
-fn not_found(report: &serde_json::Value) -> (Response<ReplayBody>, u16) {
-    let mut r = text(StatusCode::NOT_FOUND, report_text(report));
+/// The near-miss report as a 404; to `HEAD`, its headers only (RFC 9110 §9.3.2: a DATA
+/// frame on a HEAD stream is a protocol error that clients answer with a reset).
+fn not_found(method: &str, report: &serde_json::Value) -> (Response<ReplayBody>, u16) {
+    let report = report_text(report);
+    let mut r = if method == "HEAD" {
+        let mut r = text(StatusCode::NOT_FOUND, String::new());
+        *r.body_mut() = empty();
+        r.headers_mut().insert(
+            http::header::CONTENT_LENGTH,
+            HeaderValue::from(report.len()),
+        );
+        r
+    } else {
+        text(StatusCode::NOT_FOUND, report)
+    };
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
