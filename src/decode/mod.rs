@@ -10,4 +10,5 @@ pub mod h1;
 pub mod h1_encode;
 pub mod h2;
 pub mod tcp;
+pub mod tls;
 pub mod ws;
