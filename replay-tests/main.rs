@@ -8,6 +8,7 @@ mod grpc;
 mod h2;
 mod http1;
 mod infer;
+mod keylog;
 mod lossy;
 mod pcap;
 mod pipeline;

@@ -18,6 +18,7 @@ mod clock;
 mod h2;
 pub mod import;
 mod io;
+pub mod keylog;
 pub mod packet;
 pub mod passive;
 pub mod pcap;

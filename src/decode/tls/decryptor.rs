@@ -371,7 +371,9 @@ impl Decryptor {
                     self.encrypted_handshake(dir, msg, &body);
                 }
             }
-            // 1.2's encrypted Finished, alerts (close_notify among them).
+            // Alerts (close_notify among them) end nothing here: the TCP close does.
+            Ok((hs::ALERT, _)) => {}
+            // 1.2's encrypted Finished, and other handshake messages.
             Ok(_) => {}
             Err(OpenError::Auth | OpenError::Short | OpenError::NoContentType) => {
                 self.auth_failures += 1;
