@@ -168,8 +168,8 @@ impl Decryptor {
     fn pump(&mut self, keys: &KeyLog, out: &mut [Vec<Plain>; 2]) {
         loop {
             let mut progressed = false;
-            for dir in 0..2 {
-                match self.pump_dir(dir, keys, &mut out[dir]) {
+            for (dir, out) in out.iter_mut().enumerate() {
+                match self.pump_dir(dir, keys, out) {
                     Ok(p) => progressed |= p,
                     Err(_) => {
                         self.status = Status::Broken;

@@ -92,7 +92,7 @@ impl Suite {
                 // (EC)DHE and RSA key exchange alike: the key log gives the master secret.
                 0x009C | 0x009E | 0xC02B | 0xC02F => (Aead::Aes128Gcm, Hash::Sha256),
                 0x009D | 0x009F | 0xC02C | 0xC030 => (Aead::Aes256Gcm, Hash::Sha384),
-                0xCCA8 | 0xCCA9 | 0xCCAA => (Aead::Chacha20Poly1305, Hash::Sha256),
+                0xCCA8..=0xCCAA => (Aead::Chacha20Poly1305, Hash::Sha256),
                 _ => return None,
             }
         };
