@@ -506,3 +506,108 @@ fn tls_12_and_13_captures_decrypt_with_key_logs_and_replay_over_tls() {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+#[test]
+fn live_sniffing_follows_a_growing_key_log() {
+    require("curl");
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_test_pki(dir.path());
+    let nginx = Nginx::start(dir.path(), &cert, &key);
+    let port = nginx.port;
+    // The key log does not exist yet: the clients create it while mf captures.
+    let keys = dir.path().join("live-keys.log");
+    let db = dir.path().join("live.db");
+    let mut cmd = mf();
+    cmd.args([
+        "record",
+        "--interface",
+        "lo",
+        "--port",
+        &port.to_string(),
+        "--keylog",
+    ])
+    .arg(&keys)
+    .arg("-o")
+    .arg(&db)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("mf record");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(l) if l.contains("capturing on lo") => break,
+            Ok(_) => {}
+            Err(_) if Instant::now() > deadline => panic!("mf record --interface did not start"),
+            Err(_) => {}
+        }
+    }
+    let cacert = ca.to_str().unwrap();
+    let a = curl_tls(
+        Some(&keys),
+        &[
+            "--tlsv1.3",
+            "--http2",
+            "--cacert",
+            cacert,
+            &format!("https://localhost:{port}/live13"),
+        ],
+    );
+    let b = curl_tls(
+        Some(&keys),
+        &[
+            "--tls-max",
+            "1.2",
+            "--http1.1",
+            "--cacert",
+            cacert,
+            &format!("https://localhost:{port}/live12"),
+        ],
+    );
+    let recorded = wait_until(Duration::from_secs(20), || ls_rows(&db) == 2);
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = child.wait().unwrap();
+    let mut rest = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
+        rest.push(line);
+    }
+    let text = rest.join("\n");
+    assert!(status.success(), "{text}");
+    assert!(
+        recorded,
+        "the sniffer never recorded the two exchanges: {text}"
+    );
+    assert!(
+        text.contains("TLS: 2 connections, 2 decrypted, 0 without keys"),
+        "{text}"
+    );
+    drop(nginx);
+    let mut ex = load(&db);
+    ex.sort_by(|x, y| x.request.target.cmp(&y.request.target));
+    let got: Vec<(&str, &str, Vec<u8>)> = ex
+        .iter()
+        .map(|e| {
+            (
+                e.scheme.as_str(),
+                e.request.target.as_str(),
+                e.response
+                    .as_ref()
+                    .map(|r| r.body.data.to_vec())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [("https", "/live12", b.body), ("https", "/live13", a.body)]
+    );
+}

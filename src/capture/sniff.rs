@@ -107,14 +107,19 @@ pub fn sniff(
     let mut decoder = PacketDecoder::new();
     let mut report = SniffReport::default();
     let mut keylogs: Vec<KeyLogFile> = cfg.keylog.iter().map(|p| KeyLogFile::new(p)).collect();
+    if !keylogs.is_empty() {
+        engine.hold_tls_for_keys();
+    }
     read_keylogs(&mut keylogs, engine, false);
     let mut last_keys = Instant::now();
     ready();
     let mut last_sweep = 0i64;
     while !stop.load(Ordering::Relaxed) {
+        let requested = engine.take_key_request();
         if !keylogs.is_empty()
-            && last_keys.elapsed() > KEYLOG_POLL
-            && (engine.wants_keys() || last_keys.elapsed() > KEYLOG_POLL * 10)
+            && (requested
+                || last_keys.elapsed() > KEYLOG_POLL
+                    && (engine.wants_keys() || last_keys.elapsed() > KEYLOG_POLL * 10))
         {
             read_keylogs(&mut keylogs, engine, false);
             last_keys = Instant::now();

@@ -7,6 +7,8 @@
 //! handshake) whoever sent the request. HTTP/1 may switch to WebSocket or h2c (`Upgrade`),
 //! or open a `CONNECT` tunnel, decoded as a new flow. A capture hole costs at most the
 //! exchange it hit (kept, flagged `capture_hole`): see `h1_holes`, and `h2` for HTTP/2.
+//! A TLS flow is decrypted with the key log's secrets and its plaintext decoded like a
+//! cleartext flow's (`tls`); without keys it is counted by SNI.
 //!
 //! Memory is bounded: a number of flows (the least recently active are evicted, counted),
 //! out-of-order bytes per direction and in total, bytes held before a flow is recognised,
@@ -14,7 +16,8 @@
 //! message bytes stored per exchange.
 //!
 //! Files: this one tracks flows and recognises them; `recognise` and `resync` hold byte
-//! tests; `h1` (+`h1_holes`), `h2`, `ws` turn decoder events into recorder events.
+//! tests; `h1` (+`h1_holes`), `h2`, `ws` turn decoder events into recorder events; `tls`
+//! decrypts; `config` holds the limits and counters.
 //!
 //! Imports: `super::{packet, recorder}`, `decode`, `model`, `vocab`.
 
@@ -207,7 +210,7 @@ impl Engine {
         for ev in events {
             self.stream_event(&mut flow, side, ev);
         }
-        if flow.closed[0] && flow.closed[1] || flow.reset {
+        if (flow.closed[0] && flow.closed[1] || flow.reset) && !self.holds_for_keys(&flow) {
             self.end_flow(flow);
         } else {
             self.flows.insert(key, flow);

@@ -32,6 +32,11 @@ pub(super) struct TlsTags {
 pub(super) struct Keys {
     log: KeyLog,
     used: HashSet<[u8; 32]>,
+    /// A connection began waiting for keys since [`Engine::take_key_request`] last said.
+    requested: bool,
+    /// Closed connections still waiting for keys are kept (until idle) for a key log that
+    /// is still being written.
+    hold: bool,
 }
 
 impl Tls {
@@ -67,8 +72,29 @@ impl Engine {
                 self.tls_deliver(&mut flow, &mut t, at, out);
                 flow.app = App::Tls(t);
             }
-            self.flows.insert(key, flow);
+            if (flow.closed[0] && flow.closed[1] || flow.reset) && !self.holds_for_keys(&flow) {
+                self.end_flow(flow);
+            } else {
+                self.flows.insert(key, flow);
+            }
         }
+    }
+
+    /// Live capture: a connection that closes while its keys are not in the key log yet
+    /// is kept until they come (or it is idle long enough to be flushed), because the
+    /// client may write them a moment after the packets went by.
+    pub fn hold_tls_for_keys(&mut self) {
+        self.keys.hold = true;
+    }
+
+    pub(super) fn holds_for_keys(&self, flow: &Flow) -> bool {
+        self.keys.hold && matches!(&flow.app, App::Tls(t) if t.dec.waiting())
+    }
+
+    /// Whether a connection began waiting for keys since the last call: a live capture
+    /// reads its key logs again at once, before the connection's end goes by.
+    pub fn take_key_request(&mut self) -> bool {
+        std::mem::take(&mut self.keys.requested)
     }
 
     /// Whether some connection waits for keys a growing key log may still bring.
@@ -87,8 +113,10 @@ impl Engine {
         data: &[u8],
     ) {
         let mut out = [Vec::new(), Vec::new()];
+        let was_waiting = t.dec.waiting();
         t.dec
             .feed(usize::from(!from_client), data, &self.keys.log, &mut out);
+        self.keys.requested |= !was_waiting && t.dec.waiting();
         self.tls_deliver(flow, t, at, out);
     }
 
