@@ -11,6 +11,7 @@ mod grpc;
 mod h2;
 mod http1;
 mod infer;
+mod keylog;
 mod lossy;
 mod pcap;
 mod pcap_synthetic;

@@ -71,6 +71,10 @@ pub struct ImportReport {
     pub truncated: bool,
     /// A malformed record or block stopped the read.
     pub corrupt: Option<String>,
+    /// pcapng Decryption Secrets Blocks whose TLS key log went to the engine.
+    pub secrets_blocks: u64,
+    /// Decryption Secrets Blocks of another kind, or malformed (skipped).
+    pub other_secrets_blocks: u64,
 }
 
 /// Reads every packet of `input` into `engine` (without finishing it, so several files can
@@ -87,7 +91,16 @@ pub fn import<R: Read>(
     let mut reader = Reader::new(input)?;
     let mut decoder = PacketDecoder::new();
     let mut report = ImportReport::default();
-    while let Some(packet) = reader.next_packet()? {
+    loop {
+        if reader.has_secrets() {
+            // Secrets embedded in the capture (pcapng §4.7): flows waiting for them resume.
+            for text in reader.take_secrets() {
+                engine.add_key_log(&text);
+            }
+        }
+        let Some(packet) = reader.next_packet()? else {
+            break;
+        };
         report.packets += 1;
         report.bytes += packet.data.len() as u64;
         if let Some(f) = filter.as_deref_mut() {
@@ -106,7 +119,12 @@ pub fn import<R: Read>(
             progress(reader.bytes_read, engine);
         }
     }
+    for text in reader.take_secrets() {
+        engine.add_key_log(&text);
+    }
     progress(reader.bytes_read, engine);
+    report.secrets_blocks = reader.secrets_blocks;
+    report.other_secrets_blocks = reader.other_secrets_blocks;
     report.truncated = reader.truncated;
     report.corrupt = reader.corrupt.clone();
     report.unknown_interface = reader.unknown_interface;

@@ -19,6 +19,7 @@ mod dial;
 mod h2;
 pub mod import;
 mod io;
+pub mod keylog;
 pub mod packet;
 pub mod passive;
 pub mod pcap;

@@ -55,6 +55,9 @@ struct Interface {
 /// Largest record or block accepted; larger means the file is corrupt (libpcap uses 256 KiB
 /// for records; pcapng blocks of jumbo TSO frames stay far below this).
 const MAX_BLOCK: usize = 64 * 1024 * 1024;
+/// pcapng Decryption Secrets Block (pcapng §4.7) and its TLS key log secrets type ("TLSK").
+const DECRYPTION_SECRETS: u32 = 0x0000_000A;
+const TLS_KEY_LOG: u32 = 0x544c_534b;
 
 /// Reads packets one by one from a pcap or pcapng stream.
 pub struct Reader<R: Read> {
@@ -70,6 +73,13 @@ pub struct Reader<R: Read> {
     pub corrupt: Option<String>,
     /// Packets on an interface that was never described (skipped).
     pub unknown_interface: u64,
+    /// TLS key log text of Decryption Secrets Blocks read and not yet taken
+    /// ([`Reader::take_secrets`]).
+    secrets: Vec<Vec<u8>>,
+    /// Decryption Secrets Blocks with TLS key logs.
+    pub secrets_blocks: u64,
+    /// Decryption Secrets Blocks of another kind (WireGuard, SSH…) or malformed: skipped.
+    pub other_secrets_blocks: u64,
 }
 
 impl<R: Read> Reader<R> {
@@ -92,6 +102,9 @@ impl<R: Read> Reader<R> {
             truncated: false,
             corrupt: None,
             unknown_interface: 0,
+            secrets: Vec::new(),
+            secrets_blocks: 0,
+            other_secrets_blocks: 0,
         };
         let (big, nanos) = match magic {
             [0xd4, 0xc3, 0xb2, 0xa1] => (false, false),
@@ -342,10 +355,39 @@ impl<R: Read> Reader<R> {
                         orig_len,
                     }));
                 }
-                // Name resolution, statistics, custom and decryption-secret blocks.
+                DECRYPTION_SECRETS => {
+                    // pcapng §4.7: secrets type, secrets length, the secrets, options.
+                    let secrets_type = if body_len >= 8 {
+                        u32_at(&self.buf, 0, big)
+                    } else {
+                        0
+                    };
+                    let len = if body_len >= 8 {
+                        u32_at(&self.buf, 4, big) as usize
+                    } else {
+                        0
+                    };
+                    if secrets_type == TLS_KEY_LOG && len <= body_len - 8 {
+                        self.secrets.push(self.buf[8..8 + len].to_vec());
+                        self.secrets_blocks += 1;
+                    } else {
+                        self.other_secrets_blocks += 1;
+                    }
+                }
+                // Name resolution, statistics and custom blocks.
                 _ => {}
             }
         }
+    }
+
+    /// Key log text from the Decryption Secrets Blocks read so far (each block's once).
+    pub fn take_secrets(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.secrets)
+    }
+
+    /// Whether Decryption Secrets Blocks wait to be taken.
+    pub fn has_secrets(&self) -> bool {
+        !self.secrets.is_empty()
     }
 
     /// Reads the rest of a block into `self.buf`; false (and `truncated`) at a premature end.
@@ -509,6 +551,54 @@ mod tests {
             Err(Error::NotACapture(_))
         ));
         assert!(matches!(Reader::new(&b""[..]), Err(Error::NotACapture(_))));
+    }
+
+    /// A little-endian pcapng block of `kind` around `body` (padded to 4 bytes).
+    fn block(kind: u32, body: &[u8]) -> Vec<u8> {
+        let padded = (body.len() + 3) & !3;
+        let total = (12 + padded) as u32;
+        let mut b = kind.to_le_bytes().to_vec();
+        b.extend_from_slice(&total.to_le_bytes());
+        b.extend_from_slice(body);
+        b.resize(8 + padded, 0);
+        b.extend_from_slice(&total.to_le_bytes());
+        b
+    }
+
+    fn secrets_block(kind: u32, secrets: &[u8], declared: u32) -> Vec<u8> {
+        let mut body = kind.to_le_bytes().to_vec();
+        body.extend_from_slice(&declared.to_le_bytes());
+        body.extend_from_slice(secrets);
+        block(DECRYPTION_SECRETS, &body)
+    }
+
+    #[test]
+    fn pcapng_decryption_secrets_blocks_are_collected() {
+        let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+        shb.extend_from_slice(&[1, 0, 0, 0]);
+        shb.extend_from_slice(&u64::MAX.to_le_bytes());
+        let mut file = block(0x0a0d_0d0a, &shb);
+        file.extend(block(1, &[1, 0, 0, 0, 0, 0, 4, 0]));
+        let keys = b"CLIENT_RANDOM 00 11\n";
+        file.extend(secrets_block(TLS_KEY_LOG, keys, keys.len() as u32));
+        file.extend(secrets_block(0x5747_4b4c, b"wireguard", 9));
+        // A TLS key log block whose declared length runs past the block: malformed.
+        file.extend(secrets_block(TLS_KEY_LOG, b"short", 4000));
+        let mut epb = vec![0u8; 20];
+        epb[12] = 3;
+        epb[16] = 3;
+        epb.extend_from_slice(b"abc");
+        file.extend(block(6, &epb));
+        // A block cut short by the end of the file.
+        file.extend(&secrets_block(TLS_KEY_LOG, keys, keys.len() as u32)[..10]);
+        let mut r = Reader::new(&file[..]).expect("pcapng");
+        assert_eq!(r.next_packet().expect("read").expect("packet").data, b"abc");
+        assert!(r.has_secrets());
+        assert_eq!(r.take_secrets(), vec![keys.to_vec()]);
+        assert!(r.take_secrets().is_empty());
+        assert!(r.next_packet().expect("read").is_none());
+        assert!(r.truncated);
+        assert_eq!((r.secrets_blocks, r.other_secrets_blocks), (1, 2));
     }
 
     proptest! {

@@ -3,6 +3,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use std::time::{Duration, Instant};
+
+use super::keylog::KeyLogFile;
 use super::packet::PacketDecoder;
 use super::passive::Engine;
 
@@ -25,6 +28,8 @@ pub struct SniffConfig {
     /// BPF filter expression.
     pub filter: Option<String>,
     pub snaplen: i32,
+    /// Key log files followed while capturing (TLS decryption).
+    pub keylog: Vec<std::path::PathBuf>,
 }
 
 /// Counters of a live capture.
@@ -40,6 +45,29 @@ pub struct SniffReport {
 
 /// Flows idle longer than this (in capture time) are flushed during a live capture.
 const IDLE_NS: i64 = 120_000_000_000;
+
+/// How often the key logs are read again while some connection waits for its keys.
+const KEYLOG_POLL: Duration = Duration::from_millis(100);
+
+/// New lines of the key logs into the engine (`last`: the final, unended line too). A key
+/// log that cannot be read yet (not created) is tried again later.
+fn read_keylogs(files: &mut [KeyLogFile], engine: &mut Engine, last: bool) {
+    for f in files {
+        match f.read_new() {
+            Ok(text) if !text.is_empty() => engine.add_key_log(&text),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(path = %f.path().display(), error = %e, "key log not readable yet")
+            }
+        }
+        if last {
+            let rest = f.take_partial();
+            if !rest.is_empty() {
+                engine.add_key_log(&rest);
+            }
+        }
+    }
+}
 
 /// Captures until `stop` becomes true; `ready` runs once the capture is active.
 ///
@@ -78,9 +106,24 @@ pub fn sniff(
     let linktype = u32::try_from(cap.get_datalink().0).unwrap_or(u32::MAX);
     let mut decoder = PacketDecoder::new();
     let mut report = SniffReport::default();
+    let mut keylogs: Vec<KeyLogFile> = cfg.keylog.iter().map(|p| KeyLogFile::new(p)).collect();
+    if !keylogs.is_empty() {
+        engine.hold_tls_for_keys();
+    }
+    read_keylogs(&mut keylogs, engine, false);
+    let mut last_keys = Instant::now();
     ready();
     let mut last_sweep = 0i64;
     while !stop.load(Ordering::Relaxed) {
+        let requested = engine.take_key_request();
+        if !keylogs.is_empty()
+            && (requested
+                || last_keys.elapsed() > KEYLOG_POLL
+                    && (engine.wants_keys() || last_keys.elapsed() > KEYLOG_POLL * 10))
+        {
+            read_keylogs(&mut keylogs, engine, false);
+            last_keys = Instant::now();
+        }
         match cap.next_packet() {
             Ok(p) => {
                 let ts_ns = p.header.ts.tv_sec * 1_000_000_000 + p.header.ts.tv_usec * 1000;
@@ -100,6 +143,7 @@ pub fn sniff(
             Err(e) => return Err(SniffError::Capture(e.to_string())),
         }
     }
+    read_keylogs(&mut keylogs, engine, true);
     if let Ok(stats) = cap.stats() {
         report.dropped = u64::from(stats.dropped);
         report.if_dropped = u64::from(stats.if_dropped);

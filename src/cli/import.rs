@@ -52,6 +52,12 @@ pub struct ImportArgs {
     /// Bodies larger than this are stored truncated (and flagged).
     #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
     pub max_body: usize,
+
+    /// TLS key log (the NSS format `SSLKEYLOGFILE` writes; repeatable): TLS 1.2 and 1.3
+    /// connections with their keys in it are decrypted and decoded. Keys embedded in a
+    /// pcapng (Decryption Secrets Blocks) are used without it. The secrets are never stored.
+    #[arg(long, value_name = "FILE")]
+    pub keylog: Vec<PathBuf>,
 }
 
 /// The BPF expression for `--filter` and `--port`.
@@ -93,6 +99,12 @@ pub(super) fn run(args: ImportArgs) -> anyhow::Result<u8> {
         args.max_body,
         &args.port,
     )?;
+
+    for path in &args.keylog {
+        let text =
+            std::fs::read(path).with_context(|| format!("reading key log {}", path.display()))?;
+        engine.add_key_log(&text);
+    }
 
     let bar = progress_bar(total_bytes);
     let started = Instant::now();
@@ -153,6 +165,9 @@ pub(super) fn run(args: ImportArgs) -> anyhow::Result<u8> {
             &summary.path.display().to_string()
         )
     );
+    if let Some(line) = tls_line(&stats) {
+        eprintln!("{line}");
+    }
     if let Some(w) = stats_warnings(&stats) {
         eprintln!("mf: warning: {w}");
     }
@@ -199,6 +214,54 @@ pub(crate) fn summary_line(
         bytes as f64 / 1e6 / secs,
         path
     )
+}
+
+/// What TLS decryption did, one line (None when there was no TLS and no key log).
+pub(crate) fn tls_line(s: &Stats) -> Option<String> {
+    if s.tls_flows == 0 && s.keylog_sessions == 0 && s.keylog_garbage_lines == 0 {
+        return None;
+    }
+    let without: u64 = s.tls_without_keys.values().sum();
+    let mut line = format!(
+        "mf: TLS: {} connections, {} decrypted, {} without keys",
+        s.tls_flows, s.tls_decrypted, without
+    );
+    if without > 0 {
+        let names: Vec<String> = s
+            .tls_without_keys
+            .iter()
+            .take(8)
+            .map(|(sni, n)| {
+                if *n > 1 {
+                    format!("{sni} ×{n}")
+                } else {
+                    sni.clone()
+                }
+            })
+            .collect();
+        let more = if s.tls_without_keys.len() > 8 {
+            ", …"
+        } else {
+            ""
+        };
+        line.push_str(&format!(" (SNI: {}{more})", names.join(", ")));
+    }
+    let mut add = |n: u64, what: &str| {
+        if n > 0 {
+            line.push_str(&format!(", {n} {what}"));
+        }
+    };
+    add(s.tls_unsupported, "with an unsupported suite");
+    add(s.tls_broken, "with a broken record layer");
+    add(s.tls_auth_failures, "records failed authentication");
+    line.push_str(&format!(
+        "; key log: {} sessions, {} matched, {} other sessions' keys, {} garbage lines",
+        s.keylog_sessions,
+        s.keylog_sessions_used,
+        s.keylog_sessions.saturating_sub(s.keylog_sessions_used),
+        s.keylog_garbage_lines
+    ));
+    Some(line)
 }
 
 /// Counted problems of the decoding, one line (None when there were none).
@@ -253,6 +316,12 @@ fn file_warnings(name: &str, r: &ImportReport) -> Vec<String> {
         out.push(format!(
             "{name}: {} packets on undescribed interfaces skipped",
             r.unknown_interface
+        ));
+    }
+    if r.other_secrets_blocks > 0 {
+        out.push(format!(
+            "{name}: {} decryption secrets blocks not TLS key logs, or malformed, skipped",
+            r.other_secrets_blocks
         ));
     }
     if r.fragments_dropped > 0 {

@@ -48,6 +48,11 @@ pub struct RecordArgs {
     #[arg(long, value_name = "BPF", requires = "interface")]
     pub filter: Option<String>,
 
+    /// With --interface: a TLS key log (`SSLKEYLOGFILE`) followed while capturing, to decrypt
+    /// TLS 1.2 and 1.3 connections (repeatable).
+    #[arg(long, value_name = "FILE", requires = "interface")]
+    pub keylog: Vec<std::path::PathBuf>,
+
     /// The real service, e.g. http://127.0.0.1:3000 or https://api.example.com (a path prefix
     /// is kept). Without it, mf is a forward proxy.
     #[arg(long, value_name = "URL")]
@@ -153,6 +158,7 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
             filter: args.filter,
             port: args.port,
             max_body: args.max_body,
+            keylog: args.keylog,
         });
     }
     if !args.proxy {

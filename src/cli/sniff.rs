@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 
-use super::import::{bpf_expression, stats_warnings, summary_line};
+use super::import::{bpf_expression, stats_warnings, summary_line, tls_line};
 use crate::capture::sniff::{self, SniffConfig};
 
 /// What `mf record --interface` was asked for.
@@ -17,6 +17,8 @@ pub(super) struct SniffArgs {
     pub filter: Option<String>,
     pub port: Vec<u16>,
     pub max_body: usize,
+    /// Key log files followed for TLS decryption.
+    pub keylog: Vec<PathBuf>,
 }
 
 /// Sets `stop` on SIGINT or SIGTERM, from a signal-handling thread with its own small tokio
@@ -71,6 +73,7 @@ pub(super) fn run(args: SniffArgs) -> anyhow::Result<u8> {
         interface: interface.clone(),
         filter,
         snaplen: 262_144,
+        keylog: args.keylog.clone(),
     };
     let (writer, mut engine) = super::import::open_passive(
         &args.output,
@@ -104,6 +107,9 @@ pub(super) fn run(args: SniffArgs) -> anyhow::Result<u8> {
         "mf: libpcap dropped {} packets ({} dropped by the interface)",
         report.dropped, report.if_dropped
     );
+    if let Some(line) = tls_line(&stats) {
+        eprintln!("{line}");
+    }
     if let Some(w) = stats_warnings(&stats) {
         eprintln!("mf: warning: {w}");
     }

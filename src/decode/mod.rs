@@ -11,5 +11,6 @@ pub mod h1;
 pub mod h1_encode;
 pub mod h2;
 pub mod tcp;
+pub mod tls;
 pub mod ws;
 pub(crate) mod ws_deflate;

@@ -318,7 +318,7 @@ impl Engine {
         {
             // RFC 9110 §9.3.6: after a 2xx the connection is a tunnel to the target. Its
             // bytes are a flow of their own, recognised like any other, with the outer
-            // authority kept (TLS inside stays opaque: `classify` lists it).
+            // authority kept (TLS inside is decrypted when the key log has its keys).
             let target = rec.exchange().request.target.clone();
             self.emit(rec);
             self.stats.tunnels += 1;

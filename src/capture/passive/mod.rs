@@ -7,6 +7,8 @@
 //! handshake) whoever sent the request. HTTP/1 may switch to WebSocket or h2c (`Upgrade`),
 //! or open a `CONNECT` tunnel, decoded as a new flow. A capture hole costs at most the
 //! exchange it hit (kept, flagged `capture_hole`): see `h1_holes`, and `h2` for HTTP/2.
+//! A TLS flow is decrypted with the key log's secrets and its plaintext decoded like a
+//! cleartext flow's (`tls`); without keys it is counted by SNI.
 //!
 //! Memory is bounded: a number of flows (the least recently active are evicted, counted),
 //! out-of-order bytes per direction and in total, bytes held before a flow is recognised,
@@ -14,15 +16,18 @@
 //! message bytes stored per exchange.
 //!
 //! Files: this one tracks flows and recognises them; `recognise` and `resync` hold byte
-//! tests; `h1` (+`h1_holes`), `h2`, `ws` turn decoder events into recorder events.
+//! tests; `h1` (+`h1_holes`), `h2`, `ws` turn decoder events into recorder events; `tls`
+//! decrypts; `config` holds the limits and counters.
 //!
 //! Imports: `super::{packet, recorder}`, `decode`, `model`, `vocab`.
 
+mod config;
 mod h1;
 mod h1_holes;
 mod h2;
 mod recognise;
 mod resync;
+mod tls;
 mod ws;
 
 use std::collections::HashMap;
@@ -31,87 +36,19 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+pub use self::config::{Config, Stats};
 use self::h1::H1;
 use self::h2::H2;
 use self::recognise::{
     contiguous_prefix, drop_prefix, find_request_line, guess_client, looks_like_h2_frames,
     looks_like_request,
 };
+use self::tls::{Tls, TlsTags};
 use self::ws::Ws;
 use super::packet::Segment;
 use super::recorder::{Limits, Recorder};
-use crate::decode::{h2 as h2_frames, tcp};
+use crate::decode::{h2 as h2_frames, tcp, tls as tls_records};
 use crate::model::{Direction, ErrorKind, ExchangeError, ExchangeSink, Protocol};
-
-/// Limits of the passive decoder.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// Bytes stored per direction of an exchange: of the body (the rest is counted, the body
-    /// flagged truncated) or of its stream messages (the rest counted as dropped).
-    pub max_body: usize,
-    /// Flows tracked at once; beyond, the least recently active are evicted.
-    pub max_flows: usize,
-    /// Out-of-order bytes held per direction.
-    pub max_flow_buffer: usize,
-    /// Out-of-order bytes held over all flows.
-    pub max_total_buffer: usize,
-    /// Ports that are surely HTTP servers: decides the client side when content cannot.
-    pub port_hints: Vec<u16>,
-    /// First connection id handed out.
-    pub first_connection_id: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            max_body: 64 * 1024 * 1024,
-            max_flows: 100_000,
-            max_flow_buffer: 4 * 1024 * 1024,
-            max_total_buffer: 128 * 1024 * 1024,
-            port_hints: Vec::new(),
-            first_connection_id: 1,
-        }
-    }
-}
-
-/// What happened, for the summary and the warnings.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    pub segments: u64,
-    pub flows: u64,
-    pub exchanges: u64,
-    /// Exchanges stored with an `error` (hole, reset, missing half…).
-    pub incomplete: u64,
-    /// Gaps in a TCP stream (bytes never captured).
-    pub holes: u64,
-    pub retransmitted_bytes: u64,
-    /// Segments whose payload the snaplen cut.
-    pub cut_segments: u64,
-    /// Flows evicted to bound memory.
-    pub evicted_flows: u64,
-    /// Flows with data that was neither HTTP/1, HTTP/2 nor an upgrade of them.
-    pub unrecognised_flows: u64,
-    /// Protocol errors that ended decoding of a flow.
-    pub decode_errors: u64,
-    /// Responses whose request was not captured.
-    pub orphan_responses: u64,
-    /// Requests whose response was lost to a hole (the pairing found later responses).
-    pub lost_responses: u64,
-    /// Holes inside a body of known framing: the body is kept, zeros in the hole, flagged.
-    pub body_holes: u64,
-    /// Times a direction found its next message start again after a hole.
-    pub resyncs: u64,
-    /// Bytes skipped while looking for the next message start.
-    pub resync_skipped_bytes: u64,
-    /// `CONNECT` tunnels whose bytes were decoded as a flow of their own.
-    pub tunnels: u64,
-    /// Tunnels carrying TLS: listed (their `CONNECT` is stored), not decoded.
-    pub opaque_tunnels: u64,
-    /// `CONNECT` requests never answered.
-    pub unanswered_tunnels: u64,
-    /// HTTP/2 connections with a hole: their HPACK state may be lost from there on.
-    pub hpack_unsure_connections: u64,
-}
 
 type FlowKey = (SocketAddr, SocketAddr);
 
@@ -125,6 +62,7 @@ pub struct Engine {
     flows: HashMap<FlowKey, Flow>,
     next_conn: u64,
     total_buffered: usize,
+    keys: tls::Keys,
     /// Counters so far.
     pub stats: Stats,
 }
@@ -145,6 +83,8 @@ struct Flow {
     resync: bool,
     /// Inside an answered `CONNECT`: its target, the authority of the inner exchanges.
     tunnel: Option<String>,
+    /// Decrypted TLS: the exchanges inside are `https`, tagged with the SNI and version.
+    tls: Option<TlsTags>,
     next_seq: u32,
     last_ts: i64,
     buffered: usize,
@@ -155,6 +95,8 @@ enum App {
     H1(Box<H1>),
     Ws(Box<Ws>),
     H2(Box<H2>),
+    /// TLS: decrypted with the key log when it has the keys, the plaintext decoded inside.
+    Tls(Box<Tls>),
     /// Not HTTP, or beyond repair: bytes are dropped.
     Ignored,
 }
@@ -169,6 +111,7 @@ impl Engine {
             flows: HashMap::new(),
             next_conn,
             total_buffered: 0,
+            keys: tls::Keys::default(),
             stats: Stats::default(),
         }
     }
@@ -217,6 +160,7 @@ impl Engine {
                 pre_len: [0; 2],
                 resync: false,
                 tunnel: None,
+                tls: None,
                 next_seq: 0,
                 last_ts: seg.ts_ns,
                 buffered: 0,
@@ -266,7 +210,7 @@ impl Engine {
         for ev in events {
             self.stream_event(&mut flow, side, ev);
         }
-        if flow.closed[0] && flow.closed[1] || flow.reset {
+        if (flow.closed[0] && flow.closed[1] || flow.reset) && !self.holds_for_keys(&flow) {
             self.end_flow(flow);
         } else {
             self.flows.insert(key, flow);
@@ -355,11 +299,16 @@ impl Engine {
                     flow.app = app;
                     return;
                 }
+                // A TLS record layer cannot be rejoined after a hole: the rest is dropped.
+                let tls = matches!(flow.app, App::Tls(_));
                 self.close_app(
                     flow,
                     ErrorKind::CaptureHole,
                     &format!("capture hole: {len} bytes missing"),
                 );
+                if tls {
+                    return;
+                }
                 flow.app = App::Unknown;
                 flow.pre = [Vec::new(), Vec::new()];
                 flow.pre_len = [0; 2];
@@ -395,33 +344,31 @@ impl Engine {
             if head.len() < h2_frames::PREFACE.len() && h2_frames::PREFACE.starts_with(&head) {
                 return; // maybe a preface: wait for more
             }
-            if flow.tunnel.is_some() && head.starts_with(&[0x16, 0x03]) {
-                // A TLS handshake through the tunnel: without keys there is nothing to decode.
-                self.stats.opaque_tunnels += 1;
-                flow.app = App::Ignored;
-                flow.pre = [Vec::new(), Vec::new()];
-                flow.pre_len = [0; 2];
-                return;
-            }
-            let found = if head.starts_with(h2_frames::PREFACE) {
-                Some((side, Kind::H2, 0))
-            } else if looks_like_h2_frames(&head) {
-                // HTTP/2 joined after the preface: the client is who sent the SYN, or who
-                // talks to a hinted port, or else the side with the higher (ephemeral) port.
-                let client = flow
-                    .client
-                    .unwrap_or_else(|| guess_client(&self.cfg.port_hints, &flow.addrs));
-                Some((client, Kind::H2, 0))
-            } else if looks_like_request(&head) {
-                Some((side, Kind::H1, 0))
-            } else if head.starts_with(b"HTTP/1.") {
-                Some((1 - side, Kind::H1, 0))
-            } else if flow.resync || flow.client.is_none_or(|c| c == side) {
-                // Resynchronise: a request line after some line end.
-                find_request_line(&head).map(|at| (side, Kind::H1, at))
-            } else {
-                None
-            };
+            let found =
+                if flow.tls.is_none() && !flow.resync && tls_records::starts_hello(&head, true) {
+                    // A TLS hello (directly or through a tunnel); a ServerHello first means the
+                    // capture missed the client's.
+                    let client = if head[5] == 1 { side } else { 1 - side };
+                    Some((client, Kind::Tls, 0))
+                } else if head.starts_with(h2_frames::PREFACE) {
+                    Some((side, Kind::H2, 0))
+                } else if looks_like_h2_frames(&head) {
+                    // HTTP/2 joined after the preface: the client is who sent the SYN, or who
+                    // talks to a hinted port, or else the side with the higher (ephemeral) port.
+                    let client = flow
+                        .client
+                        .unwrap_or_else(|| guess_client(&self.cfg.port_hints, &flow.addrs));
+                    Some((client, Kind::H2, 0))
+                } else if looks_like_request(&head) {
+                    Some((side, Kind::H1, 0))
+                } else if head.starts_with(b"HTTP/1.") {
+                    Some((1 - side, Kind::H1, 0))
+                } else if flow.resync || flow.client.is_none_or(|c| c == side) {
+                    // Resynchronise: a request line after some line end.
+                    find_request_line(&head).map(|at| (side, Kind::H1, at))
+                } else {
+                    None
+                };
             if let Some((client, kind, skip)) = found {
                 flow.client = Some(client);
                 if skip > 0 {
@@ -438,6 +385,7 @@ impl Engine {
                 flow.app = match kind {
                     Kind::H1 => App::H1(Box::new(H1::new())),
                     Kind::H2 => App::H2(Box::new(H2::new())),
+                    Kind::Tls => App::Tls(Box::new(Tls::new())),
                 };
                 flow.resync = false;
                 let pre = std::mem::take(&mut flow.pre);
@@ -475,6 +423,10 @@ impl Engine {
             App::H1(h) => self.h1_data(flow, h, dir, at, data),
             App::Ws(w) => self.ws_data(flow, w, dir, at, data),
             App::H2(h) => self.h2_data(flow, h, dir, at, data),
+            App::Tls(t) => {
+                self.tls_data(flow, t, dir == Direction::ClientToServer, at, data);
+                None
+            }
             App::Unknown | App::Ignored => None,
         };
         flow.app = next.unwrap_or(app);
@@ -492,6 +444,9 @@ impl Engine {
         // The server closed: a close-delimited response body ends here (RFC 9112 §6.3 rule 8).
         let mut app = std::mem::replace(&mut flow.app, App::Ignored);
         let mut next = None;
+        if let App::Tls(t) = &mut app {
+            self.tls_side_closed(flow, t, side);
+        }
         if let App::H1(h) = &mut app {
             let at = flow.last_ts;
             while let Ok(Some(ev)) = h.resp.finish() {
@@ -543,6 +498,7 @@ impl Engine {
                     self.emit(rec);
                 }
             }
+            App::Tls(t) => self.tls_close(flow, t, kind, error),
             App::Unknown | App::Ignored => {}
         }
     }
@@ -557,6 +513,12 @@ impl Engine {
         }
         if ex.request.method.is_empty() && ex.response.is_none() {
             return;
+        }
+        if ex.authority.is_empty() {
+            // Decrypted TLS without a Host: the name the client asked the TLS layer for.
+            if let Some(sni) = ex.tags.get("sni") {
+                ex.authority = sni.clone();
+            }
         }
         if ex.error.is_some() {
             self.stats.incomplete += 1;
@@ -586,6 +548,13 @@ impl Engine {
         if let Some(outer) = &flow.tunnel {
             ex.tags.insert("tunnel".into(), outer.clone());
         }
+        if let Some(tls) = &flow.tls {
+            ex.scheme = "https".into();
+            ex.tags.insert("tls".into(), tls.version.into());
+            if let Some(sni) = &tls.sni {
+                ex.tags.insert("sni".into(), sni.clone());
+            }
+        }
         rec
     }
 }
@@ -594,6 +563,7 @@ impl Engine {
 enum Kind {
     H1,
     H2,
+    Tls,
 }
 
 #[cfg(test)]
