@@ -8,7 +8,7 @@ MF=$(realpath "${1:?usage: benches/grpc_ws.sh MF_BINARY}")
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 BARE_H2=${BARE_H2:-$(dirname "$MF")/examples/bare_h2}
 SERVERS=$HERE/replay-tests/servers
-N=${N:-50000}
+N=${N:-150000}
 SECONDS_WS=${SECONDS_WS:-3}
 for tool in h2load python3; do command -v $tool >/dev/null || { echo "$tool is required (make setup)"; exit 2; }; done
 [ -x "$BARE_H2" ] || { echo "missing $BARE_H2: cargo build --release --example bare_h2"; exit 2; }

@@ -319,7 +319,8 @@ fn a_head_answered_with_an_error_carries_no_body_over_http1_and_h2() {
     require("curl");
     let dir = tempfile::tempdir().unwrap();
     // Nothing listens there: every request is answered with the proxy's 502.
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let refused = refused_port();
+    let dead = format!("http://127.0.0.1:{}", refused.port);
     let db = dir.path().join("head.db");
     let recorder = start_recorder(&dead, &db, &[]);
     let head = raw_exchange(recorder.addr(), b"HEAD /x HTTP/1.1\r\nHost: a\r\n\r\n");

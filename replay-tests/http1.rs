@@ -157,12 +157,9 @@ fn upstream_refused_gives_502_and_is_recorded() {
     require("curl");
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("rec.db");
-    // A port nobody listens on: bind, read the port, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port nobody listens on, held for the whole test.
+    let refused = refused_port();
+    let port = refused.port;
     let mut recorder = start_recorder(&format!("http://127.0.0.1:{port}"), &db, &[]);
     let r = curl(&[&format!("{}/anything", recorder.url())]);
     assert_eq!(r.status(), 502);
@@ -361,4 +358,26 @@ fn unmatched_request_gets_near_miss_report() {
     assert!(wait_until(Duration::from_secs(5), || replay
         .stderr()
         .contains("no recorded exchange matches")));
+}
+
+/// A reverse proxy whose upstream is its own address would forward every request to itself
+/// until it ran out of descriptors: it refuses to start instead.
+#[test]
+fn an_upstream_that_is_the_proxy_itself_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = refused_port();
+    let port = refused.port;
+    drop(refused);
+    let out = mf()
+        .args(["record", "--proxy", "--upstream"])
+        .arg(format!("http://127.0.0.1:{port}"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-o")
+        .arg(dir.path().join("loop.db"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("forward every request to itself"), "{err}");
 }

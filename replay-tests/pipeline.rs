@@ -417,11 +417,9 @@ fn gateway_errors_replay_as_504_for_a_silent_upstream_and_502_for_a_refused_port
             }
         }
     });
-    // A port nobody listens on.
-    let refused_addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // A port nobody listens on, held for the whole test.
+    let refused = refused_port();
+    let refused_addr: std::net::SocketAddr = format!("127.0.0.1:{}", refused.port).parse().unwrap();
 
     let cases = [
         (silent_addr, 504, "timeout.db"),

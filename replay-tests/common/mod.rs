@@ -514,3 +514,29 @@ pub fn make_test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     ]);
     (ca, cert, key)
 }
+
+/// A loopback port that refuses connections for as long as this lives: bound but not
+/// listening, so the kernel cannot hand it to another socket (a port merely closed again
+/// could be given to the very proxy under test, which then forwarded to itself).
+pub struct RefusedPort {
+    _socket: socket2::Socket,
+    pub port: u16,
+}
+
+/// See [`RefusedPort`].
+pub fn refused_port() -> RefusedPort {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let addr: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    socket.bind(&addr.into()).expect("bind");
+    let port = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map(|a| a.port())
+        .expect("bound port");
+    RefusedPort {
+        _socket: socket,
+        port,
+    }
+}

@@ -168,6 +168,7 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
         Some(url) => Some(Upstream::parse(url).map_err(anyhow::Error::msg)?),
         None => None,
     };
+    let own_upstream = upstream.clone();
     if args.insecure {
         eprintln!("mf: WARNING: --insecure: upstream certificates are NOT verified; anyone on the path can read and alter this traffic");
     }
@@ -263,6 +264,25 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
         let local = listener
             .local_addr()
             .context("reading the listen address")?;
+        // A reverse proxy whose upstream is itself forwards every request to itself until it
+        // runs out of descriptors (seen when the upstream's port was free and the listener
+        // was given it): refuse before serving anyone.
+        if let Some(up) = &own_upstream {
+            let up_addrs = tokio::net::lookup_host((up.host.as_str(), up.port))
+                .await
+                .map(|a| a.collect::<Vec<_>>())
+                .unwrap_or_default();
+            let loops = up_addrs.iter().any(|a| {
+                a.port() == local.port()
+                    && (a.ip() == local.ip() || local.ip().is_unspecified() && a.ip().is_loopback())
+            });
+            if loops {
+                bail!(
+                    "--upstream {} is this proxy's own address ({local}): it would forward every request to itself",
+                    up.authority
+                );
+            }
+        }
         // Before the announcement: a Ctrl-C right after it must stop cleanly.
         let stop = crate::net::termination_signal();
         eprintln!(

@@ -59,11 +59,16 @@ pub(crate) fn is_grpc<B>(req: &Request<B>) -> bool {
 pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Response<ReplayBody> {
     replay.received();
     let start = Instant::now();
-    let path = req.uri().path().to_string();
-    let req_headers = headers_from_map(req.headers());
-    let mut body = req.into_body();
+    let (parts, mut body) = req.into_parts();
+    let path = parts.uri.path();
+    // Headers only matter to rules that match on them; the answer is the recorded one.
+    let req_headers = if replay.planner().reads_headers() {
+        headers_from_map(&parts.headers)
+    } else {
+        Vec::new()
+    };
     let mut decoder = grpc::Decoder::new();
-    let (first, ended) = if replay.grpc().server_speaks_first(&path) {
+    let (first, ended) = if replay.grpc().server_speaks_first(path) {
         (None, body.is_end_stream())
     } else {
         first_message(&mut body, &mut decoder).await
@@ -71,7 +76,7 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
     let view = RequestView {
         protocol: Protocol::Grpc,
         method: "POST",
-        target: &path,
+        target: path,
         authority: None,
         headers: &req_headers,
         body: &[],
@@ -96,7 +101,7 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
             replay
                 .metrics()
                 .grpc_calls
-                .with_label_values(&[&path, &code.to_string()])
+                .with_label_values(&[path, &code.to_string()])
                 .inc();
             replay.finish(view.path(), &decision, 200);
             return trailers_only(*code, message);
@@ -115,7 +120,7 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
             replay
                 .metrics()
                 .grpc_calls
-                .with_label_values(&[&path, &grpc_code.to_string()])
+                .with_label_values(&[path, &grpc_code.to_string()])
                 .inc();
             replay.finish(view.path(), &decision, 200);
             return trailers_only(grpc_code, &message);
@@ -138,13 +143,39 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
     let status = prepared.head.as_ref().map_or(200, |h| h.0);
     replay.finish(view.path(), &decision, status);
 
+    let latency = replay.config().recorded_latency;
+    let mut live: Vec<Bytes> = first.into_iter().collect();
+    while let Some(m) = decoder.poll() {
+        live.push(m.data);
+    }
+    // The common unary case: the client has sent all it will (at least as many messages as
+    // the recorded client, then its half-close) and no recorded timing is wanted, so every
+    // recorded server event is already due. Answer at once, without the per-call progress
+    // tracker (a watch channel and a task) the general case needs: it was a tenth of the
+    // cost of a replayed unary call.
+    if ended && !latency && live.len() >= prepared.client_messages.len() {
+        if let Some((status, headers, _)) = &prepared.head {
+            if prepared.trailers_only || prepared.trailers.is_some() {
+                let mut builder = Response::builder().status(*status);
+                if let Some(h) = builder.headers_mut() {
+                    *h = headers.clone();
+                }
+                let body = if prepared.trailers_only {
+                    empty()
+                } else {
+                    let frames = prepared.server.iter().map(|(_, f)| f.clone()).collect();
+                    UnsyncBoxBody::new(FixedBody::new(frames, prepared.trailers.clone()))
+                };
+                return builder
+                    .body(body)
+                    .unwrap_or_else(|_| trailers_only_fallback());
+            }
+        }
+    }
     let progress = Progress::new(prepared.client_messages.clone(), start);
     let any = |_: &[u8], _: &[u8]| true;
-    if let Some(m) = &first {
+    for m in &live {
         progress.client_message(m, any);
-    }
-    while let Some(m) = decoder.poll() {
-        progress.client_message(&m.data, any);
     }
     if ended {
         progress.half_close();
@@ -182,7 +213,6 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
             .map_or_else(|| "upstream sent no response".into(), |e| e.message.clone());
         return trailers_only(14, &format!("mf: recorded call failed: {message}"));
     };
-    let latency = replay.config().recorded_latency;
     let mut last = due(&progress, *head_step, latency, start).await;
     let mut builder = Response::builder().status(*status);
     if let Some(h) = builder.headers_mut() {

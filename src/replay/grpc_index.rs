@@ -29,8 +29,11 @@ struct Group {
 #[derive(Default)]
 struct Method {
     all: Group,
-    /// Calls whose first request message is exactly these bytes (`None`: no message).
-    by_first: HashMap<Option<Bytes>, Group>,
+    /// Calls whose first request message is exactly these bytes. Keyed by `Bytes` so that a
+    /// lookup borrows the live message (`Bytes: Borrow<[u8]>`) instead of cloning it.
+    by_first: HashMap<Bytes, Group>,
+    /// Calls that sent no message at all.
+    without_message: Group,
     /// Every recorded call has the server speak before the client.
     server_first: bool,
 }
@@ -73,7 +76,10 @@ impl GrpcIndex {
                 });
             m.server_first &= server_first;
             m.all.members.push(i);
-            m.by_first.entry(first).or_default().members.push(i);
+            match first {
+                Some(f) => m.by_first.entry(f).or_default().members.push(i),
+                None => m.without_message.members.push(i),
+            }
         }
         let prepared = exchanges
             .iter()
@@ -95,7 +101,11 @@ impl GrpcIndex {
     /// The recorded call answering a live call of `path` whose first message is `first`.
     pub(crate) fn find(&self, path: &str, first: Option<&Bytes>) -> Option<usize> {
         let method = self.methods.get(path)?;
-        let group = method.by_first.get(&first.cloned()).unwrap_or(&method.all);
+        let group = match first {
+            Some(f) => method.by_first.get(&f[..]),
+            None => (!method.without_message.members.is_empty()).then_some(&method.without_message),
+        }
+        .unwrap_or(&method.all);
         let call = group.calls.fetch_add(1, Ordering::Relaxed);
         let n = group.members.len();
         let pick = match self.repeat {

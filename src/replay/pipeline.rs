@@ -157,6 +157,17 @@ pub struct Replay {
     grpc: GrpcIndex,
     /// Route labels given to unmatched requests so far (bounded: see [`MAX_UNMATCHED_ROUTES`]).
     unmatched_routes: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Per recorded exchange, the metric series its answers usually update, looked up once.
+    series: Vec<std::sync::OnceLock<Series>>,
+}
+
+/// The metric series of one recorded exchange's usual answer (protocol and status as first
+/// served); answers with another protocol or status look theirs up.
+struct Series {
+    protocol: Protocol,
+    status: u16,
+    count: prometheus::IntCounter,
+    duration: prometheus::Histogram,
 }
 
 /// Distinct route labels unmatched requests may get before the rest share one `unmatched`
@@ -185,6 +196,10 @@ impl Replay {
             config,
             stats: ReplayStats::default(),
             unmatched_routes: Default::default(),
+            series: exchanges
+                .iter()
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
         }))
     }
 
@@ -207,6 +222,7 @@ impl Replay {
             config,
             stats: ReplayStats::default(),
             unmatched_routes: Default::default(),
+            series: Vec::new(),
         }))
     }
 
@@ -363,6 +379,29 @@ impl Replay {
     /// cut off).
     pub(crate) fn finish(&self, path: &str, decision: &Decision, status: u16) {
         let matched = decision.matched();
+        if let Some(i) = matched {
+            if let Some(cell) = self.series.get(i) {
+                let s = cell.get_or_init(|| {
+                    let (count, duration) = self.metrics.request_series(
+                        decision.protocol.as_str(),
+                        &self.rendered[i].route,
+                        status,
+                        true,
+                    );
+                    Series {
+                        protocol: decision.protocol,
+                        status,
+                        count,
+                        duration,
+                    }
+                });
+                if s.protocol == decision.protocol && s.status == status {
+                    s.count.inc();
+                    s.duration.observe(decision.started.elapsed().as_secs_f64());
+                    return;
+                }
+            }
+        }
         let unmatched_route;
         let route: &str = match matched {
             Some(i) => &self.rendered[i].route,

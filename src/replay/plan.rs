@@ -89,6 +89,15 @@ pub struct Planner {
     /// case: rules that do not match must not cost every request a trip through the mutex).
     /// Written only while `state` is locked.
     quick: RwLock<Settings>,
+    /// Some rule matches on request headers: only then must a protocol hand the request's
+    /// headers to the plan (building mf's header list from an HTTP/2 map costs an allocation
+    /// per field on every call). Written only while `state` is locked.
+    headers_matter: std::sync::atomic::AtomicBool,
+}
+
+/// True when a rule of `settings` looks at request headers.
+fn rules_read_headers(settings: &Settings) -> bool {
+    settings.rules.iter().any(|r| !r.matches.header.is_empty())
 }
 
 /// Counts for the stats endpoint.
@@ -121,6 +130,7 @@ impl Planner {
             timings,
             profiles,
             quick: RwLock::new(settings.clone()),
+            headers_matter: rules_read_headers(&settings).into(),
             state: Mutex::new(State {
                 rng: ChaCha8Rng::seed_from_u64(seed),
                 settings,
@@ -227,7 +237,18 @@ impl Planner {
     fn update(&self, f: impl FnOnce(&mut State)) {
         let mut st = self.lock();
         f(&mut st);
+        self.headers_matter.store(
+            rules_read_headers(&st.settings),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         *self.quick.write().unwrap_or_else(|p| p.into_inner()) = st.settings.clone();
+    }
+
+    /// True when some rule matches on request headers, so a request's headers must be given
+    /// to [`Planner::plan`]; otherwise an empty list plans the same.
+    pub fn reads_headers(&self) -> bool {
+        self.headers_matter
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A copy of the live settings.
