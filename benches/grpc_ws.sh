@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# gRPC unary replay vs a bare hyper HTTP/2 server answering the same bytes (h2load), and
+# gRPC unary replay vs a bare hyper HTTP/2 server answering the same bytes — the recorded
+# message, headers and trailers — (h2load), and
 # WebSocket messages per second through the recording proxy vs direct. Loopback only, bounded.
 #
 # Usage: benches/grpc_ws.sh MF_BINARY   (BARE_H2=path/to/bare_h2 overrides the baseline binary)
@@ -46,7 +47,26 @@ start rec 'listening on ' "$MF" record --proxy --upstream "http://127.0.0.1:$GRP
 python3 "$SERVERS/grpc_client.py" "$REC" all >/dev/null
 kill -INT "$REC_PID"; wait "$REC_PID" || true
 start replay 'listening on ' "$MF" replay "$TMP/grpc.db" --latency none --listen 127.0.0.1:0; REPLAY=$GOT
-start bare 'PORT ' "$BARE_H2"; BARE_PORT=$GOT
+# The baseline sends the recorded answer's own headers and trailers, as the replay must.
+python3 - "$MF" "$TMP" <<'PY'
+import json, subprocess, sys
+mf, tmp = sys.argv[1], sys.argv[2]
+rows = [json.loads(l) for l in subprocess.run([mf, "ls", f"{tmp}/grpc.db", "--json"], capture_output=True, text=True).stdout.splitlines()]
+for r in rows:
+    if not r["url"].endswith("/GetPoint") or r.get("grpc_status") != "0":
+        continue
+    ex = json.loads(subprocess.run([mf, "show", f"{tmp}/grpc.db", str(r["id"]), "--json"], capture_output=True, text=True).stdout)
+    with open(f"{tmp}/head.txt", "w") as f:
+        f.writelines(f"{k}: {v}\n" for k, v in ex["response"]["headers"])
+    with open(f"{tmp}/tail.txt", "w") as f:
+        f.writelines(f"{k}: {v}\n" for k, v in ex["response"]["trailers"])
+    break
+PY
+if [ -s "$TMP/head.txt" ]; then
+  start bare 'PORT ' "$BARE_H2" "$TMP/head.txt" "$TMP/tail.txt"; BARE_PORT=$GOT
+else
+  start bare 'PORT ' "$BARE_H2"; BARE_PORT=$GOT
+fi
 # Point { x: 21, label: "a" }: the recorded unary request, so every call matches exactly.
 printf '\x00\x00\x00\x00\x05\x08\x15\x12\x01a' >"$TMP/req.bin"
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
