@@ -230,3 +230,67 @@ fn an_h2_preface_over_tls_gets_the_same_settings_from_the_proxy_and_the_replay()
     assert_eq!(first_frames[0], first_frames[1], "the same HTTP/2 settings");
     assert!(recorder.interrupt().success(), "{}", recorder.stderr());
 }
+
+/// Slow clients (a head trickled a byte at a time, or nothing at all) against `addr`: each is
+/// closed by the server within its timeout — the trickling ones with a 408 — while a normal
+/// client is still served. Returns how many got the 408.
+fn slowloris(addr: SocketAddr, url: &str) -> usize {
+    const SILENT: usize = 60;
+    const TRICKLING: usize = 60;
+    let mut silent: Vec<TcpStream> = (0..SILENT).map(|_| connect(addr)).collect();
+    let mut trickling: Vec<TcpStream> = (0..TRICKLING).map(|_| connect(addr)).collect();
+    for s in &mut trickling {
+        s.write_all(b"GET /json HTTP/1.1\r\nHost: x\r\n").unwrap();
+        s.set_nonblocking(true).unwrap();
+    }
+    // A normal client is served while the slow ones hold their connections.
+    assert_eq!(curl(&[url]).status(), 200);
+    // Trickle one header byte per connection every 100 ms until the server gives up on it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut answered = vec![Vec::new(); TRICKLING];
+    let mut closed = [false; TRICKLING];
+    while closed.iter().any(|c| !c) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slow clients still open after 15 s"
+        );
+        for (i, s) in trickling.iter_mut().enumerate() {
+            if closed[i] {
+                continue;
+            }
+            let _ = s.write_all(b"X");
+            let mut buf = [0u8; 512];
+            match s.read(&mut buf) {
+                Ok(0) => closed[i] = true,
+                Ok(n) => answered[i].extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => closed[i] = true,
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The silent ones are closed too (read returns end of stream, within the read timeout).
+    for s in &mut silent {
+        let mut buf = [0u8; 64];
+        assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)));
+    }
+    answered
+        .iter()
+        .filter(|a| a.starts_with(b"HTTP/1.1 408"))
+        .count()
+}
+
+#[test]
+fn slow_clients_are_closed_at_their_timeouts_by_the_proxy_and_the_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = small_recording(dir.path());
+    let timeouts = ["--header-timeout", "1s", "--idle-timeout", "2s"];
+    let replay = start_replay(&db, &timeouts);
+    let got = slowloris(replay.addr(), &format!("{}/json", replay.url()));
+    assert_eq!(got, 60, "every trickling client got a 408 from the replay");
+
+    let upstream = start_python("http_upstream.py", &[]);
+    let recorder = start_recorder(&upstream.url(), &dir.path().join("slow.db"), &timeouts);
+    let got = slowloris(recorder.addr(), &format!("{}/json", recorder.url()));
+    assert_eq!(got, 60, "every trickling client got a 408 from the proxy");
+}

@@ -142,6 +142,8 @@ pub struct ProxyConfig {
     /// How long to wait for the upstream's response head.
     pub response_timeout: Duration,
     pub max_head: usize,
+    /// How long clients may take to send a request (slow or silent ones are closed).
+    pub client_timeouts: crate::net::ClientTimeouts,
 }
 
 /// Live counters, read for the summary line.

@@ -121,6 +121,15 @@ pub struct RecordArgs {
     /// Give up waiting for the upstream's response head after this long (answer 504).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub upstream_timeout: Duration,
+
+    /// Close a client that has not sent a whole request head this long after connecting, or
+    /// after the head's first byte (answered 408 once it had begun).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Close a keep-alive client connection that stays silent this long between requests.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
 }
 
 /// `--upstream-http2`.
@@ -222,6 +231,10 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
         connect_timeout: args.connect_timeout,
         response_timeout: args.upstream_timeout,
         max_head: crate::decode::h1::DEFAULT_MAX_HEAD,
+        client_timeouts: crate::net::ClientTimeouts {
+            header: args.header_timeout,
+            idle: args.idle_timeout,
+        },
     };
     // A TLS listener offers clients h2 when the upstream speaks it (probed once, now), so
     // that clients speak to mf what they would speak to the upstream.

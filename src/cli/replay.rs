@@ -53,6 +53,16 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Close a client that has not sent a whole request head this long after connecting, or
+    /// after the head's first byte (answered 408 once it had begun).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = util::parse_duration)]
+    pub header_timeout: std::time::Duration,
+
+    /// Close a keep-alive connection silent this long between requests, or a request body
+    /// that stalls this long (408).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = util::parse_duration)]
+    pub idle_timeout: std::time::Duration,
+
     /// What identical requests get once their recorded answers are used up.
     #[arg(long, value_enum, default_value_t = Repeat::Last)]
     pub repeat: Repeat,
@@ -171,6 +181,14 @@ fn admin_token(args: &ReplayArgs) -> anyhow::Result<Option<Secret>> {
     parse_secret(line)
         .map(Some)
         .map_err(|e| anyhow::anyhow!("--admin-token-file {}: {e}", path.display()))
+}
+
+/// `--header-timeout` and `--idle-timeout`.
+fn client_timeouts(args: &ReplayArgs) -> crate::net::ClientTimeouts {
+    crate::net::ClientTimeouts {
+        header: args.header_timeout,
+        idle: args.idle_timeout,
+    }
 }
 
 /// `--bandwidth`: a size, and not zero (nothing would ever be sent).
@@ -293,10 +311,12 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         let config = ReplayConfig {
             realism,
             seed,
+            timeouts: client_timeouts(&args),
             ..ReplayConfig::default()
         };
         let (replay, what) = super::replay_fixtures::load(&args.recording, args.stateful, config)?;
-        return serve(&args, replay, Door::new(), admin, &what);
+        let door = Door::new().with_greeting_timeout(args.header_timeout);
+        return serve(&args, replay, door, admin, &what);
     }
     let reader = util::open_recording(&args.recording)?;
     let exchanges = reader
@@ -315,6 +335,7 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
             Repeat::Cycle => RepeatPolicy::Cycle,
             Repeat::NotFound => RepeatPolicy::NotFound,
         },
+        timeouts: client_timeouts(&args),
         ..ReplayConfig::default()
     };
     // Offer h2 over TLS when the recorded service spoke it, so clients pick what they used.
@@ -345,7 +366,8 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
     );
     let door = Door::new()
         .with_tls(listener_tls)
-        .with_intercept(Some(connect_interceptor()));
+        .with_intercept(Some(connect_interceptor()))
+        .with_greeting_timeout(args.header_timeout);
     let replay = Replay::new(&exchanges, config).context("setting up metrics")?;
     drop(exchanges);
     serve(&args, replay, door, admin, &what)

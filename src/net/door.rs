@@ -270,6 +270,10 @@ impl Interceptor for LazyInterceptor {
 pub struct Door {
     tls: Option<TlsAcceptor>,
     intercept: Option<Arc<dyn Interceptor>>,
+    /// How long a new connection may take to show what it speaks (its first bytes, or its
+    /// TLS handshake) before the door closes it: a silent client otherwise held a
+    /// descriptor for ever, before any service's own timeouts could start.
+    greeting_timeout: Option<Duration>,
 }
 
 impl Door {
@@ -281,6 +285,13 @@ impl Door {
     /// Clients connect over TLS with this acceptor (its ALPN list picks h2 or HTTP/1.1).
     pub fn with_tls(mut self, acceptor: Option<TlsAcceptor>) -> Door {
         self.tls = acceptor;
+        self
+    }
+
+    /// Connections that send nothing (or do not finish their TLS handshake) within `limit`
+    /// are closed.
+    pub fn with_greeting_timeout(mut self, limit: Duration) -> Door {
+        self.greeting_timeout = Some(limit);
         self
     }
 
@@ -330,7 +341,18 @@ impl Door {
         };
         match self.tls.clone() {
             None => {
-                let h2 = starts_with_h2_preface(&stream).await;
+                let h2 = match self.greeting_timeout {
+                    Some(limit) => {
+                        match tokio::time::timeout(limit, starts_with_h2_preface(&stream)).await {
+                            Ok(h2) => h2,
+                            Err(_) => {
+                                tracing::debug!(peer = %peer, "client sent nothing in time: closing");
+                                return;
+                            }
+                        }
+                    }
+                    None => starts_with_h2_preface(&stream).await,
+                };
                 let stream = Tcp {
                     inner: stream,
                     reset,
@@ -350,7 +372,18 @@ impl Door {
                     inner: stream,
                     reset,
                 };
-                match acceptor.accept(stream).await {
+                let accepted = match self.greeting_timeout {
+                    Some(limit) => match tokio::time::timeout(limit, acceptor.accept(stream)).await
+                    {
+                        Ok(r) => r,
+                        Err(_) => {
+                            tracing::info!(peer = %peer, "TLS handshake with client not finished in time: closing");
+                            return;
+                        }
+                    },
+                    None => acceptor.accept(stream).await,
+                };
+                match accepted {
                     Ok(tls) => {
                         origin.tls = true;
                         if tls.get_ref().1.alpn_protocol() == Some(b"h2") {

@@ -1,7 +1,8 @@
 //! Network plumbing shared by every listener mf runs (the recording proxy, the replay):
 //! accepting with graceful shutdown (`listen`), the front door that takes an accepted
 //! connection through TLS, protocol detection and CONNECT interception to a service
-//! (`door`), and the plain-text HTTP/1 error answers every server writes (`reply`).
+//! (`door`), the plain-text HTTP/1 error answers every server writes (`reply`), and how long
+//! a client may take (`timeouts`).
 //!
 //! Sits below `capture` and `replay` so both may use it. Imports: `vocab` and `tls` (a leaf:
 //! why a handshake failed), plus tokio, rustls and socket2; never a stage, never `decode`.
@@ -9,8 +10,10 @@
 pub mod door;
 mod listen;
 pub mod reply;
+mod timeouts;
 
 pub use listen::{
     accept_loop, shutdown_pair, starts_with_h2_preface, termination_signal, Shutdown,
     ShutdownTrigger, H2_PREFACE,
 };
+pub use timeouts::{ClientTimeouts, Waiting};

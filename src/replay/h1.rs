@@ -22,7 +22,7 @@ use crate::decode::h1_encode;
 use crate::model::{Header, HeaderList, Protocol};
 use crate::net::door::{Io, Origin};
 use crate::net::reply::write_simple;
-use crate::net::Shutdown;
+use crate::net::{ClientTimeouts, Shutdown, Waiting};
 
 const READ_BUF: usize = 64 * 1024;
 
@@ -51,8 +51,11 @@ pub(crate) async fn serve<S: Io>(
     let mut decoder = Decoder::new(Role::Request).with_max_head(config.max_head);
     let mut buf = vec![0u8; READ_BUF];
     let mut out = BytesMut::new();
+    let connected = tokio::time::Instant::now();
+    let mut served_one = false;
     loop {
         // Read one whole request.
+        let mut head_started: Option<tokio::time::Instant> = None;
         let mut head: Option<h1::RequestHead> = None;
         let mut body = BytesMut::new();
         let mut continue_sent = false;
@@ -86,9 +89,25 @@ pub(crate) async fn serve<S: Io>(
                         }
                     }
                     let idle = head.is_none() && decoder.is_idle();
+                    let now = tokio::time::Instant::now();
+                    let waiting = match (idle, &head) {
+                        (true, _) if served_one => Waiting::NextRequest,
+                        (true, _) => Waiting::FirstRequest,
+                        (false, None) => Waiting::Head(*head_started.get_or_insert(now)),
+                        (false, Some(_)) => Waiting::Body,
+                    };
+                    let deadline = config.timeouts.deadline(waiting, connected, now);
                     let n = tokio::select! {
                         r = stream.read(&mut buf) => match r { Ok(n) => n, Err(_) => return Exit::Closed },
                         _ = shutdown.wait(), if idle => return Exit::Closed,
+                        _ = tokio::time::sleep_until(deadline) => {
+                            if ClientTimeouts::answers(waiting) {
+                                replay.refused();
+                                tracing::info!(peer = %origin.peer, ?waiting, "client too slow: closing");
+                                let _ = write_simple(&mut stream, 408, "mf: request not received in time\n").await;
+                            }
+                            return Exit::Closed;
+                        }
                     };
                     if n == 0 {
                         if !idle {
@@ -109,6 +128,7 @@ pub(crate) async fn serve<S: Io>(
         let Some(head) = head.filter(|_| complete) else {
             return Exit::Closed;
         };
+        served_one = true;
         replay.received();
         let client_close = h1::wants_close(head.minor, &head.headers);
         if head.method.eq_ignore_ascii_case("CONNECT") && origin.can_intercept() {

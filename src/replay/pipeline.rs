@@ -35,6 +35,8 @@ pub struct ReplayConfig {
     pub realism: Settings,
     /// Seeds every random choice of the planner.
     pub seed: u64,
+    /// How long HTTP/1 clients may take (slow or silent ones are closed).
+    pub timeouts: crate::net::ClientTimeouts,
 }
 
 impl Default for ReplayConfig {
@@ -46,6 +48,7 @@ impl Default for ReplayConfig {
             recorded_latency: true,
             realism: Settings::default(),
             seed: 0,
+            timeouts: crate::net::ClientTimeouts::default(),
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::decode::h1_encode;
 use crate::model::{Direction, ErrorKind, ExchangeError, Protocol};
 use crate::net::door::{H1Exit, Io, Origin};
 use crate::net::reply::{write_simple, write_simple_to};
-use crate::net::Shutdown;
+use crate::net::{ClientTimeouts, Shutdown, Waiting};
 
 /// Where a client connection's exchanges are numbered from: handed through an intercepted
 /// tunnel, so that the requests inside it keep their connection's id and order.
@@ -59,6 +59,8 @@ pub(super) struct ClientConn<S> {
     pub(super) seq: u32,
     buf: Vec<u8>,
     pub(super) shutdown: Shutdown,
+    /// When the connection began (the first request's header deadline counts from here).
+    connected: tokio::time::Instant,
 }
 
 impl<S: Io> ClientConn<S> {
@@ -91,6 +93,7 @@ impl<S: Io> ClientConn<S> {
             seq: numbering.seq,
             buf: vec![0; READ_BUF],
             shutdown,
+            connected: tokio::time::Instant::now(),
         }
     }
 
@@ -126,9 +129,16 @@ impl<S: Io> ClientConn<S> {
                         .bad_requests
                         .fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(conn = self.id, peer = %self.peer, error = %e, "bad request from client");
-                    if let ClientError::Decode(err) = &e {
-                        self.send_simple(err.status(), &format!("mf: {err}\n"))
-                            .await;
+                    match &e {
+                        ClientError::Decode(err) => {
+                            self.send_simple(err.status(), &format!("mf: {err}\n"))
+                                .await;
+                        }
+                        ClientError::TimedOut { answer: true } => {
+                            self.send_simple(408, "mf: request not received in time\n")
+                                .await;
+                        }
+                        _ => {}
                     }
                     return None;
                 }
@@ -151,6 +161,7 @@ impl<S: Io> ClientConn<S> {
     /// client closed between requests or shutdown was requested while idle.
     async fn next_request_head(&mut self) -> Result<Option<(RequestHead, i64)>, ClientError> {
         let mut started: Option<i64> = None;
+        let mut head_started: Option<tokio::time::Instant> = None;
         loop {
             match self.decoder.poll() {
                 Ok(Some(Event::RequestHead(head))) => {
@@ -162,7 +173,25 @@ impl<S: Io> ClientConn<S> {
                 Err(e) => return Err(ClientError::Decode(e)),
             }
             let mut shutdown = self.shutdown.clone();
+            let now = tokio::time::Instant::now();
+            let waiting = match (started.is_some() || !self.decoder.is_idle(), self.seq) {
+                (true, _) => Waiting::Head(*head_started.get_or_insert(now)),
+                (false, 0) => Waiting::FirstRequest,
+                (false, _) => Waiting::NextRequest,
+            };
+            let deadline = self
+                .proxy
+                .config
+                .client_timeouts
+                .deadline(waiting, self.connected, now);
             let n = tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    return if ClientTimeouts::answers(waiting) {
+                        Err(ClientError::TimedOut { answer: true })
+                    } else {
+                        Ok(None)
+                    };
+                }
                 r = self.reader.read(&mut self.buf) => match r {
                     Ok(n) => n,
                     // TLS clients often close without close_notify; between requests that is

@@ -46,6 +46,10 @@ pub(super) enum ClientError {
     Decode(h1::Error),
     Io(String),
     Unsupported(&'static str),
+    /// The client did not send (the rest of) a request in time; `answer`: it had begun one.
+    TimedOut {
+        answer: bool,
+    },
 }
 
 impl std::fmt::Display for ClientError {
@@ -54,6 +58,7 @@ impl std::fmt::Display for ClientError {
             ClientError::Decode(e) => write!(f, "{e}"),
             ClientError::Io(e) => f.write_str(e),
             ClientError::Unsupported(e) => f.write_str(e),
+            ClientError::TimedOut { .. } => f.write_str("client did not send a request in time"),
         }
     }
 }

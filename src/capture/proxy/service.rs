@@ -72,7 +72,10 @@ pub async fn serve(
         .intercept_tls
         .clone()
         .map(|config| Arc::new(TlsAcceptor::from(config)) as Arc<dyn Interceptor>);
-    let door = Door::new().with_tls(tls).with_intercept(intercept);
+    let door = Door::new()
+        .with_tls(tls)
+        .with_intercept(intercept)
+        .with_greeting_timeout(proxy.config.client_timeouts.header);
     Arc::new(door)
         .serve(listener, proxy, shutdown, Duration::from_secs(5))
         .await;
