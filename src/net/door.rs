@@ -341,60 +341,32 @@ impl Door {
         };
         match self.tls.clone() {
             None => {
-                let h2 = match self.greeting_timeout {
-                    Some(limit) => {
-                        match tokio::time::timeout(limit, starts_with_h2_preface(&stream)).await {
-                            Ok(h2) => h2,
-                            Err(_) => {
-                                tracing::debug!(peer = %peer, "client sent nothing in time: closing");
-                                return;
-                            }
-                        }
-                    }
-                    None => starts_with_h2_preface(&stream).await,
+                let Some(h2) = self.greeting(starts_with_h2_preface(&stream)).await else {
+                    tracing::debug!(peer = %peer, "client sent nothing in time: closing");
+                    return;
                 };
                 let stream = Tcp {
                     inner: stream,
                     reset,
                 };
-                if h2 {
-                    service.serve_h2(stream, origin, None, shutdown).await;
-                } else {
-                    let exit = service
-                        .clone()
-                        .serve_h1(stream, origin.clone(), None, shutdown.clone())
-                        .await;
-                    self.after_h1(service, exit, origin, shutdown).await;
-                }
+                self.hand_over(service, stream, h2, origin, None, shutdown)
+                    .await;
             }
             Some(acceptor) => {
                 let stream = Tcp {
                     inner: stream,
                     reset,
                 };
-                let accepted = match self.greeting_timeout {
-                    Some(limit) => match tokio::time::timeout(limit, acceptor.accept(stream)).await
-                    {
-                        Ok(r) => r,
-                        Err(_) => {
-                            tracing::info!(peer = %peer, "TLS handshake with client not finished in time: closing");
-                            return;
-                        }
-                    },
-                    None => acceptor.accept(stream).await,
+                let Some(accepted) = self.greeting(acceptor.accept(stream)).await else {
+                    tracing::info!(peer = %peer, "TLS handshake with client not finished in time: closing");
+                    return;
                 };
                 match accepted {
                     Ok(tls) => {
                         origin.tls = true;
-                        if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                            service.serve_h2(tls, origin, None, shutdown).await;
-                        } else {
-                            let exit = service
-                                .clone()
-                                .serve_h1(tls, origin.clone(), None, shutdown.clone())
-                                .await;
-                            self.after_h1(service, exit, origin, shutdown).await;
-                        }
+                        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                        self.hand_over(service, tls, h2, origin, None, shutdown)
+                            .await;
                     }
                     Err(e) => {
                         let cause = crate::tls::handshake_cause(&e);
@@ -403,6 +375,36 @@ impl Door {
                 }
             }
         }
+    }
+
+    /// `greeting` within the greeting timeout, if one is set; `None` when it ran out.
+    async fn greeting<T>(&self, greeting: impl Future<Output = T>) -> Option<T> {
+        match self.greeting_timeout {
+            Some(limit) => tokio::time::timeout(limit, greeting).await.ok(),
+            None => Some(greeting.await),
+        }
+    }
+
+    /// Hands a connection whose protocol is known to the service: HTTP/2, or HTTP/1 and then
+    /// the tunnel it may ask to intercept.
+    async fn hand_over<S: Service, T: Io>(
+        self: Arc<Self>,
+        service: Arc<S>,
+        stream: T,
+        h2: bool,
+        origin: Origin,
+        carried: Option<S::Carry>,
+        shutdown: Shutdown,
+    ) {
+        if h2 {
+            service.serve_h2(stream, origin, carried, shutdown).await;
+            return;
+        }
+        let exit = service
+            .clone()
+            .serve_h1(stream, origin.clone(), carried, shutdown.clone())
+            .await;
+        self.after_h1(service, exit, origin, shutdown).await;
     }
 
     async fn after_h1<S: Service, T: Io>(
@@ -484,15 +486,9 @@ impl Door {
             };
             origin.tls = true;
             origin.tunnel = Some(authority);
-            if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                service.serve_h2(tls, origin, Some(carry), shutdown).await;
-                return;
-            }
-            let exit = service
-                .clone()
-                .serve_h1(tls, origin.clone(), Some(carry), shutdown.clone())
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            self.hand_over(service, tls, h2, origin, Some(carry), shutdown)
                 .await;
-            self.after_h1(service, exit, origin, shutdown).await;
         })
     }
 }
