@@ -294,3 +294,53 @@ fn slow_clients_are_closed_at_their_timeouts_by_the_proxy_and_the_replay() {
     let got = slowloris(recorder.addr(), &format!("{}/json", recorder.url()));
     assert_eq!(got, 60, "every trickling client got a 408 from the proxy");
 }
+
+#[test]
+fn out_of_descriptors_is_reported_once_a_second_and_recovers() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = small_recording(dir.path());
+    let mut cmd = mf();
+    cmd.arg("replay").arg(&db).args(["--listen", "127.0.0.1:0"]);
+    // A hard limit of 32 descriptors: mf cannot raise it, and a few dozen connections
+    // exhaust it.
+    // SAFETY: setrlimit is async-signal-safe and touches no state of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 32,
+                rlim_max: 32,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let replay = Proc::start("mf replay", cmd, "listening on");
+    let started = std::time::Instant::now();
+    let held: Vec<TcpStream> = (0..60).map(|_| connect(replay.addr())).collect();
+    let failures = || replay.stderr().matches("accept failed").count();
+    assert!(
+        wait_until(Duration::from_secs(10), || failures() >= 3),
+        "accept failures were not reported:\n{}",
+        replay.stderr()
+    );
+    let lines = failures();
+    let seconds = started.elapsed().as_secs() + 1;
+    assert!(
+        lines as u64 <= seconds + 1,
+        "{lines} accept-failure lines in about {seconds} s (one a second expected):\n{}",
+        replay.stderr()
+    );
+    assert!(replay.stderr().contains("failures="), "{}", replay.stderr());
+    // Descriptors come back: the server accepts again and answers.
+    drop(held);
+    let url = format!("{}/json", replay.url());
+    assert!(
+        wait_until(Duration::from_secs(10), || curl(&[&url]).status() == 200),
+        "the replay did not recover after descriptors were freed:\n{}",
+        replay.stderr()
+    );
+}

@@ -57,18 +57,24 @@ pub async fn accept_loop<F, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     let mut tasks = JoinSet::new();
+    let mut failures = AcceptFailures::default();
     loop {
         tokio::select! {
             _ = shutdown.wait() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    failures.succeeded();
                     let _ = stream.set_nodelay(true);
                     tasks.spawn(handle(stream, peer, shutdown.clone()));
                 }
-                // Out of file descriptors and the like: back off instead of spinning.
+                // Out of file descriptors and the like: back off instead of spinning, and
+                // say so at most once a second (it was one line per 50 ms attempt).
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let (pause, report) = failures.failed(std::time::Instant::now());
+                    if let Some(count) = report {
+                        tracing::warn!(error = %e, failures = count, "accept failed; backing off");
+                    }
+                    tokio::time::sleep(pause).await;
                 }
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
@@ -77,6 +83,50 @@ pub async fn accept_loop<F, Fut>(
     drop(listener);
     let _ = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     tasks.abort_all();
+}
+
+/// The accept loop's memory of consecutive failures: how long to pause, and when to log.
+///
+/// Sans-IO (time is an argument) so the policy is tested without exhausting descriptors.
+#[derive(Debug, Default)]
+struct AcceptFailures {
+    /// Consecutive failures since the last success.
+    streak: u32,
+    /// Failures not yet reported.
+    unreported: u64,
+    /// When a failure was last reported.
+    reported_at: Option<std::time::Instant>,
+}
+
+impl AcceptFailures {
+    /// The longest pause between attempts: a freed descriptor is picked up within it.
+    const MAX_PAUSE: Duration = Duration::from_millis(500);
+    /// How often a run of failures is reported.
+    const REPORT_EVERY: Duration = Duration::from_secs(1);
+
+    /// A failure at `now`: the pause before the next attempt (doubling from 10 ms up to
+    /// [`Self::MAX_PAUSE`]), and the count to report when a report is due.
+    fn failed(&mut self, now: std::time::Instant) -> (Duration, Option<u64>) {
+        self.streak = self.streak.saturating_add(1);
+        self.unreported += 1;
+        let due = self
+            .reported_at
+            .is_none_or(|at| now.duration_since(at) >= Self::REPORT_EVERY);
+        let report = due.then(|| {
+            self.reported_at = Some(now);
+            std::mem::take(&mut self.unreported)
+        });
+        let pause = Duration::from_millis(10)
+            .saturating_mul(1 << self.streak.min(6))
+            .min(Self::MAX_PAUSE);
+        (pause, report)
+    }
+
+    /// An accept succeeded: pauses start small again (the report clock keeps running, so a
+    /// flapping limit still logs at most once a second).
+    fn succeeded(&mut self) {
+        self.streak = 0;
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM (Ctrl-C only, off Unix).
@@ -135,5 +185,45 @@ pub async fn starts_with_h2_preface(stream: &TcpStream) -> bool {
             return false;
         }
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod accept_tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn failures_are_reported_once_a_second_with_their_count() {
+        let mut f = AcceptFailures::default();
+        let t0 = Instant::now();
+        assert_eq!(
+            f.failed(t0).1,
+            Some(1),
+            "the first failure is reported at once"
+        );
+        let mut reports = Vec::new();
+        // 100 failures 20 ms apart: two seconds.
+        for i in 1..=100u64 {
+            if let Some(n) = f.failed(t0 + Duration::from_millis(20 * i)).1 {
+                reports.push(n);
+            }
+        }
+        assert_eq!(
+            reports,
+            vec![50, 50],
+            "one line a second, each with its count"
+        );
+    }
+
+    #[test]
+    fn pauses_grow_to_a_ceiling_and_reset_on_success() {
+        let mut f = AcceptFailures::default();
+        let now = Instant::now();
+        let pauses: Vec<Duration> = (0..10).map(|_| f.failed(now).0).collect();
+        assert!(pauses.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(pauses.last().copied(), Some(AcceptFailures::MAX_PAUSE));
+        f.succeeded();
+        assert_eq!(f.failed(now).0, Duration::from_millis(20));
     }
 }
