@@ -16,6 +16,7 @@ mod lossy;
 mod pcap;
 mod pcap_synthetic;
 mod pipeline;
+mod stalls;
 mod streaming;
 mod tls;
 mod websocket;

@@ -91,6 +91,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "updated_at": f"2026-11-{1 + n % 28:02d}T10:00:00Z",
             }).encode()
             return self.send(200, body, extra=[("Cache-Control", "max-age=60"), ("X-Request-Id", f"req-{n:08d}")])
+        if path == "/stall":
+            # A head promising 1000 bytes, 100 of them, then nothing until the client leaves.
+            import time
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"s" * 100)
+            self.wfile.flush()
+            time.sleep(60)
+            return
         if path == "/slow":
             import time
             time.sleep(0.3)

@@ -118,7 +118,9 @@ pub struct RecordArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
 
-    /// Give up waiting for the upstream's response head after this long (answer 504).
+    /// Give up on an upstream that sends nothing for this long: before the response head
+    /// (answered 504), or in the middle of a body (the client's connection is closed and the
+    /// exchange recorded with what arrived and `upstream_timeout`).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub upstream_timeout: Duration,
 
@@ -127,7 +129,8 @@ pub struct RecordArgs {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub header_timeout: Duration,
 
-    /// Close a keep-alive client connection that stays silent this long between requests.
+    /// Close a keep-alive client connection that stays silent this long between requests, and
+    /// answer 408 to a client that stops sending a request body for this long.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 }

@@ -13,6 +13,7 @@ use super::failure::{ClientError, Failure};
 use super::headers::{forward_request_headers, is_websocket_upgrade};
 use super::pump::{pump_request, pump_response, ResponseOutcome, ResponseSettings};
 use super::upstream::{connect_upstream, UpstreamConn};
+use super::SHUTDOWN_FINISH;
 use crate::capture::clock::now_ns;
 use crate::capture::io::{write_flush, READ_BUF};
 use crate::capture::recorder::{Limits, Recorder};
@@ -315,6 +316,7 @@ impl<S: Io> ClientConn<S> {
                 out,
                 head.framing,
                 req_half,
+                config.client_timeouts.idle,
             );
             let resp_pump = pump_response(
                 &mut upstream.reader,
@@ -329,7 +331,15 @@ impl<S: Io> ClientConn<S> {
                 resp_half,
                 &mut response,
             );
-            tokio::pin!(req_pump, resp_pump);
+            // At shutdown an exchange still in flight gets a little less than the accept
+            // loop's grace to finish, then is recorded with what arrived: a stalled
+            // upstream once made a recording end with `recorded 0 exchanges`.
+            let mut stop = self.shutdown.clone();
+            let stopping = async move {
+                stop.wait().await;
+                tokio::time::sleep(SHUTDOWN_FINISH).await;
+            };
+            tokio::pin!(req_pump, resp_pump, stopping);
             let mut req_result: Option<Result<(), Failure>> = None;
             let mut resp_result: Option<Result<(), Failure>> = None;
             while resp_result.is_none() {
@@ -341,6 +351,13 @@ impl<S: Io> ClientConn<S> {
                         if failed { break; }
                     }
                     r = &mut resp_pump, if resp_result.is_none() => resp_result = Some(r),
+                    () = &mut stopping => {
+                        resp_result = Some(Err(Failure::upstream(
+                            502,
+                            ErrorKind::UpstreamTimeout,
+                            "recording stopped while the exchange was still in flight",
+                        )));
+                    }
                 }
             }
             (req_result, resp_result)
@@ -384,6 +401,14 @@ impl<S: Io> ClientConn<S> {
                 }
                 Failure::Client(message) => {
                     tracing::info!(conn = self.id, seq = self.seq, error = %message, "client went away");
+                    rec.fail(ExchangeError::new(ErrorKind::ClientAborted, message));
+                }
+                Failure::ClientStalled(message) => {
+                    tracing::info!(conn = self.id, seq = self.seq, error = %message, "client stalled");
+                    if !response.head_sent {
+                        self.send_error(&head.method, 408, &format!("mf: {message}\n"))
+                            .await;
+                    }
                     rec.fail(ExchangeError::new(ErrorKind::ClientAborted, message));
                 }
             }

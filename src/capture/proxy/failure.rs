@@ -14,6 +14,9 @@ pub(super) enum Failure {
     },
     /// The client went away or broke the protocol.
     Client(String),
+    /// The client stopped sending a request body it had begun: answered 408 when no
+    /// response has started.
+    ClientStalled(String),
 }
 
 impl Failure {
@@ -35,6 +38,9 @@ impl Failure {
             } => (status, ExchangeError::new(kind, message)),
             Failure::Client(message) => {
                 (502, ExchangeError::new(ErrorKind::ClientAborted, message))
+            }
+            Failure::ClientStalled(message) => {
+                (408, ExchangeError::new(ErrorKind::ClientAborted, message))
             }
         }
     }

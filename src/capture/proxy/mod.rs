@@ -29,6 +29,12 @@ mod pump;
 mod service;
 mod upstream;
 
+/// How long open connections get to finish after shutdown is asked for.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long an exchange in flight at shutdown may still take before it is recorded as cut:
+/// less than [`SHUTDOWN_GRACE`], so it is recorded before its task is dropped.
+const SHUTDOWN_FINISH: std::time::Duration = std::time::Duration::from_secs(4);
+
 pub use super::dial::upstream_speaks_h2;
 pub use super::setup::{Http2Policy, Proxy, ProxyConfig, ProxyStats, Upstream};
 pub use service::serve;

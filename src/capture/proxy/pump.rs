@@ -36,6 +36,7 @@ pub(super) async fn pump_request<R, W>(
     mut out: BytesMut,
     framing: Framing,
     record: &mut Half,
+    stall: Duration,
 ) -> Result<(), Failure>
 where
     R: AsyncRead + Unpin + ?Sized,
@@ -82,10 +83,16 @@ where
             write_flush(upstream, &out).await.map_err(upstream_err)?;
             out.clear();
         }
-        let n = client
-            .read(buf)
-            .await
-            .map_err(|e| Failure::Client(format!("client read failed: {e}")))?;
+        // A client that stops sending its body would hold the connection and the
+        // upstream's forever: the idle timeout applies between reads of a body too.
+        let n = match tokio::time::timeout(stall, client.read(buf)).await {
+            Ok(r) => r.map_err(|e| Failure::Client(format!("client read failed: {e}")))?,
+            Err(_) => {
+                return Err(Failure::ClientStalled(format!(
+                    "client sent nothing more of the request body for {stall:?}"
+                )))
+            }
+        };
         if n == 0 {
             return Err(Failure::Client(
                 "client closed the connection in the middle of the request body".into(),
@@ -211,20 +218,19 @@ where
             write_flush(client, &out).await.map_err(client_err)?;
             out.clear();
         }
-        let read = upstream.read(buf);
-        let n = if outcome.head.is_none() {
-            match tokio::time::timeout(response_timeout, read).await {
-                Ok(r) => r,
-                Err(_) => {
-                    return Err(Failure::upstream(
-                        504,
-                        ErrorKind::UpstreamTimeout,
-                        format!("upstream sent no response within {response_timeout:?}"),
-                    ))
-                }
+        // The same limit before the head and between reads of the body (nginx's
+        // `proxy_read_timeout` works this way): an upstream that stalls mid-body is cut and
+        // the exchange recorded with what arrived and an `upstream_timeout` error.
+        let n = match tokio::time::timeout(response_timeout, upstream.read(buf)).await {
+            Ok(r) => r,
+            Err(_) => {
+                let message = if outcome.head.is_none() {
+                    format!("upstream sent no response within {response_timeout:?}")
+                } else {
+                    format!("upstream stalled in the middle of the response body for {response_timeout:?}")
+                };
+                return Err(Failure::upstream(504, ErrorKind::UpstreamTimeout, message));
             }
-        } else {
-            read.await
         };
         let n = n.map_err(|e| {
             Failure::upstream(

@@ -4,7 +4,6 @@
 //! [`crate::capture::h2`].
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio_rustls::TlsAcceptor;
 
@@ -77,6 +76,6 @@ pub async fn serve(
         .with_intercept(intercept)
         .with_greeting_timeout(proxy.config.client_timeouts.header);
     Arc::new(door)
-        .serve(listener, proxy, shutdown, Duration::from_secs(5))
+        .serve(listener, proxy, shutdown, super::SHUTDOWN_GRACE)
         .await;
 }
