@@ -11,7 +11,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use super::failure::{ClientError, Failure};
 use super::headers::{forward_request_headers, is_websocket_upgrade};
-use super::pump::{pump_request, pump_response, ResponseOutcome, ResponseSettings};
+use super::pump::{
+    pump_request, pump_response, RequestSettings, ResponseOutcome, ResponseSettings,
+};
 use super::upstream::{connect_upstream, UpstreamConn};
 use super::SHUTDOWN_FINISH;
 use crate::capture::clock::now_ns;
@@ -314,9 +316,11 @@ impl<S: Io> ClientConn<S> {
                 &mut upstream.writer,
                 &mut self.buf,
                 out,
-                head.framing,
+                RequestSettings {
+                    framing: head.framing,
+                    stall: config.client_timeouts.idle,
+                },
                 req_half,
-                config.client_timeouts.idle,
             );
             let resp_pump = pump_response(
                 &mut upstream.reader,

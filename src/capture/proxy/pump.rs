@@ -27,6 +27,13 @@ pub(super) struct ResponseOutcome {
     pub upstream_reusable: bool,
 }
 
+/// How the request pump is to behave.
+pub(super) struct RequestSettings {
+    pub framing: Framing,
+    /// The longest wait for more of the body.
+    pub stall: Duration,
+}
+
 /// Streams the request body from the client to the upstream (after the head in `out`).
 pub(super) async fn pump_request<R, W>(
     client: &mut R,
@@ -34,9 +41,8 @@ pub(super) async fn pump_request<R, W>(
     upstream: &mut W,
     buf: &mut [u8],
     mut out: BytesMut,
-    framing: Framing,
+    settings: RequestSettings,
     record: &mut Half,
-    stall: Duration,
 ) -> Result<(), Failure>
 where
     R: AsyncRead + Unpin + ?Sized,
@@ -49,6 +55,7 @@ where
             format!("upstream closed the connection while receiving the request: {e}"),
         )
     };
+    let RequestSettings { framing, stall } = settings;
     let mut at = now_ns();
     let mut saw_trailers = false;
     loop {
