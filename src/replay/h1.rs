@@ -22,9 +22,7 @@ use crate::decode::h1_encode;
 use crate::model::{Header, HeaderList, Protocol};
 use crate::net::door::{Io, Origin};
 use crate::net::reply::write_simple;
-use crate::net::{ClientTimeouts, Shutdown, Waiting};
-
-const READ_BUF: usize = 64 * 1024;
+use crate::net::{ClientTimeouts, PooledBuf, Shutdown, Waiting, BIG_BUF, SMALL_BUF};
 
 /// How an HTTP/1 connection left the HTTP/1 loop.
 pub(crate) enum Exit<S> {
@@ -49,7 +47,10 @@ pub(crate) async fn serve<S: Io>(
 ) -> Exit<S> {
     let config = replay.config();
     let mut decoder = Decoder::new(Role::Request).with_max_head(config.max_head);
-    let mut buf = vec![0u8; READ_BUF];
+    // Request heads are read into a small buffer of the connection's own; a body into a
+    // buffer lent for that request (an idle connection holds a few KiB, not 64).
+    let mut buf = vec![0u8; SMALL_BUF];
+    let mut body_buf: Option<PooledBuf> = None;
     let mut out = BytesMut::new();
     let connected = tokio::time::Instant::now();
     let mut served_one = false;
@@ -97,8 +98,13 @@ pub(crate) async fn serve<S: Io>(
                         (false, Some(_)) => Waiting::Body,
                     };
                     let deadline = config.timeouts.deadline(waiting, connected, now);
+                    let into: &mut [u8] = if head.is_some() {
+                        body_buf.get_or_insert_with(PooledBuf::take)
+                    } else {
+                        &mut buf
+                    };
                     let n = tokio::select! {
-                        r = stream.read(&mut buf) => match r { Ok(n) => n, Err(_) => return Exit::Closed },
+                        r = stream.read(into) => match r { Ok(n) => n, Err(_) => return Exit::Closed },
                         _ = shutdown.wait(), if idle => return Exit::Closed,
                         _ = tokio::time::sleep_until(deadline) => {
                             if ClientTimeouts::answers(waiting) {
@@ -115,7 +121,7 @@ pub(crate) async fn serve<S: Io>(
                         }
                         return Exit::Closed;
                     }
-                    decoder.feed(&buf[..n]);
+                    decoder.feed(&into[..n]);
                 }
                 Err(e) => {
                     replay.refused();
@@ -128,6 +134,7 @@ pub(crate) async fn serve<S: Io>(
         let Some(head) = head.filter(|_| complete) else {
             return Exit::Closed;
         };
+        body_buf = None;
         served_one = true;
         replay.received();
         let client_close = h1::wants_close(head.minor, &head.headers);
@@ -240,6 +247,11 @@ pub(crate) async fn serve<S: Io>(
         // The answer was written as recorded, without switching protocols (an `Upgrade: h2c`
         // offer, say): the connection goes on speaking HTTP/1.
         decoder.resolve_upgrade(false);
+        // A large answer grew the output buffer: give it back before going idle.
+        if out.capacity() > BIG_BUF {
+            out = BytesMut::new();
+        }
+        decoder.shrink_when_idle();
     }
 }
 
@@ -278,8 +290,9 @@ async fn write_answer<S: Io>(
             (0, true)
         }
         Some(Fault::Hang) => {
-            // Read and discard until the client gives up (or mf stops).
-            let mut buf = [0u8; 4096];
+            // Read and discard until the client gives up (or mf stops). On the heap: an
+            // array here would be part of every connection's future, hanging or not.
+            let mut buf = vec![0u8; 4096];
             loop {
                 tokio::select! {
                     r = stream.read(&mut buf) => if !matches!(r, Ok(n) if n > 0) { break },

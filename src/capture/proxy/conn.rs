@@ -17,15 +17,15 @@ use super::pump::{
 use super::upstream::{connect_upstream, UpstreamConn};
 use super::SHUTDOWN_FINISH;
 use crate::capture::clock::now_ns;
-use crate::capture::io::{write_flush, READ_BUF};
+use crate::capture::io::write_flush;
 use crate::capture::recorder::{Limits, Recorder};
 use crate::capture::setup::{Proxy, Upstream};
-use crate::decode::h1::{self, Decoder, Event, RequestHead, Role};
+use crate::decode::h1::{self, Decoder, Event, Framing, RequestHead, Role};
 use crate::decode::h1_encode;
 use crate::model::{Direction, ErrorKind, ExchangeError, Protocol};
 use crate::net::door::{H1Exit, Io, Origin};
 use crate::net::reply::{write_simple, write_simple_to};
-use crate::net::{ClientTimeouts, Shutdown, Waiting};
+use crate::net::{ClientTimeouts, PooledBuf, Shutdown, Waiting, SMALL_BUF};
 
 /// Where a client connection's exchanges are numbered from: handed through an intercepted
 /// tunnel, so that the requests inside it keep their connection's id and order.
@@ -94,7 +94,7 @@ impl<S: Io> ClientConn<S> {
             can_intercept: from.can_intercept(),
             id: numbering.id,
             seq: numbering.seq,
-            buf: vec![0; READ_BUF],
+            buf: vec![0; SMALL_BUF],
             shutdown,
             connected: tokio::time::Instant::now(),
         }
@@ -152,6 +152,10 @@ impl<S: Io> ClientConn<S> {
                 Step::Intercept(authority) => return Some(authority),
                 Step::Close => return None,
                 Step::Next => {}
+            }
+            self.decoder.shrink_when_idle();
+            if let Some(up) = self.upstream.as_mut() {
+                up.decoder.shrink_when_idle();
             }
             self.seq += 1;
             if self.shutdown.is_triggered() {
@@ -308,13 +312,17 @@ impl<S: Io> ClientConn<S> {
         upstream.decoder.push_request_method(&head.method);
 
         let mut response = ResponseOutcome::default();
+        // Bodies move through buffers lent for this exchange (see `net::PooledBuf`); the
+        // connection keeps only its small head buffer while idle.
+        let mut body_buf = (head.framing != Framing::Empty).then(PooledBuf::take);
+        let mut response_buf = PooledBuf::take();
         let (req_result, resp_result) = {
             let (req_half, resp_half) = rec.halves();
             let req_pump = pump_request(
                 &mut self.reader,
                 &mut self.decoder,
                 &mut upstream.writer,
-                &mut self.buf,
+                body_buf.as_deref_mut().unwrap_or(&mut self.buf),
                 out,
                 RequestSettings {
                     framing: head.framing,
@@ -325,7 +333,7 @@ impl<S: Io> ClientConn<S> {
             let resp_pump = pump_response(
                 &mut upstream.reader,
                 &mut upstream.decoder,
-                &mut upstream.buf,
+                &mut response_buf,
                 &mut self.writer,
                 ResponseSettings {
                     method: &head.method,
@@ -487,7 +495,6 @@ impl<S: Io> ClientConn<S> {
             origin: up.clone(),
             decoder: Decoder::new(Role::Response),
             addr,
-            buf: vec![0; READ_BUF],
         });
         Ok(())
     }

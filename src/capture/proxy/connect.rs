@@ -65,7 +65,6 @@ impl<S: Io> ClientConn<S> {
                     origin: plain,
                     decoder: Decoder::new(Role::Response),
                     addr,
-                    buf: Vec::new(),
                 });
                 self.tunnel().await;
             }

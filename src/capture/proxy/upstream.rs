@@ -20,8 +20,6 @@ pub(super) struct UpstreamConn {
     pub origin: Upstream,
     pub decoder: Decoder,
     pub addr: SocketAddr,
-    /// Read buffer, kept across exchanges: allocating 64 KiB per request showed in profiles.
-    pub buf: Vec<u8>,
 }
 
 impl UpstreamConn {

@@ -183,6 +183,15 @@ impl Decoder {
         matches!(self.state, State::Head) && self.buf.is_empty() && self.events.is_empty()
     }
 
+    /// Frees the buffer a large message grew, once nothing is buffered, so that an idle
+    /// keep-alive connection holds no more than a few KiB.
+    pub fn shrink_when_idle(&mut self) {
+        const KEEP: usize = 8 * 1024;
+        if self.buf.is_empty() && self.buf.capacity() > KEEP {
+            self.buf = BytesMut::new();
+        }
+    }
+
     /// True once the connection left HTTP/1 (after [`Event::Upgraded`]).
     pub fn is_upgraded(&self) -> bool {
         matches!(self.state, State::Upgraded)
