@@ -1,4 +1,7 @@
-//! `mf export`: a recording in another tool's format (HAR 1.2).
+//! `mf export`: a recording in another tool's format (HAR 1.2, curl commands).
+
+#[path = "export_curl.rs"]
+mod curl;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,6 +11,7 @@ use base64::Engine;
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
+use super::select::SelectArgs;
 use super::util;
 use crate::model::{Body, Exchange, Header, HeaderList};
 
@@ -25,6 +29,9 @@ pub(crate) struct ExportArgs {
     /// Write here instead of stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub(crate) output: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub(crate) select: SelectArgs,
 }
 
 /// Export formats.
@@ -32,21 +39,43 @@ pub(crate) struct ExportArgs {
 pub(crate) enum Format {
     /// HTTP Archive 1.2 (JSON).
     Har,
+    /// One curl command per request (a shell script), for bug reports.
+    Curl,
 }
 
 pub(super) fn run(args: ExportArgs) -> anyhow::Result<u8> {
     let reader = util::open_recording(&args.recording)?;
-    let exchanges = reader
-        .load_all()
-        .with_context(|| format!("reading {}", args.recording.display()))?;
-    let har = json!({
-        "log": {
-            "version": "1.2",
-            "creator": { "name": "mf", "version": env!("CARGO_PKG_VERSION") },
-            "entries": exchanges.iter().map(har_entry).collect::<Vec<_>>(),
+    let selection = args.select.selection();
+    let reading = || format!("reading {}", args.recording.display());
+    let text = match args.format {
+        Format::Har => {
+            let mut entries = Vec::new();
+            reader
+                .for_each_selected(&selection, &mut |ex| {
+                    entries.push(har_entry(&ex));
+                    true
+                })
+                .with_context(reading)?;
+            let har = json!({
+                "log": {
+                    "version": "1.2",
+                    "creator": { "name": "mf", "version": env!("CARGO_PKG_VERSION") },
+                    "entries": entries,
+                }
+            });
+            serde_json::to_string_pretty(&har)?
         }
-    });
-    let text = serde_json::to_string_pretty(&har)?;
+        Format::Curl => {
+            let mut script = String::from("#!/bin/sh\n");
+            reader
+                .for_each_selected(&selection, &mut |ex| {
+                    script.push_str(&curl::command(&ex));
+                    true
+                })
+                .with_context(reading)?;
+            script
+        }
+    };
     match &args.output {
         Some(path) => {
             std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
