@@ -8,6 +8,7 @@ mod ctl;
 mod export;
 mod generate;
 mod import;
+mod import_foreign;
 mod infer;
 mod ls;
 mod patterns;
