@@ -16,7 +16,12 @@ const LOGO: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe\x00'\"$";
 /// headers still say `br`, a base64 binary body, and a request the browser blocked.
 fn chrome_har() -> String {
     let logo = base64::engine::general_purpose::STANDARD.encode(LOGO);
-    let entry = |started: &str, method: &str, url: &str, version: &str, extra_req: &str, response: &str| {
+    let entry = |started: &str,
+                 method: &str,
+                 url: &str,
+                 version: &str,
+                 extra_req: &str,
+                 response: &str| {
         format!(
             r#"{{
       "_initiator": {{"type": "script", "stack": {{"callFrames": []}}}},
@@ -62,7 +67,11 @@ fn chrome_har() -> String {
             "https://shop.test/api/cart",
             "http/1.1",
             r#", "postData": {"mimeType": "application/json", "text": "{\"product\":7,\"qty\":1}"}"#,
-            &ok(201, "application/json", r#"{"size": 12, "mimeType": "application/json", "text": "{\"items\":1}"}"#),
+            &ok(
+                201,
+                "application/json",
+                r#"{"size": 12, "mimeType": "application/json", "text": "{\"items\":1}"}"#,
+            ),
         ),
         entry(
             "2026-11-30T09:15:00.500Z",
@@ -73,7 +82,10 @@ fn chrome_har() -> String {
             &ok(
                 200,
                 "image/png",
-                &format!(r#"{{"size": {}, "mimeType": "image/png", "text": "{logo}", "encoding": "base64"}}"#, LOGO.len()),
+                &format!(
+                    r#"{{"size": {}, "mimeType": "image/png", "text": "{logo}", "encoding": "base64"}}"#,
+                    LOGO.len()
+                ),
             ),
         ),
         entry(
@@ -97,7 +109,12 @@ fn chrome_har() -> String {
 }
 
 fn import(file: &Path, db: &Path) -> std::process::Output {
-    mf().arg("import").arg(file).arg("-o").arg(db).output().unwrap()
+    mf().arg("import")
+        .arg(file)
+        .arg("-o")
+        .arg(db)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -108,7 +125,11 @@ fn a_chrome_har_imports_and_replays_to_curl() {
     std::fs::write(&har, chrome_har()).unwrap();
     let db = dir.path().join("shop.db");
     let out = import(&har, &db);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("4 exchanges from HAR file"));
 
     let rows = ls_json(&db);
@@ -117,7 +138,10 @@ fn a_chrome_har_imports_and_replays_to_curl() {
     assert_eq!(rows[1]["protocol"], "http/1.1");
     assert_eq!(rows[0]["url"], "https://shop.test/api/products?page=2");
     assert_eq!(rows[3]["status"], serde_json::Value::Null);
-    assert!(rows[3]["error"].as_str().unwrap().contains("ERR_BLOCKED_BY_CLIENT"));
+    assert!(rows[3]["error"]
+        .as_str()
+        .unwrap()
+        .contains("ERR_BLOCKED_BY_CLIENT"));
     // The POST was sent at 09:15:00.300Z (+01:00 in the file) plus 2.1 ms queueing.
     assert_eq!(rows[1]["started_at_ns"], 1_796_030_100_302_100_000i64);
     // Same connection id (Chrome's socket 311), in order.
@@ -161,12 +185,21 @@ fn a_mitmdump_flow_file_imports_and_replays() {
     cmd.args(["--mode", &format!("reverse:{}", upstream.url())])
         .args(["--listen-host", "127.0.0.1", "-p", "0", "-w"])
         .arg(&flows)
-        .args(["--set", &format!("confdir={}", dir.path().join("mitm").display())])
+        .args([
+            "--set",
+            &format!("confdir={}", dir.path().join("mitm").display()),
+        ])
         .env("TMPDIR", dir.path());
     let mut mitm = Proc::start("mitmdump", cmd, "listening at");
     let via = mitm.url();
     assert_eq!(curl(&[&format!("{via}/json")]).status(), 200);
-    let echo = curl(&["-H", "Content-Type: text/plain", "--data-binary", "hello mitm", &format!("{via}/echo")]);
+    let echo = curl(&[
+        "-H",
+        "Content-Type: text/plain",
+        "--data-binary",
+        "hello mitm",
+        &format!("{via}/echo"),
+    ]);
     assert_eq!(echo.body, b"hello mitm");
     assert_eq!(curl(&[&format!("{via}/fail")]).status(), 503);
     mitm.interrupt();
@@ -174,19 +207,35 @@ fn a_mitmdump_flow_file_imports_and_replays() {
 
     let db = dir.path().join("mitm.db");
     let out = import(&flows, &db);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("3 exchanges from mitmproxy flow file"));
     let rows = ls_json(&db);
     let statuses: Vec<_> = rows.iter().map(|r| r["status"].as_u64().unwrap()).collect();
     assert_eq!(statuses, [200, 200, 503]);
-    assert!(rows.iter().all(|r| r["duration_ms"].as_f64().unwrap() > 0.0));
+    assert!(rows
+        .iter()
+        .all(|r| r["duration_ms"].as_f64().unwrap() > 0.0));
 
     let replay = start_replay(&db, &[]);
     let json = curl(&[&format!("{}/json", replay.url())]);
     assert_eq!(json.status(), 200);
     assert!(String::from_utf8_lossy(&json.body).contains("\"ada\""));
-    assert!(json.headers.contains("X-Mixed-Case: Yes"), "{}", json.headers);
-    let echo = curl(&["-H", "Content-Type: text/plain", "--data-binary", "hello mitm", &format!("{}/echo", replay.url())]);
+    assert!(
+        json.headers.contains("X-Mixed-Case: Yes"),
+        "{}",
+        json.headers
+    );
+    let echo = curl(&[
+        "-H",
+        "Content-Type: text/plain",
+        "--data-binary",
+        "hello mitm",
+        &format!("{}/echo", replay.url()),
+    ]);
     assert_eq!(echo.body, b"hello mitm");
     assert_eq!(curl(&[&format!("{}/fail", replay.url())]).status(), 503);
 }
@@ -272,9 +321,16 @@ fn broken_har_and_flow_files_exit_2_with_the_position_and_write_nothing() {
     let har = chrome_har();
     let cut = write("cut.har", &har.as_bytes()[..har.len() / 2]);
     refused(&cut, &db, "invalid HAR at line ");
-    let wrong = write("wrong.har", b"{\"log\": {\"version\": \"1.2\",\n  \"entries\": 7}}");
+    let wrong = write(
+        "wrong.har",
+        b"{\"log\": {\"version\": \"1.2\",\n  \"entries\": 7}}",
+    );
     refused(&wrong, &db, "invalid HAR at line 2, column");
-    let bad_url = write("url.har", har.replacen("https://shop.test/logo.png", "shop.test/logo.png", 1).as_bytes());
+    let bad_url = write(
+        "url.har",
+        har.replacen("https://shop.test/logo.png", "shop.test/logo.png", 1)
+            .as_bytes(),
+    );
     refused(&bad_url, &db, "entries[2]");
     let flow = hand_flow();
     let cut_flow = write("cut.flows", &flow[..flow.len() - 20]);
@@ -289,7 +345,11 @@ fn broken_har_and_flow_files_exit_2_with_the_position_and_write_nothing() {
     // Into an existing recording: refused, and the file is byte for byte as it was.
     let good = write("hand.flows", &flow);
     let out = import(&good, &db);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows = ls_json(&db);
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["status"], 418);
@@ -297,7 +357,14 @@ fn broken_har_and_flow_files_exit_2_with_the_position_and_write_nothing() {
     let before = std::fs::read(&db).unwrap();
     // Both kinds of broken file, even after a good one on the same command line.
     for broken in [&cut, &cut_flow] {
-        let out = mf().arg("import").arg(&good).arg(broken).arg("-o").arg(&db).output().unwrap();
+        let out = mf()
+            .arg("import")
+            .arg(&good)
+            .arg(broken)
+            .arg("-o")
+            .arg(&db)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2));
     }
     assert_eq!(std::fs::read(&db).unwrap(), before, "the recording changed");

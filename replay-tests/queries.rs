@@ -10,7 +10,13 @@ use crate::common::*;
 
 /// `mf ls DB --json ARGS` parsed, asserting success.
 fn ls(db: &Path, args: &[&str]) -> Vec<serde_json::Value> {
-    let out = mf().arg("ls").arg(db).arg("--json").args(args).output().unwrap();
+    let out = mf()
+        .arg("ls")
+        .arg(db)
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "mf ls {args:?}: {}",
@@ -32,7 +38,13 @@ fn paths(db: &Path, args: &[&str]) -> Vec<String> {
 
 /// `mf sql DB --json QUERY` rows, asserting success.
 fn sql(db: &Path, query: &str) -> Vec<serde_json::Value> {
-    let out = mf().arg("sql").arg(db).arg("--json").arg(query).output().unwrap();
+    let out = mf()
+        .arg("sql")
+        .arg(db)
+        .arg("--json")
+        .arg(query)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "mf sql {query}: {}",
@@ -128,9 +140,22 @@ fn ls_filters_stats_sql_and_curl_export_on_recorded_traffic() {
     assert_eq!(paths(&db, &["--since", "1h"]).len(), 9);
     assert!(paths(&db, &["--until", "1h"]).is_empty());
     assert!(paths(&db, &["--since", "2200-01-01T00:00:00Z"]).is_empty());
-    assert_eq!(paths(&db, &["--until", "2200-01-01T00:00:00+02:00"]).len(), 9);
     assert_eq!(
-        paths(&db, &["--method", "GET", "--status", "2xx", "--path", "/api/items/2"]),
+        paths(&db, &["--until", "2200-01-01T00:00:00+02:00"]).len(),
+        9
+    );
+    assert_eq!(
+        paths(
+            &db,
+            &[
+                "--method",
+                "GET",
+                "--status",
+                "2xx",
+                "--path",
+                "/api/items/2"
+            ]
+        ),
         ["/api/items/2"]
     );
     // The table form filters the same way.
@@ -138,7 +163,11 @@ fn ls_filters_stats_sql_and_curl_export_on_recorded_traffic() {
     let text = String::from_utf8_lossy(&table.stdout);
     assert_eq!(text.lines().count(), 2, "{text}");
     assert!(text.contains("/fail"), "{text}");
-    for bad in [["--status", "6zz"], ["--since", "last tuesday"], ["--slower-than", "fast"]] {
+    for bad in [
+        ["--status", "6zz"],
+        ["--since", "last tuesday"],
+        ["--slower-than", "fast"],
+    ] {
         let out = mf_run(&["ls", db.to_str().unwrap(), bad[0], bad[1]]);
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
         assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
@@ -146,7 +175,11 @@ fn ls_filters_stats_sql_and_curl_export_on_recorded_traffic() {
 
     // Stats per endpoint template.
     let out = mf_run(&["stats", db.to_str().unwrap(), "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(stats["exchanges"], 9);
     assert_eq!(stats["errors"], 1);
@@ -165,10 +198,19 @@ fn ls_filters_stats_sql_and_curl_export_on_recorded_traffic() {
     assert_eq!(items["errors"], 0);
     assert!(items["response_bytes"].as_u64().unwrap() > 100);
     let slow = endpoint("GET", "/slow");
-    assert!(slow["latency_ms"]["p50"].as_f64().unwrap() >= 290.0, "{slow}");
-    assert!(slow["latency_ms"]["p99"].as_f64().unwrap() >= 290.0, "{slow}");
+    assert!(
+        slow["latency_ms"]["p50"].as_f64().unwrap() >= 290.0,
+        "{slow}"
+    );
+    assert!(
+        slow["latency_ms"]["p99"].as_f64().unwrap() >= 290.0,
+        "{slow}"
+    );
     let fail = endpoint("GET", "/fail");
-    assert_eq!((fail["errors"].clone(), fail["statuses"]["503"].clone()), (1.into(), 1.into()));
+    assert_eq!(
+        (fail["errors"].clone(), fail["statuses"]["503"].clone()),
+        (1.into(), 1.into())
+    );
     assert_eq!(endpoint("GET", "/json")["count"], 2);
     let only_items = mf_run(&["stats", db.to_str().unwrap(), "--json", "--path", "/api/*"]);
     let only: serde_json::Value = serde_json::from_slice(&only_items.stdout).unwrap();
@@ -189,15 +231,25 @@ fn ls_filters_stats_sql_and_curl_export_on_recorded_traffic() {
     assert_eq!(fail_row[0]["retry"], "5");
     assert!(fail_row[0]["ua"].as_str().unwrap().starts_with("curl/"));
     assert_eq!(
-        sql_one(&db, "SELECT trace_id FROM exchanges_v WHERE trace_id IS NOT NULL"),
+        sql_one(
+            &db,
+            "SELECT trace_id FROM exchanges_v WHERE trace_id IS NOT NULL"
+        ),
         TRACE
     );
     assert_eq!(
-        sql_one(&db, "SELECT count(*) FROM exchanges_v WHERE duration_ms > 250"),
+        sql_one(
+            &db,
+            "SELECT count(*) FROM exchanges_v WHERE duration_ms > 250"
+        ),
         1
     );
     assert_eq!(sql_one(&db, "SELECT count(*) FROM messages_v"), 0);
-    let table = mf_run(&["sql", db.to_str().unwrap(), "SELECT id, method, path FROM exchanges_v ORDER BY id LIMIT 2"]);
+    let table = mf_run(&[
+        "sql",
+        db.to_str().unwrap(),
+        "SELECT id, method, path FROM exchanges_v ORDER BY id LIMIT 2",
+    ]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.starts_with("id  method  path"), "{text}");
     assert_eq!(text.lines().count(), 3, "{text}");
@@ -219,7 +271,14 @@ fn ls_filters_stats_sql_and_curl_export_on_recorded_traffic() {
 
     // The curl export of the POST, run by a real shell, reaches the upstream with the same
     // body (quotes, `$` and backticks intact).
-    let out = mf_run(&["export", db.to_str().unwrap(), "--format", "curl", "--method", "POST"]);
+    let out = mf_run(&[
+        "export",
+        db.to_str().unwrap(),
+        "--format",
+        "curl",
+        "--method",
+        "POST",
+    ]);
     assert!(out.status.success());
     let script = String::from_utf8(out.stdout).unwrap();
     assert_eq!(script.matches("\ncurl ").count(), 1, "{script}");
@@ -232,17 +291,32 @@ fn ls_filters_stats_sql_and_curl_export_on_recorded_traffic() {
         .to_string();
     let script = script.replace(&proxy_port, &upstream.addr().to_string());
     let run = Command::new("sh").args(["-c", &script]).output().unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    assert_eq!(String::from_utf8_lossy(&run.stdout), r#"{"it's":"$HOME `x`"}"#);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        r#"{"it's":"$HOME `x`"}"#
+    );
     drop(upstream);
 
     // Prune: nothing is an hour old; then keep the newest three.
     let before_blobs = sql_one(&db, "SELECT count(*) FROM blobs").as_u64().unwrap();
     let out = mf_run(&["prune", db.to_str().unwrap(), "--older-than", "1h"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(ls(&db, &[]).len(), 9);
     let out = mf_run(&["prune", db.to_str().unwrap(), "--keep-last", "3"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("pruned 6 exchanges"));
     assert_eq!(
         paths(&db, &[]),
@@ -269,7 +343,11 @@ fn prune_by_age_and_a_kill_mid_way_leave_a_valid_recording() {
         "-o",
         db.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let copy = dir.path().join("copy.db");
     std::fs::copy(&db, &copy).unwrap();
 
@@ -289,12 +367,21 @@ fn prune_by_age_and_a_kill_mid_way_leave_a_valid_recording() {
     let _ = prune.kill();
     let _ = prune.wait();
     assert_eq!(sql_one(&db, "PRAGMA integrity_check"), "ok");
-    let left = sql_one(&db, "SELECT count(*) FROM exchanges").as_u64().unwrap();
-    assert!(left == N as u64 || left == 10, "{left} exchanges after the kill");
+    let left = sql_one(&db, "SELECT count(*) FROM exchanges")
+        .as_u64()
+        .unwrap();
+    assert!(
+        left == N as u64 || left == 10,
+        "{left} exchanges after the kill"
+    );
     assert_eq!(sql_one(&db, ORPHAN_BLOBS), 0);
     // Run again to the end: the result is the same as an uninterrupted prune.
     let out = mf_run(&["prune", db.to_str().unwrap(), "--keep-last", "10"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(sql_one(&db, "SELECT count(*) FROM exchanges"), 10);
     assert_eq!(sql_one(&db, ORPHAN_BLOBS), 0);
 
@@ -302,7 +389,11 @@ fn prune_by_age_and_a_kill_mid_way_leave_a_valid_recording() {
     // file shrinks.
     let size = std::fs::metadata(&copy).unwrap().len();
     let out = mf_run(&["prune", copy.to_str().unwrap(), "--older-than", "30d"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(sql_one(&copy, "SELECT count(*) FROM exchanges"), 0);
     assert_eq!(sql_one(&copy, "SELECT count(*) FROM blobs"), 0);
     assert_eq!(sql_one(&copy, "PRAGMA integrity_check"), "ok");

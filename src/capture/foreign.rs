@@ -112,8 +112,14 @@ mod tests {
 
     #[test]
     fn formats_are_told_by_content() {
-        assert_eq!(ForeignFormat::detect(b"  {\"log\""), Some(ForeignFormat::Har));
-        assert_eq!(ForeignFormat::detect(b"\xef\xbb\xbf{"), Some(ForeignFormat::Har));
+        assert_eq!(
+            ForeignFormat::detect(b"  {\"log\""),
+            Some(ForeignFormat::Har)
+        );
+        assert_eq!(
+            ForeignFormat::detect(b"\xef\xbb\xbf{"),
+            Some(ForeignFormat::Har)
+        );
         assert_eq!(
             ForeignFormat::detect(b"1982:9:websocket;"),
             Some(ForeignFormat::MitmproxyFlows)

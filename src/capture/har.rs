@@ -14,8 +14,8 @@ use serde::Deserialize;
 
 use super::foreign::{split_url, ForeignError};
 use crate::model::{
-    Body, Direction, ErrorKind, Exchange, ExchangeError, Header, HeaderList, MessageKind,
-    Protocol, Request, Response, StreamMessage, Timings,
+    Body, Direction, ErrorKind, Exchange, ExchangeError, Header, HeaderList, MessageKind, Protocol,
+    Request, Response, StreamMessage, Timings,
 };
 
 #[derive(Deserialize)]
@@ -170,7 +170,8 @@ pub(super) fn read(data: &[u8]) -> Result<Vec<Exchange>, ForeignError> {
         let slot = connections.entry(key).or_insert((next_id, 0));
         let (connection_id, seq) = (slot.0, slot.1);
         slot.1 += 1;
-        let mut ex = exchange(entry).map_err(|message| ForeignError::HarEntry { index, message })?;
+        let mut ex =
+            exchange(entry).map_err(|message| ForeignError::HarEntry { index, message })?;
         ex.connection_id = connection_id;
         ex.seq = seq;
         out.push(ex);

@@ -24,7 +24,10 @@ fn a_chrome_entry_becomes_an_exchange() {
     assert_eq!(list.len(), 1);
     let ex = &list[0];
     assert_eq!(ex.protocol, Some(Protocol::H2));
-    assert_eq!((ex.scheme.as_str(), ex.authority.as_str()), ("https", "api.test"));
+    assert_eq!(
+        (ex.scheme.as_str(), ex.authority.as_str()),
+        ("https", "api.test")
+    );
     assert_eq!(ex.request.target, "/items?x=1");
     assert_eq!(ex.request.headers.len(), 1, "pseudo-headers dropped");
     assert_eq!(&ex.request.body.data[..], b"{\"a\":1}");
@@ -33,7 +36,10 @@ fn a_chrome_entry_becomes_an_exchange() {
     let resp = ex.response.as_ref().unwrap();
     assert_eq!(&resp.body.data[..], b"ok!");
     assert!(resp.headers.header("content-encoding").is_none());
-    assert_eq!(resp.headers.header_str("content-length").as_deref(), Some("3"));
+    assert_eq!(
+        resp.headers.header_str("content-length").as_deref(),
+        Some("3")
+    );
     assert_eq!(ex.timings.response_end_ns, Some(11_500_000));
     assert_eq!(ex.server_addr.as_deref(), Some("127.0.0.1:443"));
 }
@@ -42,7 +48,10 @@ fn a_chrome_entry_becomes_an_exchange() {
 fn broken_json_says_where() {
     let broken = CHROME.replacen("\"time\": 12.5,", "\"time\": 12.5", 1);
     let e = read(broken.as_bytes()).unwrap_err().to_string();
-    assert!(e.starts_with("invalid HAR at line 7, column 5: expected"), "{e}");
+    assert!(
+        e.starts_with("invalid HAR at line 7, column 5: expected"),
+        "{e}"
+    );
     assert!(!e.contains("at line 7 column"), "{e}");
     let bad_url = CHROME.replacen("https://api.test", "api.test", 1);
     let e = read(bad_url.as_bytes()).unwrap_err().to_string();

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use super::foreign::{secs_to_ns, ForeignError};
 use super::tnetstring::{parse_all, TValue};
 use crate::model::{
-    Body, Direction, ErrorKind, Exchange, ExchangeError, Header, HeaderList, MessageKind,
-    Protocol, Request, Response, StreamMessage, Timings,
+    Body, Direction, ErrorKind, Exchange, ExchangeError, Header, HeaderList, MessageKind, Protocol,
+    Request, Response, StreamMessage, Timings,
 };
 
 /// Newest flow-format version whose fields this reader knows; newer files are still read
@@ -80,7 +80,7 @@ fn headers(v: Option<&TValue>) -> Vec<Header> {
 fn content(v: &TValue) -> Bytes {
     v.get("content")
         .and_then(TValue::as_bytes)
-        .map(|b| Bytes::copy_from_slice(b))
+        .map(Bytes::copy_from_slice)
         .unwrap_or_default()
 }
 

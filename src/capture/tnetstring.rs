@@ -159,17 +159,11 @@ fn parse_at(data: &[u8], pos: usize, depth: usize) -> Result<(TValue, usize), Tn
         })?;
     let body = &data[start..end];
     let tag = data[end];
-    let text = || {
-        std::str::from_utf8(body).map_err(|_| err(start, "text is not valid UTF-8"))
-    };
+    let text = || std::str::from_utf8(body).map_err(|_| err(start, "text is not valid UTF-8"));
     let value = match tag {
         b',' => TValue::Bytes(body.to_vec()),
         b';' => TValue::Text(text()?.to_string()),
-        b'#' => TValue::Int(
-            text()?
-                .parse()
-                .map_err(|_| err(start, "invalid integer"))?,
-        ),
+        b'#' => TValue::Int(text()?.parse().map_err(|_| err(start, "invalid integer"))?),
         b'^' => TValue::Float(text()?.parse().map_err(|_| err(start, "invalid float"))?),
         b'!' => match body {
             b"true" => TValue::Bool(true),
@@ -228,7 +222,10 @@ mod tests {
         assert_eq!(values.len(), 2, "{values:?}");
         assert_eq!(values[1], (48, TValue::Dict(Vec::new())));
         let v = &values[0].1;
-        assert_eq!(v.get("a").and_then(TValue::as_text).as_deref(), Some("hello"));
+        assert_eq!(
+            v.get("a").and_then(TValue::as_text).as_deref(),
+            Some("hello")
+        );
         assert_eq!(v.get("n"), Some(&TValue::Null));
         assert_eq!(
             v.get("l"),

@@ -19,24 +19,24 @@ const SKIPPED: &[&str] = &[
 pub(super) fn command(ex: &Exchange) -> String {
     let req = &ex.request;
     let mut out = String::new();
-    let status = ex
-        .response
-        .as_ref()
-        .map_or("no response".to_string(), |r| format!("answered {}", r.status));
+    let status = ex.response.as_ref().map_or("no response".to_string(), |r| {
+        format!("answered {}", r.status)
+    });
     let _ = writeln!(out, "\n# exchange {} ({}, {status})", ex.id, ex.protocol());
     match ex.protocol() {
-        Protocol::Grpc => out.push_str(
-            "# gRPC: the body below is the recorded length-prefixed message stream\n",
-        ),
+        Protocol::Grpc => {
+            out.push_str("# gRPC: the body below is the recorded length-prefixed message stream\n")
+        }
         Protocol::WebSocket => out.push_str(
             "# WebSocket: only the opening handshake is a curl request; frames are not replayed\n",
         ),
         _ => {}
     }
     let body = &req.body.data;
-    let text_body = std::str::from_utf8(body)
-        .ok()
-        .filter(|t| !t.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')));
+    let text_body = std::str::from_utf8(body).ok().filter(|t| {
+        !t.chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    });
     let piped = !body.is_empty() && text_body.is_none();
     if piped {
         // Bytes a shell word cannot hold (NUL above all) reach curl through printf's `%b`,
@@ -134,7 +134,10 @@ mod tests {
     #[test]
     fn text_bodies_are_quoted_words() {
         let cmd = command(&post(b"{\"a\": \"$HOME\"}"));
-        assert!(cmd.contains("curl -X POST 'http://api.test:8080/a?b=c d'"), "{cmd}");
+        assert!(
+            cmd.contains("curl -X POST 'http://api.test:8080/a?b=c d'"),
+            "{cmd}"
+        );
         assert!(!cmd.contains("Content-Length"), "{cmd}");
         assert!(!cmd.contains("Host:"), "{cmd}");
         assert!(cmd.contains("--data-binary '{\"a\": \"$HOME\"}'"), "{cmd}");
@@ -145,7 +148,10 @@ mod tests {
     fn binary_bodies_go_through_printf() {
         let cmd = command(&post(&[0, b'a', 0xff, b'\'']));
         assert!(cmd.starts_with("\n# exchange 7"), "{cmd}");
-        assert!(cmd.contains("printf '%b' '\\0000a\\0377\\0047' | curl"), "{cmd}");
+        assert!(
+            cmd.contains("printf '%b' '\\0000a\\0377\\0047' | curl"),
+            "{cmd}"
+        );
         assert!(cmd.contains("--data-binary @-"), "{cmd}");
     }
 }

@@ -36,9 +36,9 @@ pub(super) fn split(files: &[PathBuf]) -> anyhow::Result<(Vec<ForeignFile>, Vec<
             Some(format) => {
                 let data =
                     std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-                let exchanges = format
-                    .read(&data)
-                    .with_context(|| format!("importing {} ({} file)", path.display(), format.name()))?;
+                let exchanges = format.read(&data).with_context(|| {
+                    format!("importing {} ({} file)", path.display(), format.name())
+                })?;
                 foreign.push(ForeignFile {
                     name: path.display().to_string(),
                     format,

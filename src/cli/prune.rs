@@ -15,7 +15,9 @@ use crate::store::{self, PruneRule};
 /// The deletion is one transaction: interrupted at any point, the recording is either as it
 /// was or pruned, never half-pruned. The file is then compacted (VACUUM).
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  mf prune api.db --older-than 30d\n  mf prune api.db --keep-last 10000")]
+#[command(
+    after_help = "Examples:\n  mf prune api.db --older-than 30d\n  mf prune api.db --keep-last 10000"
+)]
 pub(crate) struct PruneArgs {
     /// The recording to prune (changed in place).
     #[arg(value_name = "FILE")]

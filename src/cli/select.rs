@@ -78,9 +78,7 @@ impl SelectArgs {
 /// `10m` (that long before now) or an RFC 3339 time, as ns since the Unix epoch.
 pub(crate) fn parse_instant(s: &str) -> Result<i64, String> {
     let t = s.trim();
-    if let Ok(at) =
-        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-    {
+    if let Ok(at) = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339) {
         return i64::try_from(at.unix_timestamp_nanos())
             .map_err(|_| format!("{s:?} is out of range"));
     }

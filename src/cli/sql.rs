@@ -18,7 +18,9 @@ use crate::store::{QueryOutput, SqlQuery, SqlValue};
 /// `body_text(hash)` (NULL unless UTF-8), `body(hash)`, `header(headers, 'name')`. The
 /// recording is opened read-only; a statement that would write is refused (exit 2).
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  mf sql api.db \"SELECT method, path, status FROM exchanges_v WHERE status >= 500\"\n  mf sql api.db --json \"SELECT id, header(resp_headers, 'content-type') AS ct, body_text(resp_body) AS body FROM exchanges_v\"")]
+#[command(
+    after_help = "Examples:\n  mf sql api.db \"SELECT method, path, status FROM exchanges_v WHERE status >= 500\"\n  mf sql api.db --json \"SELECT id, header(resp_headers, 'content-type') AS ct, body_text(resp_body) AS body FROM exchanges_v\""
+)]
 pub(crate) struct SqlArgs {
     /// The recording.
     #[arg(value_name = "FILE")]
@@ -104,7 +106,9 @@ fn json_value(v: SqlValue) -> serde_json::Value {
     match v {
         SqlValue::Null => serde_json::Value::Null,
         SqlValue::Integer(n) => n.into(),
-        SqlValue::Real(f) => serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, Into::into),
+        SqlValue::Real(f) => {
+            serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, Into::into)
+        }
         SqlValue::Text(t) => t.into(),
         // Blobs (hashes, raw bodies) have no JSON form: base64 in an object says which it is.
         SqlValue::Blob(b) => {
@@ -167,7 +171,10 @@ fn write_line(out: &mut impl Write, cells: &[String], widths: &[usize]) -> std::
         .map(|(c, &w)| {
             let n = c.chars().count();
             if n > w {
-                format!("{}…", c.chars().take(w.saturating_sub(1)).collect::<String>())
+                format!(
+                    "{}…",
+                    c.chars().take(w.saturating_sub(1)).collect::<String>()
+                )
             } else {
                 format!("{c}{}", " ".repeat(w - n))
             }

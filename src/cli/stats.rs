@@ -85,12 +85,13 @@ impl Acc {
         let status = row.status.map_or("error".to_string(), |s| s.to_string());
         *self.statuses.entry(status).or_default() += 1;
         if let Some(ms) = row.duration_ms {
-            self.latency_us.saturating_record((ms * 1000.0).max(1.0) as u64);
+            self.latency_us
+                .saturating_record((ms * 1000.0).max(1.0) as u64);
         }
         self.request_bytes += u64::try_from(row.request_bytes).unwrap_or(0);
         self.response_bytes += u64::try_from(row.response_bytes).unwrap_or(0);
-        let grpc_failed = row.protocol == "grpc"
-            && row.grpc_status.as_deref().is_some_and(|g| g.trim() != "0");
+        let grpc_failed =
+            row.protocol == "grpc" && row.grpc_status.as_deref().is_some_and(|g| g.trim() != "0");
         if row.error.is_some() || row.status.is_none_or(|s| s >= 500) || grpc_failed {
             self.errors += 1;
         }

@@ -84,9 +84,9 @@ impl Reader {
         after_id: i64,
         limit: i64,
     ) -> Result<Vec<ExchangeSummary>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("{SUMMARY_SQL} WHERE e.id > ?1 ORDER BY e.id LIMIT ?2"))?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{SUMMARY_SQL} WHERE e.id > ?1 ORDER BY e.id LIMIT ?2"
+        ))?;
         let mut rows = stmt.query(rusqlite::params![after_id, limit])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {

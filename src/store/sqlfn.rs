@@ -113,7 +113,10 @@ mod tests {
         ]);
         let json = headers_json(&encoded);
         assert_eq!(json, r#"[["Content-Type","text/plain"],["X-A","1"]]"#);
-        assert_eq!(header_value(&json, "content-type").as_deref(), Some("text/plain"));
+        assert_eq!(
+            header_value(&json, "content-type").as_deref(),
+            Some("text/plain")
+        );
         assert_eq!(header_value(&json, "nope"), None);
     }
 }
