@@ -47,35 +47,33 @@ pub(super) fn run(args: ExportArgs) -> anyhow::Result<u8> {
     let reader = util::open_recording(&args.recording)?;
     let selection = args.select.selection();
     let reading = || format!("reading {}", args.recording.display());
-    let text = match args.format {
-        Format::Har => {
-            let mut entries = Vec::new();
-            reader
-                .for_each_selected(&selection, &mut |ex| {
-                    entries.push(har_entry(&ex));
-                    true
-                })
-                .with_context(reading)?;
-            let har = json!({
-                "log": {
-                    "version": "1.2",
-                    "creator": { "name": "mf", "version": env!("CARGO_PKG_VERSION") },
-                    "entries": entries,
-                }
-            });
-            serde_json::to_string_pretty(&har)?
+    if let Format::Curl = args.format {
+        // A script streams, one command per exchange: any number of them in flat memory.
+        let mut out: Box<dyn Write> = match &args.output {
+            Some(path) => Box::new(std::io::BufWriter::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("writing {}", path.display()))?,
+            )),
+            None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        };
+        curl::write_script(reader.as_ref(), &selection, &mut out).with_context(reading)?;
+        return Ok(0);
+    }
+    let mut entries = Vec::new();
+    reader
+        .for_each_selected(&selection, &mut |ex| {
+            entries.push(har_entry(&ex));
+            true
+        })
+        .with_context(reading)?;
+    let har = json!({
+        "log": {
+            "version": "1.2",
+            "creator": { "name": "mf", "version": env!("CARGO_PKG_VERSION") },
+            "entries": entries,
         }
-        Format::Curl => {
-            let mut script = String::from("#!/bin/sh\n");
-            reader
-                .for_each_selected(&selection, &mut |ex| {
-                    script.push_str(&curl::command(&ex));
-                    true
-                })
-                .with_context(reading)?;
-            script
-        }
-    };
+    });
+    let text = serde_json::to_string_pretty(&har)?;
     match &args.output {
         Some(path) => {
             std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?

@@ -3,6 +3,35 @@
 use std::fmt::Write;
 
 use crate::model::{Exchange, Protocol};
+use crate::store::{RecordingRead, Selection};
+
+/// Writes a shell script of one command per selected exchange to `out`, as it reads them.
+///
+/// # Errors
+/// Reading the recording or writing `out` failed.
+pub(super) fn write_script(
+    reader: &dyn RecordingRead,
+    selection: &Selection,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
+    out.write_all(b"#!/bin/sh\n")?;
+    let mut failed = None;
+    reader.for_each_selected(
+        selection,
+        &mut |ex| match out.write_all(command(&ex).as_bytes()) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        },
+    )?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    out.flush()?;
+    Ok(())
+}
 
 /// Headers curl sets itself from the command (or that only describe the recorded framing).
 const SKIPPED: &[&str] = &[
