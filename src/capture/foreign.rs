@@ -103,7 +103,12 @@ pub(super) fn split_url(url: &str) -> Result<(String, String, String), String> {
 
 /// Seconds since the epoch (a float, as both formats write times) in nanoseconds.
 pub(super) fn secs_to_ns(secs: f64) -> i64 {
-    (secs * 1e9).round() as i64
+    // Whole seconds and the fraction apart: `secs * 1e9` at today's epoch is past f64's
+    // exact range and lands hundreds of nanoseconds off.
+    let whole = secs.trunc();
+    (whole as i64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(((secs - whole) * 1e9).round() as i64)
 }
 
 #[cfg(test)]

@@ -57,3 +57,43 @@ fn broken_json_says_where() {
     let e = read(bad_url.as_bytes()).unwrap_err().to_string();
     assert!(e.contains("entries[0]"), "{e}");
 }
+
+#[test]
+fn chrome_websocket_messages_become_frames() {
+    let har = r#"{"log": {"entries": [{
+      "startedDateTime": "2026-12-01T09:00:00Z", "time": 5,
+      "_resourceType": "websocket",
+      "request": {"method": "GET", "url": "wss://chat.test/socket", "httpVersion": "HTTP/1.1",
+        "headers": [{"name": "Upgrade", "value": "websocket"}]},
+      "response": {"status": 101, "statusText": "Switching Protocols", "httpVersion": "HTTP/1.1",
+        "headers": [], "content": {"size": 0, "mimeType": "x-unknown"}},
+      "timings": {"send": 0, "wait": 5, "receive": 0},
+      "_webSocketMessages": [
+        {"type": "send", "time": 1796115600.25, "opcode": 1, "data": "hello"},
+        {"type": "receive", "time": 1796115600.5, "opcode": 2, "data": "AAH/"}
+      ]}]}}"#;
+    let list = read(har.as_bytes()).unwrap();
+    let ex = &list[0];
+    assert_eq!(ex.protocol, Some(Protocol::WebSocket));
+    assert_eq!(
+        (ex.scheme.as_str(), ex.request.target.as_str()),
+        ("https", "/socket")
+    );
+    assert_eq!(ex.messages.len(), 2);
+    assert_eq!(ex.messages[0].direction, Direction::ClientToServer);
+    assert_eq!(ex.messages[0].offset_ns, 250_000_000);
+    assert_eq!(&ex.messages[0].data[..], b"hello");
+    assert_eq!(ex.messages[1].direction, Direction::ServerToClient);
+    assert_eq!(&ex.messages[1].data[..], [0u8, 1, 255]);
+}
+
+#[test]
+fn a_blocked_request_is_an_exchange_with_an_error() {
+    let har = r#"{"log": {"entries": [{"startedDateTime": "2026-12-01T09:00:00.5Z",
+      "request": {"method": "GET", "url": "http://ads.test/p", "headers": []},
+      "response": {"status": 0, "_error": "net::ERR_BLOCKED_BY_CLIENT"}}]}}"#;
+    let list = read(har.as_bytes()).unwrap();
+    assert!(list[0].response.is_none());
+    let error = list[0].error.as_ref().unwrap();
+    assert_eq!(error.message, "net::ERR_BLOCKED_BY_CLIENT");
+}
