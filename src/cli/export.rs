@@ -1,8 +1,5 @@
 //! `mf export`: a recording in another tool's format (HAR 1.2, curl commands).
 
-#[path = "export_curl.rs"]
-mod curl;
-
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -56,7 +53,8 @@ pub(super) fn run(args: ExportArgs) -> anyhow::Result<u8> {
             )),
             None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
         };
-        curl::write_script(reader.as_ref(), &selection, &mut out).with_context(reading)?;
+        super::export_curl::write_script(reader.as_ref(), &selection, &mut out)
+            .with_context(reading)?;
         return Ok(0);
     }
     let mut entries = Vec::new();

@@ -6,6 +6,7 @@
 mod ca;
 mod ctl;
 mod export;
+mod export_curl;
 mod generate;
 mod import;
 mod import_foreign;
