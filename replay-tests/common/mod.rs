@@ -200,6 +200,8 @@ impl Proc {
                     .chars()
                     .take_while(|c| !c.is_whitespace() && *c != ',')
                     .collect();
+                // A sentence's full stop (`listening at 127.0.0.1:8080.`) is not the port's.
+                let token = token.trim_end_matches('.');
                 addr = token.parse::<SocketAddr>().ok().or_else(|| {
                     token
                         .parse::<u16>()

@@ -10,16 +10,21 @@
 //!   drivers hand the recorder) sit below them so that the drivers do not import each other.
 //! - `passive` decodes TCP segments (from `packet`, read from `pcap` files by `import` or
 //!   captured live by `sniff`).
+//! - `foreign` reads other tools' recordings whole into exchanges: `har` (HAR 1.2) and
+//!   `mitm` (mitmproxy flow files, over `tnetstring`).
 //!
 //! Capture hands finished exchanges to an [`crate::model::ExchangeSink`] and never waits on
 //! disk. Imports: `model`, `decode`, `net`, `vocab`; never `infer`, `replay` or `cli`.
 
 mod clock;
 mod dial;
+pub mod foreign;
 mod h2;
+mod har;
 pub mod import;
 mod io;
 pub mod keylog;
+mod mitm;
 pub mod packet;
 pub mod passive;
 pub mod pcap;
@@ -27,4 +32,5 @@ pub mod proxy;
 pub(crate) mod recorder;
 pub(crate) mod setup;
 pub mod sniff;
+mod tnetstring;
 mod ws;

@@ -1,4 +1,4 @@
-//! `mf export`: a recording in another tool's format (HAR 1.2).
+//! `mf export`: a recording in another tool's format (HAR 1.2, curl commands).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,6 +8,7 @@ use base64::Engine;
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
+use super::select::SelectArgs;
 use super::util;
 use crate::model::{Body, Exchange, Header, HeaderList};
 
@@ -25,6 +26,9 @@ pub(crate) struct ExportArgs {
     /// Write here instead of stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub(crate) output: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub(crate) select: SelectArgs,
 }
 
 /// Export formats.
@@ -32,18 +36,39 @@ pub(crate) struct ExportArgs {
 pub(crate) enum Format {
     /// HTTP Archive 1.2 (JSON).
     Har,
+    /// One curl command per request (a shell script), for bug reports.
+    Curl,
 }
 
 pub(super) fn run(args: ExportArgs) -> anyhow::Result<u8> {
     let reader = util::open_recording(&args.recording)?;
-    let exchanges = reader
-        .load_all()
-        .with_context(|| format!("reading {}", args.recording.display()))?;
+    let selection = args.select.selection();
+    let reading = || format!("reading {}", args.recording.display());
+    if let Format::Curl = args.format {
+        // A script streams, one command per exchange: any number of them in flat memory.
+        let mut out: Box<dyn Write> = match &args.output {
+            Some(path) => Box::new(std::io::BufWriter::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("writing {}", path.display()))?,
+            )),
+            None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        };
+        super::export_curl::write_script(reader.as_ref(), &selection, &mut out)
+            .with_context(reading)?;
+        return Ok(0);
+    }
+    let mut entries = Vec::new();
+    reader
+        .for_each_selected(&selection, &mut |ex| {
+            entries.push(har_entry(&ex));
+            true
+        })
+        .with_context(reading)?;
     let har = json!({
         "log": {
             "version": "1.2",
             "creator": { "name": "mf", "version": env!("CARGO_PKG_VERSION") },
-            "entries": exchanges.iter().map(har_entry).collect::<Vec<_>>(),
+            "entries": entries,
         }
     });
     let text = serde_json::to_string_pretty(&har)?;

@@ -17,9 +17,11 @@ use crate::capture::pcap;
 use crate::model::ExchangeSink;
 use crate::store::{Meta, Writer, WriterConfig};
 
-/// Import exchanges from packet captures (pcap or pcapng).
+/// Import exchanges from packet captures (pcap or pcapng), HAR files or mitmproxy flows.
 ///
-/// Every TCP flow is reassembled and decoded by content (HTTP/1.x, HTTP/2 with gRPC,
+/// HAR 1.2 files (browser dev tools, Charles, Fiddler exports) and mitmproxy flow files
+/// (`mitmdump -w`) are told apart by content and read whole first: a broken one is refused
+/// with where it breaks, and nothing is written. In packet captures, every TCP flow is reassembled and decoded by content (HTTP/1.x, HTTP/2 with gRPC,
 /// WebSocket), whatever its port. The result is a recording like `mf record` makes:
 /// `mf ls`, `mf show` and `mf replay` work on it. Problems in the capture (missing segments,
 /// cut packets, unknown link types) are counted and reported; they never stop the import.
@@ -28,7 +30,7 @@ use crate::store::{Meta, Writer, WriterConfig};
     after_help = "Example:\n  tcpdump -i lo -w api.pcap 'tcp port 3000'\n  mf import api.pcap -o api.db"
 )]
 pub struct ImportArgs {
-    /// Capture files to read (pcap or pcapng).
+    /// Files to read: pcap, pcapng, HAR or mitmproxy flow files.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
@@ -78,9 +80,18 @@ pub(crate) fn bpf_expression(filter: Option<&str>, ports: &[u16]) -> Option<Stri
 }
 
 pub(super) fn run(args: ImportArgs) -> anyhow::Result<u8> {
+    // Other tools' recordings are parsed whole first: a broken one stops the import before
+    // the recording is touched.
+    let (foreign, files) = super::import_foreign::split(&args.files)?;
+    if !foreign.is_empty() {
+        super::import_foreign::write(&args.output, foreign)?;
+        if files.is_empty() {
+            return Ok(0);
+        }
+    }
     // Refuse what is not a capture before creating the recording.
     let mut total_bytes = 0u64;
-    for path in &args.files {
+    for path in &files {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         total_bytes += file.metadata().map(|m| m.len()).unwrap_or(0);
         if let Err(e) = pcap::Reader::new(BufReader::new(file)) {
@@ -92,7 +103,7 @@ pub(super) fn run(args: ImportArgs) -> anyhow::Result<u8> {
         Some(e) => Some(Filter::new(e)?),
         None => None,
     };
-    let names: Vec<String> = args.files.iter().map(|p| p.display().to_string()).collect();
+    let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
     let (writer, mut engine) = open_passive(
         &args.output,
         format!("import {}", names.join(" ")),
@@ -110,7 +121,7 @@ pub(super) fn run(args: ImportArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
     let mut done_before = 0u64;
     let mut reports = Vec::new();
-    for path in &args.files {
+    for path in &files {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let mut progress = |read: u64, engine: &Engine| {
             if let Some(bar) = &bar {

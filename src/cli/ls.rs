@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
+use super::select::SelectArgs;
 use super::util::{self, human_bytes};
 use crate::store::ExchangeSummary;
 
@@ -19,12 +20,14 @@ pub(crate) struct LsArgs {
     /// One JSON object per line instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
+
+    #[command(flatten)]
+    pub(crate) select: SelectArgs,
 }
 
 pub(super) fn run(args: LsArgs) -> anyhow::Result<u8> {
-    // Pages, so that listing a recording of millions of exchanges needs little memory.
-    const PAGE: usize = 5_000;
     let reader = util::open_recording(&args.recording)?;
+    let selection = args.select.selection();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if !args.json {
@@ -34,21 +37,29 @@ pub(super) fn run(args: LsArgs) -> anyhow::Result<u8> {
             "ID", "TIME (UTC)", "METHOD", "URL", "STATUS", "REQ", "RESP", "DURATION"
         )?;
     }
-    let mut after = 0;
-    loop {
-        let rows = reader
-            .summaries_after(after, PAGE)
-            .with_context(|| format!("reading {}", args.recording.display()))?;
-        let Some(last) = rows.last() else { break };
-        after = last.id;
-        for row in &rows {
-            if args.json {
-                serde_json::to_writer(&mut out, row)?;
-                out.write_all(b"\n")?;
+    // Rows stream from one query (SQLite does the filtering): a listing of millions of
+    // exchanges needs no more memory than one row.
+    let mut failed: Option<anyhow::Error> = None;
+    reader
+        .for_each_summary(&selection, &mut |row| {
+            let written = if args.json {
+                serde_json::to_writer(&mut out, &row)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|()| Ok(out.write_all(b"\n")?))
             } else {
-                writeln!(out, "{}", table_line(row))?;
+                writeln!(out, "{}", table_line(&row)).map_err(anyhow::Error::from)
+            };
+            match written {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
             }
-        }
+        })
+        .with_context(|| format!("reading {}", args.recording.display()))?;
+    if let Some(e) = failed {
+        return Err(e);
     }
     out.flush()?;
     Ok(0)

@@ -6,16 +6,22 @@
 mod ca;
 mod ctl;
 mod export;
+mod export_curl;
 mod generate;
 mod import;
+mod import_foreign;
 mod infer;
 mod ls;
 mod patterns;
+mod prune;
 mod record;
 mod replay;
 mod replay_fixtures;
+mod select;
 mod show;
 mod sniff;
+mod sql;
+mod stats;
 mod synthetic;
 pub(crate) mod util;
 
@@ -43,6 +49,9 @@ pub(crate) enum Command {
     Import(import::ImportArgs),
     Replay(replay::ReplayArgs),
     Ls(ls::LsArgs),
+    Stats(stats::StatsArgs),
+    Prune(prune::PruneArgs),
+    Sql(sql::SqlArgs),
     Show(show::ShowArgs),
     Ctl(ctl::CtlArgs),
     Export(export::ExportArgs),
@@ -73,6 +82,9 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Import(args) => import::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Ls(args) => ls::run(args),
+        Command::Stats(args) => stats::run(args),
+        Command::Prune(args) => prune::run(args),
+        Command::Sql(args) => sql::run(args),
         Command::Show(args) => show::run(args),
         Command::Ctl(args) => ctl::run(args),
         Command::Export(args) => export::run(args),

@@ -4,7 +4,7 @@
 //! implements these two traits and is picked in [`super::open_reader`] /
 //! [`super::open_writer`]. Nothing outside the store names a SQLite type.
 
-use super::{ExchangeSummary, PatternRow, StoreError};
+use super::{ExchangeSummary, PatternRow, Selection, StoreError};
 use crate::model::Exchange;
 
 /// Reading one recording: listing, single exchanges, every exchange in order, metadata and the
@@ -61,6 +61,27 @@ pub trait RecordingRead: Send {
     /// # Errors
     /// The backend failed or holds a damaged exchange.
     fn for_each(&self, f: &mut dyn FnMut(Exchange) -> bool) -> Result<(), StoreError>;
+
+    /// As [`RecordingRead::for_each`], over the exchanges `selection` picks.
+    ///
+    /// # Errors
+    /// The backend failed or holds a damaged exchange.
+    fn for_each_selected(
+        &self,
+        selection: &Selection,
+        f: &mut dyn FnMut(Exchange) -> bool,
+    ) -> Result<(), StoreError>;
+
+    /// Calls `f` with the listing row of every exchange `selection` picks, in recording
+    /// order, one at a time (memory stays flat); `f` returning `false` stops the walk.
+    ///
+    /// # Errors
+    /// The backend failed.
+    fn for_each_summary(
+        &self,
+        selection: &Selection,
+        f: &mut dyn FnMut(ExchangeSummary) -> bool,
+    ) -> Result<(), StoreError>;
 
     /// Every exchange in recording order, bodies included.
     ///

@@ -11,7 +11,9 @@
 //! Files: `backend` (the traits), `read` (SQLite reading), `append` (SQLite writing), `writer`
 //! (the batching writer thread, over any [`RecordingWrite`]), `schema` (versions and
 //! migrations), `blobs` and `codec` (body and header encodings), `fixtures` (the fixtures
-//! folder format, which is files rather than SQLite).
+//! folder format, which is files rather than SQLite), `select` (the one selection type,
+//! turned into SQL), `listing` (listing rows for a selection), `prune` (retention), `sql`
+//! and `sqlfn` (read-only queries over documented views, and the SQL functions behind them).
 //!
 //! Imports: `model` only.
 
@@ -20,8 +22,13 @@ mod backend;
 mod blobs;
 mod codec;
 pub mod fixtures;
+mod listing;
+mod prune;
 mod read;
 mod schema;
+mod select;
+mod sql;
+mod sqlfn;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -29,7 +36,11 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags};
 
 pub use backend::{RecordingRead, RecordingWrite};
-pub use read::{ExchangeSummary, Reader};
+pub use listing::ExchangeSummary;
+pub use prune::{prune, PruneReport, PruneRule};
+pub use read::Reader;
+pub use select::{Selection, SelectionError, StatusRange};
+pub use sql::{QueryError, QueryOutput, SqlQuery, SqlValue};
 pub use writer::{Writer, WriterConfig, WriterHandle, WriterSummary};
 
 /// One inferred pattern as kept in the recording's `patterns` table.
@@ -143,6 +154,7 @@ fn open_read(path: &Path) -> Result<Connection, StoreError> {
         .or_else(|_| Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY))
         .map_err(|e| classify_open_error(path, e))?;
     schema::check_and_migrate(&conn, path, false)?;
+    sqlfn::register_path(&conn)?;
     Ok(conn)
 }
 

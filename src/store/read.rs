@@ -4,45 +4,19 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use rusqlite::{params, Connection, Row};
-use serde::Serialize;
 
 use super::backend::RecordingRead;
 use super::codec::{decode_chunks, decode_headers};
-use super::{blobs, StoreError};
+use super::{blobs, ExchangeSummary, Selection, StoreError};
 use crate::model::{
     Body, BodyChunk, Direction, ErrorKind, Exchange, ExchangeError, MessageKind, Protocol, Request,
     Response, StreamMessage, Timings,
 };
 
-/// One line of `mf ls --json`: what a listing needs, without bodies.
-#[derive(Clone, Debug, Serialize)]
-pub struct ExchangeSummary {
-    pub id: i64,
-    pub connection_id: i64,
-    pub seq: i64,
-    pub protocol: String,
-    pub started_at_ns: i64,
-    pub method: String,
-    pub url: String,
-    pub status: Option<u16>,
-    pub request_bytes: i64,
-    pub response_bytes: i64,
-    pub duration_ms: Option<f64>,
-    pub error: Option<String>,
-    /// The stable name of the error's kind (`upstream_timeout`, `capture_hole`, …).
-    pub error_kind: Option<String>,
-    pub trace_id: Option<String>,
-    /// Stream messages sent by the client and by the server (gRPC messages, WebSocket frames).
-    pub messages_in: i64,
-    pub messages_out: i64,
-    /// `grpc-status` from the trailers (or headers, for trailers-only answers).
-    pub grpc_status: Option<String>,
-}
-
 /// A recording opened for reading.
 pub struct Reader {
-    conn: Connection,
-    path: PathBuf,
+    pub(super) conn: Connection,
+    pub(super) path: PathBuf,
 }
 
 const EXCHANGE_COLUMNS: &str = "id, connection_id, seq, protocol, started_at_ns, client_addr, server_addr, scheme,
@@ -114,7 +88,12 @@ impl Reader {
     /// # Errors
     /// Database errors.
     pub fn summaries(&self) -> Result<Vec<ExchangeSummary>, StoreError> {
-        self.summaries_where(0, i64::MAX)
+        let mut all = Vec::new();
+        self.for_each_summary(&Selection::default(), &mut |s| {
+            all.push(s);
+            true
+        })?;
+        Ok(all)
     }
 
     /// Up to `limit` listing rows with an id above `after_id`, in recording order.
@@ -126,57 +105,7 @@ impl Reader {
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<ExchangeSummary>, StoreError> {
-        self.summaries_where(after_id, i64::try_from(limit).unwrap_or(i64::MAX))
-    }
-
-    fn summaries_where(
-        &self,
-        after_id: i64,
-        limit: i64,
-    ) -> Result<Vec<ExchangeSummary>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT e.id, e.connection_id, e.seq, e.protocol, e.started_at_ns, e.method, e.target, e.scheme,
-                    e.authority, e.status, e.req_body_size, e.resp_body_size, e.response_end_ns, e.error, e.trace_id,
-                    (SELECT count(*) FROM messages m WHERE m.exchange_id = e.id AND m.direction = 0),
-                    (SELECT count(*) FROM messages m WHERE m.exchange_id = e.id AND m.direction = 1),
-                    e.resp_trailers, e.resp_headers, e.error_kind
-             FROM exchanges e WHERE e.id > ?1 ORDER BY e.id LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![after_id, limit], |r| {
-            let target: String = r.get(6)?;
-            let scheme: String = r.get(7)?;
-            let authority: String = r.get(8)?;
-            let url = crate::model::url_of(&scheme, &authority, &target);
-            let end: Option<i64> = r.get(12)?;
-            let trailers: Option<Vec<u8>> = r.get(17)?;
-            let headers: Option<Vec<u8>> = r.get(18)?;
-            let grpc_status = [trailers, headers].into_iter().flatten().find_map(|h| {
-                decode_headers(&h)
-                    .into_iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("grpc-status"))
-                    .map(|h| h.value_str().into_owned())
-            });
-            Ok(ExchangeSummary {
-                id: r.get(0)?,
-                connection_id: r.get(1)?,
-                seq: r.get(2)?,
-                protocol: r.get(3)?,
-                started_at_ns: r.get(4)?,
-                method: r.get(5)?,
-                url,
-                status: r.get(9)?,
-                request_bytes: r.get(10)?,
-                response_bytes: r.get(11)?,
-                duration_ms: end.map(|ns| ns as f64 / 1e6),
-                error: r.get(13)?,
-                error_kind: r.get(19)?,
-                trace_id: r.get(14)?,
-                messages_in: r.get(15)?,
-                messages_out: r.get(16)?,
-                grpc_status,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.summaries_page(after_id, i64::try_from(limit).unwrap_or(i64::MAX))
     }
 
     /// One exchange with bodies and stream messages.
@@ -215,17 +144,37 @@ impl Reader {
     ///
     /// # Errors
     /// Database errors or a damaged row.
-    pub fn for_each(&self, mut f: impl FnMut(Exchange) -> bool) -> Result<(), StoreError> {
+    pub fn for_each(&self, f: impl FnMut(Exchange) -> bool) -> Result<(), StoreError> {
+        self.for_each_selected(&Selection::default(), f)
+    }
+
+    /// As [`Reader::for_each`], over the exchanges `selection` picks (SQLite filters them).
+    ///
+    /// # Errors
+    /// Database errors or a damaged row.
+    pub fn for_each_selected(
+        &self,
+        selection: &Selection,
+        mut f: impl FnMut(Exchange) -> bool,
+    ) -> Result<(), StoreError> {
+        let (clause, params) = selection.where_clause();
+        let columns = EXCHANGE_COLUMNS
+            .split(',')
+            .map(|c| format!("e.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
         // Bodies come with the row (a join), not from a lookup per body: half the statements.
         let sql = format!(
-            "SELECT {EXCHANGE_COLUMNS}, rb.size, rb.codec, rb.data, sb.size, sb.codec, sb.data,
+            "SELECT {columns}, rb.size, rb.codec, rb.data, sb.size, sb.codec, sb.data,
                     hb.size, hb.codec, hb.data
-             FROM exchanges LEFT JOIN blobs rb ON rb.hash = req_body LEFT JOIN blobs sb ON sb.hash = resp_body
-                  LEFT JOIN blobs hb ON hb.hash = req_headers
-             ORDER BY id"
+             FROM exchanges e LEFT JOIN blobs rb ON rb.hash = e.req_body
+                  LEFT JOIN blobs sb ON sb.hash = e.resp_body
+                  LEFT JOIN blobs hb ON hb.hash = e.req_headers
+             WHERE {clause}
+             ORDER BY e.id"
         );
         let mut stmt = self.conn.prepare(&sql)?;
-        let mut rows = stmt.query([])?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
         // Plain HTTP recordings have no stream messages: skip a query per exchange.
         let has_messages: bool =
             self.conn
@@ -267,6 +216,9 @@ impl Reader {
             }
             if has_messages {
                 ex.messages = self.messages(ex.id)?;
+            }
+            if selection.needs_grpc_check() && !keeps(selection, &ex) {
+                continue;
             }
             if !f(ex) {
                 break;
@@ -404,6 +356,22 @@ impl RecordingRead for Reader {
         Reader::for_each(self, f)
     }
 
+    fn for_each_selected(
+        &self,
+        selection: &Selection,
+        f: &mut dyn FnMut(Exchange) -> bool,
+    ) -> Result<(), StoreError> {
+        Reader::for_each_selected(self, selection, f)
+    }
+
+    fn for_each_summary(
+        &self,
+        selection: &Selection,
+        f: &mut dyn FnMut(ExchangeSummary) -> bool,
+    ) -> Result<(), StoreError> {
+        Reader::for_each_summary(self, selection, f)
+    }
+
     fn load_all(&self) -> Result<Vec<Exchange>, StoreError> {
         Reader::load_all(self)
     }
@@ -415,6 +383,22 @@ impl RecordingRead for Reader {
     fn patterns(&self) -> Result<Vec<super::PatternRow>, StoreError> {
         Reader::patterns(self)
     }
+}
+
+/// The selection's last word on an exchange SQL let through (a gRPC status in trailers).
+fn keeps(selection: &Selection, ex: &Exchange) -> bool {
+    use crate::model::HeaderList;
+    let grpc = ex.response.as_ref().and_then(|r| {
+        r.trailers
+            .header_str("grpc-status")
+            .or_else(|| r.headers.header_str("grpc-status"))
+    });
+    selection.keeps(
+        ex.protocol().as_str(),
+        ex.response.as_ref().map(|r| r.status),
+        ex.error.is_some(),
+        grpc.as_deref(),
+    )
 }
 
 fn opt_u64(v: Option<i64>) -> Option<u64> {
