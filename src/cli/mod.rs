@@ -11,6 +11,7 @@ mod import;
 mod infer;
 mod ls;
 mod patterns;
+mod policy;
 mod record;
 mod replay;
 mod replay_fixtures;

@@ -54,6 +54,22 @@ pub struct PolicyConfig {
     pub redact: Vec<String>,
 }
 
+impl PolicyConfig {
+    /// Checks the policy without applying it: invalid globs and rates are refused before
+    /// anything is opened.
+    ///
+    /// # Errors
+    /// As [`PolicySink::new`].
+    pub fn check(&self) -> Result<(), PolicyError> {
+        if let Some(s) = &self.sample {
+            if !(s.rate > 0.0 && s.rate <= 1.0) {
+                return Err(PolicyError::SampleRate(s.rate));
+            }
+        }
+        filter::Filter::new(&self.filter).map(|_| ())
+    }
+}
+
 /// What the policy did, for the summary line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PolicySummary {
@@ -122,11 +138,7 @@ impl PolicySink {
         cfg: &PolicyConfig,
         keys: Placeholders,
     ) -> Result<PolicySink, PolicyError> {
-        if let Some(s) = &cfg.sample {
-            if !(s.rate > 0.0 && s.rate <= 1.0) {
-                return Err(PolicyError::SampleRate(s.rate));
-            }
-        }
+        cfg.check()?;
         Ok(PolicySink {
             inner,
             filter: filter::Filter::new(&cfg.filter)?,
