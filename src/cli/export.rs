@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::util;
 use crate::model::{Body, Exchange, Header, HeaderList};
+use crate::vocab::secrets;
 
 /// Export a recording for other tools (browser dev tools, HAR viewers).
 #[derive(Debug, Args)]
@@ -25,6 +26,12 @@ pub(crate) struct ExportArgs {
     /// Write here instead of stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub(crate) output: Option<PathBuf>,
+
+    /// Export credentials and secret fields as recorded. By default they are replaced by
+    /// `mf-redacted-…` placeholders, as `mf record` does (a recording made with
+    /// --keep-secrets holds them).
+    #[arg(long)]
+    pub(crate) keep_secrets: bool,
 }
 
 /// Export formats.
@@ -36,9 +43,12 @@ pub(crate) enum Format {
 
 pub(super) fn run(args: ExportArgs) -> anyhow::Result<u8> {
     let reader = util::open_recording(&args.recording)?;
-    let exchanges = reader
+    let mut exchanges = reader
         .load_all()
         .with_context(|| format!("reading {}", args.recording.display()))?;
+    if !args.keep_secrets {
+        sanitize(&mut exchanges)?;
+    }
     let har = json!({
         "log": {
             "version": "1.2",
@@ -58,6 +68,16 @@ pub(super) fn run(args: ExportArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// Redacts secrets with the capture rules, under a key made for this export only.
+fn sanitize(exchanges: &mut [Exchange]) -> anyhow::Result<()> {
+    let keys = secrets::Placeholders::random()?;
+    let rules = secrets::Rules::new(&[]);
+    for ex in exchanges {
+        secrets::redact_exchange(ex, &mut secrets::Redaction::new(&rules, &keys));
+    }
+    Ok(())
 }
 
 fn har_headers(h: &[Header]) -> serde_json::Value {
