@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `mf` binary against real peers over 127.0.0.1.
 
 mod alpn;
+mod capture_filters;
 mod capture_parity;
 mod cli;
 mod common;
@@ -16,6 +17,7 @@ mod lossy;
 mod pcap;
 mod pcap_synthetic;
 mod pipeline;
+mod redaction;
 mod streaming;
 mod tls;
 mod websocket;

@@ -49,6 +49,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path == "/json":
             body = json.dumps({"users": [{"id": 1, "name": "ada"}, {"id": 2, "name": "bob"}]}).encode()
             return self.send(200, body, extra=[("Set-Cookie", "a=1"), ("set-cookie", "b=2"), ("X-Mixed-Case", "Yes")])
+        if path == "/login":
+            # A login as real services answer it: a session cookie and a bearer token.
+            self.read_body()
+            body = json.dumps({"access_token": "tok-LOGIN-5f3a9c1e7d", "token_type": "bearer"}).encode()
+            return self.send(200, body, extra=[("Set-Cookie", "session=sess-COOKIE-8e2b4d6f; Path=/; HttpOnly")])
         if path == "/echo":
             body = self.read_body()
             return self.send(200, body, ctype=self.headers.get("Content-Type", "application/octet-stream"))
