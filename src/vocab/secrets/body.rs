@@ -190,13 +190,12 @@ impl<'a> Redaction<'a> {
                 }
             }
             Value::Null => {}
-            Value::String(s) if inherited => {
-                if !s.is_empty() && !is_placeholder(s) {
-                    let p = self.value(s);
-                    strings.push((std::mem::take(s), p.clone()));
-                    *s = p;
-                }
+            Value::String(s) if inherited && !s.is_empty() && !is_placeholder(s) => {
+                let p = self.value(s);
+                strings.push((std::mem::take(s), p.clone()));
+                *s = p;
             }
+            Value::String(_) => {}
             leaf if inherited => {
                 let text = leaf.to_string();
                 *leaf = Value::String(self.value(&text));
@@ -289,7 +288,7 @@ impl<'a> Redaction<'a> {
         let mut out: Option<Vec<u8>> = None;
         // Longest first, so that a secret that is a prefix of another does not cut it.
         let mut seen: Vec<&(String, String)> = self.seen.iter().collect();
-        seen.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        seen.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
         for (secret, placeholder) in seen {
             let current = out.as_deref().unwrap_or(data);
             if let Some(t) = replace_all(current, secret.as_bytes(), placeholder.as_bytes()) {

@@ -248,3 +248,28 @@ pub fn placeholder_spans(data: &[u8]) -> Vec<std::ops::Range<usize>> {
 pub fn contains_placeholder(data: &[u8]) -> bool {
     !placeholder_spans(data).is_empty()
 }
+
+/// `target` fit for a log line: the values of secret query parameters (built-in rules)
+/// replaced by `<redacted>`. Live requests carry real credentials, which no log may show.
+pub fn log_target(target: &str) -> std::borrow::Cow<'_, str> {
+    let Some((path, query)) = target.split_once('?') else {
+        return target.into();
+    };
+    let rules = Rules::default();
+    let mut changed = false;
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !v.is_empty() && rules.is_secret_param(k) => {
+                changed = true;
+                format!("{k}=<redacted>")
+            }
+            _ => pair.to_string(),
+        })
+        .collect();
+    if changed {
+        format!("{path}?{}", pairs.join("&")).into()
+    } else {
+        target.into()
+    }
+}
