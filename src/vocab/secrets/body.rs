@@ -254,7 +254,7 @@ impl<'a> Redaction<'a> {
     /// The body redacted as its `content_type` says (JSON, form-urlencoded, multipart; a body
     /// that looks like JSON is tried as JSON); `None` when nothing changed.
     pub fn body(&mut self, content_type: &str, data: &[u8]) -> Option<Vec<u8>> {
-        if data.is_empty() {
+        if data.is_empty() || !self.rules.may_hold_secret_field(data) {
             return None;
         }
         let ct = content_type.to_ascii_lowercase();

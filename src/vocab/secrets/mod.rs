@@ -73,6 +73,7 @@ const FIELD_WORDS: &[&str] = &[
     "token",
     "secret",
     "api_key",
+    "api-key",
     "apikey",
     "credential",
     "private_key",
@@ -96,19 +97,32 @@ const DESCRIPTIVE: &[&str] = &[
 
 /// Which names are secrets: the built-in rules plus the user's `--redact` names and JSON
 /// paths.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Rules {
     /// Lower-case extra names: a header, a parameter or a JSON field at any depth.
     extra: Vec<String>,
     /// Extra JSON paths (`$.user.ssn` → `["user", "ssn"]`); arrays along the way are
     /// transparent (`$.users.ssn` covers every user).
     paths: Vec<Vec<String>>,
+    /// Finds, case-insensitively, any word a secret field name must contain: a body without
+    /// one is not parsed at all (most bodies, on the proxy's hot path).
+    words: Option<aho_corasick::AhoCorasick>,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules::new(&[])
+    }
 }
 
 impl Rules {
     /// The built-in rules plus `extra`: each a name, or a JSON path starting with `$.`.
     pub fn new(extra: &[String]) -> Rules {
-        let mut rules = Rules::default();
+        let mut rules = Rules {
+            extra: Vec::new(),
+            paths: Vec::new(),
+            words: None,
+        };
         for e in extra {
             match e.strip_prefix("$.") {
                 Some(path) => rules.paths.push(
@@ -120,7 +134,25 @@ impl Rules {
                 None => rules.extra.push(e.trim().to_ascii_lowercase()),
             }
         }
+        // Every built-in field name contains one of FIELD_WORDS; PARAMS only matter in
+        // form bodies, which are small.
+        let words: Vec<String> = FIELD_WORDS
+            .iter()
+            .chain(PARAMS)
+            .map(|w| w.to_string())
+            .chain(rules.extra.iter().cloned())
+            .chain(rules.paths.iter().filter_map(|p| p.last().cloned()))
+            .collect();
+        rules.words = aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(&words)
+            .ok();
         rules
+    }
+
+    /// False when `data` cannot hold a secret field: no name the rules know occurs in it.
+    pub fn may_hold_secret_field(&self, data: &[u8]) -> bool {
+        self.words.as_ref().is_none_or(|w| w.is_match(data))
     }
 
     fn is_extra(&self, name: &str) -> bool {
@@ -255,7 +287,8 @@ pub fn log_target(target: &str) -> std::borrow::Cow<'_, str> {
     let Some((path, query)) = target.split_once('?') else {
         return target.into();
     };
-    let rules = Rules::default();
+    static RULES: std::sync::OnceLock<Rules> = std::sync::OnceLock::new();
+    let rules = RULES.get_or_init(Rules::default);
     let mut changed = false;
     let pairs: Vec<String> = query
         .split('&')
