@@ -150,3 +150,62 @@ fn dedup_keeps_n_identical_exchanges_and_counts_the_rest_on_the_last() {
         3
     );
 }
+
+#[test]
+fn bad_policy_flags_exit_2_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("never.db");
+    let pcap = shared_file("empty.pcap", b"not a capture at all");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "record",
+                "--proxy",
+                "--upstream",
+                "http://127.0.0.1:9",
+                "--exclude",
+                "/a[",
+            ],
+            "invalid pattern \"/a[\"",
+        ),
+        (
+            vec![
+                "record",
+                "--proxy",
+                "--upstream",
+                "http://127.0.0.1:9",
+                "--sample",
+                "1.5",
+            ],
+            "--sample must be a fraction in (0, 1]",
+        ),
+        (
+            vec!["import", pcap.to_str().unwrap(), "--sample", "0"],
+            "--sample must be a fraction in (0, 1]",
+        ),
+        (
+            vec!["import", pcap.to_str().unwrap(), "--dedup", "0"],
+            "--dedup",
+        ),
+    ]
+    .into_iter()
+    .map(|(a, m)| (a.into_iter().map(String::from).collect(), m))
+    .collect();
+    for (args, message) in cases {
+        let out = mf()
+            .args(&args)
+            .args(
+                ["--listen", "127.0.0.1:0"]
+                    .iter()
+                    .filter(|_| args[0] == "record"),
+            )
+            .arg("-o")
+            .arg(&db)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(!db.exists(), "{args:?} created the recording");
+    }
+}
