@@ -429,3 +429,34 @@ fn keep_secrets_keeps_them_and_export_sanitizes_unless_asked() {
     let har = export(&["--keep-secrets"]);
     assert!(har.contains(BEARER) && har.contains(PASSWORD));
 }
+
+#[test]
+fn a_gzip_body_is_redacted_inside_and_replays_as_valid_gzip() {
+    require("curl");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gzip.db");
+    let up = start_python("http_upstream.py", &[]);
+    let mut rec = start_recorder(&up.url(), &db, &[]);
+    let live = curl(&["--compressed", &format!("{}/gzip-login", rec.url())]);
+    assert!(String::from_utf8_lossy(&live.body).contains("gz-REFRESH-7e9d1c3b"));
+    assert!(rec.interrupt().success(), "{}", rec.stderr());
+    drop(up);
+    let stored = recorded_body(&db, "/gzip-login");
+    let mut decoded = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&stored[..]), &mut decoded)
+        .expect("the stored body is still gzip");
+    let doc: serde_json::Value = serde_json::from_slice(&decoded).unwrap();
+    assert!(
+        doc["refresh_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("mf-redacted-"),
+        "{doc}"
+    );
+    assert_eq!(doc["ok"], true);
+
+    let replay = start_replay(&db, &[]);
+    let got = curl(&["--compressed", &format!("{}/gzip-login", replay.url())]);
+    assert_eq!(got.exit, 0, "curl decodes what replay sends");
+    assert_eq!(got.body, decoded);
+}

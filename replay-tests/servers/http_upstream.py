@@ -73,6 +73,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
             self.wfile.write(b"0\r\nX-Checksum: 42\r\n\r\n")
             return
+        if path == "/gzip-login":
+            body = gzip.compress(json.dumps({"refresh_token": "gz-REFRESH-7e9d1c3b", "ok": True}).encode(), mtime=0)
+            return self.send(200, body, extra=[("Content-Encoding", "gzip")])
         if path == "/gzip":
             body = gzip.compress(json.dumps({"compressed": True, "pad": "x" * 500}).encode(), mtime=0)
             return self.send(200, body, extra=[("Content-Encoding", "gzip")])

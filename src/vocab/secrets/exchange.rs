@@ -11,8 +11,9 @@ use super::Redaction;
 ///
 /// Stored headers stay as on the wire except for the redacted values: `Content-Length`
 /// keeps the length that was sent, while a complete body's `size` becomes the length of the
-/// stored (redacted) bytes; replay frames what it sends from the stored bytes. A body sent
-/// with a `Content-Encoding` (gzip…) is left as it is.
+/// stored (redacted) bytes; replay frames what it sends from the stored bytes. A complete
+/// gzip body is decoded, redacted and encoded again; other encodings (br, zstd…) are left as
+/// they are.
 pub fn redact_exchange(ex: &mut Exchange, red: &mut Redaction<'_>) -> u64 {
     let before = red.count;
     let target = &mut ex.request.target;
@@ -45,20 +46,60 @@ fn headers(list: &mut [Header], red: &mut Redaction<'_>) {
     }
 }
 
-/// True when the body's bytes are not the representation itself (compressed).
-fn encoded(headers: &[Header]) -> bool {
-    headers
-        .header_str("content-encoding")
-        .is_some_and(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
+/// Decoded gzip bodies larger than this are left as they are (a bound on memory).
+const MAX_DECODED: u64 = 16 << 20;
+
+/// How the stored bytes encode the representation.
+enum Coding {
+    Identity,
+    Gzip,
+    /// Something this module does not rewrite.
+    Other,
+}
+
+fn coding(b: &Body, headers: &[Header]) -> Coding {
+    match headers.header_str("content-encoding") {
+        None => Coding::Identity,
+        Some(e) if e.is_empty() || e.eq_ignore_ascii_case("identity") => Coding::Identity,
+        Some(e) if e.eq_ignore_ascii_case("gzip") && !b.truncated => Coding::Gzip,
+        Some(_) => Coding::Other,
+    }
+}
+
+/// Applies `edit` to the body's representation (gunzipped when gzip) and stores the result
+/// (gzipped again) when it changed anything.
+fn edit_body(b: &mut Body, headers: &[Header], edit: impl FnOnce(&[u8]) -> Option<Vec<u8>>) {
+    match coding(b, headers) {
+        Coding::Identity => {
+            if let Some(data) = edit(&b.data) {
+                set_data(b, data);
+            }
+        }
+        Coding::Gzip => {
+            use std::io::{Read, Write};
+            let mut decoded = Vec::new();
+            let read = flate2::read::MultiGzDecoder::new(&b.data[..])
+                .take(MAX_DECODED + 1)
+                .read_to_end(&mut decoded);
+            if read.is_err() || decoded.len() as u64 > MAX_DECODED {
+                return;
+            }
+            let Some(data) = edit(&decoded) else { return };
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            if enc.write_all(&data).is_ok() {
+                if let Ok(encoded) = enc.finish() {
+                    set_data(b, encoded);
+                }
+            }
+        }
+        Coding::Other => {}
+    }
 }
 
 fn body(b: &mut Body, headers: &[Header], ct: Option<String>, red: &mut Redaction<'_>) {
-    if encoded(headers) {
-        return;
-    }
-    if let Some(data) = red.body(ct.as_deref().unwrap_or(""), &b.data) {
-        set_data(b, data);
-    }
+    edit_body(b, headers, |data| {
+        red.body(ct.as_deref().unwrap_or(""), data)
+    });
 }
 
 /// Replaces the stored bytes, keeping `size` and the chunk table consistent with them: a
@@ -114,10 +155,8 @@ fn scrub(ex: &mut Exchange, red: &Redaction<'_>) {
 /// Only text bodies are scrubbed: in a binary format (protobuf, images) a changed length
 /// would break the framing.
 fn scrub_text_body(b: &mut Body, headers: &[Header], red: &Redaction<'_>) {
-    if encoded(headers) || std::str::from_utf8(&b.data).is_err() {
-        return;
-    }
-    if let Some(data) = red.scrub(&b.data) {
-        set_data(b, data);
-    }
+    edit_body(b, headers, |data| {
+        std::str::from_utf8(data).ok()?;
+        red.scrub(data)
+    });
 }
