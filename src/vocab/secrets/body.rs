@@ -155,7 +155,9 @@ impl<'a> Redaction<'a> {
                     None => all_found = false,
                 }
             }
-            if all_found {
+            // A secret equal to an object key or to another value would have been replaced
+            // there too: keep the edited text only when it is the redacted document.
+            if all_found && serde_json::from_slice::<Value>(&text).is_ok_and(|t| t == doc) {
                 return Some(text);
             }
         }

@@ -159,26 +159,24 @@ impl Rules {
         self.extra.iter().any(|e| e.eq_ignore_ascii_case(name))
     }
 
-    /// True when a header of this name carries a secret.
+    /// True when a header of this name carries a secret. Allocation-free: it runs for every
+    /// header of every exchange the proxy records.
     pub fn is_secret_header(&self, name: &str) -> bool {
-        let n = name.to_ascii_lowercase();
-        HEADERS.contains(&n.as_str())
-            || (HEADER_WORDS.iter().any(|w| n.contains(w)) && !is_descriptive(&n))
-            || self.is_extra(&n)
+        HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name))
+            || (HEADER_WORDS.iter().any(|w| contains_ci(name, w)) && !is_descriptive(name))
+            || self.is_extra(name)
     }
 
     /// True when a query or form-urlencoded parameter of this name carries a secret.
     pub fn is_secret_param(&self, name: &str) -> bool {
-        let n = name.to_ascii_lowercase();
-        PARAMS.contains(&n.as_str()) || self.is_secret_field(&n)
+        PARAMS.iter().any(|p| p.eq_ignore_ascii_case(name)) || self.is_secret_field(name)
     }
 
     /// True when a JSON, form or multipart field of this name carries a secret.
     pub fn is_secret_field(&self, name: &str) -> bool {
-        let n = name.to_ascii_lowercase();
-        FIELDS.contains(&n.as_str())
-            || (FIELD_WORDS.iter().any(|w| n.contains(w)) && !is_descriptive(&n))
-            || self.is_extra(&n)
+        FIELDS.iter().any(|f| f.eq_ignore_ascii_case(name))
+            || (FIELD_WORDS.iter().any(|w| contains_ci(name, w)) && !is_descriptive(name))
+            || self.is_extra(name)
     }
 
     /// True when the JSON value at `path` (object keys from the root, arrays skipped) is one
@@ -190,8 +188,17 @@ impl Rules {
     }
 }
 
-fn is_descriptive(lower: &str) -> bool {
-    DESCRIPTIVE.iter().any(|d| lower.contains(d))
+fn is_descriptive(name: &str) -> bool {
+    DESCRIPTIVE.iter().any(|d| contains_ci(name, d))
+}
+
+/// True when `hay` contains the lower-case `needle`, ignoring ASCII case.
+fn contains_ci(hay: &str, needle: &str) -> bool {
+    hay.len() >= needle.len()
+        && hay
+            .as_bytes()
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 /// Derives placeholders: HMAC-SHA256 under a key that only this process knows.

@@ -120,6 +120,12 @@ fn query_form_json_and_multipart() {
         format!(r#"{{ "a" : 1,  "secret": "{}" }}"#, k.of("hunter22")).into_bytes()
     );
 
+    // A secret that is also a key elsewhere: the key stays.
+    let out = red.json(br#"{"password": "name", "name": "x"}"#).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["name"], "x");
+    assert_eq!(v["password"], k.of("name"));
+
     let mp = b"--XyZ\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\nada\r\n--XyZ\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\nhunter22\r\n--XyZ--\r\n";
     let out = red.body("multipart/form-data; boundary=XyZ", mp).unwrap();
     let expected = String::from_utf8_lossy(mp).replace("hunter22", &k.of("hunter22"));
