@@ -144,6 +144,7 @@ pub(super) fn run(args: ImportArgs) -> anyhow::Result<u8> {
             Ok(r) => r,
             Err(e) => {
                 drop(engine);
+                policy.finish();
                 let _ = writer.finish();
                 return Err(e).with_context(|| format!("importing {}", path.display()));
             }
