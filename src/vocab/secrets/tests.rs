@@ -197,3 +197,36 @@ fn placeholders_match_anything() {
     assert!(raw_matches(b"plain", b"plain"));
     assert!(!raw_matches(b"plain", b"plainer"));
 }
+
+#[test]
+fn gzip_bodies_are_redacted_inside_and_stay_gzip() {
+    use std::io::{Read, Write};
+    let (rules, k) = (Rules::new(&[]), keys());
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(br#"{"refresh_token":"gz-secret-12345"}"#)
+        .unwrap();
+    let gz = enc.finish().unwrap();
+    let mut ex = Exchange {
+        response: Some(Response {
+            status: 200,
+            headers: vec![
+                Header::new("Content-Type", "application/json"),
+                Header::new("Content-Encoding", "gzip"),
+            ],
+            body: Body::full(gz),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert_eq!(redact_exchange(&mut ex, &mut Redaction::new(&rules, &k)), 1);
+    let body = &ex.response.as_ref().unwrap().body;
+    let mut plain = String::new();
+    flate2::read::GzDecoder::new(&body.data[..])
+        .read_to_string(&mut plain)
+        .unwrap();
+    assert_eq!(
+        plain,
+        format!(r#"{{"refresh_token":"{}"}}"#, k.of("gz-secret-12345"))
+    );
+    assert_eq!(body.size, body.data.len() as u64);
+}
