@@ -77,7 +77,9 @@ fn recorded_traffic_replays_identically() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("rec.db");
     let upstream = start_python("http_upstream.py", &[]);
-    let mut recorder = start_recorder(&upstream.url(), &db, &[]);
+    // Byte-for-byte fidelity, cookies included: values stored as sent (redaction has its
+    // own tests).
+    let mut recorder = start_recorder(&upstream.url(), &db, &["--keep-secrets"]);
     let recorded = run_scenario(&recorder.url());
     let status = recorder.interrupt();
     assert!(

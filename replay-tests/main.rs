@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `mf` binary against real peers over 127.0.0.1.
 
 mod alpn;
+mod capture_filters;
 mod capture_parity;
 mod cli;
 mod common;
@@ -18,6 +19,7 @@ mod pcap;
 mod pcap_synthetic;
 mod pipeline;
 mod queries;
+mod redaction;
 mod stalls;
 mod streaming;
 mod tls;

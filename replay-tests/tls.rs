@@ -167,6 +167,8 @@ fn tls_upstream_is_verified_recorded_and_replayed_over_a_tls_listener() {
             "127.0.0.1:0",
             "-o",
             db.to_str().unwrap(),
+            // Byte-for-byte fidelity, cookies included (redaction has its own tests).
+            "--keep-secrets",
         ],
     );
     let mf_ca = ca_dir.join("mf-ca.pem");

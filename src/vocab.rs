@@ -7,6 +7,8 @@
 //!
 //! Imports: `model` only (and the `http` crate's types).
 
+pub mod secrets;
+
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 

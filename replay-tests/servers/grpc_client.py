@@ -68,6 +68,14 @@ def main():
                     return {"messages": [point(resp)]}
                 report(f"call{i + 1}", call)
             return
+        if mode == "secret":
+            # One unary call carrying credentials in its metadata.
+            def secret():
+                md_out = (("authorization", "Bearer grpc-BEARER-9d2f7b"), ("x-api-key", "grpc-APIKEY-1a8c3e"))
+                resp, call = stub.GetPoint.with_call(pb.Point(x=7, label="auth"), metadata=md_out, timeout=10)
+                return {"messages": [point(resp)], "trailing": md(call.trailing_metadata())}
+            report("secret", secret)
+            return
         if mode == "long":
             def long():
                 out = []

@@ -15,6 +15,10 @@ class Routes(pb_grpc.RoutesServicer):
         if request.label == "missing":
             context.set_trailing_metadata((("detail-bin", b"\x00\x01\xff"), ("why", "no such point")))
             context.abort(grpc.StatusCode.NOT_FOUND, "point not found")
+        if request.label == "auth":
+            # Answers with a credential of its own in the trailers, as a token service does.
+            context.set_trailing_metadata((("x-session-token", "srv-GRPC-TOKEN-4c7e1a"),))
+            return pb.Point(x=request.x, label="authorised")
         if request.label == "slow":
             time.sleep(2)
         context.send_initial_metadata((("server-kind", "python"),))

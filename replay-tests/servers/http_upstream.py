@@ -49,6 +49,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path == "/json":
             body = json.dumps({"users": [{"id": 1, "name": "ada"}, {"id": 2, "name": "bob"}]}).encode()
             return self.send(200, body, extra=[("Set-Cookie", "a=1"), ("set-cookie", "b=2"), ("X-Mixed-Case", "Yes")])
+        if path == "/login":
+            # A login as real services answer it: a session cookie and a bearer token.
+            self.read_body()
+            body = json.dumps({"access_token": "tok-LOGIN-5f3a9c1e7d", "token_type": "bearer"}).encode()
+            return self.send(200, body, extra=[("Set-Cookie", "session=sess-COOKIE-8e2b4d6f; Path=/; HttpOnly")])
         if path == "/echo":
             body = self.read_body()
             return self.send(200, body, ctype=self.headers.get("Content-Type", "application/octet-stream"))
@@ -68,6 +73,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
             self.wfile.write(b"0\r\nX-Checksum: 42\r\n\r\n")
             return
+        if path == "/gzip-login":
+            body = gzip.compress(json.dumps({"refresh_token": "gz-REFRESH-7e9d1c3b", "ok": True}).encode(), mtime=0)
+            return self.send(200, body, extra=[("Content-Encoding", "gzip")])
         if path == "/gzip":
             body = gzip.compress(json.dumps({"compressed": True, "pad": "x" * 500}).encode(), mtime=0)
             return self.send(200, body, extra=[("Content-Encoding", "gzip")])

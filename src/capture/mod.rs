@@ -14,7 +14,8 @@
 //!   `mitm` (mitmproxy flow files, over `tnetstring`).
 //!
 //! Capture hands finished exchanges to an [`crate::model::ExchangeSink`] and never waits on
-//! disk. Imports: `model`, `decode`, `net`, `vocab`; never `infer`, `replay` or `cli`.
+//! disk; `policy` wraps that sink with what every recording path applies the same way
+//! (filters, sampling, redaction of secrets, dedup). Imports: `model`, `decode`, `net`, `vocab`; never `infer`, `replay` or `cli`.
 
 mod clock;
 mod dial;
@@ -28,6 +29,7 @@ mod mitm;
 pub mod packet;
 pub mod passive;
 pub mod pcap;
+pub mod policy;
 pub mod proxy;
 pub(crate) mod recorder;
 pub(crate) mod setup;

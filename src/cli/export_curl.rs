@@ -12,20 +12,21 @@ use crate::store::{RecordingRead, Selection};
 pub(super) fn write_script(
     reader: &dyn RecordingRead,
     selection: &Selection,
+    clean: &dyn Fn(&mut Exchange),
     out: &mut dyn std::io::Write,
 ) -> anyhow::Result<()> {
     out.write_all(b"#!/bin/sh\n")?;
     let mut failed = None;
-    reader.for_each_selected(
-        selection,
-        &mut |ex| match out.write_all(command(&ex).as_bytes()) {
-            Ok(()) => true,
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
-        },
-    )?;
+    reader.for_each_selected(selection, &mut |mut ex| match {
+        clean(&mut ex);
+        out.write_all(command(&ex).as_bytes())
+    } {
+        Ok(()) => true,
+        Err(e) => {
+            failed = Some(e);
+            false
+        }
+    })?;
     if let Some(e) = failed {
         return Err(e.into());
     }

@@ -10,10 +10,12 @@ use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::policy::PolicyArgs;
 use super::util::{self, human_bytes, parse_size};
 use crate::capture::import::{self, Filter, ImportReport};
 use crate::capture::passive::{Config, Engine, Stats};
 use crate::capture::pcap;
+use crate::capture::policy::PolicySink;
 use crate::model::ExchangeSink;
 use crate::store::{Meta, Writer, WriterConfig};
 
@@ -60,6 +62,9 @@ pub struct ImportArgs {
     /// pcapng (Decryption Secrets Blocks) are used without it. The secrets are never stored.
     #[arg(long, value_name = "FILE")]
     pub keylog: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 /// The BPF expression for `--filter` and `--port`.
@@ -80,11 +85,12 @@ pub(crate) fn bpf_expression(filter: Option<&str>, ports: &[u16]) -> Option<Stri
 }
 
 pub(super) fn run(args: ImportArgs) -> anyhow::Result<u8> {
+    args.policy.config().check()?;
     // Other tools' recordings are parsed whole first: a broken one stops the import before
     // the recording is touched.
     let (foreign, files) = super::import_foreign::split(&args.files)?;
     if !foreign.is_empty() {
-        super::import_foreign::write(&args.output, foreign)?;
+        super::import_foreign::write(&args.output, foreign, &args.policy)?;
         if files.is_empty() {
             return Ok(0);
         }
@@ -104,12 +110,16 @@ pub(super) fn run(args: ImportArgs) -> anyhow::Result<u8> {
         None => None,
     };
     let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-    let (writer, mut engine) = open_passive(
+    let (writer, mut engine, policy) = open_passive(
         &args.output,
         format!("import {}", names.join(" ")),
         args.max_body,
         &args.port,
+        &args.policy,
     )?;
+    if args.policy.keep_secrets {
+        eprintln!("mf: {}", super::policy::KEEP_SECRETS_WARNING);
+    }
 
     for path in &args.keylog {
         let text =
@@ -145,6 +155,7 @@ pub(super) fn run(args: ImportArgs) -> anyhow::Result<u8> {
             Ok(r) => r,
             Err(e) => {
                 drop(engine);
+                policy.finish();
                 let _ = writer.finish();
                 return Err(e).with_context(|| format!("importing {}", path.display()));
             }
@@ -157,6 +168,7 @@ pub(super) fn run(args: ImportArgs) -> anyhow::Result<u8> {
     }
     let stats = engine.stats.clone();
     drop(engine);
+    policy.finish();
     let summary = writer.finish().context("flushing the recording")?;
     let elapsed = started.elapsed();
     for (name, r) in &reports {
@@ -176,6 +188,7 @@ pub(super) fn run(args: ImportArgs) -> anyhow::Result<u8> {
             &summary.path.display().to_string()
         )
     );
+    eprintln!("mf: capture policy: {}", policy.summary());
     if let Some(line) = tls_line(&stats) {
         eprintln!("{line}");
     }
@@ -344,14 +357,16 @@ fn file_warnings(name: &str, r: &ImportReport) -> Vec<String> {
     out
 }
 
-/// Opens (or appends to) the recording at `output` and a passive engine feeding it: shared by
-/// `mf import` and `mf record --interface`.
+/// Opens (or appends to) the recording at `output` and a passive engine feeding it through
+/// the capture policy: shared by `mf import` and `mf record --interface`. Call
+/// [`PolicySink::finish`] after the engine's last exchange and before closing the writer.
 pub(super) fn open_passive(
     output: &std::path::Path,
     source: String,
     max_body: usize,
     port_hints: &[u16],
-) -> anyhow::Result<(Writer, Engine)> {
+    policy: &PolicyArgs,
+) -> anyhow::Result<(Writer, Engine, Arc<PolicySink>)> {
     let meta = Meta {
         source,
         command_line: util::command_line(),
@@ -364,6 +379,13 @@ pub(super) fn open_passive(
         first_connection_id: handle.connection_id_base(),
         ..Config::default()
     };
-    let sink: Arc<dyn ExchangeSink> = Arc::new(handle);
-    Ok((writer, Engine::new(cfg, sink)))
+    let policy = match policy.sink(Arc::new(handle)) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writer.finish();
+            return Err(e);
+        }
+    };
+    let sink: Arc<dyn ExchangeSink> = policy.clone();
+    Ok((writer, Engine::new(cfg, sink), policy))
 }

@@ -72,7 +72,11 @@ fn read_head(path: &Path, buf: &mut [u8]) -> anyhow::Result<usize> {
 ///
 /// # Errors
 /// The recording cannot be opened or written.
-pub(super) fn write(output: &Path, files: Vec<ForeignFile>) -> anyhow::Result<()> {
+pub(super) fn write(
+    output: &Path,
+    files: Vec<ForeignFile>,
+    policy: &super::policy::PolicyArgs,
+) -> anyhow::Result<()> {
     let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
     let meta = Meta {
         source: format!("import {}", names.join(" ")),
@@ -82,7 +86,15 @@ pub(super) fn write(output: &Path, files: Vec<ForeignFile>) -> anyhow::Result<()
         .with_context(|| format!("opening {} for recording", output.display()))?;
     // Connection ids stay unique across files and with what the recording already holds.
     let mut base = handle.connection_id_base();
-    let sink: Arc<dyn ExchangeSink> = Arc::new(handle);
+    // The same capture policy as every other way of recording (redaction, filters, dedup).
+    let policy = match policy.sink(Arc::new(handle)) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writer.finish();
+            return Err(e);
+        }
+    };
+    let sink: Arc<dyn ExchangeSink> = policy.clone();
     let mut lines = Vec::new();
     for file in files {
         let count = file.exchanges.len();
@@ -100,10 +112,12 @@ pub(super) fn write(output: &Path, files: Vec<ForeignFile>) -> anyhow::Result<()
         ));
     }
     drop(sink);
+    policy.finish();
     let summary = writer.finish().context("flushing the recording")?;
     for line in lines {
         eprintln!("{line} to {}", summary.path.display());
     }
+    eprintln!("mf: capture policy: {}", policy.summary());
     if summary.failed > 0 {
         bail!(
             "{} exchanges could not be written (see the log above)",

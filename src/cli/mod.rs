@@ -13,6 +13,7 @@ mod import_foreign;
 mod infer;
 mod ls;
 mod patterns;
+mod policy;
 mod prune;
 mod record;
 mod replay;

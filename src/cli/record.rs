@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 
+use super::policy::PolicyArgs;
 use super::util::{self, human_bytes, parse_duration, parse_size};
 use crate::capture::proxy::{self, Http2Policy, Proxy, ProxyConfig, Upstream};
 use crate::model::ExchangeSink;
@@ -133,6 +134,9 @@ pub struct RecordArgs {
     /// answer 408 to a client that stops sending a request body for this long.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 /// `--upstream-http2`.
@@ -163,6 +167,7 @@ impl UpstreamHttp2 {
 }
 
 pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
+    args.policy.config().check()?;
     if let Some(interface) = args.interface.clone() {
         return super::sniff::run(super::sniff::SniffArgs {
             interface,
@@ -171,6 +176,7 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
             port: args.port,
             max_body: args.max_body,
             keylog: args.keylog,
+            policy: args.policy,
         });
     }
     if !args.proxy {
@@ -269,8 +275,16 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
     let (writer, handle) = Writer::spawn(&args.output, &meta, WriterConfig::default())
         .with_context(|| format!("opening {} for recording", args.output.display()))?;
     let first_conn = handle.connection_id_base();
-    let sink: Arc<dyn ExchangeSink> = Arc::new(handle);
+    let policy = match args.policy.sink(Arc::new(handle)) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writer.finish();
+            return Err(e);
+        }
+    };
+    let sink: Arc<dyn ExchangeSink> = policy.clone();
     let proxy = Proxy::new(config, sink, first_conn);
+    let warning = args.policy.start_line_warning();
 
     let rt = util::runtime()?;
     let served = rt.block_on(async {
@@ -302,7 +316,7 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
         // Before the announcement: a Ctrl-C right after it must stop cleanly.
         let stop = crate::net::termination_signal();
         eprintln!(
-            "mf: listening on {local}{}, {}, recording to {} (Ctrl-C to stop)",
+            "mf: listening on {local}{}, {}, recording to {} (Ctrl-C to stop){warning}",
             if listener_tls.is_some() { " (TLS)" } else { "" },
             match &args.upstream {
                 Some(url) => format!("proxying to {url}"),
@@ -320,6 +334,7 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
     });
     // Drop the runtime (and the proxy's sink clones held by tasks) before flushing.
     drop(rt);
+    policy.finish();
     let proxy = match served {
         Ok(p) => p,
         Err(e) => {
@@ -338,6 +353,7 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
         s.bad_requests.load(Ordering::Relaxed),
         summary.path.display()
     );
+    eprintln!("mf: capture policy: {}", policy.summary());
     if summary.failed > 0 {
         bail!(
             "{} exchanges could not be written (see the log above)",

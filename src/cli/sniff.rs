@@ -19,6 +19,8 @@ pub(super) struct SniffArgs {
     pub max_body: usize,
     /// Key log files followed for TLS decryption.
     pub keylog: Vec<PathBuf>,
+    /// What is stored.
+    pub policy: super::policy::PolicyArgs,
 }
 
 /// Sets `stop` on SIGINT or SIGTERM, from a signal-handling thread with its own small tokio
@@ -75,22 +77,26 @@ pub(super) fn run(args: SniffArgs) -> anyhow::Result<u8> {
         snaplen: 262_144,
         keylog: args.keylog.clone(),
     };
-    let (writer, mut engine) = super::import::open_passive(
+    let (writer, mut engine, policy) = super::import::open_passive(
         &args.output,
         format!("sniff {interface}"),
         args.max_body,
         &args.port,
+        &args.policy,
     )?;
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signal(stop.clone())?;
     let started = Instant::now();
     let output = args.output.display().to_string();
-    let mut ready =
-        || eprintln!("mf: capturing on {interface}, recording to {output} (Ctrl-C to stop)");
+    let warning = args.policy.start_line_warning();
+    let mut ready = || {
+        eprintln!("mf: capturing on {interface}, recording to {output} (Ctrl-C to stop){warning}")
+    };
     let result = sniff::sniff(&cfg, &mut engine, &stop, &mut ready);
     engine.finish();
     let stats = engine.stats.clone();
     drop(engine);
+    policy.finish();
     let summary = writer.finish().context("flushing the recording")?;
     let report = result.with_context(|| format!("recording from interface {interface}"))?;
     eprintln!(
@@ -103,6 +109,7 @@ pub(super) fn run(args: SniffArgs) -> anyhow::Result<u8> {
             &summary.path.display().to_string()
         )
     );
+    eprintln!("mf: capture policy: {}", policy.summary());
     eprintln!(
         "mf: libpcap dropped {} packets ({} dropped by the interface)",
         report.dropped, report.if_dropped

@@ -2,54 +2,18 @@
 //! so a secret in one is a security bug.
 //!
 //! Three layers: headers and query parameters by name, JSON fields whose name contains a
-//! secret-like word, and a final scrub of every written file for the secret values seen, which
-//! catches a secret echoed somewhere unexpected.
+//! secret-like word (the names are the capture's, from [`crate::vocab::secrets::Rules`]), and
+//! a final scrub of every written file for the secret values seen, which catches a secret
+//! echoed somewhere unexpected.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use crate::vocab::secrets::Rules;
+
 /// What a redacted value is replaced with.
 pub const REDACTED: &str = "<redacted>";
-
-const HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-    "x-api-key",
-    "api-key",
-    "apikey",
-    "x-auth-token",
-    "x-access-token",
-    "x-csrf-token",
-    "x-xsrf-token",
-    "x-amz-security-token",
-];
-const QUERY: &[&str] = &[
-    "api_key",
-    "apikey",
-    "api-key",
-    "key",
-    "token",
-    "access_token",
-    "refresh_token",
-    "secret",
-    "password",
-    "sig",
-    "signature",
-    "auth",
-];
-const JSON_WORDS: &[&str] = &[
-    "password",
-    "passwd",
-    "token",
-    "secret",
-    "api_key",
-    "apikey",
-    "credential",
-    "private_key",
-];
 
 /// Cap on remembered secret values (for the final scrub).
 const MAX_SECRETS: usize = 10_000;
@@ -58,8 +22,8 @@ const MAX_SECRETS: usize = 10_000;
 #[derive(Debug, Default)]
 pub struct Redactor {
     pub enabled: bool,
-    /// Extra names (`--redact`): headers, query parameters and JSON fields, case-insensitive.
-    pub extra: Vec<String>,
+    /// Which names are secrets: the shared rules plus the `--redact` names.
+    rules: Rules,
     /// `header Authorization` → times redacted.
     pub report: BTreeMap<String, u64>,
     /// Whether redactions are tallied in `report` (on for what is written, off for analysis).
@@ -72,7 +36,7 @@ impl Redactor {
     pub fn new(enabled: bool, extra: &[String]) -> Redactor {
         Redactor {
             enabled,
-            extra: extra.iter().map(|s| s.to_ascii_lowercase()).collect(),
+            rules: Rules::new(extra),
             counting: true,
             ..Default::default()
         }
@@ -105,31 +69,15 @@ impl Redactor {
 
     /// True when a header of this name is redacted.
     pub fn is_secret_header(&self, name: &str) -> bool {
-        let n = name.to_ascii_lowercase();
-        self.enabled && (HEADERS.contains(&n.as_str()) || self.extra.contains(&n))
+        self.enabled && self.rules.is_secret_header(name)
     }
 
     fn is_secret_query(&self, name: &str) -> bool {
-        let n = name.to_ascii_lowercase();
-        self.enabled && (QUERY.contains(&n.as_str()) || self.extra.contains(&n))
+        self.enabled && self.rules.is_secret_param(name)
     }
 
     fn is_secret_field(&self, name: &str) -> bool {
-        let n = name.to_ascii_lowercase();
-        // `token_type: bearer`, `password_policy`… describe a secret without being one.
-        let descriptive = [
-            "_type",
-            "_policy",
-            "_hint",
-            "_expires",
-            "_expires_at",
-            "_length",
-        ]
-        .iter()
-        .any(|s| n.ends_with(s));
-        self.enabled
-            && ((JSON_WORDS.iter().any(|w| n.contains(w)) && !descriptive)
-                || self.extra.contains(&n))
+        self.enabled && self.rules.is_secret_field(name)
     }
 
     /// Redacts header values in place.

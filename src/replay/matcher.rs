@@ -6,6 +6,12 @@
 //! response, the 2nd the 2nd, then the last repeats — which is what makes an offline
 //! reproduction deterministic. With no match, every recorded exchange is scored and the
 //! closest are reported with the reasons they failed, like WireMock's near-miss report.
+//!
+//! A recorded request whose query or body holds redaction placeholders (`mf-redacted-…`,
+//! see [`crate::vocab::secrets`]) matches a live request with any value in their place: the
+//! real client sends its real secret, which the recording never saw. Such requests form
+//! groups with the placeholders blanked out, so that the same call made with several
+//! secrets is still answered in recorded order.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,6 +19,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use crate::model::Exchange;
+use crate::vocab::secrets;
 
 /// The parts of an incoming request the matcher looks at.
 #[derive(Clone, Debug)]
@@ -85,11 +92,31 @@ struct GroupKey {
     body: BodyKey,
 }
 
+/// What a placeholder is replaced with in the group key of a request that holds some.
+const BLANK: &str = "mf-redacted";
+
+/// The recorded request of a group whose query or body holds placeholders.
+struct Wild {
+    key: GroupKey,
+    /// Recorded query pairs, placeholders as recorded.
+    query: Vec<(String, String)>,
+    body: WildBody,
+}
+
+enum WildBody {
+    /// No placeholder in the body: it must match as usual.
+    Exact(BodyKey),
+    Json(serde_json::Value),
+    Raw(Vec<u8>),
+}
+
 /// Matches requests against a recording. Thread-safe; counters live behind a mutex.
 pub struct Matcher {
     entries: Vec<Entry>,
     ids: Vec<i64>,
     groups: HashMap<GroupKey, Vec<usize>>,
+    /// One per group of requests with placeholders, in recorded order.
+    wild: Vec<Wild>,
     calls: Mutex<HashMap<GroupKey, usize>>,
     repeat: RepeatPolicy,
     /// The recording holds several hosts (forward proxy): the authority is part of a match.
@@ -108,6 +135,7 @@ impl Matcher {
         hosts.sort();
         hosts.dedup();
         let multi_host = hosts.len() > 1;
+        let mut wild = Vec::new();
         for (i, ex) in exchanges.iter().enumerate() {
             let entry = Entry {
                 authority: if multi_host {
@@ -120,13 +148,24 @@ impl Matcher {
                 query: parse_query(ex.request.query()),
                 body: body_key(&ex.request.body.data),
             };
-            groups.entry(key_of(&entry)).or_default().push(i);
+            let key = match wild_of(&entry, &ex.request.body.data) {
+                Some(w) => {
+                    let key = w.key.clone();
+                    if !groups.contains_key(&key) {
+                        wild.push(w);
+                    }
+                    key
+                }
+                None => key_of(&entry),
+            };
+            groups.entry(key).or_default().push(i);
             entries.push(entry);
         }
         Matcher {
             entries,
             ids: exchanges.iter().map(|e| e.id).collect(),
             groups,
+            wild,
             calls: Mutex::new(HashMap::new()),
             repeat,
             multi_host,
@@ -169,8 +208,13 @@ impl Matcher {
             query: parse_query(query),
             body: body_key(req.body),
         };
-        let key = key_of(&probe);
-        if let Some(indices) = self.groups.get(&key) {
+        let exact = key_of(&probe);
+        let key = if self.groups.contains_key(&exact) {
+            Some(exact)
+        } else {
+            self.wild_group(&probe, req.body)
+        };
+        if let Some((key, indices)) = key.and_then(|k| self.groups.get(&k).map(|i| (k, i))) {
             let call = {
                 let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
                 let n = calls.entry(key).or_insert(0);
@@ -204,6 +248,30 @@ impl Matcher {
         MatchResult::NotFound {
             near_misses: self.near_misses(&probe, 3),
         }
+    }
+
+    /// The group of recorded requests with placeholders that `probe` matches, if any.
+    fn wild_group(&self, probe: &Entry, body: &[u8]) -> Option<GroupKey> {
+        let mut live_json = None;
+        self.wild
+            .iter()
+            .find(|w| {
+                w.key.authority == probe.authority
+                    && w.key.method == probe.method
+                    && w.key.path == probe.path
+                    && wild_query_matches(&w.query, &probe.query)
+                    && match &w.body {
+                        WildBody::Exact(k) => *k == probe.body,
+                        WildBody::Raw(r) => secrets::raw_matches(r, body),
+                        WildBody::Json(r) => live_json
+                            .get_or_insert_with(|| {
+                                serde_json::from_slice::<serde_json::Value>(body).ok()
+                            })
+                            .as_ref()
+                            .is_some_and(|l| secrets::json_matches(r, l)),
+                    }
+            })
+            .map(|w| w.key.clone())
     }
 
     fn near_misses(&self, probe: &Entry, count: usize) -> Vec<NearMiss> {
@@ -283,6 +351,85 @@ fn normalize_authority(a: &str) -> String {
         .or_else(|| a.strip_suffix(":80"))
         .unwrap_or(&a)
         .to_string()
+}
+
+/// The wildcard form of a recorded request that holds placeholders; `None` when it holds
+/// none.
+fn wild_of(e: &Entry, body: &[u8]) -> Option<Wild> {
+    let wild_query = e.query.iter().any(|(_, v)| secrets::is_placeholder(v));
+    let wild_body = secrets::contains_placeholder(body);
+    if !wild_query && !wild_body {
+        return None;
+    }
+    let mut key = key_of(e);
+    for (_, v) in key.query.iter_mut() {
+        if secrets::is_placeholder(v) {
+            *v = BLANK.to_string();
+        }
+    }
+    key.query.sort();
+    let body = if !wild_body {
+        WildBody::Exact(e.body.clone())
+    } else if let BodyKey::Json(_) = e.body {
+        let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+        key.body = BodyKey::Json(canonical_json(&blank_json(&value)));
+        WildBody::Json(value)
+    } else {
+        let mut blanked = Vec::with_capacity(body.len());
+        let mut from = 0;
+        for span in secrets::placeholder_spans(body) {
+            blanked.extend_from_slice(&body[from..span.start]);
+            blanked.extend_from_slice(BLANK.as_bytes());
+            from = span.end;
+        }
+        blanked.extend_from_slice(&body[from..]);
+        key.body = BodyKey::Raw(blake3::hash(&blanked));
+        WildBody::Raw(body.to_vec())
+    };
+    Some(Wild {
+        key,
+        query: e.query.clone(),
+        body,
+    })
+}
+
+/// `v` with every placeholder string replaced by [`BLANK`].
+fn blank_json(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) if secrets::is_placeholder(s) => Value::String(BLANK.to_string()),
+        Value::Array(items) => Value::Array(items.iter().map(blank_json).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), blank_json(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// True when the live query has the recorded pairs, a placeholder value matching any value
+/// of its parameter.
+fn wild_query_matches(recorded: &[(String, String)], live: &[(String, String)]) -> bool {
+    if recorded.len() != live.len() {
+        return false;
+    }
+    let mut left: Vec<&(String, String)> = live.iter().collect();
+    let (wild, exact): (Vec<_>, Vec<_>) = recorded
+        .iter()
+        .partition(|(_, v)| secrets::is_placeholder(v));
+    for pair in exact.into_iter().chain(wild) {
+        let found = left
+            .iter()
+            .position(|(k, v)| *k == pair.0 && (secrets::is_placeholder(&pair.1) || *v == pair.1));
+        match found {
+            Some(i) => {
+                left.swap_remove(i);
+            }
+            None => return false,
+        }
+    }
+    true
 }
 
 fn key_of(e: &Entry) -> GroupKey {
@@ -384,98 +531,5 @@ pub(crate) fn canonical_json(v: &serde_json::Value) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{Body, Request};
-
-    fn ex(id: i64, method: &str, target: &str, body: &str) -> Exchange {
-        Exchange {
-            id,
-            request: Request {
-                method: method.into(),
-                target: target.into(),
-                body: Body::full(body.as_bytes().to_vec()),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-    }
-
-    fn found(r: MatchResult) -> usize {
-        match r {
-            MatchResult::Found { index, .. } => index,
-            MatchResult::NotFound { near_misses } => panic!("no match: {near_misses:?}"),
-        }
-    }
-
-    #[test]
-    fn identical_requests_get_recorded_order_then_last_repeats() {
-        let recs = [
-            ex(1, "GET", "/n", ""),
-            ex(2, "GET", "/other", ""),
-            ex(3, "GET", "/n", ""),
-        ];
-        let m = Matcher::new(&recs, RepeatPolicy::Last);
-        let req = Incoming {
-            method: "GET",
-            target: "/n",
-            body: b"",
-        };
-        assert_eq!(found(m.find(&req)), 0);
-        assert_eq!(found(m.find(&req)), 2);
-        assert_eq!(found(m.find(&req)), 2);
-        m.reset();
-        assert_eq!(found(m.find(&req)), 0);
-    }
-
-    #[test]
-    fn query_order_and_json_key_order_do_not_matter() {
-        let recs = [ex(
-            1,
-            "POST",
-            "/s?a=1&b=2",
-            r#"{"x": 1, "y": [1, {"k": 2, "j": 3}]}"#,
-        )];
-        let m = Matcher::new(&recs, RepeatPolicy::Last);
-        let req = Incoming {
-            method: "POST",
-            target: "/s?b=2&a=1",
-            body: br#"{"y":[1,{"j":3,"k":2}],"x":1}"#,
-        };
-        assert_eq!(found(m.find(&req)), 0);
-    }
-
-    #[test]
-    fn near_miss_names_what_differs() {
-        let recs = [
-            ex(7, "POST", "/users?page=1", "{}"),
-            ex(8, "GET", "/orders", ""),
-        ];
-        let m = Matcher::new(&recs, RepeatPolicy::Last);
-        let MatchResult::NotFound { near_misses } = m.find(&Incoming {
-            method: "POST",
-            target: "/users?page=2",
-            body: b"{}",
-        }) else {
-            panic!("matched")
-        };
-        assert_eq!(near_misses[0].id, 7);
-        assert_eq!(
-            near_misses[0].mismatches,
-            vec!["query: missing page=1; unexpected page=2".to_string()]
-        );
-    }
-
-    #[test]
-    fn repeat_not_found_stops_after_the_recorded_answers() {
-        let recs = [ex(1, "GET", "/n", "")];
-        let m = Matcher::new(&recs, RepeatPolicy::NotFound);
-        let req = Incoming {
-            method: "GET",
-            target: "/n",
-            body: b"",
-        };
-        assert_eq!(found(m.find(&req)), 0);
-        assert!(matches!(m.find(&req), MatchResult::NotFound { .. }));
-    }
-}
+#[path = "matcher_tests.rs"]
+mod tests;

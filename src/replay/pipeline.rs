@@ -19,6 +19,7 @@ use super::rules::RequestInfo;
 use super::source::{Answer as SourceAnswer, AnswerSource};
 use crate::decode::h1;
 use crate::model::{Exchange, Header, Protocol, Response};
+use crate::vocab::secrets::log_target;
 use crate::vocab::{origin_form, route_template, split_target};
 
 /// Replay settings, validated by the CLI.
@@ -325,6 +326,8 @@ impl Replay {
                 }
             };
         }
+        // Live requests carry real credentials: logs show their target redacted (evaluated
+        // only when the line is logged).
         let incoming = Incoming {
             method: view.method,
             target: view.origin_target(),
@@ -334,12 +337,12 @@ impl Replay {
             return match source.answer(&incoming) {
                 SourceAnswer::Response { response, label } => {
                     self.stats.matched.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(method = %view.method, target = %view.target, %label, "matched");
+                    tracing::debug!(method = %view.method, target = %log_target(view.target), %label, "matched");
                     Found::Sourced(Box::new(response))
                 }
                 SourceAnswer::NotFound(report) => {
                     self.stats.unmatched.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(method = %view.method, target = %view.target, "no fixture matches");
+                    tracing::warn!(method = %view.method, target = %log_target(view.target), "no fixture matches");
                     Found::Missing(report)
                 }
             };
@@ -347,12 +350,12 @@ impl Replay {
         match self.matcher.find_at(view.authority, &incoming) {
             MatchResult::Found { index, call } => {
                 self.stats.matched.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(method = %view.method, target = %view.target, index, call, "matched");
+                tracing::debug!(method = %view.method, target = %log_target(view.target), index, call, "matched");
                 Found::Recorded(index)
             }
             MatchResult::NotFound { near_misses } => {
                 self.stats.unmatched.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(method = %view.method, target = %view.target, "no recorded exchange matches");
+                tracing::warn!(method = %view.method, target = %log_target(view.target), "no recorded exchange matches");
                 Found::Missing(serde_json::json!({
                     "error": "no recorded exchange matches this request",
                     "request": { "method": view.method, "target": view.target },

@@ -260,7 +260,7 @@ impl<S: Io> ClientConn<S> {
                     .stats
                     .bad_requests
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(conn = self.id, target = %head.target, "{message}");
+                tracing::warn!(conn = self.id, target = %crate::vocab::secrets::log_target(&head.target), "{message}");
                 self.send_simple(400, &format!("mf: {message}\n")).await;
                 return Step::Close;
             }

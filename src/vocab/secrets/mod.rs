@@ -1,0 +1,315 @@
+//! What counts as a secret in HTTP traffic, and what a redacted value looks like: the one set
+//! of rules shared by capture (nothing secret is stored), `mf export` (sanitised by default),
+//! replay (a redacted value matches any value) and `mf infer` (its fixture scrub).
+//!
+//! A redacted value becomes a placeholder `mf-redacted-<12 hex>`: the first 6 bytes of
+//! HMAC-SHA256 of the secret under a random key that lives only in the memory of the process
+//! doing the redaction. The same secret gives the same placeholder within one recording
+//! session (so a token issued by a login and sent back later stays one value for `mf infer`),
+//! while a recording alone does not let anyone test guesses: the key is never written down.
+//!
+//! Pure functions (the key is handed in); imports `model` only.
+
+mod body;
+mod exchange;
+mod wild;
+
+#[cfg(test)]
+mod tests;
+
+use ring::hmac;
+
+pub use body::Redaction;
+pub use exchange::redact_exchange;
+pub use wild::{json_matches, raw_matches};
+
+/// Every placeholder starts with this.
+pub const PLACEHOLDER_PREFIX: &str = "mf-redacted-";
+
+/// Hex digits after [`PLACEHOLDER_PREFIX`].
+const PLACEHOLDER_HEX: usize = 12;
+
+/// Length of a whole placeholder.
+pub const PLACEHOLDER_LEN: usize = PLACEHOLDER_PREFIX.len() + PLACEHOLDER_HEX;
+
+/// Header names whose values are credentials whatever their content.
+const HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "api-key",
+    "apikey",
+    "x-auth-token",
+    "x-amz-security-token",
+];
+
+/// Words that make a header name a secret wherever they appear in it (`X-Csrf-Token`).
+const HEADER_WORDS: &[&str] = &["token", "secret", "api-key", "apikey", "password"];
+
+/// Query and form parameter names that carry credentials in common APIs, beyond the field
+/// rules below (`?key=` is Google's API key, `sig` a signed URL's signature).
+const PARAMS: &[&str] = &["key", "sig", "signature", "auth"];
+
+/// Field names (JSON, form, multipart, query) that are secrets exactly.
+const FIELDS: &[&str] = &[
+    "password",
+    "secret",
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "client_secret",
+    "api_key",
+    "apikey",
+    "api-key",
+];
+
+/// Words that make a field name a secret wherever they appear in it (`user_password`).
+const FIELD_WORDS: &[&str] = &[
+    "password",
+    "passwd",
+    "token",
+    "secret",
+    "api_key",
+    "api-key",
+    "apikey",
+    "credential",
+    "private_key",
+];
+
+/// Name parts that describe a secret without being one (`token_type: bearer`,
+/// `password_policy`), or that name a pagination cursor (`next_page_token`): redacting a
+/// cursor would make every page of a listing match every other at replay.
+const DESCRIPTIVE: &[&str] = &[
+    "_type",
+    "_policy",
+    "_hint",
+    "_expires",
+    "_length",
+    "page",
+    "next",
+    "cursor",
+    "continuation",
+    "sync",
+];
+
+/// Which names are secrets: the built-in rules plus the user's `--redact` names and JSON
+/// paths.
+#[derive(Clone, Debug)]
+pub struct Rules {
+    /// Lower-case extra names: a header, a parameter or a JSON field at any depth.
+    extra: Vec<String>,
+    /// Extra JSON paths (`$.user.ssn` → `["user", "ssn"]`); arrays along the way are
+    /// transparent (`$.users.ssn` covers every user).
+    paths: Vec<Vec<String>>,
+    /// Finds, case-insensitively, any word a secret field name must contain: a body without
+    /// one is not parsed at all (most bodies, on the proxy's hot path).
+    words: Option<aho_corasick::AhoCorasick>,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules::new(&[])
+    }
+}
+
+impl Rules {
+    /// The built-in rules plus `extra`: each a name, or a JSON path starting with `$.`.
+    pub fn new(extra: &[String]) -> Rules {
+        let mut rules = Rules {
+            extra: Vec::new(),
+            paths: Vec::new(),
+            words: None,
+        };
+        for e in extra {
+            match e.strip_prefix("$.") {
+                Some(path) => rules.paths.push(
+                    path.split('.')
+                        .map(|s| s.trim_end_matches("[*]").to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect(),
+                ),
+                None => rules.extra.push(e.trim().to_ascii_lowercase()),
+            }
+        }
+        // Every built-in field name contains one of FIELD_WORDS; PARAMS only matter in
+        // form bodies, which are small.
+        let words: Vec<String> = FIELD_WORDS
+            .iter()
+            .chain(PARAMS)
+            .map(|w| w.to_string())
+            .chain(rules.extra.iter().cloned())
+            .chain(rules.paths.iter().filter_map(|p| p.last().cloned()))
+            .collect();
+        rules.words = aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(&words)
+            .ok();
+        rules
+    }
+
+    /// False when `data` cannot hold a secret field: no name the rules know occurs in it.
+    pub fn may_hold_secret_field(&self, data: &[u8]) -> bool {
+        self.words.as_ref().is_none_or(|w| w.is_match(data))
+    }
+
+    fn is_extra(&self, name: &str) -> bool {
+        self.extra.iter().any(|e| e.eq_ignore_ascii_case(name))
+    }
+
+    /// True when a header of this name carries a secret. Allocation-free: it runs for every
+    /// header of every exchange the proxy records.
+    pub fn is_secret_header(&self, name: &str) -> bool {
+        HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name))
+            || (HEADER_WORDS.iter().any(|w| contains_ci(name, w)) && !is_descriptive(name))
+            || self.is_extra(name)
+    }
+
+    /// True when a query or form-urlencoded parameter of this name carries a secret.
+    pub fn is_secret_param(&self, name: &str) -> bool {
+        PARAMS.iter().any(|p| p.eq_ignore_ascii_case(name)) || self.is_secret_field(name)
+    }
+
+    /// True when a JSON, form or multipart field of this name carries a secret.
+    pub fn is_secret_field(&self, name: &str) -> bool {
+        FIELDS.iter().any(|f| f.eq_ignore_ascii_case(name))
+            || (FIELD_WORDS.iter().any(|w| contains_ci(name, w)) && !is_descriptive(name))
+            || self.is_extra(name)
+    }
+
+    /// True when the JSON value at `path` (object keys from the root, arrays skipped) is one
+    /// of the user's `$.` paths.
+    pub fn is_secret_path(&self, path: &[&str]) -> bool {
+        self.paths.iter().any(|p| {
+            p.len() == path.len() && p.iter().zip(path).all(|(a, b)| a.eq_ignore_ascii_case(b))
+        })
+    }
+}
+
+fn is_descriptive(name: &str) -> bool {
+    DESCRIPTIVE.iter().any(|d| contains_ci(name, d))
+}
+
+/// True when `hay` contains the lower-case `needle`, ignoring ASCII case.
+fn contains_ci(hay: &str, needle: &str) -> bool {
+    hay.len() >= needle.len()
+        && hay
+            .as_bytes()
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+/// Derives placeholders: HMAC-SHA256 under a key that only this process knows.
+pub struct Placeholders {
+    key: hmac::Key,
+}
+
+impl std::fmt::Debug for Placeholders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key itself is never shown.
+        f.write_str("Placeholders")
+    }
+}
+
+/// The system's random source failed: no key can be made.
+#[derive(Debug, thiserror::Error)]
+#[error("the system random number generator failed; cannot make a redaction key")]
+pub struct NoRandomKey;
+
+impl Placeholders {
+    /// A fresh random key, for one recording session.
+    ///
+    /// # Errors
+    /// The system random source failed.
+    pub fn random() -> Result<Placeholders, NoRandomKey> {
+        let rng = ring::rand::SystemRandom::new();
+        let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).map_err(|_| NoRandomKey)?;
+        Ok(Placeholders { key })
+    }
+
+    /// A fixed key: for tests, where placeholders must be predictable.
+    pub fn with_key(key: &[u8]) -> Placeholders {
+        Placeholders {
+            key: hmac::Key::new(hmac::HMAC_SHA256, key),
+        }
+    }
+
+    /// The placeholder of `secret`; a value that already is a placeholder stays as it is, so
+    /// redacting twice (capture, then export) changes nothing.
+    pub fn of(&self, secret: &str) -> String {
+        if is_placeholder(secret) {
+            return secret.to_string();
+        }
+        let tag = hmac::sign(&self.key, secret.as_bytes());
+        let mut out = String::with_capacity(PLACEHOLDER_LEN);
+        out.push_str(PLACEHOLDER_PREFIX);
+        for b in &tag.as_ref()[..PLACEHOLDER_HEX / 2] {
+            out.push_str(&format!("{b:02x}"));
+        }
+        out
+    }
+}
+
+/// True when `s` is exactly one placeholder.
+pub fn is_placeholder(s: &str) -> bool {
+    s.len() == PLACEHOLDER_LEN
+        && s.starts_with(PLACEHOLDER_PREFIX)
+        && s[PLACEHOLDER_PREFIX.len()..]
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Where placeholders start in `data`, in order (each a whole placeholder).
+pub fn placeholder_spans(data: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let prefix = PLACEHOLDER_PREFIX.as_bytes();
+    let mut spans = Vec::new();
+    let mut from = 0;
+    while let Some(i) = memchr::memmem::find(&data[from..], prefix) {
+        let start = from + i;
+        let end = start + PLACEHOLDER_LEN;
+        if end <= data.len()
+            && data[start + prefix.len()..end]
+                .iter()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            spans.push(start..end);
+            from = end;
+        } else {
+            from = start + 1;
+        }
+    }
+    spans
+}
+
+/// True when `data` holds a placeholder anywhere.
+pub fn contains_placeholder(data: &[u8]) -> bool {
+    !placeholder_spans(data).is_empty()
+}
+
+/// `target` fit for a log line: the values of secret query parameters (built-in rules)
+/// replaced by `<redacted>`. Live requests carry real credentials, which no log may show.
+pub fn log_target(target: &str) -> std::borrow::Cow<'_, str> {
+    let Some((path, query)) = target.split_once('?') else {
+        return target.into();
+    };
+    static RULES: std::sync::OnceLock<Rules> = std::sync::OnceLock::new();
+    let rules = RULES.get_or_init(Rules::default);
+    let mut changed = false;
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !v.is_empty() && rules.is_secret_param(k) => {
+                changed = true;
+                format!("{k}=<redacted>")
+            }
+            _ => pair.to_string(),
+        })
+        .collect();
+    if changed {
+        format!("{path}?{}", pairs.join("&")).into()
+    } else {
+        target.into()
+    }
+}
