@@ -98,6 +98,8 @@ pub(super) fn run(args: ImportArgs) -> anyhow::Result<u8> {
         format!("import {}", names.join(" ")),
         args.max_body,
         &args.port,
+        // Offline: the import waits for the disk rather than holding the capture in memory.
+        WriterConfig::blocking(),
     )?;
 
     for path in &args.keylog {
@@ -171,13 +173,7 @@ pub(super) fn run(args: ImportArgs) -> anyhow::Result<u8> {
     if let Some(w) = stats_warnings(&stats) {
         eprintln!("mf: warning: {w}");
     }
-    if summary.failed > 0 {
-        bail!(
-            "{} exchanges could not be written (see the log above)",
-            summary.failed
-        );
-    }
-    Ok(0)
+    Ok(super::util::not_stored_exit(&summary))
 }
 
 fn progress_bar(total: u64) -> Option<ProgressBar> {
@@ -340,12 +336,13 @@ pub(super) fn open_passive(
     source: String,
     max_body: usize,
     port_hints: &[u16],
+    writer: WriterConfig,
 ) -> anyhow::Result<(Writer, Engine)> {
     let meta = Meta {
         source,
         command_line: util::command_line(),
     };
-    let (writer, handle) = Writer::spawn(output, &meta, WriterConfig::default())
+    let (writer, handle) = Writer::spawn(output, &meta, writer)
         .with_context(|| format!("opening {} for recording", output.display()))?;
     let cfg = Config {
         max_body,
