@@ -279,7 +279,15 @@ impl Writer {
         meta: &Meta,
         config: WriterConfig,
     ) -> Result<(Writer, WriterHandle), StoreError> {
-        let backend = super::open_writer(path, meta)?;
+        Writer::start(super::open_writer(path, meta)?, path, config)
+    }
+
+    /// Starts the writer thread over `backend` (which holds `path`).
+    pub(super) fn start(
+        backend: Box<dyn RecordingWrite>,
+        path: &Path,
+        config: WriterConfig,
+    ) -> Result<(Writer, WriterHandle), StoreError> {
         let base = backend.connection_id_base()?;
         // The batch being written counts against the bound too (its exchanges are not freed
         // until written), so the channel holds what is left of it.
@@ -490,3 +498,7 @@ fn write_batch(
     summary.batches += 1;
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "writer_tests.rs"]
+mod tests;
