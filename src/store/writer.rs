@@ -164,7 +164,8 @@ impl Shared {
         let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
         let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
         let last = self.last_warning_ms.load(Ordering::Relaxed);
-        let due = last == u64::MAX || now.saturating_sub(last) >= DROP_WARNING_EVERY.as_millis() as u64;
+        let due =
+            last == u64::MAX || now.saturating_sub(last) >= DROP_WARNING_EVERY.as_millis() as u64;
         if due
             && self
                 .last_warning_ms
@@ -291,7 +292,10 @@ impl Writer {
         let base = backend.connection_id_base()?;
         // The batch being written counts against the bound too (its exchanges are not freed
         // until written), so the channel holds what is left of it.
-        let capacity = config.queue_exchanges.saturating_sub(config.max_batch).max(1);
+        let capacity = config
+            .queue_exchanges
+            .saturating_sub(config.max_batch)
+            .max(1);
         let (tx, rx) = mpsc::sync_channel(capacity);
         let shared = Arc::new(Shared {
             queued_bytes: AtomicUsize::new(0),
@@ -329,14 +333,7 @@ impl Writer {
             shared: shared.clone(),
             connection_id_base: base,
         };
-        Ok((
-            Writer {
-                tx,
-                shared,
-                thread,
-            },
-            handle,
-        ))
+        Ok((Writer { tx, shared, thread }, handle))
     }
 
     /// Writes everything submitted so far and closes the file.

@@ -31,7 +31,9 @@ impl RecordingWrite for Fake {
         batch: &[Exchange],
         _rejected: &mut dyn FnMut(&Exchange, StoreError),
     ) -> Result<(), StoreError> {
-        std::thread::sleep(Duration::from_millis(self.0.delay_ms.load(Ordering::SeqCst)));
+        std::thread::sleep(Duration::from_millis(
+            self.0.delay_ms.load(Ordering::SeqCst),
+        ));
         if self.0.full.load(Ordering::SeqCst) {
             return Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
@@ -116,7 +118,10 @@ fn a_live_producer_never_waits_and_counts_what_it_dropped() {
     assert!(summary.dropped > 0, "{summary:?}");
     assert_eq!(summary.exchanges + summary.dropped, 500, "{summary:?}");
     assert_eq!(control.appended.load(Ordering::SeqCst), summary.exchanges);
-    assert!(summary.not_stored_line().unwrap().contains("could not keep up"));
+    assert!(summary
+        .not_stored_line()
+        .unwrap()
+        .contains("could not keep up"));
 }
 
 #[test]
@@ -142,7 +147,11 @@ fn a_failing_disk_loses_what_arrives_meanwhile_and_storing_resumes() {
     drop(handle);
     let summary = writer.finish().unwrap();
     assert!(summary.lost >= 6, "{summary:?}");
-    assert_eq!(summary.exchanges + summary.lost, 6 + later + 1, "{summary:?}");
+    assert_eq!(
+        summary.exchanges + summary.lost,
+        6 + later + 1,
+        "{summary:?}"
+    );
     assert!(summary.exchanges >= 2);
     assert_eq!(summary.dropped, 0);
 }
