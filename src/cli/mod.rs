@@ -12,6 +12,7 @@ mod infer;
 mod ls;
 mod patterns;
 mod record;
+mod record_on_miss;
 mod replay;
 mod replay_fixtures;
 mod show;

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::grpc_index::GrpcIndex;
 use super::matcher::{Incoming, MatchResult, Matcher, RepeatPolicy};
 use super::metrics::Metrics;
+use super::miss::{MissHook, MissRequest, Misses};
 use super::plan::{Plan, Planner, Settings};
 use super::render::{render, Rendered};
 use super::rules::RequestInfo;
@@ -162,6 +163,8 @@ pub struct Replay {
     unmatched_routes: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Per recorded exchange, the metric series its answers usually update, looked up once.
     series: Vec<std::sync::OnceLock<Series>>,
+    /// Record-on-miss: who answers what nothing else does, and what it taught.
+    misses: std::sync::OnceLock<Misses>,
 }
 
 /// The metric series of one recorded exchange's usual answer (protocol and status as first
@@ -203,6 +206,7 @@ impl Replay {
                 .iter()
                 .map(|_| std::sync::OnceLock::new())
                 .collect(),
+            misses: std::sync::OnceLock::new(),
         }))
     }
 
@@ -226,7 +230,39 @@ impl Replay {
             stats: ReplayStats::default(),
             unmatched_routes: Default::default(),
             series: Vec::new(),
+            misses: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Sends requests that nothing answers to `hook` (record-on-miss); what it keeps is
+    /// served from then on. Set once, before serving; a second hook is ignored.
+    pub fn set_miss_hook(&self, hook: Arc<dyn MissHook>) {
+        let _ = self.misses.set(Misses::new(hook));
+    }
+
+    /// Exchanges the miss hook kept, and misses it could not answer.
+    pub fn miss_counts(&self) -> Option<(u64, u64)> {
+        let m = self.misses.get()?;
+        Some((m.kept.load(Ordering::Relaxed), m.failed.load(Ordering::Relaxed)))
+    }
+
+    /// As [`Replay::decide`]; a request nothing answers goes to the miss hook, when there is
+    /// one, and its answer is served (gRPC calls are not forwarded).
+    pub(crate) async fn decide_or_fetch(&self, view: &RequestView<'_>) -> Decision {
+        let mut decision = self.decide(view);
+        let Some(misses) = self.misses.get() else {
+            return decision;
+        };
+        if matches!(decision.found, Found::Missing(_)) && view.grpc_method.is_none() {
+            let req = MissRequest {
+                method: view.method,
+                target: view.origin_target(),
+                headers: view.headers,
+                body: view.body,
+            };
+            decision.found = Found::Sourced(Box::new(misses.fetch(req).await));
+        }
+        decision
     }
 
     /// The latency and fault planner, shared by every protocol and the admin API.
@@ -338,6 +374,9 @@ impl Replay {
                     Found::Sourced(Box::new(response))
                 }
                 SourceAnswer::NotFound(report) => {
+                    if let Some(found) = self.learned(&incoming) {
+                        return found;
+                    }
                     self.stats.unmatched.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(method = %view.method, target = %view.target, "no fixture matches");
                     Found::Missing(report)
@@ -351,6 +390,9 @@ impl Replay {
                 Found::Recorded(index)
             }
             MatchResult::NotFound { near_misses } => {
+                if let Some(found) = self.learned(&incoming) {
+                    return found;
+                }
                 self.stats.unmatched.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(method = %view.method, target = %view.target, "no recorded exchange matches");
                 Found::Missing(serde_json::json!({
@@ -424,6 +466,13 @@ impl Replay {
 }
 
 impl Replay {
+    /// The answer an earlier miss taught for `incoming`, counted as matched.
+    fn learned(&self, incoming: &Incoming<'_>) -> Option<Found> {
+        let response = self.misses.get()?.find(incoming)?;
+        self.stats.matched.fetch_add(1, Ordering::Relaxed);
+        Some(Found::Sourced(Box::new(response)))
+    }
+
     /// The metrics route label of an unmatched request to `path`: its template while fewer
     /// than [`MAX_UNMATCHED_ROUTES`] have been seen, else `unmatched`. Unmatched requests
     /// already build a near-miss report, so the lock here is off the hot path.

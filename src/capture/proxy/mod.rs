@@ -32,3 +32,4 @@ mod upstream;
 pub use super::dial::upstream_speaks_h2;
 pub use super::setup::{Http2Policy, Proxy, ProxyConfig, ProxyStats, Upstream};
 pub use service::serve;
+pub(crate) use service::serve_internal;
