@@ -17,6 +17,7 @@ mod lossy;
 mod pcap;
 mod pcap_synthetic;
 mod pipeline;
+mod record_on_miss;
 mod streaming;
 mod tls;
 mod websocket;

@@ -34,11 +34,20 @@ impl MissHook for ForwardOnMiss {
                 .await;
             match forwarded {
                 Forwarded::Stored(ex) => {
-                    tracing::info!(method = req.method, target = req.target, "answered by the upstream and kept");
+                    tracing::info!(
+                        method = req.method,
+                        target = req.target,
+                        "answered by the upstream and kept"
+                    );
                     MissAnswer::Kept(ex)
                 }
                 Forwarded::Failed(response) => {
-                    tracing::warn!(method = req.method, target = req.target, status = response.status, "the upstream did not answer a request the replay could not");
+                    tracing::warn!(
+                        method = req.method,
+                        target = req.target,
+                        status = response.status,
+                        "the upstream did not answer a request the replay could not"
+                    );
                     MissAnswer::Failed(response)
                 }
             }
@@ -119,8 +128,7 @@ pub(super) fn hook(
     fixtures_dir: bool,
 ) -> anyhow::Result<(Arc<dyn MissHook>, Keeper)> {
     let config = proxy_config(url).with_context(|| format!("--upstream {url}"))?;
-    let (store, first_connection, keeper): (Arc<dyn ExchangeSink>, u64, Keeper) = if fixtures_dir
-    {
+    let (store, first_connection, keeper): (Arc<dyn ExchangeSink>, u64, Keeper) = if fixtures_dir {
         let writer = Arc::new(FixtureWriter::new(target));
         (writer.clone(), 1, Keeper::Fixtures(writer))
     } else {

@@ -243,7 +243,10 @@ impl Replay {
     /// Exchanges the miss hook kept, and misses it could not answer.
     pub fn miss_counts(&self) -> Option<(u64, u64)> {
         let m = self.misses.get()?;
-        Some((m.kept.load(Ordering::Relaxed), m.failed.load(Ordering::Relaxed)))
+        Some((
+            m.kept.load(Ordering::Relaxed),
+            m.failed.load(Ordering::Relaxed),
+        ))
     }
 
     /// As [`Replay::decide`]; a request nothing answers goes to the miss hook, when there is
