@@ -23,6 +23,8 @@ use crate::store::{Meta, Writer, WriterConfig};
 /// WebSocket), whatever its port. The result is a recording like `mf record` makes:
 /// `mf ls`, `mf show` and `mf replay` work on it. Problems in the capture (missing segments,
 /// cut packets, unknown link types) are counted and reported; they never stop the import.
+/// Exit status: 0 when everything was stored, 2 on an error, 3 when some exchanges could not
+/// be written (disk full, say).
 #[derive(Debug, Args)]
 #[command(
     after_help = "Example:\n  tcpdump -i lo -w api.pcap 'tcp port 3000'\n  mf import api.pcap -o api.db"

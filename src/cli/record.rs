@@ -21,6 +21,11 @@ use crate::store::{Meta, Writer, WriterConfig};
 /// (CONNECT) is intercepted with certificates from the local mf CA (see `mf ca`), except for
 /// --passthrough hosts. Stop it with Ctrl-C (or SIGTERM): everything is flushed to disk and a
 /// summary is printed.
+///
+/// Recording never slows the traffic: when the disk cannot keep up or a write fails (disk
+/// full), exchanges are forwarded but not stored, counted and reported once; storing resumes
+/// by itself when it can. Exit status: 0 when everything was stored, 2 on an error, 3 when
+/// some exchanges were not stored.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Example:\n  mf record --proxy --upstream http://127.0.0.1:3000 --listen 127.0.0.1:8080 -o api.db"
