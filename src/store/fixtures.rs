@@ -534,6 +534,49 @@ mod tests {
     }
 
     #[test]
+    fn an_added_endpoint_gets_a_free_name_and_joins_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let ep = |name: &str| Endpoint {
+            format: FORMAT,
+            name: name.into(),
+            method: "GET".into(),
+            template: "/a".into(),
+            examples: vec![Example {
+                name: "200".into(),
+                response: ExampleResponse {
+                    status: 200,
+                    body: Some(format!("bodies/{name}/200.json")),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let index = Index {
+            format: FORMAT,
+            ..Default::default()
+        };
+        std::fs::write(
+            dir.path().join("index.yaml"),
+            yaml(dir.path(), &index).unwrap(),
+        )
+        .unwrap();
+        let bodies = || BTreeMap::from([("bodies/get-a/200.json".to_string(), b"{}".to_vec())]);
+        let first = add_endpoint(dir.path(), ep("get-a"), bodies(), 1).unwrap();
+        let second = add_endpoint(dir.path(), ep("get-a"), bodies(), 1).unwrap();
+        assert_eq!(first, "endpoints/get-a.yaml");
+        assert_eq!(second, "endpoints/get-a-2.yaml");
+        let back = read_dir(dir.path()).unwrap();
+        assert_eq!(back.index.exchanges, 2);
+        assert_eq!(back.endpoints[1].name, "get-a-2");
+        assert_eq!(
+            back.endpoints[1].examples[0].response.body.as_deref(),
+            Some("bodies/get-a-2/200.json")
+        );
+        assert!(back.bodies.contains_key("bodies/get-a-2/200.json"));
+    }
+
+    #[test]
     fn refuses_to_write_into_a_foreign_folder() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
