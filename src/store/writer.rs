@@ -164,9 +164,7 @@ impl Shared {
         let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
         let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
         let last = self.last_warning_ms.load(Ordering::Relaxed);
-        let due =
-            last == u64::MAX || now.saturating_sub(last) >= DROP_WARNING_EVERY.as_millis() as u64;
-        if due
+        if warning_due(last, now)
             && self
                 .last_warning_ms
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
@@ -177,6 +175,12 @@ impl Shared {
             );
         }
     }
+}
+
+/// Whether a "queue full" warning may be given at `now_ms`, the last one having been given at
+/// `last_ms` (`u64::MAX`: never).
+fn warning_due(last_ms: u64, now_ms: u64) -> bool {
+    last_ms == u64::MAX || now_ms.saturating_sub(last_ms) >= DROP_WARNING_EVERY.as_millis() as u64
 }
 
 /// The bytes an exchange holds that a queue bound should count: bodies and messages (heads

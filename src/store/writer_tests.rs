@@ -165,3 +165,10 @@ fn wait_until(cond: impl Fn() -> bool) {
     }
     panic!("condition not reached");
 }
+
+#[test]
+fn drops_are_warned_about_at_most_once_a_second() {
+    assert!(warning_due(u64::MAX, 0), "the first drop is said at once");
+    assert!(!warning_due(5_000, 5_999));
+    assert!(warning_due(5_000, 6_000));
+}
