@@ -8,6 +8,8 @@
 //!   traffic as the recording proxy forwards it; `setup` (what a proxy is), `dial`
 //!   (opening upstream connections), `io` (connection types) and `clock` (the timestamps
 //!   drivers hand the recorder) sit below them so that the drivers do not import each other.
+//! - `forward` sends one request mf already holds (record-on-miss) through the proxy's
+//!   HTTP/1 driver and hands back the exchange it recorded.
 //! - `passive` decodes TCP segments (from `packet`, read from `pcap` files by `import` or
 //!   captured live by `sniff`).
 //! - `foreign` reads other tools' recordings whole into exchanges: `har` (HAR 1.2) and
@@ -20,6 +22,7 @@
 mod clock;
 mod dial;
 pub mod foreign;
+pub mod forward;
 mod h2;
 mod har;
 pub mod import;

@@ -27,6 +27,8 @@ use crate::store::{Meta, Writer, WriterConfig};
 /// WebSocket), whatever its port. The result is a recording like `mf record` makes:
 /// `mf ls`, `mf show` and `mf replay` work on it. Problems in the capture (missing segments,
 /// cut packets, unknown link types) are counted and reported; they never stop the import.
+/// Exit status: 0 when everything was stored, 2 on an error, 3 when some exchanges could not
+/// be written (disk full, say).
 #[derive(Debug, Args)]
 #[command(
     after_help = "Example:\n  tcpdump -i lo -w api.pcap 'tcp port 3000'\n  mf import api.pcap -o api.db"
@@ -116,6 +118,8 @@ pub(super) fn run(args: ImportArgs) -> anyhow::Result<u8> {
         args.max_body,
         &args.port,
         &args.policy,
+        // Offline: the import waits for the disk rather than holding the capture in memory.
+        WriterConfig::blocking(),
     )?;
     if args.policy.keep_secrets {
         eprintln!("mf: {}", super::policy::KEEP_SECRETS_WARNING);
@@ -195,13 +199,7 @@ pub(super) fn run(args: ImportArgs) -> anyhow::Result<u8> {
     if let Some(w) = stats_warnings(&stats) {
         eprintln!("mf: warning: {w}");
     }
-    if summary.failed > 0 {
-        bail!(
-            "{} exchanges could not be written (see the log above)",
-            summary.failed
-        );
-    }
-    Ok(0)
+    Ok(super::util::not_stored_exit(&summary))
 }
 
 fn progress_bar(total: u64) -> Option<ProgressBar> {
@@ -366,12 +364,13 @@ pub(super) fn open_passive(
     max_body: usize,
     port_hints: &[u16],
     policy: &PolicyArgs,
+    writer_config: WriterConfig,
 ) -> anyhow::Result<(Writer, Engine, Arc<PolicySink>)> {
     let meta = Meta {
         source,
         command_line: util::command_line(),
     };
-    let (writer, handle) = Writer::spawn(output, &meta, WriterConfig::default())
+    let (writer, handle) = Writer::spawn(output, &meta, writer_config)
         .with_context(|| format!("opening {} for recording", output.display()))?;
     let cfg = Config {
         max_body,

@@ -82,7 +82,7 @@ pub(super) fn write(
         source: format!("import {}", names.join(" ")),
         command_line: util::command_line(),
     };
-    let (writer, handle) = Writer::spawn(output, &meta, WriterConfig::default())
+    let (writer, handle) = Writer::spawn(output, &meta, WriterConfig::blocking())
         .with_context(|| format!("opening {} for recording", output.display()))?;
     // Connection ids stay unique across files and with what the recording already holds.
     let mut base = handle.connection_id_base();

@@ -16,6 +16,7 @@ mod patterns;
 mod policy;
 mod prune;
 mod record;
+mod record_on_miss;
 mod replay;
 mod replay_fixtures;
 mod select;

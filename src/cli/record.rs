@@ -22,6 +22,11 @@ use crate::store::{Meta, Writer, WriterConfig};
 /// (CONNECT) is intercepted with certificates from the local mf CA (see `mf ca`), except for
 /// --passthrough hosts. Stop it with Ctrl-C (or SIGTERM): everything is flushed to disk and a
 /// summary is printed.
+///
+/// Recording never slows the traffic: when the disk cannot keep up or a write fails (disk
+/// full), exchanges are forwarded but not stored, counted and reported once; storing resumes
+/// by itself when it can. Exit status: 0 when everything was stored, 2 on an error, 3 when
+/// some exchanges were not stored.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Example:\n  mf record --proxy --upstream http://127.0.0.1:3000 --listen 127.0.0.1:8080 -o api.db"
@@ -272,6 +277,7 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
         source,
         command_line: util::command_line(),
     };
+    // Live: the request path never waits on disk; a full queue drops and counts.
     let (writer, handle) = Writer::spawn(&args.output, &meta, WriterConfig::default())
         .with_context(|| format!("opening {} for recording", args.output.display()))?;
     let first_conn = handle.connection_id_base();
@@ -345,8 +351,12 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
     let summary = writer.finish().context("flushing the recording")?;
     let s = &proxy.stats;
     eprintln!(
-        "mf: recorded {} exchanges on {} connections ({} of bodies, {} upstream errors, {} bad requests) to {}",
+        "mf: recorded {} exchanges{} on {} connections ({} of bodies, {} upstream errors, {} bad requests) to {}",
         summary.exchanges,
+        match summary.not_stored() {
+            0 => String::new(),
+            n => format!(" ({n} more forwarded but not stored)"),
+        },
         s.connections.load(Ordering::Relaxed),
         human_bytes(summary.body_bytes),
         s.upstream_errors.load(Ordering::Relaxed),
@@ -354,11 +364,5 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
         summary.path.display()
     );
     eprintln!("mf: capture policy: {}", policy.summary());
-    if summary.failed > 0 {
-        bail!(
-            "{} exchanges could not be written (see the log above)",
-            summary.failed
-        );
-    }
-    Ok(0)
+    Ok(super::util::not_stored_exit(&summary))
 }

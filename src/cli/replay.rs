@@ -118,6 +118,14 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "NAME", help_heading = "Realism")]
     pub preset: Option<String>,
 
+    /// Record on miss: requests the recording (or fixtures folder) does not answer are
+    /// forwarded to this upstream (http:// or https://), answered, and kept — appended to the
+    /// recording, or written as new endpoints of the fixtures folder — so the next offline
+    /// run has them. An upstream that does not answer gets the client a 502 and keeps
+    /// nothing.
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+
     /// Serve the control API and /metrics on this address (off by default).
     #[arg(long, value_name = "ADDR", help_heading = "Control")]
     pub admin: Option<String>,
@@ -316,7 +324,7 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         };
         let (replay, what) = super::replay_fixtures::load(&args.recording, args.stateful, config)?;
         let door = Door::new().with_greeting_timeout(args.header_timeout);
-        return serve(&args, replay, door, admin, &what);
+        return serve(&args, replay, door, admin, &what, true);
     }
     let reader = util::open_recording(&args.recording)?;
     let exchanges = reader
@@ -370,7 +378,7 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         .with_greeting_timeout(args.header_timeout);
     let replay = Replay::new(&exchanges, config).context("setting up metrics")?;
     drop(exchanges);
-    serve(&args, replay, door, admin, &what)
+    serve(&args, replay, door, admin, &what, false)
 }
 
 /// `--admin`, checked: off loopback it needs a token.
@@ -390,14 +398,24 @@ fn admin_addr(args: &ReplayArgs) -> anyhow::Result<Option<std::net::SocketAddr>>
 }
 
 /// Serves `replay` through `door` (and the admin API) until Ctrl-C; `what` says what is
-/// served, for the start-up line.
+/// served, for the start-up line. With `--upstream`, misses are forwarded and kept in the
+/// recording (or the fixtures folder, `fixtures`).
 fn serve(
     args: &ReplayArgs,
     replay: Arc<Replay>,
     door: Door,
     admin: Option<std::net::SocketAddr>,
     what: &str,
+    fixtures: bool,
 ) -> anyhow::Result<u8> {
+    let keeper = match &args.upstream {
+        Some(url) => {
+            let (hook, keeper) = super::record_on_miss::hook(url, &args.recording, fixtures)?;
+            replay.set_miss_hook(hook);
+            Some(keeper)
+        }
+        None => None,
+    };
     let tls = if door.has_tls() { " (TLS)" } else { "" };
     let rt = util::runtime()?;
     rt.block_on(async {
@@ -421,7 +439,11 @@ fn serve(
         };
         // Installed before the announcement: a Ctrl-C right after it is a clean stop.
         let stop = crate::net::termination_signal();
-        eprintln!("mf: listening on {local}{tls}, {what} (Ctrl-C to stop)");
+        let misses = match &args.upstream {
+            Some(url) => format!(", misses forwarded to {url} and kept"),
+            None => String::new(),
+        };
+        eprintln!("mf: listening on {local}{tls}, {what}{misses} (Ctrl-C to stop)");
         let s = replay.planner().settings();
         let seed = replay.planner().seed();
         eprintln!(
@@ -449,7 +471,18 @@ fn serve(
         anyhow::Ok(())
     })?;
     eprintln!("mf: {}", replay.stats.summary());
-    Ok(0)
+    if let Some((kept, failed)) = replay.miss_counts() {
+        eprintln!(
+            "mf: {kept} misses answered by the upstream and kept, {failed} it did not answer"
+        );
+    }
+    // Stop the server's tasks (and their handles on the writer), then flush what was kept.
+    drop(rt);
+    drop(replay);
+    match keeper {
+        Some(k) => k.finish(&args.recording),
+        None => Ok(0),
+    }
 }
 
 /// Answers `CONNECT` (apps pointed at the replay with `HTTPS_PROXY`) by intercepting TLS with

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 use super::import::{bpf_expression, stats_warnings, summary_line, tls_line};
 use crate::capture::sniff::{self, SniffConfig};
@@ -83,6 +83,8 @@ pub(super) fn run(args: SniffArgs) -> anyhow::Result<u8> {
         args.max_body,
         &args.port,
         &args.policy,
+        // Live: a full queue drops (and counts) rather than stalling the capture loop.
+        crate::store::WriterConfig::default(),
     )?;
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signal(stop.clone())?;
@@ -120,11 +122,5 @@ pub(super) fn run(args: SniffArgs) -> anyhow::Result<u8> {
     if let Some(w) = stats_warnings(&stats) {
         eprintln!("mf: warning: {w}");
     }
-    if summary.failed > 0 {
-        bail!(
-            "{} exchanges could not be written (see the log above)",
-            summary.failed
-        );
-    }
-    Ok(0)
+    Ok(super::util::not_stored_exit(&summary))
 }

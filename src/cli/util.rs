@@ -92,6 +92,22 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// Exit code when a recording command lost exchanges (write errors, disk full, a disk that
+/// could not keep up): the traffic was served, but the recording is incomplete.
+pub(crate) const EXIT_NOT_STORED: u8 = 3;
+
+/// Says what the writer could not store, and the exit code that goes with it: 0 when
+/// everything was stored, [`EXIT_NOT_STORED`] otherwise.
+pub(crate) fn not_stored_exit(summary: &crate::store::WriterSummary) -> u8 {
+    match summary.not_stored_line() {
+        Some(line) => {
+            eprintln!("mf: error: {line}");
+            EXIT_NOT_STORED
+        }
+        None => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,6 +96,18 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// A connection made inside mf rather than accepted by a listener (record-on-miss hands
+    /// the recording proxy a request this way): plain, no tunnel, nothing to intercept.
+    pub fn internal(peer: SocketAddr) -> Origin {
+        Origin {
+            peer,
+            tls: false,
+            tunnel: None,
+            reset: ResetSwitch::default(),
+            can_intercept: false,
+        }
+    }
+
     /// True when the door can intercept a CONNECT (it has an [`Interceptor`]); otherwise a
     /// service answers CONNECT itself.
     pub fn can_intercept(&self) -> bool {

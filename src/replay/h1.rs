@@ -160,7 +160,7 @@ pub(crate) async fn serve<S: Io>(
             grpc_method: None,
             grpc_first: None,
         };
-        let decision = replay.decide(&view);
+        let decision = replay.decide_or_fetch(&view).await;
         if decision.protocol == Protocol::WebSocket {
             if let Some(index) = decision.matched() {
                 let path = view.path().to_string();

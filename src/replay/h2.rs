@@ -57,7 +57,7 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
         grpc_method: None,
         grpc_first: None,
     };
-    let decision = replay.decide(&view);
+    let decision = replay.decide_or_fetch(&view).await;
     let plan = &decision.plan;
     if !plan.first_byte.is_zero() {
         tokio::time::sleep(plan.first_byte).await;

@@ -8,7 +8,8 @@
 //!   fixtures folder), `latency`, `faults`, `rules`, `scenario` and `plan` (what delay and
 //!   which fault, from one seeded generator), `stream` (when each recorded message of a
 //!   streamed answer goes out), `render` (answers as HTTP/1 bytes, fault bodies).
-//! - `pipeline`: the [`pipeline::Replay`] every protocol asks, and its counters.
+//! - `pipeline`: the [`pipeline::Replay`] every protocol asks, and its counters; `miss`
+//!   the record-on-miss hook its unmatched path calls, and what that hook taught.
 //! - Protocols, each importing the pipeline and never each other: `h1`, `h2`, `grpc`, `ws`;
 //!   `body` holds the HTTP/2 body types h2 and gRPC share, `timed` sends a body in its
 //!   recorded chunks at their recorded offsets (HTTP/1 writes, HTTP/2 DATA frames).
@@ -29,6 +30,7 @@ mod h2;
 pub mod latency;
 pub mod matcher;
 pub mod metrics;
+pub mod miss;
 pub mod pipeline;
 pub mod plan;
 mod render;

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::grpc_index::GrpcIndex;
 use super::matcher::{Incoming, MatchResult, Matcher, RepeatPolicy};
 use super::metrics::Metrics;
+use super::miss::{MissHook, MissRequest, Misses};
 use super::plan::{Plan, Planner, Settings};
 use super::render::{render, Rendered};
 use super::rules::RequestInfo;
@@ -163,6 +164,8 @@ pub struct Replay {
     unmatched_routes: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Per recorded exchange, the metric series its answers usually update, looked up once.
     series: Vec<std::sync::OnceLock<Series>>,
+    /// Record-on-miss: who answers what nothing else does, and what it taught.
+    misses: std::sync::OnceLock<Misses>,
 }
 
 /// The metric series of one recorded exchange's usual answer (protocol and status as first
@@ -204,6 +207,7 @@ impl Replay {
                 .iter()
                 .map(|_| std::sync::OnceLock::new())
                 .collect(),
+            misses: std::sync::OnceLock::new(),
         }))
     }
 
@@ -227,7 +231,42 @@ impl Replay {
             stats: ReplayStats::default(),
             unmatched_routes: Default::default(),
             series: Vec::new(),
+            misses: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Sends requests that nothing answers to `hook` (record-on-miss); what it keeps is
+    /// served from then on. Set once, before serving; a second hook is ignored.
+    pub fn set_miss_hook(&self, hook: Arc<dyn MissHook>) {
+        let _ = self.misses.set(Misses::new(hook));
+    }
+
+    /// Exchanges the miss hook kept, and misses it could not answer.
+    pub fn miss_counts(&self) -> Option<(u64, u64)> {
+        let m = self.misses.get()?;
+        Some((
+            m.kept.load(Ordering::Relaxed),
+            m.failed.load(Ordering::Relaxed),
+        ))
+    }
+
+    /// As [`Replay::decide`]; a request nothing answers goes to the miss hook, when there is
+    /// one, and its answer is served (gRPC calls are not forwarded).
+    pub(crate) async fn decide_or_fetch(&self, view: &RequestView<'_>) -> Decision {
+        let mut decision = self.decide(view);
+        let Some(misses) = self.misses.get() else {
+            return decision;
+        };
+        if matches!(decision.found, Found::Missing(_)) && view.grpc_method.is_none() {
+            let req = MissRequest {
+                method: view.method,
+                target: view.origin_target(),
+                headers: view.headers,
+                body: view.body,
+            };
+            decision.found = Found::Sourced(Box::new(misses.fetch(req).await));
+        }
+        decision
     }
 
     /// The latency and fault planner, shared by every protocol and the admin API.
@@ -341,6 +380,9 @@ impl Replay {
                     Found::Sourced(Box::new(response))
                 }
                 SourceAnswer::NotFound(report) => {
+                    if let Some(found) = self.learned(&incoming) {
+                        return found;
+                    }
                     self.stats.unmatched.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(method = %view.method, target = %log_target(view.target), "no fixture matches");
                     Found::Missing(report)
@@ -354,6 +396,9 @@ impl Replay {
                 Found::Recorded(index)
             }
             MatchResult::NotFound { near_misses } => {
+                if let Some(found) = self.learned(&incoming) {
+                    return found;
+                }
                 self.stats.unmatched.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(method = %view.method, target = %log_target(view.target), "no recorded exchange matches");
                 Found::Missing(serde_json::json!({
@@ -427,6 +472,13 @@ impl Replay {
 }
 
 impl Replay {
+    /// The answer an earlier miss taught for `incoming`, counted as matched.
+    fn learned(&self, incoming: &Incoming<'_>) -> Option<Found> {
+        let response = self.misses.get()?.find(incoming)?;
+        self.stats.matched.fetch_add(1, Ordering::Relaxed);
+        Some(Found::Sourced(Box::new(response)))
+    }
+
     /// The metrics route label of an unmatched request to `path`: its template while fewer
     /// than [`MAX_UNMATCHED_ROUTES`] have been seen, else `unmatched`. Unmatched requests
     /// already build a near-miss report, so the lock here is off the hot path.
@@ -460,107 +512,5 @@ pub(crate) fn report_text(report: &serde_json::Value) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{Body, BodyChunk, Request, Timings};
-    use crate::replay::latency::{LatencyMode, LatencySpec, Pacing};
-
-    fn streamed(path: &str, content_type: &str) -> Exchange {
-        let mut body = Body::full(&b"0123456789"[..]);
-        body.chunks = vec![
-            BodyChunk {
-                offset_ns: 1_000_000,
-                len: 5,
-            },
-            BodyChunk {
-                offset_ns: 101_000_000,
-                len: 5,
-            },
-        ];
-        Exchange {
-            request: Request {
-                method: "GET".into(),
-                target: path.into(),
-                version: "HTTP/1.1".into(),
-                ..Request::default()
-            },
-            response: Some(Response {
-                status: 200,
-                reason: "OK".into(),
-                version: "HTTP/1.1".into(),
-                headers: vec![
-                    Header::new("Content-Type", content_type),
-                    Header::new("Content-Length", "10"),
-                ],
-                body,
-                trailers: vec![],
-            }),
-            timings: Timings {
-                response_first_byte_ns: Some(1_000_000),
-                response_end_ns: Some(101_000_000),
-                ..Timings::default()
-            },
-            ..Exchange::default()
-        }
-    }
-
-    fn pacing_of(mode: Option<LatencyMode>, recorded_latency: bool, path: &str) -> Pacing {
-        let exchanges = [
-            streamed("/events", "text/event-stream"),
-            streamed("/download", "application/octet-stream"),
-        ];
-        let mut config = ReplayConfig {
-            recorded_latency,
-            ..ReplayConfig::default()
-        };
-        if let Some(mode) = mode {
-            config.realism.latency = LatencySpec {
-                mode,
-                ..LatencySpec::default()
-            };
-        }
-        let replay = Replay::new(&exchanges, config).unwrap();
-        let view = RequestView {
-            protocol: Protocol::Http11,
-            method: "GET",
-            target: path,
-            authority: None,
-            headers: &[],
-            body: &[],
-            grpc_method: None,
-            grpc_first: None,
-        };
-        replay.decide(&view).plan.pacing
-    }
-
-    /// The replay rule for streamed bodies, end to end through the pipeline's decision.
-    #[test]
-    fn event_streams_keep_their_pace_by_default_and_other_bodies_when_asked() {
-        // No --latency: SSE at its recorded pace, a download at once.
-        assert_eq!(pacing_of(None, true, "/events"), Pacing::Chunks(1.0));
-        assert_eq!(pacing_of(None, true, "/download"), Pacing::Burst);
-        // --latency none: everything at once.
-        assert_eq!(
-            pacing_of(Some(LatencyMode::None), false, "/events"),
-            Pacing::Burst
-        );
-        // --latency recorded / scale:F: every chunked body at its (scaled) offsets.
-        assert_eq!(
-            pacing_of(Some(LatencyMode::Recorded), true, "/download"),
-            Pacing::Chunks(1.0)
-        );
-        assert_eq!(
-            pacing_of(Some(LatencyMode::Scale(0.5)), true, "/events"),
-            Pacing::Chunks(0.5)
-        );
-        // Another mode sets the first byte only; SSE still keeps its pace.
-        assert_eq!(
-            pacing_of(
-                Some(LatencyMode::Fixed(std::time::Duration::from_millis(5))),
-                true,
-                "/events"
-            ),
-            Pacing::Chunks(1.0)
-        );
-    }
-}
+#[path = "pipeline_tests.rs"]
+mod tests;

@@ -72,14 +72,25 @@ impl RecordingWrite for SqliteWriter {
         batch: &[Exchange],
         rejected: &mut dyn FnMut(&Exchange, StoreError),
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        for ex in batch {
-            if let Err(e) = insert_exchange(&tx, &mut self.known, ex) {
-                rejected(ex, e);
+        let result = (|| {
+            let tx = self.conn.transaction()?;
+            for ex in batch {
+                match insert_exchange(&tx, &mut self.known, ex) {
+                    Ok(()) => {}
+                    // The disk, not the exchange: the whole batch fails (and rolls back).
+                    Err(e) if e.is_storage_failure() => return Err(e),
+                    Err(e) => rejected(ex, e),
+                }
             }
+            tx.commit()?;
+            Ok(())
+        })();
+        if result.is_err() {
+            // Blobs inserted by the rolled-back transaction are not in the file: forget them,
+            // or a later exchange would point at a blob nobody stored.
+            self.known.clear();
         }
-        tx.commit()?;
-        Ok(())
+        result
     }
 
     fn replace_patterns(&mut self, patterns: &[PatternRow]) -> Result<(), StoreError> {

@@ -318,6 +318,80 @@ pub fn write_dir(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<(), Fi
     Ok(())
 }
 
+/// Adds one endpoint and its body files (paths under `bodies/<endpoint name>/`) to the
+/// fixtures folder `dir`, under a name no endpoint there has yet, and lists it in
+/// `index.yaml` as inferred from `exchanges` more exchanges. Returns the endpoint file's path
+/// relative to `dir`. The index is replaced atomically, so a reader never sees half of it.
+///
+/// # Errors
+/// `dir` holds no readable index, a body path leaves the folder, or a file cannot be written.
+pub fn add_endpoint(
+    dir: &Path,
+    mut endpoint: Endpoint,
+    bodies: BTreeMap<String, Vec<u8>>,
+    exchanges: u64,
+) -> Result<String, FixturesError> {
+    let index_path = dir.join("index.yaml");
+    let mut index: Index = read_yaml(&index_path)?;
+    let base = endpoint.name.clone();
+    let mut name = base.clone();
+    let taken = |n: &str| {
+        index.endpoints.iter().any(|e| e.name == n)
+            || dir.join("endpoints").join(format!("{n}.yaml")).exists()
+    };
+    let mut suffix = 2;
+    while taken(&name) {
+        name = format!("{base}-{suffix}");
+        suffix += 1;
+    }
+    let (old_prefix, new_prefix) = (format!("bodies/{base}/"), format!("bodies/{name}/"));
+    let moved = |rel: &str| match rel.strip_prefix(&old_prefix) {
+        Some(rest) => format!("{new_prefix}{rest}"),
+        None => rel.to_string(),
+    };
+    for ex in &mut endpoint.examples {
+        for body in [&mut ex.request.body, &mut ex.response.body]
+            .into_iter()
+            .flatten()
+        {
+            *body = moved(body);
+        }
+    }
+    endpoint.name = name.clone();
+    for (rel, data) in &bodies {
+        let rel = moved(rel);
+        if !inside(&rel) {
+            return Err(FixturesError::Invalid {
+                path: dir.to_path_buf(),
+                reason: format!("body file {rel:?} is outside the fixtures folder"),
+            });
+        }
+        let path = dir.join(&rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+        std::fs::write(&path, data).map_err(io_err(&path))?;
+    }
+    let file = format!("endpoints/{name}.yaml");
+    let path = dir.join(&file);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    std::fs::write(&path, yaml(&path, &endpoint)?).map_err(io_err(&path))?;
+    index.exchanges += exchanges;
+    index.endpoints.push(IndexEntry {
+        name,
+        method: endpoint.method.clone(),
+        template: endpoint.template.clone(),
+        count: endpoint.profile.count,
+        file: file.clone(),
+    });
+    let tmp = dir.join(".index.yaml.new");
+    std::fs::write(&tmp, yaml(&index_path, &index)?).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, &index_path).map_err(io_err(&index_path))?;
+    Ok(file)
+}
+
 fn read_yaml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, FixturesError> {
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
     serde_norway::from_str(&text).map_err(|e| FixturesError::Invalid {
@@ -457,6 +531,49 @@ mod tests {
         .unwrap();
         let err = read_dir(dir.path()).unwrap_err().to_string();
         assert!(err.contains("please update mf"), "{err}");
+    }
+
+    #[test]
+    fn an_added_endpoint_gets_a_free_name_and_joins_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let ep = |name: &str| Endpoint {
+            format: FORMAT,
+            name: name.into(),
+            method: "GET".into(),
+            template: "/a".into(),
+            examples: vec![Example {
+                name: "200".into(),
+                response: ExampleResponse {
+                    status: 200,
+                    body: Some(format!("bodies/{name}/200.json")),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let index = Index {
+            format: FORMAT,
+            ..Default::default()
+        };
+        std::fs::write(
+            dir.path().join("index.yaml"),
+            yaml(dir.path(), &index).unwrap(),
+        )
+        .unwrap();
+        let bodies = || BTreeMap::from([("bodies/get-a/200.json".to_string(), b"{}".to_vec())]);
+        let first = add_endpoint(dir.path(), ep("get-a"), bodies(), 1).unwrap();
+        let second = add_endpoint(dir.path(), ep("get-a"), bodies(), 1).unwrap();
+        assert_eq!(first, "endpoints/get-a.yaml");
+        assert_eq!(second, "endpoints/get-a-2.yaml");
+        let back = read_dir(dir.path()).unwrap();
+        assert_eq!(back.index.exchanges, 2);
+        assert_eq!(back.endpoints[1].name, "get-a-2");
+        assert_eq!(
+            back.endpoints[1].examples[0].response.body.as_deref(),
+            Some("bodies/get-a-2/200.json")
+        );
+        assert!(back.bodies.contains_key("bodies/get-a-2/200.json"));
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub use prune::{prune, PruneReport, PruneRule};
 pub use read::Reader;
 pub use select::{Selection, SelectionError, StatusRange};
 pub use sql::{QueryError, QueryOutput, SqlQuery, SqlValue};
-pub use writer::{Writer, WriterConfig, WriterHandle, WriterSummary};
+pub use writer::{WhenFull, Writer, WriterConfig, WriterHandle, WriterSummary};
 
 /// One inferred pattern as kept in the recording's `patterns` table.
 #[derive(Clone, Debug, PartialEq)]
@@ -111,6 +111,30 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
 }
 
+impl StoreError {
+    /// True when the file or the disk under it failed (full, I/O error, gone read-only),
+    /// rather than the data: every later write would fail the same way until it is fixed.
+    pub fn is_storage_failure(&self) -> bool {
+        use rusqlite::ErrorCode;
+        let StoreError::Sqlite(e) = self else {
+            return matches!(self, StoreError::ReadOnly { .. });
+        };
+        matches!(
+            e.sqlite_error_code(),
+            Some(
+                ErrorCode::DiskFull
+                    | ErrorCode::SystemIoFailure
+                    | ErrorCode::ReadOnly
+                    | ErrorCode::CannotOpen
+                    | ErrorCode::PermissionDenied
+                    | ErrorCode::DatabaseBusy
+                    | ErrorCode::DatabaseLocked
+                    | ErrorCode::OutOfMemory
+            )
+        )
+    }
+}
+
 /// Metadata written once when a recording is created.
 #[derive(Clone, Debug, Default)]
 pub struct Meta {
@@ -167,7 +191,7 @@ fn open_write(path: &Path, meta: &Meta) -> Result<Connection, StoreError> {
 }
 
 /// Writes `exchanges` synchronously, 10,000 per transaction: for bulk producers (generators,
-/// importers) that would otherwise outrun the batched writer's unbounded queue.
+/// importers) that have all their exchanges at hand and need no writer thread.
 ///
 /// # Errors
 /// The file cannot be opened as a recording, or a write fails.

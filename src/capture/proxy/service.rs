@@ -58,6 +58,22 @@ impl Service for Proxy {
     }
 }
 
+/// Serves one HTTP/1 connection made inside mf (not accepted by a listener), as connection
+/// `id`: the recording proxy's whole exchange path, for a caller that holds the request.
+pub(crate) async fn serve_internal<S: Io>(
+    proxy: Arc<Proxy>,
+    stream: S,
+    peer: std::net::SocketAddr,
+    id: u64,
+    shutdown: Shutdown,
+) {
+    let origin = Origin::internal(peer);
+    let numbering = Numbering { id, seq: 0 };
+    let _ = ClientConn::new(proxy, stream, &origin, numbering, shutdown)
+        .serve()
+        .await;
+}
+
 /// Runs `proxy` on `listener` until `shutdown`; with `tls`, clients connect over TLS.
 /// CONNECT tunnels are intercepted when the proxy has certificates for them.
 pub async fn serve(
