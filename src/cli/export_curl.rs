@@ -17,14 +17,14 @@ pub(super) fn write_script(
 ) -> anyhow::Result<()> {
     out.write_all(b"#!/bin/sh\n")?;
     let mut failed = None;
-    reader.for_each_selected(selection, &mut |mut ex| match {
+    reader.for_each_selected(selection, &mut |mut ex| {
         clean(&mut ex);
-        out.write_all(command(&ex).as_bytes())
-    } {
-        Ok(()) => true,
-        Err(e) => {
-            failed = Some(e);
-            false
+        match out.write_all(command(&ex).as_bytes()) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
         }
     })?;
     if let Some(e) = failed {
