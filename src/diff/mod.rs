@@ -7,7 +7,7 @@
 //! Imports: `model`, `vocab`.
 
 // Until `mf diff` and `mf replay --to` call every part of the API.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 mod gate;
 mod judge;
