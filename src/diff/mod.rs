@@ -15,6 +15,8 @@ mod judge;
 #[cfg(test)]
 mod judge_tests;
 mod rebind;
+#[cfg(test)]
+mod rebind_tests;
 mod report;
 mod rules;
 mod stream;
