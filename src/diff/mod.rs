@@ -11,13 +11,17 @@
 
 mod body;
 mod gate;
+mod histogram;
 mod judge;
 #[cfg(test)]
 mod judge_tests;
+mod junit;
 mod rebind;
 #[cfg(test)]
 mod rebind_tests;
 mod report;
+#[cfg(test)]
+mod report_tests;
 mod rules;
 mod stream;
 
