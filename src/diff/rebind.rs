@@ -24,6 +24,7 @@ pub(crate) struct Rebinder {
     map: HashMap<String, String>,
 }
 
+#[allow(dead_code)] // see the rewriting `impl` below
 /// True when `value` may be rebound wherever it appears as a whole value; short numbers are
 /// only rebound where the context says they are ids (path segments, `id` fields).
 fn rebindable_anywhere(value: &str) -> bool {
@@ -37,6 +38,7 @@ impl Rebinder {
     }
 
     /// How many pairs it knows.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
@@ -130,6 +132,11 @@ impl Rebinder {
         });
     }
 
+}
+
+// Rewriting is called before each send by `mf replay --to`; `mf diff` sends nothing.
+#[allow(dead_code)]
+impl Rebinder {
     /// The value that replaces `s` anywhere, if any.
     fn anywhere(&self, s: &str) -> Option<&String> {
         rebindable_anywhere(s).then(|| self.map.get(s)).flatten()
