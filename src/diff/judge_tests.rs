@@ -401,3 +401,18 @@ fn many_differences_are_capped() {
     assert_eq!(v.differences.len(), 51);
     assert_eq!(v.differences[50].now, "450 more differences");
 }
+
+#[test]
+fn credentials_never_reach_a_difference() {
+    let a = json_ex(r#"{"auth":{"access_token":"s3cr3t-one"},"tokens":["t1"],"name":"a"}"#);
+    let b = json_ex(r#"{"auth":{"access_token":"s3cr3t-two"},"tokens":["t2"],"name":"b"}"#);
+    let v = Judge::new(Rules::defaults()).compare(&a, &b);
+    assert_eq!(paths(&v), ["$.auth.access_token", "$.tokens[0]", "$.name"]);
+    assert_eq!(v.differences[0].recorded, "<redacted>");
+    assert_eq!(v.differences[1].now, "<redacted>");
+    assert_eq!(v.differences[2].now, "\"b\"");
+    let a = ex("GET", "/", 200, &[("X-Auth-Token", "one")], "");
+    let b = ex("GET", "/", 200, &[("X-Auth-Token", "two")], "");
+    let v = Judge::new(Rules::defaults()).compare(&a, &b);
+    assert_eq!(v.differences[0].now, "<redacted>");
+}
