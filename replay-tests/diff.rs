@@ -40,7 +40,7 @@ fn run_script(proxy: &str) {
 
 /// Records the script against version `version` of the API into `dir/name.db`.
 fn record(dir: &Path, name: &str, version: &str) -> PathBuf {
-    let api = start_python("versioned_api.py", &[version]);
+    let api = start_python("noisy_api.py", &[version]);
     let db = dir.join(format!("{name}.db"));
     let mut recorder = start_recorder(&api.url(), &db, &[]);
     run_script(&recorder.url());
@@ -254,7 +254,7 @@ fn bad_gates_missing_files_and_unpaired_exchanges() {
 
     // A recording of one extra request: reported on its side, exit 1.
     require("curl");
-    let api = start_python("versioned_api.py", &["1"]);
+    let api = start_python("noisy_api.py", &["1"]);
     let one = dir.path().join("one.db");
     let two = dir.path().join("two.db");
     for (db, paths) in [

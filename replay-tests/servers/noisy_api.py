@@ -1,9 +1,10 @@
-"""Two versions of a small API for the diff tests (stdlib only). Every answer carries fresh
-ids and the time of the answer (UUIDs, ISO 8601 and epoch-millisecond timestamps, a random
-X-Request-Id and ETag), so two runs of the same version differ only in noise. Version 2
-renames user 3 and answers /status with 503: the two known differences.
+"""Two versions of a small, noisy API for the `mf diff` tests (stdlib only), asked by a fixed
+curl script (no state, no login: the stateful flow is `versioned_api.py`'s). Every answer
+carries fresh ids and the time of the answer (UUIDs, ISO 8601 and epoch-millisecond
+timestamps, a random X-Request-Id and ETag), so two runs of the same version differ only in
+noise. Version 2 renames user 3 and answers /status with 503: the two known differences.
 
-Usage: versioned_api.py 1|2. Prints `PORT n` once listening on 127.0.0.1 (ephemeral port).
+Usage: noisy_api.py 1|2. Prints `PORT n` once listening on 127.0.0.1 (ephemeral port).
 """
 import datetime
 import http.server
