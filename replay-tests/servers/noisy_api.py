@@ -3,6 +3,7 @@ curl script (no state, no login: the stateful flow is `versioned_api.py`'s). Eve
 carries fresh ids and the time of the answer (UUIDs, ISO 8601 and epoch-millisecond
 timestamps, a random X-Request-Id and ETag), so two runs of the same version differ only in
 noise. Version 2 renames user 3 and answers /status with 503: the two known differences.
+POST /items creates an item (fresh UUID) that GET /items/{id} reads back.
 
 Usage: noisy_api.py 1|2. Prints `PORT n` once listening on 127.0.0.1 (ephemeral port).
 """
@@ -11,10 +12,13 @@ import http.server
 import json
 import secrets
 import sys
+import threading
 import time
 import uuid
 
 VERSION = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+ITEMS = {}
+LOCK = threading.Lock()
 
 
 def now_iso():
@@ -44,6 +48,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send(200, {"id": 3, "name": name, "seen_at": now_iso(), "trace": secrets.token_hex(16)})
         if self.path == "/status":
             return self.send(503 if VERSION == 2 else 200, {"ok": True, "checked_ms": int(time.time() * 1000)})
+        if self.path.startswith("/items/"):
+            with LOCK:
+                item = ITEMS.get(self.path[len("/items/"):])
+            return self.send(200, item) if item else self.send(404, {"error": "no such item"})
         if self.path == "/page":
             page = "<html>\n<h1>Hello</h1>\n<footer>generated %s</footer>\n</html>\n" % now_iso()
             return self.send(200, page, "text/html")
@@ -58,6 +66,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send(400, {"error": "bad json"})
         if self.path == "/items":
             item.update({"id": str(uuid.uuid4()), "created_at": now_iso()})
+            with LOCK:
+                ITEMS[item["id"]] = item
             return self.send(201, item)
         return self.send(404, {"error": "no such route"})
 

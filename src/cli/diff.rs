@@ -18,7 +18,8 @@ use crate::store::fixtures;
 /// Compare two recordings of the same traffic: the answers of B against those of A.
 ///
 /// Identical requests (method, target and body) are paired in order: the n-th in A with the
-/// n-th in B. Exit 0 when every answer matches, 1 on differences (or exchanges only one side
+/// n-th in B; ids that an earlier answer created are rebound first, so `GET /items/<id A got>`
+/// pairs with `GET /items/<id B got>`. Exit 0 when every answer matches, 1 on differences (or exchanges only one side
 /// has), 2 on errors; `--fail-if` changes what fails.
 #[derive(Debug, Args)]
 pub(crate) struct DiffArgs {
@@ -181,7 +182,18 @@ pub(super) fn run(args: DiffArgs) -> anyhow::Result<u8> {
     }
     let mut report = Report::new();
     for ea in &a {
-        let Some(eb) = queues.get_mut(&pair_key(ea)).and_then(VecDeque::pop_front) else {
+        // A request that carried an id an earlier answer created (`GET /items/<id of the
+        // POST>`) carries the other run's id in B: look it up with the ids rebound.
+        let mut probe = Exchange {
+            request: ea.request.clone(),
+            ..Exchange::default()
+        };
+        rebinder.rewrite(&mut probe);
+        let found = queues
+            .get_mut(&pair_key(&probe))
+            .and_then(VecDeque::pop_front)
+            .or_else(|| queues.get_mut(&pair_key(ea)).and_then(VecDeque::pop_front));
+        let Some(eb) = found else {
             report.add(unpaired(ea, "A"));
             continue;
         };
