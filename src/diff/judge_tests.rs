@@ -416,3 +416,33 @@ fn credentials_never_reach_a_difference() {
     let v = Judge::new(Rules::defaults()).compare(&a, &b);
     assert_eq!(v.differences[0].now, "<redacted>");
 }
+
+#[test]
+fn grpc_protobuf_messages_compare_field_by_field() {
+    let grpc = MessageKind::Grpc { compressed: false };
+    let mut a = ex("POST", "/routes.Routes/Get", 200, &[], "");
+    a.protocol = Some(Protocol::Grpc);
+    let mut b = a.clone();
+    let proto = |name: &[u8], n: u8| {
+        let mut m = vec![0x0a, name.len() as u8];
+        m.extend_from_slice(name);
+        m.extend_from_slice(&[0x10, n]);
+        StreamMessage {
+            direction: Direction::ServerToClient,
+            offset_ns: 0,
+            kind: grpc.clone(),
+            data: Bytes::from(m),
+        }
+    };
+    a.messages = vec![proto(b"route-1", 3)];
+    b.messages = vec![proto(b"route-1", 4)];
+    let v = Judge::new(Rules::defaults()).compare(&a, &b);
+    assert_eq!(paths(&v), ["grpc message 1 $.2"]);
+    assert_eq!(
+        (
+            v.differences[0].recorded.as_str(),
+            v.differences[0].now.as_str()
+        ),
+        ("3", "4")
+    );
+}
