@@ -5,6 +5,7 @@ mod capture_filters;
 mod capture_parity;
 mod cli;
 mod common;
+mod diff;
 mod disk_full;
 mod door;
 mod faults;

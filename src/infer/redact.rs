@@ -12,8 +12,7 @@ use serde_json::Value;
 
 use crate::vocab::secrets::Rules;
 
-/// What a redacted value is replaced with.
-pub const REDACTED: &str = "<redacted>";
+pub use crate::vocab::secrets::REDACTED;
 
 /// Cap on remembered secret values (for the final scrub).
 const MAX_SECRETS: usize = 10_000;

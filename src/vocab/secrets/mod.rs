@@ -23,6 +23,16 @@ pub use body::Redaction;
 pub use exchange::redact_exchange;
 pub use wild::{json_matches, raw_matches};
 
+/// What a secret is shown as where no placeholder is needed (fixtures, diff reports).
+pub const REDACTED: &str = "<redacted>";
+
+/// The default rules (no `--redact` names), for readers that only ask whether a name is
+/// a secret's.
+pub fn default_rules() -> &'static Rules {
+    static DEFAULT: std::sync::OnceLock<Rules> = std::sync::OnceLock::new();
+    DEFAULT.get_or_init(|| Rules::new(&[]))
+}
+
 /// Every placeholder starts with this.
 pub const PLACEHOLDER_PREFIX: &str = "mf-redacted-";
 
