@@ -16,6 +16,7 @@
 
 mod clock;
 mod dial;
+mod fragments;
 mod h2;
 pub mod import;
 mod io;

@@ -165,6 +165,12 @@ pub(super) fn run(args: ImportArgs) -> anyhow::Result<u8> {
             &summary.path.display().to_string()
         )
     );
+    for (name, r) in reports.iter().filter(|(_, r)| r.decapsulated > 0) {
+        eprintln!(
+            "mf: {name}: {} packets taken out of VXLAN/GENEVE encapsulation",
+            r.decapsulated
+        );
+    }
     if let Some(line) = tls_line(&stats) {
         eprintln!("{line}");
     }
@@ -326,7 +332,7 @@ fn file_warnings(name: &str, r: &ImportReport) -> Vec<String> {
     }
     if r.fragments_dropped > 0 {
         out.push(format!(
-            "{name}: {} IPv4 fragment sets incomplete",
+            "{name}: {} fragmented IP datagrams incomplete",
             r.fragments_dropped
         ));
     }
