@@ -4,179 +4,17 @@
 //! The pairing `mf import` finds is checked against what the clients really exchanged.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use mf::model::{ErrorKind, Exchange, HeaderList};
 
+use crate::common::capture::{self, load, Netns, Tcpdump};
 use crate::common::*;
 
-/// A network namespace with its loopback up at MTU 1500; deleted on drop, pass or fail.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    /// `None` (with the reason printed) when namespaces cannot be made here.
-    fn new(tag: &str) -> Option<Netns> {
-        let name = format!("mf-test-{}-{tag}", std::process::id());
-        let made = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .map(|o| {
-                (
-                    o.status.success(),
-                    String::from_utf8_lossy(&o.stderr).into_owned(),
-                )
-            });
-        match made {
-            Ok((true, _)) => {}
-            Ok((false, why)) => {
-                eprintln!("skipped: `ip netns add` failed: {why}");
-                return None;
-            }
-            Err(e) => {
-                eprintln!("skipped: `ip` is not available: {e}");
-                return None;
-            }
-        }
-        let ns = Netns { name };
-        let up = ns
-            .cmd("ip")
-            .args(["link", "set", "lo", "up", "mtu", "1500"])
-            .status()
-            .expect("ip link");
-        assert!(up.success(), "could not bring lo up in {}", ns.name);
-        Some(ns)
-    }
-
-    /// `program` run inside the namespace.
-    fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]);
-        c
-    }
-
-    fn python(&self, script: &str) -> Command {
-        let mut c = self.cmd("python3");
-        c.arg("-u").arg(tests_dir().join("servers").join(script));
-        c
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-/// tcpdump inside a namespace, writing every TCP packet of its loopback to a file.
-struct Capture {
-    child: Child,
-    path: PathBuf,
-    log: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Capture {
-    fn start(ns: &Netns, path: &Path, filter: &str) -> Capture {
-        require("tcpdump");
-        let mut child = ns
-            .cmd("tcpdump")
-            .args([
-                "-i", "lo", "-s", "0", "-U", "-B", "65536", "-Z", "root", "-w",
-            ])
-            .arg(path)
-            .arg(filter)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting tcpdump");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let log2 = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                log2.lock().unwrap().push_str(&line);
-                log2.lock().unwrap().push('\n');
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(line) if line.contains("listening on") => break,
-                _ if Instant::now() > deadline => {
-                    panic!("tcpdump did not start: {}", log.lock().unwrap())
-                }
-                _ => {}
-            }
-        }
-        Capture {
-            child,
-            path: path.to_path_buf(),
-            log,
-        }
-    }
-
-    /// Waits until the file stops growing, then stops tcpdump; returns the file and how
-    /// many packets the kernel dropped (which would be loss the test did not choose).
-    fn stop(mut self) -> (PathBuf, u64) {
-        let size = || std::fs::metadata(&self.path).map_or(0, |m| m.len());
-        let mut last = (size(), Instant::now());
-        wait_until(Duration::from_secs(15), || {
-            let now = size();
-            if now != last.0 {
-                last = (now, Instant::now());
-            }
-            last.1.elapsed() > Duration::from_secs(1)
-        });
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGINT);
-        }
-        let _ = self.child.wait();
-        let log = self.log.lock().unwrap().clone();
-        let dropped = log
-            .lines()
-            .find_map(|l| l.trim().strip_suffix(" packets dropped by kernel"))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0);
-        (self.path.clone(), dropped)
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn import(pcap: &Path, db: &Path) -> String {
-    let out = mf()
-        .arg("import")
-        .arg(pcap)
-        .arg("-o")
-        .arg(db)
-        .output()
-        .expect("mf import");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "mf import failed: {stderr}");
-    stderr
-}
-
-fn load(db: &Path) -> Vec<Exchange> {
-    let mut all = mf::store::Reader::open(db)
-        .expect("open")
-        .load_all()
-        .expect("load");
-    all.sort_by_key(|e| (e.started_at_ns, e.connection_id, e.seq));
-    all
+    String::from_utf8_lossy(&capture::import(&[pcap], db, &[]).stderr).into_owned()
 }
 
 fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
@@ -202,7 +40,7 @@ fn lossy_keepalive_capture_pairs_what_survived() {
     let server = Proc::start("lossy server", cmd, "PORT");
     let port = server.addr().port().to_string();
     let pcap = dir.path().join("clean.pcap");
-    let dump = Capture::start(&ns, &pcap, "tcp");
+    let dump = Tcpdump::start_in(Some(&ns), "lo", "tcp", &pcap, &[]);
     let n = 1500u64;
     let client = ns
         .python("lossy_http.py")
@@ -214,7 +52,7 @@ fn lossy_keepalive_capture_pairs_what_survived() {
         "client failed: {}",
         String::from_utf8_lossy(&client.stderr)
     );
-    let (pcap, kernel_drops) = dump.stop();
+    let (pcap, kernel_drops) = dump.stop_after(Duration::from_secs(1));
     drop(server);
     assert_eq!(
         kernel_drops, 0,
@@ -324,18 +162,6 @@ fn lossy_keepalive_capture_pairs_what_survived() {
     assert!(summary.contains("bodies kept with a hole"), "{summary}");
 }
 
-/// Runs curl inside the namespace; returns its exit code and body.
-fn ns_curl(ns: &Netns, args: &[&str]) -> (i32, Vec<u8>) {
-    require("curl");
-    let out = ns
-        .cmd("curl")
-        .args(["-sS", "--max-time", "20"])
-        .args(args)
-        .output()
-        .expect("curl");
-    (out.status.code().unwrap_or(-1), out.stdout)
-}
-
 #[test]
 fn connect_tunnel_is_decoded_with_the_outer_authority() {
     let Some(ns) = Netns::new("tunnel") else {
@@ -358,35 +184,29 @@ fn connect_tunnel_is_decoded_with_the_outer_authority() {
         proxy.addr().port(),
         silent.addr().port()
     );
-    let dump = Capture::start(&ns, &pcap, &filter);
+    let dump = Tcpdump::start_in(Some(&ns), "lo", &filter, &pcap, &[]);
     // Two requests through one tunnel, with an inner Host unlike the tunnel's target.
-    let (code, body) = ns_curl(
-        &ns,
-        &[
-            "-p",
-            "-x",
-            &format!("http://{}", proxy.addr()),
-            "-H",
-            "Host: inner.test",
-            &format!("http://{target}/r/1?size=100"),
-            &format!("http://{target}/r/2?size=5000"),
-        ],
-    );
+    let (code, body) = ns.curl(&[
+        "-p",
+        "-x",
+        &format!("http://{}", proxy.addr()),
+        "-H",
+        "Host: inner.test",
+        &format!("http://{target}/r/1?size=100"),
+        &format!("http://{target}/r/2?size=5000"),
+    ]);
     assert_eq!((code, body.len()), (0, 5100));
     // A tunnel that is never answered: curl gives up.
-    let (code, _) = ns_curl(
-        &ns,
-        &[
-            "-p",
-            "-x",
-            &format!("http://{}", silent.addr()),
-            "--max-time",
-            "1",
-            &format!("http://{target}/r/3"),
-        ],
-    );
+    let (code, _) = ns.curl(&[
+        "-p",
+        "-x",
+        &format!("http://{}", silent.addr()),
+        "--max-time",
+        "1",
+        &format!("http://{target}/r/3"),
+    ]);
     assert_ne!(code, 0);
-    let (pcap, _) = dump.stop();
+    let (pcap, _) = dump.stop_after(Duration::from_secs(1));
     drop((upstream, proxy, silent));
     let db = dir.path().join("tunnel.db");
     let summary = import(&pcap, &db);
@@ -425,13 +245,10 @@ fn h2c_upgrade_answered_101_is_decoded_as_http2() {
     let dir = tempfile::tempdir().unwrap();
     let server = Proc::start("h2c server", ns.python("h2c_upgrade.py"), "PORT");
     let pcap = dir.path().join("h2c.pcap");
-    let dump = Capture::start(&ns, &pcap, "tcp");
-    let (code, body) = ns_curl(
-        &ns,
-        &["--http2", &format!("http://{}/up?x=1", server.addr())],
-    );
+    let dump = Tcpdump::start_in(Some(&ns), "lo", "tcp", &pcap, &[]);
+    let (code, body) = ns.curl(&["--http2", &format!("http://{}/up?x=1", server.addr())]);
     assert_eq!((code, body.as_slice()), (0, &b"hello over h2c\n"[..]));
-    let (pcap, _) = dump.stop();
+    let (pcap, _) = dump.stop_after(Duration::from_secs(1));
     drop(server);
     let db = dir.path().join("h2c.db");
     import(&pcap, &db);

@@ -18,4 +18,5 @@ mod pcap_synthetic;
 mod pipeline;
 mod streaming;
 mod tls;
+mod tunnels;
 mod websocket;
