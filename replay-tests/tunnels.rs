@@ -4,8 +4,10 @@
 //! around curl talking to a Python server; what `mf import` finds is compared with what curl
 //! saw.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use mf::model::{Exchange, HeaderList};
 
@@ -97,12 +99,14 @@ fn import_stderr(pcap: &Path, db: &Path) -> String {
 }
 
 /// Two namespaces joined by an underlay veth (10.200.0.0/24), each with the other as the
-/// kernel's VXLAN remote (VNI 42, 192.168.42.0/24 inside): tcpdump on the underlay sees
-/// only encapsulated packets.
-#[test]
-fn vxlan_capture_of_the_underlay_gives_the_inner_exchanges() {
-    let (Some(a), Some(b)) = (Netns::new("vxa"), Netns::new("vxb")) else {
-        return;
+/// kernel's VXLAN remote (VNI 42, 192.168.42.0/24 inside): the underlay carries only
+/// encapsulated packets.
+fn vxlan_pair(tag: &str) -> Option<(Netns, Netns)> {
+    let (Some(a), Some(b)) = (
+        Netns::new(&format!("{tag}a")),
+        Netns::new(&format!("{tag}b")),
+    ) else {
+        return None;
     };
     veth(&a, "mfu0", "10.200.0.1", &b, "mfu1", "10.200.0.2");
     for (ns, dev, remote, inner) in [
@@ -116,6 +120,15 @@ fn vxlan_capture_of_the_underlay_gives_the_inner_exchanges() {
         ns.ip(&["addr", "add", &format!("{inner}/24"), "dev", "vx0"]);
         ns.ip(&["link", "set", "vx0", "up"]);
     }
+    Some((a, b))
+}
+
+/// tcpdump on the underlay, then `mf import`.
+#[test]
+fn vxlan_capture_of_the_underlay_gives_the_inner_exchanges() {
+    let Some((a, b)) = vxlan_pair("vx") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = b.python("lossy_http.py");
     cmd.args(["server", "192.168.42.2"]);
@@ -141,6 +154,54 @@ fn vxlan_capture_of_the_underlay_gives_the_inner_exchanges() {
         summary.contains("packets taken out of VXLAN/GENEVE encapsulation"),
         "{summary}"
     );
+}
+
+/// `mf record --interface` on the underlay, live, with `--port` naming the inner port: the
+/// sniffer opens the same tunnels as the import.
+#[test]
+fn live_sniffing_of_a_vxlan_underlay() {
+    let Some((a, b)) = vxlan_pair("lv") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = b.python("lossy_http.py");
+    cmd.args(["server", "192.168.42.2"]);
+    let server = Proc::start("server behind vxlan", cmd, "PORT");
+    let port = server.addr().port().to_string();
+    let db = dir.path().join("live.db");
+    let mut cmd = a.mf();
+    cmd.args(["record", "--interface", "mfu0", "--port", &port, "-o"])
+        .arg(&db)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("mf record");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let started = wait_until(Duration::from_secs(20), || {
+        while let Ok(l) = rx.try_recv() {
+            log.push(l);
+        }
+        log.iter().any(|l| l.contains("capturing on mfu0"))
+    });
+    assert!(started, "mf record --interface did not start: {log:?}");
+    let seen = run_curl(&a, &format!("http://192.168.42.2:{port}"), &[]);
+    let recorded = wait_until(Duration::from_secs(20), || ls_rows(&db) == seen.len());
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = child.wait().expect("mf record");
+    while let Ok(l) = rx.recv_timeout(Duration::from_secs(5)) {
+        log.push(l);
+    }
+    assert!(recorded && status.success(), "{log:#?}");
+    assert_eq!(imported(&load(&db)), seen, "{log:#?}");
 }
 
 /// GENEVE as a packet mirror sends it: this kernel may have no `geneve` link type, and a

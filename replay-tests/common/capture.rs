@@ -59,6 +59,13 @@ impl Netns {
         c
     }
 
+    /// A hermetic `mf` command run inside the namespace.
+    pub fn mf(&self) -> Command {
+        let mut c = self.cmd(&mf_bin().to_string_lossy());
+        super::hermetic(&mut c);
+        c
+    }
+
     /// `ip ARGS` inside the namespace; panics with ip's message when it fails.
     pub fn ip(&self, args: &[&str]) {
         let out = self.cmd("ip").args(args).output().expect("ip");
