@@ -274,3 +274,117 @@ fn h2c_upgrade_answered_101_is_decoded_as_http2() {
     assert_eq!(&r.body.data[..], b"hello over h2c\n");
     assert!(e.error.is_none(), "{:?}", e.error);
 }
+
+/// A WebSocket session captured with loss: each direction resumes at the next frame after
+/// every hole, so the messages that were captured whole all come out, in order, exactly.
+#[test]
+fn lossy_websocket_session_resumes_after_each_hole() {
+    let Some(ns) = Netns::new("wslossy") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let n = 300usize;
+    let mut py = ns
+        .python("ws_lossy.py")
+        .arg(n.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ws_lossy.py");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(py.stdout.take().unwrap()));
+    let port: u16 = lines
+        .next()
+        .and_then(Result::ok)
+        .and_then(|l| l.strip_prefix("PORT ")?.trim().parse().ok())
+        .expect("PORT line");
+    let pcap = dir.path().join("ws.pcap");
+    let dump = Tcpdump::start_in(Some(&ns), "lo", &format!("tcp port {port}"), &pcap, &[]);
+    std::io::Write::write_all(&mut py.stdin.take().unwrap(), b"go\n").unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let _ = py.wait();
+    assert_eq!(
+        rest.last().map(String::as_str),
+        Some(&*format!("DONE {n}")),
+        "{rest:?}"
+    );
+    let sizes: Vec<usize> = rest[0]
+        .strip_prefix("SIZES ")
+        .expect("SIZES line")
+        .split(',')
+        .map(|s| s.parse().expect("size"))
+        .collect();
+    let (pcap, _) = dump.stop_after(Duration::from_secs(1));
+    // An odd period: requests and echoes alternate, so both directions lose segments.
+    let lossy = dir.path().join("lossy.pcap");
+    let out = Command::new("python3")
+        .arg(tests_dir().join("servers").join("pcap_drop.py"))
+        .arg(&pcap)
+        .arg(&lossy)
+        .args(["37", "3"])
+        .output()
+        .expect("pcap_drop");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dropped = json_lines(&out.stdout)[0]["dropped"].as_u64().unwrap_or(0);
+    assert!(dropped >= 10, "{dropped} segments dropped");
+
+    let db = dir.path().join("ws.db");
+    let summary = import(&lossy, &db);
+    let ex = load(&db);
+    let ws: Vec<&Exchange> = ex
+        .iter()
+        .filter(|e| e.protocol.map(|p| p.as_str()) == Some("websocket"))
+        .collect();
+    assert_eq!(ws.len(), 1, "{summary}");
+    let ws = ws[0];
+    assert_eq!(
+        ws.error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::CaptureHole)
+    );
+    let holes: u64 = ws
+        .tags
+        .get("ws_holes")
+        .and_then(|h| h.parse().ok())
+        .unwrap_or(0);
+    assert!(holes >= 1, "{:?}", ws.tags);
+    for dir in [
+        mf::model::Direction::ClientToServer,
+        mf::model::Direction::ServerToClient,
+    ] {
+        let mut last = None;
+        let mut count = 0;
+        let texts = ws.messages.iter().filter(|m| {
+            m.direction == dir
+                && matches!(m.kind, mf::model::MessageKind::WebSocket { opcode: 1, .. })
+        });
+        for m in texts {
+            let text = std::str::from_utf8(&m.data).expect("a whole text message");
+            let i: usize = text
+                .strip_prefix('m')
+                .and_then(|t| t.split(':').next())
+                .and_then(|t| t.parse().ok())
+                .unwrap_or_else(|| panic!("not a message start: {:.40}", text));
+            let fill = (b'a' + (i % 26) as u8) as char;
+            let want =
+                format!("m{i}:") + &fill.to_string().repeat(sizes[i] - format!("m{i}:").len());
+            assert!(text == want, "{dir:?} message {i} is not what was sent");
+            assert!(last < Some(i), "{dir:?}: message {i} out of order");
+            last = Some(i);
+            count += 1;
+        }
+        // Each hole costs the frame it hit (one message here: each is echoed before the
+        // next is sent), two when it takes the end of one and the start of the next.
+        eprintln!("{dir:?}: {count} of {n} messages recovered, {holes} holes in all");
+        assert!(
+            count as u64 + 2 * holes >= n as u64 && count < n + 1,
+            "{dir:?}: only {count} of {n} messages"
+        );
+    }
+    assert!(
+        summary.contains("resynchronisations after a hole"),
+        "{summary}"
+    );
+}

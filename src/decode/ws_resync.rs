@@ -4,9 +4,9 @@
 //! so a candidate must pass everything RFC 6455 §5.2 demands of a real one — a defined
 //! opcode, no RSV2/RSV3 (no extension in use sets them), a control frame whole and short,
 //! the shortest length encoding, the masking the peer used before the hole, a close code in
-//! range, UTF-8 in a whole text frame — and be followed by another such header, or end
-//! exactly where the captured bytes end (senders write whole frames, so a segment boundary
-//! is a frame boundary far more often than not).
+//! range, UTF-8 in a whole text frame — and lead to a chain of such frames, or to exactly
+//! where the captured bytes end (senders write whole frames, so a segment boundary is a
+//! frame boundary far more often than not).
 
 use super::{apply_mask, opcode, Error};
 
@@ -119,38 +119,47 @@ fn payload_fits(h: &Head, payload: &[u8]) -> bool {
     }
 }
 
-/// The first offset of `b` where a frame plausibly starts (see the module comment).
-pub(super) fn frame_boundary(b: &[u8], masked: Option<bool>, max_frame: usize) -> Boundary {
-    let mut p = 0;
-    while p < b.len() {
-        let h = match plausible(&b[p..], masked, max_frame) {
-            None => return Boundary::NeedMore(p),
-            Some(None) => {
-                p += 1;
-                continue;
-            }
-            Some(Some(h)) => h,
+/// Frames in a row a candidate must lead to (unless the captured bytes end first): random
+/// bytes — masked payloads look random — pass one header check often enough, several
+/// in a row almost never.
+const CHAIN: usize = 4;
+
+/// Whether a chain of plausible frames starts at `b[p..]`: `None` when more bytes are
+/// needed to tell.
+fn chain_at(b: &[u8], p: usize, masked: Option<bool>, max_frame: usize) -> Option<bool> {
+    let mut q = p;
+    for _ in 0..CHAIN {
+        let h = match plausible(&b[q..], masked, max_frame)? {
+            Some(h) => h,
+            None => return Some(false),
         };
-        let start = p + h.size;
+        let start = q + h.size;
         let end = start.saturating_add(h.len as usize);
         if end > b.len() {
-            // Its payload is not all here: the candidate can only be judged later.
-            return Boundary::NeedMore(p);
+            // A payload not all here: the chain can only be judged later.
+            return None;
         }
         if !payload_fits(&h, &b[start..end]) {
-            p += 1;
-            continue;
+            return Some(false);
         }
         if end == b.len() {
-            return Boundary::At(p);
+            return Some(true);
         }
-        match plausible(&b[end..], masked, max_frame) {
+        q = end;
+    }
+    Some(true)
+}
+
+/// The first offset of `b` where a frame plausibly starts (see the module comment).
+pub(super) fn frame_boundary(b: &[u8], masked: Option<bool>, max_frame: usize) -> Boundary {
+    for p in 0..b.len() {
+        match chain_at(b, p, masked, max_frame) {
+            Some(true) => return Boundary::At(p),
+            Some(false) => {}
             None => return Boundary::NeedMore(p),
-            Some(Some(_)) => return Boundary::At(p),
-            Some(None) => p += 1,
         }
     }
-    Boundary::NeedMore(p)
+    Boundary::NeedMore(b.len())
 }
 
 #[cfg(test)]
