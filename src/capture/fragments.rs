@@ -40,6 +40,8 @@ pub(crate) struct Fragment<'a> {
     /// The protocol of the payload, as this fragment's header says it.
     pub proto: u8,
     pub data: &'a [u8],
+    /// The snaplen cut it: the datagram can never be whole.
+    pub cut: bool,
 }
 
 struct Set {
@@ -74,7 +76,7 @@ impl Reassembly {
             self.expire(ts_ns);
         }
         let end = f.offset + f.data.len();
-        if end > MAX_DATAGRAM {
+        if end > MAX_DATAGRAM || f.cut {
             self.drop_set(&key);
             return None;
         }

@@ -130,6 +130,7 @@ impl PacketDecoder {
                 more: h.more_fragments(),
                 proto,
                 data: body,
+                cut,
             };
             let (proto, whole) = self.fragments.add(ts_ns, key, f).ok_or(Skip::Fragment)?;
             return self.transport(ts_ns, (src, dst), proto, &whole, false, depth);
@@ -167,6 +168,7 @@ impl PacketDecoder {
             more: fh.more_fragments(),
             proto: fh.next_header().0,
             data,
+            cut,
         };
         let (proto, whole) = self.fragments.add(ts_ns, key, f).ok_or(Skip::Fragment)?;
         // The fragmentable part may start with destination options before the transport.
