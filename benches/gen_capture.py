@@ -2,7 +2,7 @@
 
 Usage: gen_capture.py FILE SIZE_MB [http1]. Prints `REQUESTS n` (the exchange count a
 correct importer finds). With `http1`, only keep-alive HTTP/1.1 connections (GETs and
-POSTs, bodies from empty to tens of kilobytes, some chunked): what `import.sh` makes lossy
+POSTs, API-sized bodies from empty to a few kilobytes, now and then 30 kB, some chunked): what `import.sh` makes lossy
 to compare pairing with tshark's. Frames are built from templates (Ethernet/IPv4/TCP, checksums left zero:
 importers do not verify them, and tshark does not by default).
 """
@@ -85,9 +85,11 @@ def http1_mixed(conn, n):
     global requests
     for i in range(20):
         k = (n * 20 + i) * 2654435761 & 0xFFFFFFFF
-        size = (0, 120, 1800, 9000, 40000)[k % 5]
+        # API-sized answers, about 600 bytes an exchange on the wire as in the lossy
+        # production capture this mode stands for; now and then a larger one.
+        size = (0, 40, 120, 300, 700, 2500)[k % 6] if k % 50 else 30000
         if k % 3 == 0:
-            body = body_req[: (k >> 8) % 2048]
+            body = body_req[: (k >> 8) % 600]
             head = b"POST /r/%d HTTP/1.1\r\nHost: bench\r\nContent-Length: %d\r\n\r\n" % (requests, len(body))
             conn.send(True, head + body)
         else:
