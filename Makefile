@@ -4,7 +4,7 @@ CARGO ?= cargo
 APT_PACKAGES := curl python3 python3-pip libpcap-dev tcpdump nginx-light wrk nghttp2-client nghttp2-server
 PIP_PACKAGES := grpcio grpcio-tools websockets requests prometheus-client openapi-spec-validator mitmproxy
 
-.PHONY: demo test bench setup setup-apt setup-pip man fmt lint corpus bench-import fuzz
+.PHONY: demo test bench setup setup-apt setup-pip setup-tshark man fmt lint corpus bench-import fuzz
 
 demo: setup-apt
 	$(CARGO) build --quiet
@@ -48,10 +48,18 @@ lint:
 corpus:
 	bash replay-tests/corpus.sh "$(CAPTURES)"
 
-# Import throughput on a generated >= 500 MB capture (mixed HTTP/1.1 and gRPC).
-bench-import: setup
-	$(CARGO) build --release --quiet
+# Import throughput on a generated capture (mixed HTTP/1.1 and gRPC), then mf against
+# tshark on the same lossy HTTP/1.1 capture: requests paired, speed, peak RSS.
+bench-import: setup setup-tshark
+	$(CARGO) build --release --quiet --bin mf
 	bash benches/import.sh target/release/mf
+
+# tshark without the question wireshark-common asks (non-root capture: no).
+setup-tshark:
+	@command -v tshark >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  echo "wireshark-common wireshark-common/install-setuid boolean false" | $$SUDO debconf-set-selections; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq tshark >/dev/null; }
 
 # Each fuzz target for FUZZ_SECONDS (cargo-fuzz, nightly toolchain).
 FUZZ_SECONDS ?= 60

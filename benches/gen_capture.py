@@ -1,13 +1,16 @@
 """Writes a large synthetic pcap of mixed HTTP/1.1 and gRPC (h2c) traffic for `import.sh`.
 
-Usage: gen_capture.py FILE SIZE_MB. Prints `REQUESTS n` (the exchange count a correct
-importer finds). Frames are built from templates (Ethernet/IPv4/TCP, checksums left zero:
+Usage: gen_capture.py FILE SIZE_MB [http1]. Prints `REQUESTS n` (the exchange count a
+correct importer finds). With `http1`, only keep-alive HTTP/1.1 connections (GETs and
+POSTs, API-sized bodies from empty to a few kilobytes, now and then 30 kB, some chunked): what `import.sh` makes lossy
+to compare pairing with tshark's. Frames are built from templates (Ethernet/IPv4/TCP, checksums left zero:
 importers do not verify them, and tshark does not by default).
 """
 import struct
 import sys
 
 path, size_mb = sys.argv[1], int(sys.argv[2])
+http1_only = len(sys.argv) > 3 and sys.argv[3] == "http1"
 target = size_mb * 1_000_000
 out = open(path, "wb", buffering=1 << 22)
 out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
@@ -75,9 +78,37 @@ grpc_req = b"\x00" + struct.pack("!I", 2048) + bytes(2048)
 grpc_resp = b"\x00" + struct.pack("!I", 4096) + b"\x07" * 4096
 requests = 0
 n = 0
+
+
+def http1_mixed(conn, n):
+    """Twenty exchanges of assorted shapes, each telling its number in `X-Req`."""
+    global requests
+    for i in range(20):
+        k = (n * 20 + i) * 2654435761 & 0xFFFFFFFF
+        # API-sized answers, about 600 bytes an exchange on the wire as in the lossy
+        # production capture this mode stands for; now and then a larger one.
+        size = (0, 40, 120, 300, 700, 2500)[k % 6] if k % 50 else 30000
+        if k % 3 == 0:
+            body = body_req[: (k >> 8) % 600]
+            head = b"POST /r/%d HTTP/1.1\r\nHost: bench\r\nContent-Length: %d\r\n\r\n" % (requests, len(body))
+            conn.send(True, head + body)
+        else:
+            conn.send(True, b"GET /r/%d?size=%d HTTP/1.1\r\nHost: bench\r\nAccept: */*\r\n\r\n" % (requests, size))
+        payload = (body_resp * 5)[:size]
+        if k % 7 == 0:
+            chunks = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (payload[j:j + 4000] for j in range(0, len(payload), 4000)) if c)
+            conn.send(False, b"HTTP/1.1 200 OK\r\nX-Req: %d\r\nTransfer-Encoding: chunked\r\n\r\n" % requests + chunks + b"0\r\n\r\n")
+        else:
+            conn.send(False, b"HTTP/1.1 200 OK\r\nX-Req: %d\r\nContent-Length: %d\r\n\r\n" % (requests, len(payload)) + payload)
+        requests += 1
+
+
 while written < target:
     n += 1
-    if n % 2:
+    if http1_only:
+        conn = Conn(n, 8080)
+        http1_mixed(conn, n)
+    elif n % 2:
         conn = Conn(n, 8080)
         for i in range(20):
             req = b"POST /api/items/%d HTTP/1.1\r\nHost: bench\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n" % (i, len(body_req)) + body_req

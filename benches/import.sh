@@ -1,31 +1,65 @@
 #!/usr/bin/env bash
-# Import throughput on a large generated capture (>= 500 MB of mixed HTTP/1.1 and gRPC),
-# beside the time to just read the file and, where installed, tshark. Usage: import.sh MF_BINARY [SIZE_MB]
+# Import benchmarks, one run: (1) throughput on a generated clean capture of mixed HTTP/1.1
+# and gRPC, checked against the exchange count the generator made; (2) mf against tshark on
+# the same lossy capture of keep-alive HTTP/1.1 (one data segment in LOSS_EVERY removed,
+# deterministically, as a busy capture host's kernel drops them): requests each pairs with
+# its response, import times, and mf's peak RSS.
+# Usage: import.sh MF_BINARY [LOSSY_MB] [CLEAN_MB]   (generated files are deleted at the end)
 set -euo pipefail
-mf=${1:?usage: import.sh MF_BINARY [SIZE_MB]}
-size=${2:-520}
+mf=${1:?usage: import.sh MF_BINARY [LOSSY_MB] [CLEAN_MB]}
+lossy_mb=${2:-320}
+clean_mb=${3:-200}
+loss_every=${LOSS_EVERY:-3000}
 dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
-cap="$dir/bench.pcap"
 here=$(cd "$(dirname "$0")" && pwd)
-expected=$(python3 "$here/gen_capture.py" "$cap" "$size" | awk '/REQUESTS/ {print $2}')
-bytes=$(stat -c %s "$cap")
-mb=$(python3 -c "print($bytes/1e6)")
 now() { date +%s.%N; }
+calc() { python3 -c "print($1)"; }
+# Elapsed seconds and peak RSS (KiB) from a `/usr/bin/time -v` report.
+elapsed() { awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$1"; }
+peak_kb() { awk -F': ' '/Maximum resident set size/ {print $2}' "$1"; }
+# Exchanges with a request and its response (orphan responses have no target).
+paired() { python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"select count(*) from exchanges where status is not null and target != ''\").fetchone()[0])" "$1"; }
+
+echo "== clean capture, mixed HTTP/1.1 and gRPC"
+cap="$dir/clean.pcap"
+expected=$(python3 "$here/gen_capture.py" "$cap" "$clean_mb" | awk '/REQUESTS/ {print $2}')
+mb=$(calc "$(stat -c %s "$cap")/1e6")
 t0=$(now); cat "$cap" > /dev/null; t1=$(now)
-read_s=$(python3 -c "print(max($t1-$t0,1e-6))")
-/usr/bin/time -v "$mf" import "$cap" -o "$dir/bench.db" 2> "$dir/time.txt" || { cat "$dir/time.txt"; exit 2; }
-import_s=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$dir/time.txt")
-rss_kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$dir/time.txt")
+read_s=$(calc "max($t1-$t0,1e-6)")
+/usr/bin/time -v "$mf" import "$cap" -o "$dir/clean.db" 2> "$dir/time.txt" || { cat "$dir/time.txt"; exit 2; }
+import_s=$(elapsed "$dir/time.txt")
 got=$(grep -oE '^mf: [0-9]+ exchanges' "$dir/time.txt" | awk '{print $2}')
 printf 'capture: %.0f MB, %s requests expected\n' "$mb" "$expected"
-printf 'read only (cat):   %6.2f s  %8.1f MB/s\n' "$read_s" "$(python3 -c "print($mb/$read_s)")"
-printf 'mf import:         %6.2f s  %8.1f MB/s  (%.1fx the read time)  %s exchanges  peak RSS %d MiB\n' \
-  "$import_s" "$(python3 -c "print($mb/max($import_s,1e-6))")" "$(python3 -c "print($import_s/$read_s)")" "$got" "$((rss_kb / 1024))"
-if command -v tshark >/dev/null; then
-  t0=$(now); n=$(tshark -r "$cap" -Y 'http.request || grpc' -d tcp.port==50051,http2 2>/dev/null | wc -l); t1=$(now)
-  ts=$(python3 -c "print($t1-$t0)")
-  printf 'tshark:            %6.2f s  %8.1f MB/s  %s requests  (mf is %.1fx faster)\n' "$ts" "$(python3 -c "print($mb/$ts)")" "$n" "$(python3 -c "print($ts/max($import_s,1e-6))")"
-else
-  echo "tshark: not installed, no comparison"
-fi
+printf 'read only (cat):   %6.2f s  %8.1f MB/s\n' "$read_s" "$(calc "$mb/$read_s")"
+printf 'mf import:         %6.2f s  %8.1f MB/s  %s exchanges  peak RSS %d MiB\n' \
+  "$import_s" "$(calc "$mb/max($import_s,1e-6)")" "$got" "$(($(peak_kb "$dir/time.txt") / 1024))"
+rm -f "$cap" "$dir"/clean.db*
 [ "$got" = "$expected" ] || { echo "MISMATCH: mf found $got exchanges, expected $expected"; exit 1; }
+
+echo "== lossy capture, keep-alive HTTP/1.1, one data segment in $loss_every dropped"
+clean="$dir/h1.pcap"; cap="$dir/lossy.pcap"
+made=$(python3 "$here/gen_capture.py" "$clean" "$lossy_mb" http1 | awk '/REQUESTS/ {print $2}')
+dropped=$(python3 "$here/../replay-tests/servers/pcap_drop.py" "$clean" "$cap" "$loss_every" 11 \
+  | python3 -c "import json,sys; print(json.load(sys.stdin)['dropped'])")
+rm -f "$clean"
+mb=$(calc "$(stat -c %s "$cap")/1e6")
+printf 'capture: %.0f MB, %s requests made, %s segments dropped\n' "$mb" "$made" "$dropped"
+/usr/bin/time -v "$mf" import "$cap" -o "$dir/lossy.db" 2> "$dir/time.txt" || { tail -5 "$dir/time.txt"; exit 2; }
+mf_s=$(elapsed "$dir/time.txt")
+mf_rss=$(($(peak_kb "$dir/time.txt") / 1024))
+mf_paired=$(paired "$dir/lossy.db")
+rm -f "$dir"/lossy.db*
+if ! command -v tshark >/dev/null; then
+  printf 'mf import:  %7.2f s  %8.1f MB/s  %s requests paired  peak RSS %d MiB\n' "$mf_s" "$(calc "$mb/max($mf_s,1e-6)")" "$mf_paired" "$mf_rss"
+  echo "tshark: not installed (make bench-import installs it), no comparison"
+  exit 0
+fi
+# tshark's HTTP dissector links a response to its request (http.request_in): count those.
+/usr/bin/time -v tshark -r "$cap" -Y 'http.response and http.request_in' -T fields -e frame.number \
+  > "$dir/tshark.txt" 2> "$dir/ttime.txt" || { tail -5 "$dir/ttime.txt"; exit 2; }
+ts_s=$(elapsed "$dir/ttime.txt")
+ts_paired=$(wc -l < "$dir/tshark.txt")
+printf 'mf import:  %7.2f s  %8.1f MB/s  %s requests paired  peak RSS %d MiB\n' "$mf_s" "$(calc "$mb/max($mf_s,1e-6)")" "$mf_paired" "$mf_rss"
+printf 'tshark:     %7.2f s  %8.1f MB/s  %s requests paired  peak RSS %d MiB\n' "$ts_s" "$(calc "$mb/max($ts_s,1e-6)")" "$ts_paired" "$(($(peak_kb "$dir/ttime.txt") / 1024))"
+printf 'paired mf/tshark: %.4f (goal >= 0.99)   speed mf/tshark: %.1fx (goal >= 20x)\n' \
+  "$(calc "$mf_paired/max($ts_paired,1)")" "$(calc "$ts_s/max($mf_s,1e-6)")"

@@ -5,12 +5,13 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use mf::model::{Exchange, HeaderList, Protocol};
 
+use crate::common::capture::Tcpdump;
 use crate::common::*;
 
 /// nginx serving TLS 1.2 and 1.3 with HTTP/1.1 and h2 from a prefix of its own; stopped on
@@ -71,70 +72,6 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// tcpdump on the loopback for one port; stopped once its file stops growing.
-struct Tcpdump {
-    child: Child,
-    path: PathBuf,
-}
-
-impl Tcpdump {
-    fn start(path: &Path, port: u16) -> Tcpdump {
-        require("tcpdump");
-        let mut child = Command::new("tcpdump")
-            .args(["-i", "lo", "-s", "0", "-U", "-Z", "root", "-w"])
-            .arg(path)
-            .arg(format!("tcp port {port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting tcpdump");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(line) if line.contains("listening on") => break,
-                _ if Instant::now() > deadline => panic!("tcpdump did not start"),
-                _ => {}
-            }
-        }
-        Tcpdump {
-            child,
-            path: path.to_path_buf(),
-        }
-    }
-
-    fn stop(mut self) -> PathBuf {
-        let size = || std::fs::metadata(&self.path).map_or(0, |m| m.len());
-        let mut last = (size(), Instant::now());
-        wait_until(Duration::from_secs(15), || {
-            let now = size();
-            if now != last.0 {
-                last = (now, Instant::now());
-            }
-            last.1.elapsed() > Duration::from_secs(1)
-        });
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGINT);
-        }
-        let _ = self.child.wait();
-        self.path.clone()
-    }
-}
-
-impl Drop for Tcpdump {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -338,7 +275,7 @@ fn tls_12_and_13_captures_decrypt_with_key_logs_and_replay_over_tls() {
     let port = nginx.port;
     let keys = dir.path().join("keys.log");
     let pcap = dir.path().join("tls.pcap");
-    let dump = Tcpdump::start(&pcap, port);
+    let dump = Tcpdump::start("lo", &format!("tcp port {port}"), &pcap);
 
     let cacert = ca.to_str().unwrap();
     let url = |p: &str| format!("https://localhost:{port}{p}");
@@ -419,7 +356,7 @@ fn tls_12_and_13_captures_decrypt_with_key_logs_and_replay_over_tls() {
         ],
     );
     assert_eq!(r.status(), 200);
-    let pcap = dump.stop();
+    let (pcap, _) = dump.stop_after(Duration::from_secs(1));
     drop(nginx);
 
     // Without keys: every connection listed as TLS by its SNI, nothing decoded.

@@ -4,179 +4,17 @@
 //! The pairing `mf import` finds is checked against what the clients really exchanged.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use mf::model::{ErrorKind, Exchange, HeaderList};
 
+use crate::common::capture::{self, load, Netns, Tcpdump};
 use crate::common::*;
 
-/// A network namespace with its loopback up at MTU 1500; deleted on drop, pass or fail.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    /// `None` (with the reason printed) when namespaces cannot be made here.
-    fn new(tag: &str) -> Option<Netns> {
-        let name = format!("mf-test-{}-{tag}", std::process::id());
-        let made = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .map(|o| {
-                (
-                    o.status.success(),
-                    String::from_utf8_lossy(&o.stderr).into_owned(),
-                )
-            });
-        match made {
-            Ok((true, _)) => {}
-            Ok((false, why)) => {
-                eprintln!("skipped: `ip netns add` failed: {why}");
-                return None;
-            }
-            Err(e) => {
-                eprintln!("skipped: `ip` is not available: {e}");
-                return None;
-            }
-        }
-        let ns = Netns { name };
-        let up = ns
-            .cmd("ip")
-            .args(["link", "set", "lo", "up", "mtu", "1500"])
-            .status()
-            .expect("ip link");
-        assert!(up.success(), "could not bring lo up in {}", ns.name);
-        Some(ns)
-    }
-
-    /// `program` run inside the namespace.
-    fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]);
-        c
-    }
-
-    fn python(&self, script: &str) -> Command {
-        let mut c = self.cmd("python3");
-        c.arg("-u").arg(tests_dir().join("servers").join(script));
-        c
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-/// tcpdump inside a namespace, writing every TCP packet of its loopback to a file.
-struct Capture {
-    child: Child,
-    path: PathBuf,
-    log: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Capture {
-    fn start(ns: &Netns, path: &Path, filter: &str) -> Capture {
-        require("tcpdump");
-        let mut child = ns
-            .cmd("tcpdump")
-            .args([
-                "-i", "lo", "-s", "0", "-U", "-B", "65536", "-Z", "root", "-w",
-            ])
-            .arg(path)
-            .arg(filter)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting tcpdump");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let log2 = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                log2.lock().unwrap().push_str(&line);
-                log2.lock().unwrap().push('\n');
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(line) if line.contains("listening on") => break,
-                _ if Instant::now() > deadline => {
-                    panic!("tcpdump did not start: {}", log.lock().unwrap())
-                }
-                _ => {}
-            }
-        }
-        Capture {
-            child,
-            path: path.to_path_buf(),
-            log,
-        }
-    }
-
-    /// Waits until the file stops growing, then stops tcpdump; returns the file and how
-    /// many packets the kernel dropped (which would be loss the test did not choose).
-    fn stop(mut self) -> (PathBuf, u64) {
-        let size = || std::fs::metadata(&self.path).map_or(0, |m| m.len());
-        let mut last = (size(), Instant::now());
-        wait_until(Duration::from_secs(15), || {
-            let now = size();
-            if now != last.0 {
-                last = (now, Instant::now());
-            }
-            last.1.elapsed() > Duration::from_secs(1)
-        });
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGINT);
-        }
-        let _ = self.child.wait();
-        let log = self.log.lock().unwrap().clone();
-        let dropped = log
-            .lines()
-            .find_map(|l| l.trim().strip_suffix(" packets dropped by kernel"))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0);
-        (self.path.clone(), dropped)
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn import(pcap: &Path, db: &Path) -> String {
-    let out = mf()
-        .arg("import")
-        .arg(pcap)
-        .arg("-o")
-        .arg(db)
-        .output()
-        .expect("mf import");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "mf import failed: {stderr}");
-    stderr
-}
-
-fn load(db: &Path) -> Vec<Exchange> {
-    let mut all = mf::store::Reader::open(db)
-        .expect("open")
-        .load_all()
-        .expect("load");
-    all.sort_by_key(|e| (e.started_at_ns, e.connection_id, e.seq));
-    all
+    String::from_utf8_lossy(&capture::import(&[pcap], db, &[]).stderr).into_owned()
 }
 
 fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
@@ -202,7 +40,7 @@ fn lossy_keepalive_capture_pairs_what_survived() {
     let server = Proc::start("lossy server", cmd, "PORT");
     let port = server.addr().port().to_string();
     let pcap = dir.path().join("clean.pcap");
-    let dump = Capture::start(&ns, &pcap, "tcp");
+    let dump = Tcpdump::start_in(Some(&ns), "lo", "tcp", &pcap, &[]);
     let n = 1500u64;
     let client = ns
         .python("lossy_http.py")
@@ -214,7 +52,7 @@ fn lossy_keepalive_capture_pairs_what_survived() {
         "client failed: {}",
         String::from_utf8_lossy(&client.stderr)
     );
-    let (pcap, kernel_drops) = dump.stop();
+    let (pcap, kernel_drops) = dump.stop_after(Duration::from_secs(1));
     drop(server);
     assert_eq!(
         kernel_drops, 0,
@@ -324,18 +162,6 @@ fn lossy_keepalive_capture_pairs_what_survived() {
     assert!(summary.contains("bodies kept with a hole"), "{summary}");
 }
 
-/// Runs curl inside the namespace; returns its exit code and body.
-fn ns_curl(ns: &Netns, args: &[&str]) -> (i32, Vec<u8>) {
-    require("curl");
-    let out = ns
-        .cmd("curl")
-        .args(["-sS", "--max-time", "20"])
-        .args(args)
-        .output()
-        .expect("curl");
-    (out.status.code().unwrap_or(-1), out.stdout)
-}
-
 #[test]
 fn connect_tunnel_is_decoded_with_the_outer_authority() {
     let Some(ns) = Netns::new("tunnel") else {
@@ -358,35 +184,29 @@ fn connect_tunnel_is_decoded_with_the_outer_authority() {
         proxy.addr().port(),
         silent.addr().port()
     );
-    let dump = Capture::start(&ns, &pcap, &filter);
+    let dump = Tcpdump::start_in(Some(&ns), "lo", &filter, &pcap, &[]);
     // Two requests through one tunnel, with an inner Host unlike the tunnel's target.
-    let (code, body) = ns_curl(
-        &ns,
-        &[
-            "-p",
-            "-x",
-            &format!("http://{}", proxy.addr()),
-            "-H",
-            "Host: inner.test",
-            &format!("http://{target}/r/1?size=100"),
-            &format!("http://{target}/r/2?size=5000"),
-        ],
-    );
+    let (code, body) = ns.curl(&[
+        "-p",
+        "-x",
+        &format!("http://{}", proxy.addr()),
+        "-H",
+        "Host: inner.test",
+        &format!("http://{target}/r/1?size=100"),
+        &format!("http://{target}/r/2?size=5000"),
+    ]);
     assert_eq!((code, body.len()), (0, 5100));
     // A tunnel that is never answered: curl gives up.
-    let (code, _) = ns_curl(
-        &ns,
-        &[
-            "-p",
-            "-x",
-            &format!("http://{}", silent.addr()),
-            "--max-time",
-            "1",
-            &format!("http://{target}/r/3"),
-        ],
-    );
+    let (code, _) = ns.curl(&[
+        "-p",
+        "-x",
+        &format!("http://{}", silent.addr()),
+        "--max-time",
+        "1",
+        &format!("http://{target}/r/3"),
+    ]);
     assert_ne!(code, 0);
-    let (pcap, _) = dump.stop();
+    let (pcap, _) = dump.stop_after(Duration::from_secs(1));
     drop((upstream, proxy, silent));
     let db = dir.path().join("tunnel.db");
     let summary = import(&pcap, &db);
@@ -425,13 +245,10 @@ fn h2c_upgrade_answered_101_is_decoded_as_http2() {
     let dir = tempfile::tempdir().unwrap();
     let server = Proc::start("h2c server", ns.python("h2c_upgrade.py"), "PORT");
     let pcap = dir.path().join("h2c.pcap");
-    let dump = Capture::start(&ns, &pcap, "tcp");
-    let (code, body) = ns_curl(
-        &ns,
-        &["--http2", &format!("http://{}/up?x=1", server.addr())],
-    );
+    let dump = Tcpdump::start_in(Some(&ns), "lo", "tcp", &pcap, &[]);
+    let (code, body) = ns.curl(&["--http2", &format!("http://{}/up?x=1", server.addr())]);
     assert_eq!((code, body.as_slice()), (0, &b"hello over h2c\n"[..]));
-    let (pcap, _) = dump.stop();
+    let (pcap, _) = dump.stop_after(Duration::from_secs(1));
     drop(server);
     let db = dir.path().join("h2c.db");
     import(&pcap, &db);
@@ -456,4 +273,118 @@ fn h2c_upgrade_answered_101_is_decoded_as_http2() {
     );
     assert_eq!(&r.body.data[..], b"hello over h2c\n");
     assert!(e.error.is_none(), "{:?}", e.error);
+}
+
+/// A WebSocket session captured with loss: each direction resumes at the next frame after
+/// every hole, so the messages that were captured whole all come out, in order, exactly.
+#[test]
+fn lossy_websocket_session_resumes_after_each_hole() {
+    let Some(ns) = Netns::new("wslossy") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let n = 300usize;
+    let mut py = ns
+        .python("ws_lossy.py")
+        .arg(n.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ws_lossy.py");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(py.stdout.take().unwrap()));
+    let port: u16 = lines
+        .next()
+        .and_then(Result::ok)
+        .and_then(|l| l.strip_prefix("PORT ")?.trim().parse().ok())
+        .expect("PORT line");
+    let pcap = dir.path().join("ws.pcap");
+    let dump = Tcpdump::start_in(Some(&ns), "lo", &format!("tcp port {port}"), &pcap, &[]);
+    std::io::Write::write_all(&mut py.stdin.take().unwrap(), b"go\n").unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let _ = py.wait();
+    assert_eq!(
+        rest.last().map(String::as_str),
+        Some(&*format!("DONE {n}")),
+        "{rest:?}"
+    );
+    let sizes: Vec<usize> = rest[0]
+        .strip_prefix("SIZES ")
+        .expect("SIZES line")
+        .split(',')
+        .map(|s| s.parse().expect("size"))
+        .collect();
+    let (pcap, _) = dump.stop_after(Duration::from_secs(1));
+    // An odd period: requests and echoes alternate, so both directions lose segments.
+    let lossy = dir.path().join("lossy.pcap");
+    let out = Command::new("python3")
+        .arg(tests_dir().join("servers").join("pcap_drop.py"))
+        .arg(&pcap)
+        .arg(&lossy)
+        .args(["37", "3"])
+        .output()
+        .expect("pcap_drop");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dropped = json_lines(&out.stdout)[0]["dropped"].as_u64().unwrap_or(0);
+    assert!(dropped >= 10, "{dropped} segments dropped");
+
+    let db = dir.path().join("ws.db");
+    let summary = import(&lossy, &db);
+    let ex = load(&db);
+    let ws: Vec<&Exchange> = ex
+        .iter()
+        .filter(|e| e.protocol.map(|p| p.as_str()) == Some("websocket"))
+        .collect();
+    assert_eq!(ws.len(), 1, "{summary}");
+    let ws = ws[0];
+    assert_eq!(
+        ws.error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::CaptureHole)
+    );
+    let holes: u64 = ws
+        .tags
+        .get("ws_holes")
+        .and_then(|h| h.parse().ok())
+        .unwrap_or(0);
+    assert!(holes >= 1, "{:?}", ws.tags);
+    for dir in [
+        mf::model::Direction::ClientToServer,
+        mf::model::Direction::ServerToClient,
+    ] {
+        let mut last = None;
+        let mut count = 0;
+        let texts = ws.messages.iter().filter(|m| {
+            m.direction == dir
+                && matches!(m.kind, mf::model::MessageKind::WebSocket { opcode: 1, .. })
+        });
+        for m in texts {
+            let text = std::str::from_utf8(&m.data).expect("a whole text message");
+            let i: usize = text
+                .strip_prefix('m')
+                .and_then(|t| t.split(':').next())
+                .and_then(|t| t.parse().ok())
+                .unwrap_or_else(|| panic!("not a message start: {:.40}", text));
+            let fill = (b'a' + (i % 26) as u8) as char;
+            let want =
+                format!("m{i}:") + &fill.to_string().repeat(sizes[i] - format!("m{i}:").len());
+            assert!(text == want, "{dir:?} message {i} is not what was sent");
+            assert!(last < Some(i), "{dir:?}: message {i} out of order");
+            last = Some(i);
+            count += 1;
+        }
+        // Each hole costs the frame it hit (one message here: each is echoed before the
+        // next is sent), two when it takes the end of one and the start of the next.
+        eprintln!("{dir:?}: {count} of {n} messages recovered, {holes} holes in all");
+        assert!(
+            count as u64 + 2 * holes >= n as u64,
+            "{dir:?}: only {count} of {n} messages"
+        );
+    }
+    assert!(
+        summary.contains("resynchronisations after a hole"),
+        "{summary}"
+    );
 }

@@ -26,4 +26,5 @@ mod redaction;
 mod stalls;
 mod streaming;
 mod tls;
+mod tunnels;
 mod websocket;

@@ -10,6 +10,107 @@ use mf::model::Exchange;
 
 use super::*;
 
+/// A network namespace of the test's own with its loopback up at MTU 1500 (so that messages
+/// span many segments); deleted on drop, pass or fail.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// `None` (with the reason printed) when namespaces cannot be made here.
+    pub fn new(tag: &str) -> Option<Netns> {
+        let name = format!("mf-test-{}-{tag}", std::process::id());
+        let made = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .map(|o| {
+                (
+                    o.status.success(),
+                    String::from_utf8_lossy(&o.stderr).into_owned(),
+                )
+            });
+        match made {
+            Ok((true, _)) => {}
+            Ok((false, why)) => {
+                eprintln!("skipped: `ip netns add` failed: {why}");
+                return None;
+            }
+            Err(e) => {
+                eprintln!("skipped: `ip` is not available: {e}");
+                return None;
+            }
+        }
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up", "mtu", "1500"]);
+        Some(ns)
+    }
+
+    /// `program` run inside the namespace.
+    pub fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    /// A script of `servers/` run by python inside the namespace.
+    pub fn python(&self, script: &str) -> Command {
+        let mut c = self.cmd("python3");
+        c.arg("-u").arg(tests_dir().join("servers").join(script));
+        c
+    }
+
+    /// A hermetic `mf` command run inside the namespace.
+    pub fn mf(&self) -> Command {
+        let mut c = self.cmd(&mf_bin().to_string_lossy());
+        super::hermetic(&mut c);
+        c
+    }
+
+    /// `ip ARGS` inside the namespace; panics with ip's message when it fails.
+    pub fn ip(&self, args: &[&str]) {
+        let out = self.cmd("ip").args(args).output().expect("ip");
+        assert!(
+            out.status.success(),
+            "ip {} in {}: {}",
+            args.join(" "),
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// curl inside the namespace; returns its exit code and stdout.
+    pub fn curl(&self, args: &[&str]) -> (i32, Vec<u8>) {
+        require("curl");
+        let out = self
+            .cmd("curl")
+            .args(["-sS", "--max-time", "20"])
+            .args(args)
+            .output()
+            .expect("curl");
+        (out.status.code().unwrap_or(-1), out.stdout)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A veth pair from `a` (end `a_end`, address `a_addr/24`) to `b` (`b_end`, `b_addr/24`),
+/// both ends up.
+pub fn veth(a: &Netns, a_end: &str, a_addr: &str, b: &Netns, b_end: &str, b_addr: &str) {
+    a.ip(&[
+        "link", "add", a_end, "type", "veth", "peer", "name", b_end, "netns", &b.name,
+    ]);
+    for (ns, end, addr) in [(a, a_end, a_addr), (b, b_end, b_addr)] {
+        ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", end]);
+        ns.ip(&["link", "set", end, "up"]);
+    }
+}
+
 /// tcpdump writing a capture file; stopped with SIGINT so that the file is complete.
 pub struct Tcpdump {
     child: Child,
@@ -18,9 +119,26 @@ pub struct Tcpdump {
 }
 
 impl Tcpdump {
+    /// tcpdump on `iface` of this host's namespace.
     pub fn start(iface: &str, filter: &str, path: &Path) -> Tcpdump {
+        Tcpdump::start_in(None, iface, filter, path, &[])
+    }
+
+    /// tcpdump on `iface` of `ns` (this host's namespace for `None`), with `extra` options
+    /// (`-y LINUX_SLL`…).
+    pub fn start_in(
+        ns: Option<&Netns>,
+        iface: &str,
+        filter: &str,
+        path: &Path,
+        extra: &[&str],
+    ) -> Tcpdump {
         require("tcpdump");
-        let mut child = Command::new("tcpdump")
+        let mut cmd = match ns {
+            Some(ns) => ns.cmd("tcpdump"),
+            None => Command::new("tcpdump"),
+        };
+        let mut child = cmd
             .args([
                 "-i",
                 iface,
@@ -32,8 +150,9 @@ impl Tcpdump {
                 "131072",
                 "-Z",
                 "root",
-                "-w",
             ])
+            .args(extra)
+            .arg("-w")
             .arg(path)
             .arg(filter)
             .stdin(Stdio::null())
@@ -70,17 +189,29 @@ impl Tcpdump {
         }
     }
 
-    pub fn stop(mut self) -> PathBuf {
-        // Loopback delivery is synchronous and `-U --immediate-mode` writes each packet as it
-        // arrives: stop once the file has stopped growing, so the last packets are in it.
+    /// Stops once the file has stopped growing for 150 ms (loopback delivery is synchronous
+    /// and `-U --immediate-mode` writes each packet as it arrives), warning when tcpdump
+    /// says it dropped packets.
+    pub fn stop(self) -> PathBuf {
+        let (path, dropped) = self.stop_after(Duration::from_millis(150));
+        if dropped != 0 {
+            // Not fatal by itself: the assertions on the import say whether it mattered.
+            eprintln!("tcpdump may have dropped {dropped} packets");
+        }
+        path
+    }
+
+    /// Stops once the file has stopped growing for `quiet`; returns the file and how many
+    /// packets the kernel dropped (loss a test did not choose).
+    pub fn stop_after(mut self, quiet: Duration) -> (PathBuf, u64) {
         let size = || std::fs::metadata(&self.path).map_or(0, |m| m.len());
         let mut last = (size(), Instant::now());
-        wait_until(Duration::from_secs(5), || {
+        wait_until(Duration::from_secs(15), || {
             let now = size();
             if now != last.0 {
                 last = (now, Instant::now());
             }
-            last.1.elapsed() >= Duration::from_millis(150)
+            last.1.elapsed() >= quiet
         });
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGINT);
@@ -91,14 +222,12 @@ impl Tcpdump {
             self.log.lock().unwrap().contains("dropped by kernel")
         });
         let log = self.log.lock().unwrap().clone();
-        if !log
+        let dropped = log
             .lines()
-            .any(|l| l.trim() == "0 packets dropped by kernel")
-        {
-            // Not fatal by itself: the assertions on the import say whether it mattered.
-            eprintln!("tcpdump may have dropped packets:\n{log}");
-        }
-        self.path.clone()
+            .find_map(|l| l.trim().strip_suffix(" packets dropped by kernel"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(u64::MAX);
+        (self.path.clone(), dropped)
     }
 }
 

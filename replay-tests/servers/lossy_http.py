@@ -1,7 +1,8 @@
 """Keep-alive HTTP/1.1 traffic whose every exchange can be told apart, for the lossy
 capture tests (stdlib only).
 
-    lossy_http.py server            prints `PORT n`, then serves until killed
+    lossy_http.py server [HOST]     prints `PORT n`, then serves on HOST (127.0.0.1; an
+                                    IPv6 literal works too) until killed
     lossy_http.py client PORT N SEED CONNECTIONS
 
 The server answers `/r/I?size=S[&chunked=1]` with status 200, an `X-Req: I` header and S
@@ -14,6 +15,7 @@ import http.client
 import http.server
 import json
 import random
+import socket
 import sys
 
 
@@ -84,7 +86,12 @@ def client(port, n, seed, connections):
 
 if __name__ == "__main__":
     if sys.argv[1] == "server":
-        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        host = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1"
+
+        class Server(http.server.ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        srv = Server((host, 0), Handler)
         print("PORT %d" % srv.server_address[1], flush=True)
         srv.serve_forever()
     else:

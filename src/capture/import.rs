@@ -65,6 +65,8 @@ pub struct ImportReport {
     pub not_tcp: u64,
     pub malformed: u64,
     pub fragments_dropped: u64,
+    /// Packets taken out of VXLAN or GENEVE (cloud traffic mirroring).
+    pub decapsulated: u64,
     pub unknown_linktypes: BTreeMap<u32, u64>,
     pub unknown_interface: u64,
     /// The file ended in the middle of a record.
@@ -128,6 +130,7 @@ pub fn import<R: Read>(
     report.truncated = reader.truncated;
     report.corrupt = reader.corrupt.clone();
     report.unknown_interface = reader.unknown_interface;
-    report.fragments_dropped = decoder.fragments_dropped;
+    report.fragments_dropped = decoder.fragments_incomplete();
+    report.decapsulated = decoder.decapsulated;
     Ok(report)
 }

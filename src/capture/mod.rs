@@ -23,6 +23,7 @@ mod clock;
 mod dial;
 pub mod foreign;
 pub mod forward;
+mod fragments;
 mod h2;
 mod har;
 pub mod import;

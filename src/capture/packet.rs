@@ -1,14 +1,19 @@
-//! From a captured frame to a TCP segment: link layers, IPv4 (with fragment reassembly) and
-//! IPv6, then TCP. Shared by the pcap importer and the live sniffer.
+//! From a captured frame to a TCP segment: link layers (Ethernet with VLAN tags, Linux
+//! cooked SLL and SLL2 of `any`-interface captures, BSD null, raw IP), IPv4 and IPv6 (both
+//! with fragment reassembly, see `fragments`), VXLAN and GENEVE encapsulations (cloud traffic
+//! mirrors), then TCP. Shared by the pcap importer and the live sniffer.
 //!
-//! Header parsing is `etherparse`; the link layers it does not know (SLL2, BSD null) and the
-//! VLAN stacking are a few fixed offsets, done here.
+//! Header parsing is `etherparse`; the link layers it does not know (SLL2, BSD null), the
+//! VLAN stacking and the overlay headers are a few fixed offsets, done here.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
-use etherparse::{Ipv4HeaderSlice, Ipv6HeaderSlice, TcpHeaderSlice};
+use etherparse::{
+    Ipv4HeaderSlice, Ipv6FragmentHeaderSlice, Ipv6HeaderSlice, TcpHeaderSlice, UdpHeaderSlice,
+};
+
+use super::fragments::{Fragment, Key, Reassembly};
 
 /// Link types (LINKTYPE_* values of the pcap format).
 pub mod linktype {
@@ -55,22 +60,19 @@ pub enum Skip {
     Malformed,
 }
 
-const MAX_FRAGMENT_SETS: usize = 1024;
-const FRAGMENT_TIMEOUT_NS: i64 = 30_000_000_000;
+/// Encapsulations inside encapsulations followed at most this deep (a mirror of a mirror
+/// is two; more is a crafted packet).
+const MAX_NESTING: u8 = 4;
+/// UDP ports of the overlay encapsulations cloud traffic mirrors use.
+const VXLAN_PORT: u16 = 4789;
+const GENEVE_PORT: u16 = 6081;
 
-/// Frame decoder with the IPv4 fragment reassembly state.
+/// Frame decoder with the IP fragment reassembly state.
 #[derive(Default)]
 pub struct PacketDecoder {
-    fragments: HashMap<(Ipv4Addr, Ipv4Addr, u16, u8), FragmentSet>,
-    /// Fragment sets abandoned (timeout or too many at once).
-    pub fragments_dropped: u64,
-}
-
-struct FragmentSet {
-    first_ts: i64,
-    header: Vec<u8>,
-    parts: Vec<(usize, Vec<u8>)>,
-    total: Option<usize>,
+    fragments: Reassembly,
+    /// Packets taken out of a VXLAN or GENEVE encapsulation.
+    pub decapsulated: u64,
 }
 
 impl PacketDecoder {
@@ -79,132 +81,187 @@ impl PacketDecoder {
         Self::default()
     }
 
+    /// Fragmented datagrams given up on (timed out, evicted, inconsistent) or still
+    /// incomplete.
+    pub fn fragments_incomplete(&self) -> u64 {
+        self.fragments.dropped + self.fragments.pending() as u64
+    }
+
     /// Decodes one frame captured on a link of type `linktype`.
     ///
     /// # Errors
     /// [`Skip`] says why the frame carries no TCP segment.
     pub fn decode(&mut self, ts_ns: i64, linktype: u32, frame: &[u8]) -> Result<Segment, Skip> {
         let ip = link_payload(linktype, frame)?;
-        self.ip(ts_ns, ip)
+        self.ip(ts_ns, ip, 0)
     }
 
-    fn ip(&mut self, ts_ns: i64, ip: &[u8]) -> Result<Segment, Skip> {
+    fn ip(&mut self, ts_ns: i64, ip: &[u8], depth: u8) -> Result<Segment, Skip> {
         match ip.first().map(|b| b >> 4) {
-            Some(4) => {
-                let h = Ipv4HeaderSlice::from_slice(ip).map_err(|_| Skip::Malformed)?;
-                let hl = h.slice().len();
-                let total = usize::from(h.total_len()).max(hl);
-                let cut = total > ip.len();
-                let body = &ip[hl..total.min(ip.len())];
-                let (src, dst) = (h.source_addr(), h.destination_addr());
-                if h.protocol() != etherparse::IpNumber::TCP {
-                    return Err(Skip::NotTcp);
-                }
-                if h.more_fragments() || u16::from(h.fragments_offset()) != 0 {
-                    let key = (src, dst, h.identification(), h.protocol().0);
-                    let offset = usize::from(u16::from(h.fragments_offset())) * 8;
-                    let whole = self.fragment(
-                        ts_ns,
-                        key,
-                        ip[..hl].to_vec(),
-                        offset,
-                        body,
-                        h.more_fragments(),
-                    )?;
-                    return tcp(ts_ns, IpAddr::V4(src), IpAddr::V4(dst), &whole, false);
-                }
-                tcp(ts_ns, IpAddr::V4(src), IpAddr::V4(dst), body, cut)
-            }
-            Some(6) => {
-                let h = Ipv6HeaderSlice::from_slice(ip).map_err(|_| Skip::Malformed)?;
-                let total = 40 + usize::from(h.payload_length());
-                let cut = total > ip.len();
-                let mut body = &ip[40..total.min(ip.len())];
-                let mut next = h.next_header().0;
-                // Extension headers: hop-by-hop, routing, destination options; a fragment
-                // header (44) means IPv6 fragmentation, which TCP stacks avoid and mf skips.
-                while matches!(next, 0 | 43 | 60) {
-                    if body.len() < 8 {
-                        return Err(Skip::Malformed);
-                    }
-                    let len = (usize::from(body[1]) + 1) * 8;
-                    if body.len() < len {
-                        return Err(Skip::Malformed);
-                    }
-                    next = body[0];
-                    body = &body[len..];
-                }
-                if next != 6 {
-                    return Err(if next == 44 {
-                        Skip::Malformed
-                    } else {
-                        Skip::NotTcp
-                    });
-                }
-                tcp(
-                    ts_ns,
-                    IpAddr::V6(h.source_addr()),
-                    IpAddr::V6(h.destination_addr()),
-                    body,
-                    cut,
-                )
-            }
+            Some(4) => self.ipv4(ts_ns, ip, depth),
+            Some(6) => self.ipv6(ts_ns, ip, depth),
             _ => Err(Skip::Malformed),
         }
     }
 
-    fn fragment(
+    fn ipv4(&mut self, ts_ns: i64, ip: &[u8], depth: u8) -> Result<Segment, Skip> {
+        let h = Ipv4HeaderSlice::from_slice(ip).map_err(|_| Skip::Malformed)?;
+        let hl = h.slice().len();
+        let total = usize::from(h.total_len()).max(hl);
+        let cut = total > ip.len();
+        let body = &ip[hl..total.min(ip.len())];
+        let (src, dst) = (
+            IpAddr::V4(h.source_addr()),
+            IpAddr::V4(h.destination_addr()),
+        );
+        let proto = h.protocol().0;
+        if !matches!(proto, TCP | UDP) {
+            return Err(Skip::NotTcp);
+        }
+        if h.more_fragments() || u16::from(h.fragments_offset()) != 0 {
+            let key = Key {
+                src,
+                dst,
+                id: u32::from(h.identification()),
+                proto,
+            };
+            let f = Fragment {
+                offset: usize::from(u16::from(h.fragments_offset())) * 8,
+                more: h.more_fragments(),
+                proto,
+                data: body,
+                cut,
+            };
+            let (proto, whole) = self.fragments.add(ts_ns, key, f).ok_or(Skip::Fragment)?;
+            return self.transport(ts_ns, (src, dst), proto, &whole, false, depth);
+        }
+        self.transport(ts_ns, (src, dst), proto, body, cut, depth)
+    }
+
+    fn ipv6(&mut self, ts_ns: i64, ip: &[u8], depth: u8) -> Result<Segment, Skip> {
+        let h = Ipv6HeaderSlice::from_slice(ip).map_err(|_| Skip::Malformed)?;
+        let total = 40 + usize::from(h.payload_length());
+        let cut = total > ip.len();
+        let (src, dst) = (
+            IpAddr::V6(h.source_addr()),
+            IpAddr::V6(h.destination_addr()),
+        );
+        let (next, body) = extension_headers(h.next_header().0, &ip[40..total.min(ip.len())])?;
+        if next != IPV6_FRAGMENT {
+            return self.transport(ts_ns, (src, dst), next, body, cut, depth);
+        }
+        let fh = Ipv6FragmentHeaderSlice::from_slice(body).map_err(|_| Skip::Malformed)?;
+        let data = &body[fh.slice().len()..];
+        if !fh.is_fragmenting_payload() {
+            // An "atomic" fragment (offset 0, no more): the payload is whole already.
+            let (next, body) = extension_headers(fh.next_header().0, data)?;
+            return self.transport(ts_ns, (src, dst), next, body, cut, depth);
+        }
+        let key = Key {
+            src,
+            dst,
+            id: fh.identification(),
+            proto: 0,
+        };
+        let f = Fragment {
+            offset: usize::from(u16::from(fh.fragment_offset())) * 8,
+            more: fh.more_fragments(),
+            proto: fh.next_header().0,
+            data,
+            cut,
+        };
+        let (proto, whole) = self.fragments.add(ts_ns, key, f).ok_or(Skip::Fragment)?;
+        // The fragmentable part may start with destination options before the transport.
+        let (next, body) = extension_headers(proto, &whole)?;
+        self.transport(ts_ns, (src, dst), next, body, false, depth)
+    }
+
+    /// A whole IP payload: TCP becomes a segment, VXLAN and GENEVE over UDP are opened and
+    /// their inner frame decoded, anything else is skipped.
+    fn transport(
         &mut self,
         ts_ns: i64,
-        key: (Ipv4Addr, Ipv4Addr, u16, u8),
-        header: Vec<u8>,
-        offset: usize,
+        (src, dst): (IpAddr, IpAddr),
+        proto: u8,
         body: &[u8],
-        more: bool,
-    ) -> Result<Vec<u8>, Skip> {
-        if self.fragments.len() >= MAX_FRAGMENT_SETS && !self.fragments.contains_key(&key) {
-            let before = self.fragments.len();
-            self.fragments
-                .retain(|_, s| ts_ns - s.first_ts < FRAGMENT_TIMEOUT_NS);
-            self.fragments_dropped += (before - self.fragments.len()) as u64;
-            if self.fragments.len() >= MAX_FRAGMENT_SETS {
-                self.fragments_dropped += 1;
-                return Err(Skip::Fragment);
+        cut: bool,
+        depth: u8,
+    ) -> Result<Segment, Skip> {
+        match proto {
+            TCP => tcp(ts_ns, src, dst, body, cut),
+            UDP if depth < MAX_NESTING => {
+                let u = UdpHeaderSlice::from_slice(body).map_err(|_| Skip::Malformed)?;
+                let payload = &body[8..];
+                let inner = match u.destination_port() {
+                    VXLAN_PORT => vxlan(payload)?,
+                    GENEVE_PORT => geneve(payload)?,
+                    _ => return Err(Skip::NotTcp),
+                };
+                self.decapsulated += 1;
+                let ip = match inner {
+                    Inner::Ethernet(frame) => link_payload(linktype::ETHERNET, frame)?,
+                    Inner::Ip(ip) => ip,
+                };
+                self.ip(ts_ns, ip, depth + 1)
             }
+            _ => Err(Skip::NotTcp),
         }
-        let set = self.fragments.entry(key).or_insert_with(|| FragmentSet {
-            first_ts: ts_ns,
-            header: Vec::new(),
-            parts: Vec::new(),
-            total: None,
-        });
-        if offset == 0 {
-            set.header = header;
-        }
-        if !more {
-            set.total = Some(offset + body.len());
-        }
-        set.parts.push((offset, body.to_vec()));
-        let Some(total) = set.total else {
-            return Err(Skip::Fragment);
+    }
+}
+
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+const IPV6_FRAGMENT: u8 = 44;
+
+/// Walks IPv6 extension headers (hop-by-hop, routing, destination options, authentication)
+/// up to the transport or a fragment header; returns its number and what follows.
+fn extension_headers(mut next: u8, mut body: &[u8]) -> Result<(u8, &[u8]), Skip> {
+    loop {
+        let len = match next {
+            0 | 43 | 60 => (usize::from(*body.get(1).ok_or(Skip::Malformed)?) + 1) * 8,
+            // The authentication header counts 4-byte words, minus 2 (RFC 4302 §2.2).
+            51 => (usize::from(*body.get(1).ok_or(Skip::Malformed)?) + 2) * 4,
+            _ => return Ok((next, body)),
         };
-        if set.header.is_empty() || total > 65_535 {
-            return Err(Skip::Fragment);
+        if body.len() < len {
+            return Err(Skip::Malformed);
         }
-        let mut covered = vec![false; total];
-        let mut whole = vec![0u8; total];
-        for (off, data) in &set.parts {
-            let end = (off + data.len()).min(total);
-            if *off < end {
-                whole[*off..end].copy_from_slice(&data[..end - off]);
-                covered[*off..end].iter_mut().for_each(|c| *c = true);
-            }
-        }
-        if !covered.iter().all(|c| *c) {
-            return Err(Skip::Fragment);
-        }
-        self.fragments.remove(&key);
-        Ok(whole)
+        next = body[0];
+        body = &body[len..];
+    }
+}
+
+/// What an overlay encapsulation carries.
+enum Inner<'a> {
+    Ethernet(&'a [u8]),
+    Ip(&'a [u8]),
+}
+
+/// VXLAN (RFC 7348 §5): 8 bytes, flags with the I bit (a valid VNI), then an Ethernet frame.
+/// Parsed by hand: etherparse has no VXLAN or GENEVE header, and both are fixed offsets.
+fn vxlan(p: &[u8]) -> Result<Inner<'_>, Skip> {
+    if p.len() < 8 + 14 || p[0] & 0x08 == 0 {
+        return Err(Skip::Malformed);
+    }
+    Ok(Inner::Ethernet(&p[8..]))
+}
+
+/// GENEVE (RFC 8926 §3.4): version, options length in 4-byte words, the O (control) bit, a
+/// protocol type (an ethertype; 0x6558 is an Ethernet frame), the VNI, then the options.
+fn geneve(p: &[u8]) -> Result<Inner<'_>, Skip> {
+    if p.len() < 8 || p[0] >> 6 != 0 {
+        return Err(Skip::Malformed);
+    }
+    if p[1] & 0x80 != 0 {
+        // A control message for the tunnel endpoints, no mirrored traffic.
+        return Err(Skip::NotTcp);
+    }
+    let start = 8 + usize::from(p[0] & 0x3f) * 4;
+    let inner = p.get(start..).ok_or(Skip::Malformed)?;
+    match u16::from_be_bytes([p[2], p[3]]) {
+        0x6558 => Ok(Inner::Ethernet(inner)),
+        0x0800 | 0x86dd => Ok(Inner::Ip(inner)),
+        _ => Err(Skip::NotTcp),
     }
 }
 
@@ -325,45 +382,5 @@ pub fn build_frame(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ethernet_vlan_sll2_and_null_frames_give_segments() {
-        let a: SocketAddr = "10.0.0.1:5000".parse().expect("addr");
-        let b: SocketAddr = "10.0.0.2:80".parse().expect("addr");
-        let eth = build_frame(a, b, 7, 0, false, false, false, b"GET");
-        let mut d = PacketDecoder::new();
-        let s = d.decode(1, linktype::ETHERNET, &eth).expect("segment");
-        assert_eq!(
-            (s.src, s.dst, s.seq, &s.payload[..]),
-            (a, b, 7, &b"GET"[..])
-        );
-        // QinQ: two tags between the MACs and the IPv4 ethertype.
-        let mut qinq = eth[..12].to_vec();
-        qinq.extend_from_slice(&[0x88, 0xa8, 0, 1, 0x81, 0x00, 0, 2]);
-        qinq.extend_from_slice(&eth[12..]);
-        assert_eq!(
-            d.decode(1, linktype::ETHERNET, &qinq)
-                .expect("segment")
-                .payload,
-            &b"GET"[..]
-        );
-        let mut sll2 = vec![0x08, 0x00];
-        sll2.extend_from_slice(&[0; 18]);
-        sll2.extend_from_slice(&eth[14..]);
-        assert_eq!(
-            d.decode(1, linktype::LINUX_SLL2, &sll2)
-                .expect("segment")
-                .src,
-            a
-        );
-        let mut null = 2u32.to_le_bytes().to_vec();
-        null.extend_from_slice(&eth[14..]);
-        assert_eq!(d.decode(1, linktype::NULL, &null).expect("segment").dst, b);
-        assert_eq!(
-            d.decode(1, 147, &null).err(),
-            Some(Skip::UnknownLinkType(147))
-        );
-    }
-}
+#[path = "packet_tests.rs"]
+mod tests;

@@ -51,7 +51,8 @@ pub struct ImportArgs {
     #[arg(long, value_name = "BPF")]
     pub filter: Option<String>,
 
-    /// Only traffic to or from this TCP port (repeatable; combined with --filter).
+    /// Only traffic to or from this TCP port (repeatable; combined with --filter). VXLAN and
+    /// GENEVE tunnels and IP fragments pass whole: their inner ports are not filtered.
     #[arg(long, value_name = "N")]
     pub port: Vec<u16>,
 
@@ -69,14 +70,18 @@ pub struct ImportArgs {
     pub policy: PolicyArgs,
 }
 
+/// What `--port` lets through beside the port's TCP segments: VXLAN and GENEVE datagrams
+/// (the inner ports are out of a BPF program's sight) and IP fragments other than the first
+/// (they have no TCP header to match), so that mirrored and fragmented traffic survives.
+const PORT_FILTER_EXTRA: &str =
+    "udp port 4789 or udp port 6081 or (ip[6:2] & 0x1fff != 0) or (ip6 and ip6[6] == 44)";
+
 /// The BPF expression for `--filter` and `--port`.
 pub(crate) fn bpf_expression(filter: Option<&str>, ports: &[u16]) -> Option<String> {
     let ports = (!ports.is_empty()).then(|| {
-        ports
-            .iter()
-            .map(|p| format!("tcp port {p}"))
-            .collect::<Vec<_>>()
-            .join(" or ")
+        let mut any: Vec<String> = ports.iter().map(|p| format!("tcp port {p}")).collect();
+        any.push(PORT_FILTER_EXTRA.to_string());
+        any.join(" or ")
     });
     match (filter, ports) {
         (Some(f), Some(p)) => Some(format!("({f}) and ({p})")),
@@ -193,6 +198,12 @@ pub(super) fn run(args: ImportArgs) -> anyhow::Result<u8> {
         )
     );
     eprintln!("mf: capture policy: {}", policy.summary());
+    for (name, r) in reports.iter().filter(|(_, r)| r.decapsulated > 0) {
+        eprintln!(
+            "mf: {name}: {} packets taken out of VXLAN/GENEVE encapsulation",
+            r.decapsulated
+        );
+    }
     if let Some(line) = tls_line(&stats) {
         eprintln!("{line}");
     }
@@ -348,7 +359,7 @@ fn file_warnings(name: &str, r: &ImportReport) -> Vec<String> {
     }
     if r.fragments_dropped > 0 {
         out.push(format!(
-            "{name}: {} IPv4 fragment sets incomplete",
+            "{name}: {} fragmented IP datagrams incomplete",
             r.fragments_dropped
         ));
     }

@@ -41,7 +41,8 @@ pub struct RecordArgs {
     #[arg(long, value_name = "IF")]
     pub interface: Option<String>,
 
-    /// With --interface: only traffic to or from this TCP port (repeatable).
+    /// With --interface: only traffic to or from this TCP port (repeatable). VXLAN and
+    /// GENEVE tunnels and IP fragments pass whole: their inner ports are not filtered.
     #[arg(
         long,
         value_name = "N",

@@ -9,6 +9,9 @@ use std::collections::VecDeque;
 
 use bytes::{Buf, Bytes, BytesMut};
 
+#[path = "ws_resync.rs"]
+mod resync;
+
 /// Largest frame payload accepted by default.
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
 
@@ -86,6 +89,16 @@ pub struct Decoder {
     ready: VecDeque<Frame>,
     max_frame: usize,
     failed: Option<Error>,
+    /// Looking for the next frame after a hole (see `ws_resync`).
+    resync: bool,
+    /// Bytes skipped since the last hole, until the next frame was found.
+    skipped: u64,
+    /// A resynchronisation finished and not yet reported by [`Decoder::take_resync`].
+    resynced: Option<u64>,
+    /// Whether this direction's frames are masked (known after the first frame).
+    masked: Option<bool>,
+    /// A hole came: a decoding error means a wrong resynchronisation, not a broken peer.
+    after_hole: bool,
 }
 
 impl Default for Decoder {
@@ -102,6 +115,11 @@ impl Decoder {
             ready: VecDeque::new(),
             max_frame: DEFAULT_MAX_FRAME,
             failed: None,
+            resync: false,
+            skipped: 0,
+            resynced: None,
+            masked: None,
+            after_hole: false,
         }
     }
 
@@ -115,16 +133,30 @@ impl Decoder {
     ///
     /// # Errors
     /// A frame over the size limit, a malformed control frame, a reserved opcode or an invalid
-    /// length. After an error the decoder stays failed (the stream cannot be resynchronised).
+    /// length. After an error the decoder stays failed — unless a hole came before it
+    /// ([`Decoder::gap`]): bytes after a hole may be misread, so the decoder looks for the
+    /// next frame again instead.
     pub fn feed(&mut self, data: &[u8]) -> Result<(), Error> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
         self.buf.extend_from_slice(data);
         loop {
+            if self.resync && !self.find_frame() {
+                return Ok(());
+            }
             match self.parse_one() {
-                Ok(Some(f)) => self.ready.push_back(f),
+                Ok(Some(f)) => {
+                    self.masked = Some(f.mask.is_some());
+                    self.ready.push_back(f)
+                }
                 Ok(None) => return Ok(()),
+                Err(_) if self.after_hole => {
+                    // A frame found after a hole turned out wrong: look further.
+                    self.buf.advance(1);
+                    self.skipped += 1;
+                    self.resync = true;
+                }
                 Err(e) => {
                     self.failed = Some(e.clone());
                     self.buf.clear();
@@ -134,73 +166,68 @@ impl Decoder {
         }
     }
 
+    /// Bytes were lost (a capture hole): the frame in progress is dropped and decoding
+    /// resumes at the next plausible frame header.
+    pub fn gap(&mut self) {
+        if self.failed.is_some() {
+            return;
+        }
+        self.skipped += self.buf.len() as u64;
+        self.buf.clear();
+        self.resync = true;
+        self.after_hole = true;
+    }
+
+    /// After a hole, once the next frame was found: how many captured bytes were skipped
+    /// to reach it (what was captured of the frame the hole cut, on both sides of it).
+    /// Reported once.
+    pub fn take_resync(&mut self) -> Option<u64> {
+        self.resynced.take()
+    }
+
+    /// Moves to the next plausible frame start; false when more bytes are needed.
+    fn find_frame(&mut self) -> bool {
+        match resync::frame_boundary(&self.buf, self.masked, self.max_frame) {
+            resync::Boundary::At(p) => {
+                self.buf.advance(p);
+                self.skipped += p as u64;
+                self.resync = false;
+                *self.resynced.get_or_insert(0) += std::mem::take(&mut self.skipped);
+                true
+            }
+            resync::Boundary::NeedMore(p) => {
+                self.buf.advance(p);
+                self.skipped += p as u64;
+                false
+            }
+        }
+    }
+
     fn parse_one(&mut self) -> Result<Option<Frame>, Error> {
-        let b = &self.buf[..];
-        if b.len() < 2 {
+        let Some(h) = resync::head(&self.buf)? else {
             return Ok(None);
-        }
-        let fin = b[0] & 0x80 != 0;
-        let rsv = (b[0] >> 4) & 0x7;
-        let op = b[0] & 0x0F;
-        let masked = b[1] & 0x80 != 0;
-        if matches!(op, 0x3..=0x7 | 0xB..=0xF) {
-            return Err(Error::ReservedOpcode(op));
-        }
-        let (len, mut pos) = match b[1] & 0x7F {
-            126 => {
-                if b.len() < 4 {
-                    return Ok(None);
-                }
-                (u16::from_be_bytes([b[2], b[3]]) as u64, 4)
-            }
-            127 => {
-                if b.len() < 10 {
-                    return Ok(None);
-                }
-                let mut n = [0u8; 8];
-                n.copy_from_slice(&b[2..10]);
-                let len = u64::from_be_bytes(n);
-                if len >> 63 != 0 {
-                    return Err(Error::BadLength);
-                }
-                (len, 10)
-            }
-            n => (n as u64, 2),
         };
-        if op & 0x8 != 0 && (!fin || len > 125) {
-            return Err(Error::BadControl { opcode: op });
-        }
-        if len > self.max_frame as u64 {
+        if h.len > self.max_frame as u64 {
             return Err(Error::TooLarge {
-                size: len,
+                size: h.len,
                 limit: self.max_frame,
             });
         }
-        let mask = if masked {
-            if b.len() < pos + 4 {
-                return Ok(None);
-            }
-            let m = [b[pos], b[pos + 1], b[pos + 2], b[pos + 3]];
-            pos += 4;
-            Some(m)
-        } else {
-            None
-        };
-        let total = pos + len as usize;
-        if b.len() < total {
-            self.buf.reserve(total - b.len());
+        let total = h.size + h.len as usize;
+        if self.buf.len() < total {
+            self.buf.reserve(total - self.buf.len());
             return Ok(None);
         }
-        self.buf.advance(pos);
-        let mut payload = self.buf.split_to(len as usize);
-        if let Some(m) = mask {
+        self.buf.advance(h.size);
+        let mut payload = self.buf.split_to(h.len as usize);
+        if let Some(m) = h.mask {
             apply_mask(&mut payload, m);
         }
         Ok(Some(Frame {
-            fin,
-            rsv,
-            opcode: op,
-            mask,
+            fin: h.fin,
+            rsv: h.rsv,
+            opcode: h.op,
+            mask: h.mask,
             payload: payload.freeze(),
         }))
     }

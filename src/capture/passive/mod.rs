@@ -283,8 +283,11 @@ impl Engine {
             tcp::Event::Gap { len } => {
                 self.stats.holes += 1;
                 tracing::warn!(conn = flow.conn_id, len, "bytes missing from the capture");
-                if let (Some(client), App::H1(_) | App::H2(_)) = (flow.client, &flow.app) {
-                    // HTTP/1 and HTTP/2 recover in place: see `h1_holes` and `h2`.
+                if let (Some(client), App::H1(_) | App::H2(_) | App::Ws(_)) =
+                    (flow.client, &flow.app)
+                {
+                    // HTTP/1, HTTP/2 and WebSocket recover in place: see `h1_holes`, `h2`
+                    // and `ws`.
                     let dir = if side == client {
                         Direction::ClientToServer
                     } else {
@@ -294,6 +297,7 @@ impl Engine {
                     match &mut app {
                         App::H1(h) => self.h1_gap(flow, h, dir, len),
                         App::H2(h) => self.h2_gap(flow, h, dir, len),
+                        App::Ws(w) => self.ws_gap(flow, w, dir, len),
                         _ => {}
                     }
                     flow.app = app;

@@ -228,3 +228,65 @@ fn h1_holes_cost_only_the_exchanges_they_hit() {
     assert_eq!(engine.stats.lost_responses, 1);
     assert_eq!(engine.stats.body_holes, 1);
 }
+
+#[test]
+fn websocket_hole_resumes_at_the_next_frame() {
+    let sink = Arc::new(Collect::default());
+    let mut engine = Engine::new(Config::default(), sink.clone());
+    let req = b"GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let resp = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+    let (mut cs, mut ss) = (100u32, 900u32);
+    engine.segment(seg_at(10, true, cs, ss, req));
+    cs += req.len() as u32;
+    engine.segment(seg_at(20, false, ss, cs, resp));
+    ss += resp.len() as u32;
+    let frame = |i: usize| {
+        let mut b = bytes::BytesMut::new();
+        let text = format!("tick {i} ").repeat(40);
+        crate::decode::ws::encode(&mut b, true, 1, text.as_bytes(), None);
+        b.to_vec()
+    };
+    // Frames 0..10, one segment each; frame 4 loses 50 bytes in its middle.
+    for i in 0..10 {
+        let f = frame(i);
+        let t = 30 + i as i64 * 10;
+        if i == 4 {
+            engine.segment(seg_at(t, false, ss, cs, &f[..100]));
+            engine.segment(seg_at(t, false, ss + 150, cs, &f[150..]));
+            // The client acknowledges it all: the hole is final at once.
+            engine.segment(seg_at(t + 1, true, cs, ss + f.len() as u32, b""));
+        } else {
+            engine.segment(seg_at(t, false, ss, cs, &f));
+        }
+        ss += f.len() as u32;
+    }
+    engine.finish();
+    let got = sink.0.lock().expect("lock");
+    assert_eq!(got.len(), 1, "{got:#?}");
+    let e = &got[0];
+    let texts: Vec<String> = e
+        .messages
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.data).into_owned())
+        .collect();
+    let want: Vec<String> = (0..10)
+        .filter(|i| *i != 4)
+        .map(|i| format!("tick {i} ").repeat(40))
+        .collect();
+    assert_eq!(texts, want);
+    assert_eq!(
+        e.error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::CaptureHole)
+    );
+    assert_eq!(e.tags.get("ws_holes").map(String::as_str), Some("1"));
+    assert_eq!(e.tags.get("ws_hole_bytes").map(String::as_str), Some("50"));
+    let len4 = frame(4).len() as u64;
+    assert_eq!(
+        e.tags.get("ws_resync_skipped_bytes"),
+        Some(&(len4 - 50).to_string())
+    );
+    assert_eq!(engine.stats.resyncs, 1);
+    assert_eq!(engine.stats.decode_errors, 0);
+}
