@@ -1,12 +1,13 @@
 //! Network plumbing shared by every listener mf runs (the recording proxy, the replay):
 //! accepting with graceful shutdown (`listen`), the front door that takes an accepted
 //! connection through TLS, protocol detection and CONNECT interception to a service
-//! (`door`), the plain-text HTTP/1 error answers every server writes (`reply`), and how long
+//! (`door`), dialing upstreams and replay targets (`dial`), the plain-text HTTP/1 error answers every server writes (`reply`), and how long
 //! a client may take (`timeouts`).
 //!
 //! Sits below `capture` and `replay` so both may use it. Imports: `vocab` and `tls` (a leaf:
 //! why a handshake failed), plus tokio, rustls and socket2; never a stage, never `decode`.
 
+pub mod dial;
 pub mod door;
 mod listen;
 pub mod reply;
