@@ -218,4 +218,3 @@ pub(crate) async fn probe_h2c(up: &Upstream, within: Duration) -> Option<bool> {
     };
     tokio::time::timeout(within, attempt).await.ok().flatten()
 }
-

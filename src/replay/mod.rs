@@ -38,6 +38,7 @@ pub mod service;
 pub mod source;
 pub mod stream;
 mod timed;
+pub mod to;
 mod ws;
 
 pub use pipeline::{Replay, ReplayConfig, ReplayStats};

@@ -1,0 +1,304 @@
+//! Replay to a live target (`mf replay FILE|DIR --to URL`): the driver. It sends every
+//! recorded client request to the target — HTTP/1.1 with keep-alive per recorded connection,
+//! one HTTP/2 connection per recorded one, each message of a gRPC stream, WebSocket sessions
+//! frame by frame — and hands what the target answered to an [`Observer`].
+//!
+//! The driver knows nothing about comparing: the CLI's observer does that (and rewrites ids
+//! before each send). Each recorded connection keeps its order; connections run concurrently
+//! as recorded, at most [`TargetConfig::concurrency`] at once, their starts and the gaps
+//! between their requests scaled by [`Speed`].
+//!
+//! - `wire`: the outgoing request's head (target URL, Host, `--set-header`), the answer as an
+//!   [`Exchange`], and why a send failed as an [`ErrorKind`].
+//! - `http`: HTTP/1.1, HTTP/2 and gRPC over hyper's client connections.
+//! - `ws`: WebSocket sessions (handshake, recorded client frames, the server's frames).
+//! - `examples`: a fixtures folder's examples as exchanges to send.
+
+mod examples;
+mod http;
+mod wire;
+mod ws;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+
+use crate::model::{Exchange, ExchangeError, Protocol};
+use crate::net::dial::Upstream;
+
+pub(crate) use examples::exchanges_from_fixtures;
+
+/// How fast recorded timing is replayed: a factor (`2x` halves every gap), or `max`: no
+/// waiting at all.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Speed {
+    Factor(f64),
+    Max,
+}
+
+impl Speed {
+    /// The wait before something recorded `gap_ns` after its reference point.
+    fn scale(self, gap_ns: i64) -> Duration {
+        match self {
+            Speed::Max => Duration::ZERO,
+            Speed::Factor(f) => Duration::from_secs_f64(gap_ns.max(0) as f64 / 1e9 / f),
+        }
+    }
+}
+
+impl FromStr for Speed {
+    type Err = String;
+    /// `max`, `2x`, `0.5x` or a bare factor (`2`).
+    fn from_str(s: &str) -> Result<Speed, String> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("max") {
+            return Ok(Speed::Max);
+        }
+        let n = s.strip_suffix(['x', 'X']).unwrap_or(s);
+        match n.parse::<f64>() {
+            Ok(f) if f.is_finite() && f > 0.0 => Ok(Speed::Factor(f)),
+            _ => Err(format!(
+                "{s:?} is not a speed: use a positive factor such as 2x or 0.5x, or max"
+            )),
+        }
+    }
+}
+
+/// TLS to the target: whether to speak it, and client configs offering HTTP/1.1 only
+/// (HTTP/1 and WebSocket connections) and h2 (HTTP/2 and gRPC ones).
+#[derive(Clone, Debug)]
+pub(crate) struct TlsMode {
+    pub enabled: bool,
+    pub h1: Arc<rustls::ClientConfig>,
+    pub h2: Arc<rustls::ClientConfig>,
+}
+
+/// Where and how to send, validated by the CLI.
+#[derive(Clone, Debug)]
+pub(crate) struct TargetConfig {
+    /// The target; its path prefix is put before every recorded path.
+    pub url: Upstream,
+    /// The Host (`:authority`) to send instead of the target's authority.
+    pub host_override: Option<String>,
+    /// Headers set on every request, replacing recorded ones of the same name.
+    pub set_headers: Vec<(String, String)>,
+    pub tls: TlsMode,
+    pub speed: Speed,
+    /// Send the whole recording this many times (default once).
+    pub times: Option<u32>,
+    /// Keep sending the recording over again until this long has passed.
+    pub for_duration: Option<Duration>,
+    /// At most this many connections at once.
+    pub concurrency: usize,
+    /// How long the target may keep us waiting: to connect, for an answer's head, between
+    /// pieces of an answer.
+    pub timeout: Duration,
+}
+
+/// What the driver tells about each exchange it sent.
+pub(crate) trait Observer: Send + Sync {
+    /// May rewrite the request about to be sent (the cli calls diff::Rebinder here).
+    fn before_send(&self, recorded: &Exchange, outgoing: &mut Exchange);
+    /// What the target answered (response/messages filled in an Exchange), or why it failed.
+    fn answered(
+        &self,
+        recorded: &Exchange,
+        observed: Result<Exchange, ExchangeError>,
+        latency_ns: u64,
+    );
+}
+
+/// Counts of a finished drive.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct DriveSummary {
+    /// Exchanges sent (each loop counted).
+    pub sent: u64,
+    /// Of those, how many got no usable answer.
+    pub failed: u64,
+    /// Connections opened as recorded (each loop counted).
+    pub connections: u64,
+    /// Passes over the recording.
+    pub passes: u32,
+}
+
+/// Why the drive could not run at all (a failing exchange is not one of these: it is told to
+/// the observer and the run continues).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DriveError {
+    #[error("nothing to send: the selection holds no client request")]
+    Nothing,
+    #[error("--concurrency must be at least 1")]
+    NoConcurrency,
+}
+
+/// Groups exchanges per recorded connection, each in its recorded order, connections in the
+/// order they started.
+pub(crate) fn group_by_connection(mut exchanges: Vec<Exchange>) -> Vec<Vec<Exchange>> {
+    exchanges.sort_by_key(|e| (e.connection_id, e.seq, e.started_at_ns, e.id));
+    let mut groups: Vec<Vec<Exchange>> = Vec::new();
+    for e in exchanges {
+        match groups.last_mut() {
+            Some(g) if g[0].connection_id == e.connection_id => g.push(e),
+            _ => groups.push(vec![e]),
+        }
+    }
+    groups.sort_by_key(|g| (g[0].started_at_ns, g[0].connection_id));
+    groups
+}
+
+/// Sends `connections` (from [`group_by_connection`]) to the target, as often as
+/// `cfg.times`/`cfg.for_duration` say, telling `observer` about every exchange.
+///
+/// # Errors
+/// Nothing to send, or a zero concurrency.
+pub(crate) async fn drive(
+    connections: Vec<Vec<Exchange>>,
+    cfg: TargetConfig,
+    observer: Arc<dyn Observer>,
+) -> Result<DriveSummary, DriveError> {
+    if connections.iter().all(Vec::is_empty) {
+        return Err(DriveError::Nothing);
+    }
+    if cfg.concurrency == 0 {
+        return Err(DriveError::NoConcurrency);
+    }
+    let connections: Arc<Vec<Vec<Exchange>>> = Arc::new(connections);
+    let cfg = Arc::new(cfg);
+    let began = Instant::now();
+    let mut summary = DriveSummary::default();
+    loop {
+        let pass = one_pass(&connections, &cfg, &observer).await;
+        summary.sent += pass.sent;
+        summary.failed += pass.failed;
+        summary.connections += pass.connections;
+        summary.passes += 1;
+        let more_times = cfg.times.is_some_and(|n| summary.passes < n);
+        let more_time = cfg.for_duration.is_some_and(|d| began.elapsed() < d);
+        if !more_times && !more_time {
+            return Ok(summary);
+        }
+    }
+}
+
+/// One pass over the recording: every connection started at its scaled recorded offset,
+/// within the concurrency cap.
+async fn one_pass(
+    connections: &Arc<Vec<Vec<Exchange>>>,
+    cfg: &Arc<TargetConfig>,
+    observer: &Arc<dyn Observer>,
+) -> DriveSummary {
+    let permits = Arc::new(Semaphore::new(cfg.concurrency));
+    let first_start = connections
+        .iter()
+        .filter_map(|c| c.first())
+        .map(|e| e.started_at_ns)
+        .min()
+        .unwrap_or(0);
+    let start = tokio::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for index in 0..connections.len() {
+        let Some(first) = connections[index].first() else {
+            continue;
+        };
+        tokio::time::sleep_until(start + cfg.speed.scale(first.started_at_ns - first_start)).await;
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let (connections, cfg, observer) = (connections.clone(), cfg.clone(), observer.clone());
+        tasks.spawn(async move {
+            let counts = run_connection(&connections[index], &cfg, &observer).await;
+            drop(permit);
+            counts
+        });
+    }
+    let mut summary = DriveSummary::default();
+    while let Some(done) = tasks.join_next().await {
+        // A panicking connection task loses only its own counts; the pass goes on.
+        if let Ok((sent, failed)) = done {
+            summary.sent += sent;
+            summary.failed += failed;
+            summary.connections += 1;
+        }
+    }
+    summary
+}
+
+/// One recorded connection, replayed in order on as few target connections as its
+/// protocols allow: HTTP/1 requests share a keep-alive connection (a new one when the target
+/// closed it), HTTP/2 and gRPC streams share one HTTP/2 connection, and each WebSocket
+/// session takes a connection of its own. Returns (sent, failed).
+async fn run_connection(
+    exchanges: &[Exchange],
+    cfg: &TargetConfig,
+    observer: &Arc<dyn Observer>,
+) -> (u64, u64) {
+    let Some(first) = exchanges.first() else {
+        return (0, 0);
+    };
+    let start = tokio::time::Instant::now();
+    let mut h1: Option<http::H1> = None;
+    let mut h2: Option<http::H2> = None;
+    let (mut sent, mut failed) = (0, 0);
+    for recorded in exchanges {
+        tokio::time::sleep_until(
+            start
+                + cfg
+                    .speed
+                    .scale(recorded.started_at_ns - first.started_at_ns),
+        )
+        .await;
+        let mut outgoing = recorded.clone();
+        observer.before_send(recorded, &mut outgoing);
+        let began = Instant::now();
+        let result = match recorded.protocol() {
+            Protocol::WebSocket => ws::session(&outgoing, cfg).await,
+            Protocol::H2 | Protocol::Grpc => http::send_h2(&mut h2, &outgoing, cfg).await,
+            Protocol::Http10 | Protocol::Http11 => http::send_h1(&mut h1, &outgoing, cfg).await,
+        };
+        let latency = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        sent += 1;
+        if result.is_err() {
+            failed += 1;
+        }
+        observer.answered(recorded, result, latency);
+    }
+    (sent, failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn speeds_parse_and_scale() {
+        assert_eq!("max".parse::<Speed>(), Ok(Speed::Max));
+        assert_eq!("2x".parse::<Speed>(), Ok(Speed::Factor(2.0)));
+        assert_eq!("0.5".parse::<Speed>(), Ok(Speed::Factor(0.5)));
+        assert!("0x".parse::<Speed>().is_err());
+        assert!("fast".parse::<Speed>().is_err());
+        assert_eq!(
+            Speed::Factor(2.0).scale(1_000_000_000),
+            Duration::from_millis(500)
+        );
+        assert_eq!(Speed::Max.scale(1_000_000_000), Duration::ZERO);
+        assert_eq!(Speed::Factor(1.0).scale(-5), Duration::ZERO);
+    }
+
+    #[test]
+    fn groups_keep_connection_order_and_start_order() {
+        let ex = |conn: u64, seq: u32, at: i64| Exchange {
+            connection_id: conn,
+            seq,
+            started_at_ns: at,
+            ..Exchange::default()
+        };
+        let groups = group_by_connection(vec![ex(2, 1, 30), ex(1, 0, 20), ex(2, 0, 10)]);
+        let shape: Vec<Vec<(u64, u32)>> = groups
+            .iter()
+            .map(|g| g.iter().map(|e| (e.connection_id, e.seq)).collect())
+            .collect();
+        assert_eq!(shape, vec![vec![(2, 0), (2, 1)], vec![(1, 0)]]);
+    }
+}
