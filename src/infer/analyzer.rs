@@ -14,6 +14,7 @@ use crate::model::{Exchange, HeaderList, Protocol};
 use crate::store::fixtures::{self, FixtureSet, Index, FORMAT};
 use crate::store::PatternRow;
 use crate::vocab;
+use crate::vocab::volatile::identifier_like;
 
 /// JSON leaves looked at per body: enough for any API's fields, bounded for huge documents.
 const MAX_LEAVES: usize = 200;
@@ -100,24 +101,6 @@ fn decode_query(q: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A value worth following from a response into later requests.
-fn identifier_like(field: &str, value: &str) -> Option<bool> {
-    let leaf = field.rsplit('.').next().unwrap_or(field);
-    let lower = leaf.to_ascii_lowercase();
-    let credential = lower.contains("token") || lower.contains("session");
-    let id_name = lower == "id"
-        || lower.ends_with("_id")
-        || leaf.ends_with("Id")
-        || lower == "uuid"
-        || lower.ends_with("key");
-    let numeric = value.bytes().all(|b| b.is_ascii_digit());
-    let long_enough = if numeric {
-        value.len() >= 2
-    } else {
-        value.len() >= 4
-    };
-    (long_enough && (credential || id_name || vocab::is_uuid(value))).then_some(credential)
-}
 
 impl Analyzer {
     /// Starts the second pass over the templates of the first.
@@ -241,7 +224,7 @@ impl Analyzer {
             }
             if let Some(v) = vocab::parse_json(&r.body.data) {
                 for (p, val) in vocab::json_leaves(&v, MAX_LEAVES) {
-                    if let Some(credential) = identifier_like(&p, &val) {
+                    if let Some(credential) = identifier_like(&p, &val, 2) {
                         obs.response_values.push((p, hash_str(&val), credential));
                     }
                 }

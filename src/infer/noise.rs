@@ -4,9 +4,8 @@
 
 use std::collections::HashSet;
 
-use super::schema::is_datetime;
 use super::sequence::hash_str;
-use crate::vocab;
+use crate::vocab::volatile::is_volatile;
 
 /// Memory bound on distinct values remembered per request part.
 const DISTINCT_CAP: usize = 4096;
@@ -36,21 +35,6 @@ const NOISY_NAMES: &[&str] = &[
     "idempotency-key",
 ];
 
-/// Values that differ on every request by construction: epoch times, RFC 3339 times, UUIDs,
-/// long hex or random-looking strings.
-fn noisy_value(v: &str) -> bool {
-    let digits = v.bytes().all(|b| b.is_ascii_digit());
-    (digits && (10..=19).contains(&v.len()))
-        || is_datetime(v)
-        || vocab::is_uuid(v)
-        || (v.len() >= 12 && v.bytes().all(|b| b.is_ascii_hexdigit()))
-        || (v.len() >= 16
-            && v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
-            && v.bytes().any(|b| b.is_ascii_digit())
-            && v.bytes().any(|b| b.is_ascii_alphabetic()))
-}
-
 /// How one request part varies across the requests of an endpoint.
 #[derive(Debug)]
 pub(super) struct Variation {
@@ -76,7 +60,7 @@ impl Variation {
         if self.distinct.len() < DISTINCT_CAP {
             self.distinct.insert(hash_str(v));
         }
-        self.all_noisy &= noisy_value(v);
+        self.all_noisy &= is_volatile(v);
     }
 
     /// True when the part named `name` (a dotted JSON path's last key counts) is noise.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
+use crate::vocab::volatile::is_datetime;
 use crate::vocab::{is_date, is_uuid};
 
 const MAX_DEPTH: usize = 12;
@@ -35,14 +36,6 @@ pub struct Shape {
     properties: BTreeMap<String, Shape>,
 }
 
-/// Looks like `2024-05-01T12:00:00Z` (RFC 3339).
-pub(crate) fn is_datetime(s: &str) -> bool {
-    s.len() >= 19
-        && s.is_char_boundary(10)
-        && is_date(&s[..10])
-        && matches!(s.as_bytes()[10], b'T' | b't' | b' ')
-        && s.as_bytes()[13] == b':'
-}
 
 fn formats_of(s: &str) -> u8 {
     let mut f = 0;

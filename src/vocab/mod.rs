@@ -1,11 +1,13 @@
 //! HTTP vocabulary shared by every stage: request-target forms, id-like path segments, JSON
-//! leaves, status reason phrases and header-map conversions.
+//! leaves, status reason phrases, header-map conversions and volatile value forms.
 //!
 //! Inference, replay and capture each had their own copy of these, and the copies disagreed
 //! (one JSON-leaf walker quoted strings, the other did not; one id test took 8 hex digits,
 //! the other 16). Anything that asks "what does this look like in HTTP terms" asks here.
 //!
 //! Imports: `model` only (and the `http` crate's types).
+
+pub mod volatile;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
