@@ -14,6 +14,7 @@ mod patterns;
 mod record;
 mod replay;
 mod replay_fixtures;
+mod replay_to;
 mod show;
 mod sniff;
 mod synthetic;

@@ -41,7 +41,8 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: String,
 
-    /// Listen with TLS, using a certificate minted from the mf CA.
+    /// Listen with TLS, using a certificate minted from the mf CA (with --to: speak TLS to
+    /// the target).
     #[arg(long)]
     pub tls: bool,
 
@@ -141,6 +142,9 @@ pub struct ReplayArgs {
         conflicts_with = "admin_token"
     )]
     pub admin_token_file: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub(crate) to: super::replay_to::ToArgs,
 }
 
 /// A token that never shows up in `Debug` output or logs.
@@ -304,6 +308,10 @@ pub enum Repeat {
 }
 
 pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
+    if args.to.to.is_some() {
+        // Sending to a live target instead of serving: nothing listens.
+        return super::replay_to::run(&args.recording, &args.to, args.tls);
+    }
     let admin = admin_addr(&args)?;
     if args.recording.is_dir() {
         // Latency, faults and seeds apply to fixtures as to recordings.

@@ -1,0 +1,301 @@
+//! `mf replay FILE|DIR --to URL`: send the recorded requests to a live target and say what
+//! changed. Glues the driver (`replay::to`) to the judge (`diff`): an observer rebinds ids
+//! before each send and judges each answer into the report.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use super::util;
+use crate::diff::{Entry, Gate, Judge, Outcome, Rebinder, Report, Rules};
+use crate::model::{Exchange, ExchangeError};
+use crate::net::dial::Upstream;
+use crate::replay::to::{self, Observer, Speed, TargetConfig, TlsMode};
+
+/// `mf replay --to`: the target, how to send to it, what to select and what to report.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Replay to a target")]
+pub(crate) struct ToArgs {
+    /// Send every recorded client request to this live service (http[s]://host:port[/prefix])
+    /// instead of serving the recording, and compare its answers with the recorded ones.
+    /// Exit 0 when all match, 1 on differences, 2 on failures. `--tls` speaks TLS to it.
+    #[arg(long, value_name = "URL")]
+    pub to: Option<String>,
+
+    /// The Host (HTTP/2 `:authority`) sent to the target instead of the URL's.
+    #[arg(long, value_name = "HOST", requires = "to")]
+    pub host: Option<String>,
+
+    /// A header set on every request sent, replacing a recorded one of the same name
+    /// (repeatable).
+    #[arg(long = "set-header", value_name = "NAME:VALUE", requires = "to", value_parser = parse_set_header)]
+    pub set_header: Vec<(String, String)>,
+
+    /// Accept any certificate from the target.
+    #[arg(long, requires = "to")]
+    pub insecure: bool,
+
+    /// Also trust this CA (PEM) for the target's certificate.
+    #[arg(long, value_name = "FILE", requires = "to")]
+    pub upstream_ca: Option<PathBuf>,
+
+    /// Recorded timing, scaled: 2x halves every gap, 0.5x doubles it, max sends at once.
+    #[arg(long, value_name = "SPEED", default_value = "1x", requires = "to")]
+    pub speed: Speed,
+
+    /// Send the whole selection this many times.
+    #[arg(long, value_name = "N", requires = "to", value_parser = clap::value_parser!(u32).range(1..))]
+    pub times: Option<u32>,
+
+    /// Send the selection over and over until this long has passed.
+    #[arg(long = "for", value_name = "DURATION", requires = "to", value_parser = util::parse_duration)]
+    pub for_duration: Option<Duration>,
+
+    /// At most this many connections to the target at once.
+    #[arg(long, value_name = "N", default_value_t = 64, requires = "to", value_parser = clap::value_parser!(u64).range(1..))]
+    pub concurrency: u64,
+
+    /// How long the target may keep a request waiting (to connect, for the answer, between
+    /// its pieces) before the exchange fails.
+    #[arg(long, value_name = "DURATION", default_value = "10s", requires = "to", value_parser = util::parse_duration)]
+    pub timeout: Duration,
+
+    /// Only the exchanges whose path matches this glob (`*` one segment, `**` any).
+    #[arg(long, value_name = "GLOB", requires = "to")]
+    pub path: Option<String>,
+
+    /// Only the exchanges with this method (repeatable).
+    #[arg(long, value_name = "METHOD", requires = "to")]
+    pub method: Vec<String>,
+
+    /// Write the report as JSON: one entry per exchange, differences with paths, latency
+    /// recorded vs now.
+    #[arg(long, value_name = "FILE", requires = "to")]
+    pub report: Option<PathBuf>,
+
+    /// Write a JUnit XML report: one testcase per exchange, a failure per difference.
+    #[arg(long, value_name = "FILE", requires = "to")]
+    pub junit: Option<PathBuf>,
+
+    /// A condition that fails the run (exit 1), such as 'match<99%' or 'p99>250ms'
+    /// (repeatable).
+    #[arg(long = "fail-if", value_name = "EXPR", requires = "to")]
+    pub fail_if: Vec<String>,
+}
+
+/// `--set-header NAME:VALUE`.
+fn parse_set_header(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?}: expected NAME:VALUE"))?;
+    let name = name.trim();
+    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Err(format!("{name:?} is not a header name"));
+    }
+    let value = value.trim();
+    if http::HeaderValue::from_str(value).is_err() {
+        return Err(format!("the value for {name} is not a valid header value"));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
+/// Which recorded exchanges are sent: `--path` and `--method`. Kept apart so that a richer
+/// selection can take its place.
+struct Selection<'a> {
+    path: Option<&'a str>,
+    methods: &'a [String],
+}
+
+impl Selection<'_> {
+    fn keeps(&self, e: &Exchange) -> bool {
+        let path_ok = self
+            .path
+            .is_none_or(|g| crate::replay::rules::path_matches(g, e.request.path()));
+        let method_ok = self.methods.is_empty()
+            || self
+                .methods
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(&e.request.method));
+        path_ok && method_ok
+    }
+}
+
+/// Rebinds ids before each send, judges each answer into the report.
+struct Judging {
+    rebinder: Mutex<Rebinder>,
+    judge: Judge,
+    report: Mutex<Report>,
+}
+
+/// A poisoned lock only means another connection's task panicked; its data is still whole.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Observer for Judging {
+    fn before_send(&self, _recorded: &Exchange, outgoing: &mut Exchange) {
+        lock(&self.rebinder).rewrite(outgoing);
+    }
+
+    fn answered(
+        &self,
+        recorded: &Exchange,
+        observed: Result<Exchange, ExchangeError>,
+        latency_ns: u64,
+    ) {
+        let (outcome, latency_now_ns) = match observed {
+            Ok(observed) => {
+                lock(&self.rebinder).learn(recorded, &observed);
+                let verdict = self.judge.compare(recorded, &observed);
+                (Outcome::Compared(verdict), Some(latency_ns))
+            }
+            Err(e) => (
+                Outcome::Failed {
+                    reason: e.message,
+                    kind: Some(e.kind),
+                },
+                None,
+            ),
+        };
+        lock(&self.report).add(Entry {
+            id: recorded.id,
+            method: recorded.request.method.clone(),
+            path: recorded.request.path().to_string(),
+            outcome,
+            latency_recorded_ns: recorded.duration_ns(),
+            latency_now_ns,
+        });
+    }
+}
+
+/// The exchanges of a recording or a fixtures folder.
+fn load(path: &Path) -> anyhow::Result<Vec<Exchange>> {
+    if path.is_dir() {
+        let set = crate::store::fixtures::read_dir(path)
+            .with_context(|| format!("reading fixtures folder {}", path.display()))?;
+        return Ok(to::exchanges_from_fixtures(&set));
+    }
+    let reader = util::open_recording(path)?;
+    reader
+        .load_all()
+        .with_context(|| format!("reading {}", path.display()))
+}
+
+/// The driver's settings from the flags.
+fn target(args: &ToArgs, url: &str, tls_flag: bool) -> anyhow::Result<TargetConfig> {
+    let url = Upstream::parse(url).map_err(|e| anyhow::anyhow!("--to {e}"))?;
+    let trust = crate::tls::UpstreamTls {
+        extra_ca: args.upstream_ca.clone(),
+        insecure: args.insecure,
+    };
+    if args.insecure {
+        eprintln!("mf: warning: --insecure: the target's certificate is not checked");
+    }
+    let tls = TlsMode {
+        enabled: url.tls || tls_flag,
+        h1: crate::tls::client_config(&trust, &crate::tls::ALPN_H1)
+            .context("TLS settings for --to")?,
+        h2: crate::tls::client_config(&trust, &crate::tls::ALPN_H2_H1)
+            .context("TLS settings for --to")?,
+    };
+    Ok(TargetConfig {
+        url,
+        host_override: args.host.clone(),
+        set_headers: args.set_header.clone(),
+        tls,
+        speed: args.speed,
+        times: args.times,
+        for_duration: args.for_duration,
+        concurrency: usize::try_from(args.concurrency).unwrap_or(usize::MAX),
+        timeout: args.timeout,
+    })
+}
+
+/// Runs `mf replay FILE|DIR --to URL`; `tls_flag` is `mf replay --tls`.
+pub(super) fn run(recording: &Path, args: &ToArgs, tls_flag: bool) -> anyhow::Result<u8> {
+    let Some(url) = args.to.as_deref() else {
+        bail!("--to is required here");
+    };
+    let gates = args
+        .fail_if
+        .iter()
+        .map(|g| g.parse::<Gate>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let cfg = target(args, url, tls_flag)?;
+    let mut exchanges = load(recording)?;
+    let mut rules = Rules::defaults();
+    // Noise is learned from the whole recording, even the part not sent.
+    rules.learn(exchanges.iter());
+    let selection = Selection {
+        path: args.path.as_deref(),
+        methods: &args.method,
+    };
+    exchanges.retain(|e| selection.keeps(e));
+    let count = exchanges.len();
+    let connections = to::group_by_connection(exchanges);
+    eprintln!(
+        "mf: sending {count} exchanges on {} connections to {url}",
+        connections.len()
+    );
+    let judging = Arc::new(Judging {
+        rebinder: Mutex::new(Rebinder::new()),
+        judge: Judge::new(rules),
+        report: Mutex::new(Report::new()),
+    });
+    let observer: Arc<dyn Observer> = judging.clone();
+    let summary = util::runtime()?.block_on(to::drive(connections, cfg, observer))?;
+    let report = lock(&judging.report);
+    print!("{}", report.summary_text());
+    if summary.passes > 1 {
+        println!("{} passes, {} exchanges sent", summary.passes, summary.sent);
+    }
+    if let Some(path) = &args.report {
+        report
+            .write_json(path)
+            .with_context(|| format!("writing --report {}", path.display()))?;
+    }
+    if let Some(path) = &args.junit {
+        report
+            .write_junit(path)
+            .with_context(|| format!("writing --junit {}", path.display()))?;
+    }
+    Ok(report.exit_code(&gates))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_header_needs_a_name_and_a_value() {
+        assert_eq!(
+            parse_set_header("X-Env: staging"),
+            Ok(("X-Env".into(), "staging".into()))
+        );
+        assert!(parse_set_header("no colon").is_err());
+        assert!(parse_set_header("bad name: x").is_err());
+    }
+
+    #[test]
+    fn selection_by_path_glob_and_method() {
+        let ex = |m: &str, t: &str| Exchange {
+            request: crate::model::Request {
+                method: m.into(),
+                target: t.into(),
+                ..Default::default()
+            },
+            ..Exchange::default()
+        };
+        let methods = vec!["get".to_string()];
+        let s = Selection {
+            path: Some("/items/*"),
+            methods: &methods,
+        };
+        assert!(s.keeps(&ex("GET", "/items/3?x=1")));
+        assert!(!s.keeps(&ex("POST", "/items/3")));
+        assert!(!s.keeps(&ex("GET", "/users/3")));
+    }
+}
