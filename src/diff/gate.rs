@@ -13,6 +13,8 @@ pub(crate) struct Gate {
 impl FromStr for Gate {
     type Err = DiffError;
     fn from_str(s: &str) -> Result<Gate, DiffError> {
-        Ok(Gate { text: s.to_string() })
+        Ok(Gate {
+            text: s.to_string(),
+        })
     }
 }

@@ -101,7 +101,6 @@ fn decode_query(q: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-
 impl Analyzer {
     /// Starts the second pass over the templates of the first.
     pub fn new(templates: Templates, config: InferConfig) -> Analyzer {

@@ -36,7 +36,6 @@ pub struct Shape {
     properties: BTreeMap<String, Shape>,
 }
 
-
 fn formats_of(s: &str) -> u8 {
     let mut f = 0;
     if is_uuid(s) {

@@ -55,9 +55,8 @@ pub fn is_datetime(s: &str) -> bool {
 fn is_ulid(s: &str) -> bool {
     // Crockford base32 leaves out I, L, O and U; the first character is at most 7 (128 bits).
     s.len() == 26
-        && s.bytes().all(|b| {
-            b.is_ascii_digit() || (b.is_ascii_alphabetic() && !b"ILOUilou".contains(&b))
-        })
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b.is_ascii_alphabetic() && !b"ILOUilou".contains(&b)))
         && s.as_bytes()[0] <= b'7'
         && s.bytes().any(|b| b.is_ascii_alphabetic())
 }
@@ -69,7 +68,8 @@ fn is_jwt(s: &str) -> bool {
             && p.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'='))
     };
-    let (Some(h), Some(p), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return false;
     };
@@ -178,7 +178,10 @@ mod tests {
 
     #[test]
     fn forms() {
-        assert_eq!(form_of("3f2a1c9e-1b2c-4d5e-8f90-123456789abc"), Some(Form::Uuid));
+        assert_eq!(
+            form_of("3f2a1c9e-1b2c-4d5e-8f90-123456789abc"),
+            Some(Form::Uuid)
+        );
         assert_eq!(form_of("01ARZ3NDEKTSV4RRFFQ69G5FAV"), Some(Form::Ulid));
         assert_eq!(
             form_of("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"),

@@ -259,8 +259,24 @@ async fn run_connection(
         };
         let latency = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
         sent += 1;
-        if result.is_err() {
-            failed += 1;
+        // Method and path only: a recorded request's headers may carry credentials.
+        match &result {
+            Ok(o) => tracing::debug!(
+                method = %recorded.request.method,
+                path = recorded.request.path(),
+                status = o.response.as_ref().map_or(0, |r| r.status),
+                messages = o.messages.len(),
+                "answered"
+            ),
+            Err(e) => {
+                failed += 1;
+                tracing::debug!(
+                    method = %recorded.request.method,
+                    path = recorded.request.path(),
+                    kind = %e.kind,
+                    "failed: {}", e.message
+                );
+            }
         }
         observer.answered(recorded, result, latency);
     }
