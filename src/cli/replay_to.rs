@@ -104,15 +104,17 @@ fn parse_set_header(s: &str) -> Result<(String, String), String> {
 
 /// Which recorded exchanges are sent: `--path` and `--method`. Kept apart so that a richer
 /// selection can take its place.
-struct Selection<'a> {
-    path: Option<&'a str>,
-    methods: &'a [String],
+#[derive(Clone)]
+struct Selection {
+    path: Option<String>,
+    methods: Vec<String>,
 }
 
-impl Selection<'_> {
+impl Selection {
     fn keeps(&self, e: &Exchange) -> bool {
         let path_ok = self
             .path
+            .as_deref()
             .is_none_or(|g| crate::replay::rules::path_matches(g, e.request.path()));
         let method_ok = self.methods.is_empty()
             || self
@@ -171,17 +173,76 @@ impl Observer for Judging {
     }
 }
 
-/// The exchanges of a recording or a fixtures folder.
-fn load(path: &Path) -> anyhow::Result<Vec<Exchange>> {
-    if path.is_dir() {
+/// Noise is learned from at most this many recorded exchanges (the first ones): learning
+/// keeps what it learns from in memory, and a sample this large shows what varies.
+const LEARN_SAMPLE: usize = 20_000;
+
+/// What is sent: a recording (read again for each pass, one exchange at a time) or the
+/// examples of a fixtures folder.
+#[derive(Clone)]
+enum Source {
+    Recording(PathBuf),
+    Fixtures(Arc<Vec<Exchange>>),
+}
+
+impl Source {
+    fn open(path: &Path) -> anyhow::Result<Source> {
+        if !path.is_dir() {
+            return Ok(Source::Recording(path.to_path_buf()));
+        }
         let set = crate::store::fixtures::read_dir(path)
             .with_context(|| format!("reading fixtures folder {}", path.display()))?;
-        return Ok(to::exchanges_from_fixtures(&set));
+        Ok(Source::Fixtures(Arc::new(to::exchanges_from_fixtures(
+            &set,
+        ))))
     }
-    let reader = util::open_recording(path)?;
-    reader
-        .load_all()
-        .with_context(|| format!("reading {}", path.display()))
+
+    /// Calls `f` with every exchange in recorded order until it returns false.
+    fn for_each(&self, f: &mut dyn FnMut(Exchange) -> bool) -> anyhow::Result<()> {
+        match self {
+            Source::Recording(path) => {
+                let reader = util::open_recording(path)?;
+                reader
+                    .for_each(f)
+                    .with_context(|| format!("reading {}", path.display()))
+            }
+            Source::Fixtures(all) => {
+                for e in all.iter() {
+                    if !f(e.clone()) {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Feeds the driver the selected exchanges of `source`, read on a thread of their own for
+/// each pass; a read error is kept for the end of the run.
+struct Feeder {
+    source: Source,
+    selection: Selection,
+    error: Arc<Mutex<Option<anyhow::Error>>>,
+}
+
+impl to::Feed for Feeder {
+    fn pass(&mut self) -> tokio::sync::mpsc::Receiver<Exchange> {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let (source, selection, error) = (
+            self.source.clone(),
+            self.selection.clone(),
+            self.error.clone(),
+        );
+        std::thread::spawn(move || {
+            let sent =
+                source.for_each(&mut |e| !selection.keeps(&e) || tx.blocking_send(e).is_ok());
+            if let Err(e) = sent {
+                *lock(&error) = Some(e);
+            }
+        });
+        rx
+    }
 }
 
 /// The driver's settings from the flags.
@@ -225,20 +286,31 @@ pub(super) fn run(recording: &Path, args: &ToArgs, tls_flag: bool) -> anyhow::Re
         .map(|g| g.parse::<Gate>())
         .collect::<Result<Vec<_>, _>>()?;
     let cfg = target(args, url, tls_flag)?;
-    let mut exchanges = load(recording)?;
-    let mut rules = Rules::defaults();
-    // Noise is learned from the whole recording, even the part not sent.
-    rules.learn(exchanges.iter());
+    let source = Source::open(recording)?;
     let selection = Selection {
-        path: args.path.as_deref(),
-        methods: &args.method,
+        path: args.path.clone(),
+        methods: args.method.clone(),
     };
-    exchanges.retain(|e| selection.keeps(e));
-    let count = exchanges.len();
-    let connections = to::group_by_connection(exchanges);
+    // A first pass counts each connection's exchanges (so the driver knows when one is over)
+    // and keeps a sample to learn noise from: the whole recording, even what is not sent.
+    let mut counts = to::ConnectionCounts::new();
+    let mut sample = Vec::new();
+    source.for_each(&mut |e| {
+        if selection.keeps(&e) {
+            *counts.entry(e.connection_id).or_default() += 1;
+        }
+        if sample.len() < LEARN_SAMPLE {
+            sample.push(e);
+        }
+        true
+    })?;
+    let mut rules = Rules::defaults();
+    rules.learn(sample.iter());
+    drop(sample);
     eprintln!(
-        "mf: sending {count} exchanges on {} connections to {url}",
-        connections.len()
+        "mf: sending {} exchanges on {} connections to {url}",
+        counts.values().sum::<u64>(),
+        counts.len()
     );
     let judging = Arc::new(Judging {
         rebinder: Mutex::new(Rebinder::new()),
@@ -246,7 +318,15 @@ pub(super) fn run(recording: &Path, args: &ToArgs, tls_flag: bool) -> anyhow::Re
         report: Mutex::new(Report::new()),
     });
     let observer: Arc<dyn Observer> = judging.clone();
-    let summary = util::runtime()?.block_on(to::drive(connections, cfg, observer))?;
+    let mut feeder = Feeder {
+        source,
+        selection,
+        error: Arc::new(Mutex::new(None)),
+    };
+    let summary = util::runtime()?.block_on(to::drive(&mut feeder, &counts, cfg, observer))?;
+    if let Some(e) = lock(&feeder.error).take() {
+        return Err(e);
+    }
     let report = lock(&judging.report);
     print!("{}", report.summary_text());
     if summary.passes > 1 {
@@ -289,10 +369,9 @@ mod tests {
             },
             ..Exchange::default()
         };
-        let methods = vec!["get".to_string()];
         let s = Selection {
-            path: Some("/items/*"),
-            methods: &methods,
+            path: Some("/items/*".into()),
+            methods: vec!["get".into()],
         };
         assert!(s.keeps(&ex("GET", "/items/3?x=1")));
         assert!(!s.keeps(&ex("POST", "/items/3")));

@@ -14,16 +14,16 @@
 //! - `ws`: WebSocket sessions (handshake, recorded client frames, the server's frames).
 //! - `examples`: a fixtures folder's examples as exchanges to send.
 
+mod dispatch;
 mod examples;
 mod http;
 mod wire;
 mod ws;
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use tokio::sync::Semaphore;
 
 use crate::model::{Exchange, ExchangeError, Protocol};
 use crate::net::dial::Upstream;
@@ -133,43 +133,39 @@ pub(crate) enum DriveError {
     NoConcurrency,
 }
 
-/// Groups exchanges per recorded connection, each in its recorded order, connections in the
-/// order they started.
-pub(crate) fn group_by_connection(mut exchanges: Vec<Exchange>) -> Vec<Vec<Exchange>> {
-    exchanges.sort_by_key(|e| (e.connection_id, e.seq, e.started_at_ns, e.id));
-    let mut groups: Vec<Vec<Exchange>> = Vec::new();
-    for e in exchanges {
-        match groups.last_mut() {
-            Some(g) if g[0].connection_id == e.connection_id => g.push(e),
-            _ => groups.push(vec![e]),
-        }
-    }
-    groups.sort_by_key(|g| (g[0].started_at_ns, g[0].connection_id));
-    groups
+/// Where the exchanges to send come from: each call starts one pass over them, in recorded
+/// order, through a channel the caller fills as the driver takes them (so that a large
+/// recording is never all in memory).
+pub(crate) trait Feed: Send {
+    fn pass(&mut self) -> tokio::sync::mpsc::Receiver<Exchange>;
 }
 
-/// Sends `connections` (from [`group_by_connection`]) to the target, as often as
-/// `cfg.times`/`cfg.for_duration` say, telling `observer` about every exchange.
+/// How many exchanges each recorded connection holds in one pass: a connection is closed
+/// (and its slot under `--concurrency` freed) once its last one is sent.
+pub(crate) type ConnectionCounts = HashMap<u64, u64>;
+
+/// Sends every pass of `feed` to the target, as often as `cfg.times`/`cfg.for_duration`
+/// say, telling `observer` about every exchange.
 ///
 /// # Errors
 /// Nothing to send, or a zero concurrency.
 pub(crate) async fn drive(
-    connections: Vec<Vec<Exchange>>,
+    feed: &mut dyn Feed,
+    counts: &ConnectionCounts,
     cfg: TargetConfig,
     observer: Arc<dyn Observer>,
 ) -> Result<DriveSummary, DriveError> {
-    if connections.iter().all(Vec::is_empty) {
+    if counts.values().all(|n| *n == 0) {
         return Err(DriveError::Nothing);
     }
     if cfg.concurrency == 0 {
         return Err(DriveError::NoConcurrency);
     }
-    let connections: Arc<Vec<Vec<Exchange>>> = Arc::new(connections);
     let cfg = Arc::new(cfg);
     let began = Instant::now();
     let mut summary = DriveSummary::default();
     loop {
-        let pass = one_pass(&connections, &cfg, &observer).await;
+        let pass = dispatch::one_pass(feed.pass(), counts, &cfg, &observer).await;
         summary.sent += pass.sent;
         summary.failed += pass.failed;
         summary.connections += pass.connections;
@@ -182,73 +178,26 @@ pub(crate) async fn drive(
     }
 }
 
-/// One pass over the recording: every connection started at its scaled recorded offset,
-/// within the concurrency cap.
-async fn one_pass(
-    connections: &Arc<Vec<Vec<Exchange>>>,
-    cfg: &Arc<TargetConfig>,
-    observer: &Arc<dyn Observer>,
-) -> DriveSummary {
-    let permits = Arc::new(Semaphore::new(cfg.concurrency));
-    let first_start = connections
-        .iter()
-        .filter_map(|c| c.first())
-        .map(|e| e.started_at_ns)
-        .min()
-        .unwrap_or(0);
-    let start = tokio::time::Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for index in 0..connections.len() {
-        let Some(first) = connections[index].first() else {
-            continue;
-        };
-        tokio::time::sleep_until(start + cfg.speed.scale(first.started_at_ns - first_start)).await;
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
-        };
-        let (connections, cfg, observer) = (connections.clone(), cfg.clone(), observer.clone());
-        tasks.spawn(async move {
-            let counts = run_connection(&connections[index], &cfg, &observer).await;
-            drop(permit);
-            counts
-        });
-    }
-    let mut summary = DriveSummary::default();
-    while let Some(done) = tasks.join_next().await {
-        // A panicking connection task loses only its own counts; the pass goes on.
-        if let Ok((sent, failed)) = done {
-            summary.sent += sent;
-            summary.failed += failed;
-            summary.connections += 1;
-        }
-    }
-    summary
-}
-
 /// One recorded connection, replayed in order on as few target connections as its
 /// protocols allow: HTTP/1 requests share a keep-alive connection (a new one when the target
 /// closed it), HTTP/2 and gRPC streams share one HTTP/2 connection, and each WebSocket
-/// session takes a connection of its own. Returns (sent, failed).
+/// session takes a connection of its own. `next` yields its exchanges; `done` is called after
+/// each. Returns (sent, failed).
 async fn run_connection(
-    exchanges: &[Exchange],
+    mut next: tokio::sync::mpsc::UnboundedReceiver<Exchange>,
     cfg: &TargetConfig,
     observer: &Arc<dyn Observer>,
+    done: impl Fn(),
 ) -> (u64, u64) {
-    let Some(first) = exchanges.first() else {
-        return (0, 0);
-    };
     let start = tokio::time::Instant::now();
+    let mut first_at: Option<i64> = None;
     let mut h1: Option<http::H1> = None;
     let mut h2: Option<http::H2> = None;
     let (mut sent, mut failed) = (0, 0);
-    for recorded in exchanges {
-        tokio::time::sleep_until(
-            start
-                + cfg
-                    .speed
-                    .scale(recorded.started_at_ns - first.started_at_ns),
-        )
-        .await;
+    while let Some(recorded) = next.recv().await {
+        let first = *first_at.get_or_insert(recorded.started_at_ns);
+        tokio::time::sleep_until(start + cfg.speed.scale(recorded.started_at_ns - first)).await;
+        let recorded = &recorded;
         let mut outgoing = recorded.clone();
         observer.before_send(recorded, &mut outgoing);
         let began = Instant::now();
@@ -279,6 +228,7 @@ async fn run_connection(
             }
         }
         observer.answered(recorded, result, latency);
+        done();
     }
     (sent, failed)
 }
@@ -300,21 +250,5 @@ mod tests {
         );
         assert_eq!(Speed::Max.scale(1_000_000_000), Duration::ZERO);
         assert_eq!(Speed::Factor(1.0).scale(-5), Duration::ZERO);
-    }
-
-    #[test]
-    fn groups_keep_connection_order_and_start_order() {
-        let ex = |conn: u64, seq: u32, at: i64| Exchange {
-            connection_id: conn,
-            seq,
-            started_at_ns: at,
-            ..Exchange::default()
-        };
-        let groups = group_by_connection(vec![ex(2, 1, 30), ex(1, 0, 20), ex(2, 0, 10)]);
-        let shape: Vec<Vec<(u64, u32)>> = groups
-            .iter()
-            .map(|g| g.iter().map(|e| (e.connection_id, e.seq)).collect())
-            .collect();
-        assert_eq!(shape, vec![vec![(2, 0), (2, 1)], vec![(1, 0)]]);
     }
 }

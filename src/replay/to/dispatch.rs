@@ -1,0 +1,178 @@
+//! One pass over the recording: exchanges arrive in recorded order and are handed to one
+//! task per recorded connection, each started at its connection's scaled recorded offset and
+//! holding one of `--concurrency` slots while it runs.
+//!
+//! Memory stays bounded by how far the reading may run ahead of the sending: at most
+//! [`AHEAD`] exchanges wait in the connections' queues — unless every running connection is
+//! waiting for an exchange that comes later in the recording (its queue empty), when reading
+//! on is the only way forward (a connection capped out by `--concurrency` cannot be allowed
+//! to hold up the ones running).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, Notify, Semaphore};
+
+use super::{run_connection, ConnectionCounts, DriveSummary, Observer, TargetConfig};
+use crate::model::Exchange;
+
+/// Exchanges read ahead of the sending, across all connections, before the reading waits.
+const AHEAD: usize = 4096;
+
+/// A recorded connection's task as the dispatcher sees it.
+struct Lane {
+    tx: Option<mpsc::UnboundedSender<Exchange>>,
+    /// Exchanges handed over and not yet sent.
+    queued: Arc<AtomicUsize>,
+    /// The task holds a `--concurrency` slot.
+    running: Arc<AtomicBool>,
+    /// Exchanges of this connection still to come in the pass (`None`: unknown).
+    left: Option<u64>,
+}
+
+/// Shared progress: the queued total, and a wake-up each time an exchange was sent.
+struct Progress {
+    queued: AtomicUsize,
+    sent: Notify,
+}
+
+/// Reads `feed` to its end, handing every exchange to its connection's task; returns once
+/// every task is done.
+pub(super) async fn one_pass(
+    mut feed: mpsc::Receiver<Exchange>,
+    counts: &ConnectionCounts,
+    cfg: &Arc<TargetConfig>,
+    observer: &Arc<dyn Observer>,
+) -> DriveSummary {
+    let slots = Arc::new(Semaphore::new(cfg.concurrency));
+    let progress = Arc::new(Progress {
+        queued: AtomicUsize::new(0),
+        sent: Notify::new(),
+    });
+    let mut lanes: HashMap<u64, Lane> = HashMap::new();
+    // Lanes handed their last exchange, while they still have some to send.
+    let mut draining: Vec<Lane> = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut summary = DriveSummary::default();
+    let start = tokio::time::Instant::now();
+    let mut first_at: Option<i64> = None;
+    while let Some(exchange) = feed.recv().await {
+        draining.retain(|l| l.queued.load(Ordering::SeqCst) > 0);
+        wait_for_room(lanes.values().chain(&draining), &progress).await;
+        let id = exchange.connection_id;
+        if !lanes.contains_key(&id) {
+            // A connection starts at its scaled recorded offset from the pass's first one.
+            let first = *first_at.get_or_insert(exchange.started_at_ns);
+            tokio::time::sleep_until(start + cfg.speed.scale(exchange.started_at_ns - first)).await;
+            let lane = spawn_lane(&mut tasks, &slots, &progress, cfg, observer);
+            lanes.insert(
+                id,
+                Lane {
+                    left: counts.get(&id).copied(),
+                    ..lane
+                },
+            );
+        }
+        let Some(lane) = lanes.get_mut(&id) else {
+            continue;
+        };
+        lane.queued.fetch_add(1, Ordering::SeqCst);
+        progress.queued.fetch_add(1, Ordering::SeqCst);
+        if let Some(tx) = &lane.tx {
+            if tx.send(exchange).is_err() {
+                // The task is gone (it panicked); its exchange is not sent.
+                lane.queued.fetch_sub(1, Ordering::SeqCst);
+                progress.queued.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        if let Some(left) = lane.left.as_mut() {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                // Its last exchange: the task ends after it, freeing its slot. The same
+                // connection id seen again (a later pass) is a new connection.
+                lane.tx = None;
+                if let Some(lane) = lanes.remove(&id) {
+                    draining.push(lane);
+                }
+            }
+        }
+        while let Some(done) = tasks.try_join_next() {
+            add(&mut summary, done);
+        }
+    }
+    drop(lanes);
+    drop(draining);
+    while let Some(done) = tasks.join_next().await {
+        add(&mut summary, done);
+    }
+    summary
+}
+
+fn add(summary: &mut DriveSummary, done: Result<(u64, u64), tokio::task::JoinError>) {
+    // A panicking connection task loses only its own counts; the pass goes on.
+    if let Ok((sent, failed)) = done {
+        summary.sent += sent;
+        summary.failed += failed;
+        summary.connections += 1;
+    }
+}
+
+/// Waits while [`AHEAD`] exchanges are queued and some running connection has one to send
+/// (so that waiting cannot hold up a connection that needs a later exchange).
+async fn wait_for_room<'a>(lanes: impl Iterator<Item = &'a Lane> + Clone, progress: &Progress) {
+    loop {
+        if progress.queued.load(Ordering::SeqCst) < AHEAD {
+            return;
+        }
+        let busy = lanes
+            .clone()
+            .any(|l| l.running.load(Ordering::SeqCst) && l.queued.load(Ordering::SeqCst) > 0);
+        if !busy {
+            return;
+        }
+        progress.sent.notified().await;
+    }
+}
+
+/// Starts a connection's task: it waits for a slot, then sends what it is handed.
+fn spawn_lane(
+    tasks: &mut tokio::task::JoinSet<(u64, u64)>,
+    slots: &Arc<Semaphore>,
+    progress: &Arc<Progress>,
+    cfg: &Arc<TargetConfig>,
+    observer: &Arc<dyn Observer>,
+) -> Lane {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let running = Arc::new(AtomicBool::new(false));
+    let (slots, progress, cfg, observer) = (
+        slots.clone(),
+        progress.clone(),
+        cfg.clone(),
+        observer.clone(),
+    );
+    let (q, r) = (queued.clone(), running.clone());
+    tasks.spawn(async move {
+        let Ok(_slot) = slots.acquire_owned().await else {
+            return (0, 0);
+        };
+        r.store(true, Ordering::SeqCst);
+        let done = || {
+            q.fetch_sub(1, Ordering::SeqCst);
+            progress.queued.fetch_sub(1, Ordering::SeqCst);
+            progress.sent.notify_one();
+        };
+        let counts = run_connection(rx, &cfg, &observer, done).await;
+        r.store(false, Ordering::SeqCst);
+        // A finished connection may be what the reading waits on.
+        progress.sent.notify_one();
+        counts
+    });
+    Lane {
+        tx: Some(tx),
+        queued,
+        running,
+        left: None,
+    }
+}
