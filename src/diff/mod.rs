@@ -9,11 +9,17 @@
 // Until `mf diff` and `mf replay --to` call every part of the API.
 #![allow(dead_code, unused_imports)]
 
+mod body;
 mod gate;
 mod judge;
+#[cfg(test)]
+mod judge_tests;
 mod rebind;
+#[cfg(test)]
+mod rebind_tests;
 mod report;
 mod rules;
+mod stream;
 
 pub(crate) use gate::Gate;
 pub(crate) use judge::Judge;

@@ -1,14 +1,32 @@
 //! Rebinding: ids and tokens that recorded answers created are replaced, in later requests,
-//! by the values the target returned in this run.
+//! by the values the target returned in this run — otherwise every write flow (create, then
+//! read what was created) fails against a fresh service.
+//!
+//! Which values are ids is `vocab::volatile`'s call, as for `mf infer`'s value flows.
 
 use std::collections::HashMap;
 
-use crate::model::Exchange;
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::model::{Body, Direction, Exchange, Header, HeaderList};
+use crate::vocab::volatile::{self, Form};
+use crate::vocab::{self as v};
+
+/// Pairs remembered; a run that creates more ids than this stops learning new ones (a replay
+/// of a million exchanges must not grow without bound).
+const MAX_PAIRS: usize = 200_000;
 
 /// Recorded value → the value the target returned instead.
 #[derive(Debug, Default)]
 pub(crate) struct Rebinder {
     map: HashMap<String, String>,
+}
+
+/// True when `value` may be rebound wherever it appears as a whole value; short numbers are
+/// only rebound where the context says they are ids (path segments, `id` fields).
+fn rebindable_anywhere(value: &str) -> bool {
+    !value.bytes().all(|b| b.is_ascii_digit()) || value.len() >= 6
 }
 
 impl Rebinder {
@@ -17,14 +35,283 @@ impl Rebinder {
         Rebinder::default()
     }
 
-    /// Before sending: replace recorded ids/tokens in the outgoing request (path segments,
-    /// query, headers incl. Authorization/Cookie, JSON/form body, gRPC/WS messages).
-    pub(crate) fn rewrite(&self, outgoing: &mut Exchange) {
-        let _ = (&self.map, outgoing);
+    /// How many pairs it knows.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn insert(&mut self, recorded: &str, observed: &str) {
+        if recorded == observed || recorded.is_empty() || observed.is_empty() {
+            return;
+        }
+        if self.map.len() < MAX_PAIRS || self.map.contains_key(recorded) {
+            self.map.insert(recorded.to_string(), observed.to_string());
+        }
     }
 
     /// After an answer: learn recorded→observed value pairs (JSON leaves, Location, Set-Cookie…).
     pub(crate) fn learn(&mut self, recorded: &Exchange, observed: &Exchange) {
-        let _ = (recorded, observed);
+        let (Some(a), Some(b)) = (&recorded.response, &observed.response) else {
+            return;
+        };
+        if let (Some(ja), Some(jb)) = (v::parse_json(&a.body.data), v::parse_json(&b.body.data)) {
+            self.learn_json("", &ja, &jb);
+        }
+        // Location: the id segments of the created resource's URL.
+        if let (Some(la), Some(lb)) = (
+            a.headers.header_str("location"),
+            b.headers.header_str("location"),
+        ) {
+            let (pa, pb) = (v::origin_form(&la), v::origin_form(&lb));
+            let (sa, sb): (Vec<&str>, Vec<&str>) =
+                (pa.split('/').collect(), pb.split('/').collect());
+            if sa.len() == sb.len() {
+                for (x, y) in sa.iter().zip(&sb) {
+                    if x != y && v::is_id_segment(x) {
+                        self.insert(x, y);
+                    }
+                }
+            }
+        }
+        // Cookies by name, and headers that hand out tokens.
+        let cookies = |hs: &[Header]| -> HashMap<String, String> {
+            hs.header_all("set-cookie")
+                .filter_map(|c| {
+                    let c = String::from_utf8_lossy(c);
+                    let (name, value) = c.split(';').next()?.split_once('=')?;
+                    Some((name.trim().to_string(), value.trim().to_string()))
+                })
+                .collect()
+        };
+        let cb = cookies(&b.headers);
+        for (name, value) in cookies(&a.headers) {
+            if let Some(now) = cb.get(&name) {
+                self.insert(&value, now);
+            }
+        }
+        for h in &a.headers {
+            let lower = h.name.to_ascii_lowercase();
+            if volatile::identifier_like(&lower.replace('-', "_"), "xxxx", 1) == Some(true) {
+                if let Some(now) = b.headers.header_str(&h.name) {
+                    self.insert(h.value_str().trim(), &now);
+                }
+            }
+        }
+    }
+
+    fn learn_json(&mut self, key: &str, a: &Value, b: &Value) {
+        match (a, b) {
+            (Value::Object(ma), Value::Object(mb)) => {
+                for (k, va) in ma {
+                    if let Some(vb) = mb.get(k) {
+                        self.learn_json(k, va, vb);
+                    }
+                }
+            }
+            (Value::Array(xa), Value::Array(xb)) => {
+                for (va, vb) in xa.iter().zip(xb) {
+                    self.learn_json(key, va, vb);
+                }
+            }
+            _ => {
+                let (Some(ta), Some(tb)) = (scalar(a), scalar(b)) else {
+                    return;
+                };
+                // An id by its name (`id`, `user_id`, `access_token`) or by its form (a
+                // UUID, a JWT); not a timestamp, which changes without being reused.
+                let by_name = volatile::identifier_like(key, &ta, 1).is_some();
+                let by_form =
+                    volatile::form_of(&ta).is_some_and(|f| !f.is_time() && f != Form::EpochDigits);
+                if by_name || by_form {
+                    self.insert(&ta, &tb);
+                }
+            }
+        }
+    }
+
+    /// The value that replaces `s` anywhere, if any.
+    fn anywhere(&self, s: &str) -> Option<&String> {
+        rebindable_anywhere(s).then(|| self.map.get(s)).flatten()
+    }
+
+    /// Before sending: replace recorded ids/tokens in the outgoing request (path segments,
+    /// query, headers incl. Authorization/Cookie, JSON/form body, gRPC/WS messages).
+    pub(crate) fn rewrite(&self, outgoing: &mut Exchange) {
+        if self.map.is_empty() {
+            return;
+        }
+        let req = &mut outgoing.request;
+        if let Some(t) = self.rewrite_target(&req.target) {
+            req.target = t;
+        }
+        for h in &mut req.headers {
+            if let Some(value) = self.rewrite_header(&h.name, &h.value_str()) {
+                h.value = value.into_bytes();
+            }
+        }
+        let form = req
+            .headers
+            .header_str("content-type")
+            .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+        let new_body = if form {
+            std::str::from_utf8(&req.body.data)
+                .ok()
+                .and_then(|s| self.rewrite_query(s))
+                .map(String::into_bytes)
+        } else {
+            self.rewrite_json(&req.body.data)
+        };
+        if let Some(data) = new_body {
+            req.body = Body::full(data);
+            let len = req.body.data.len().to_string();
+            for h in &mut req.headers {
+                if h.name.eq_ignore_ascii_case("content-length") {
+                    h.value = len.clone().into_bytes();
+                }
+            }
+        }
+        for m in &mut outgoing.messages {
+            if m.direction == Direction::ClientToServer {
+                if let Some(data) = self.rewrite_json(&m.data) {
+                    m.data = Bytes::from(data);
+                }
+            }
+        }
+    }
+
+    fn rewrite_target(&self, target: &str) -> Option<String> {
+        let (path, query) = v::split_target(target);
+        let mut changed = false;
+        let segments: Vec<&str> = path
+            .split('/')
+            .map(|s| match self.map.get(s) {
+                Some(now) if v::is_id_segment(s) => {
+                    changed = true;
+                    now.as_str()
+                }
+                _ => s,
+            })
+            .collect();
+        let mut out = segments.join("/");
+        match query.map(|q| (q, self.rewrite_query(q))) {
+            Some((_, Some(q))) => {
+                changed = true;
+                out.push('?');
+                out.push_str(&q);
+            }
+            Some((q, None)) => {
+                out.push('?');
+                out.push_str(q);
+            }
+            None => {}
+        }
+        changed.then_some(out)
+    }
+
+    /// `a=1&b=tok` with values rebound; `None` when nothing changed.
+    fn rewrite_query(&self, q: &str) -> Option<String> {
+        let mut changed = false;
+        let pairs: Vec<String> = q
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, val)) => {
+                    let id_key = volatile::identifier_like(k, "xxxx", 1).is_some();
+                    match self.map.get(val) {
+                        Some(now) if id_key || rebindable_anywhere(val) => {
+                            changed = true;
+                            format!("{k}={now}")
+                        }
+                        _ => pair.to_string(),
+                    }
+                }
+                None => pair.to_string(),
+            })
+            .collect();
+        changed.then(|| pairs.join("&"))
+    }
+
+    fn rewrite_header(&self, name: &str, value: &str) -> Option<String> {
+        if name.eq_ignore_ascii_case("host") || name.eq_ignore_ascii_case("content-length") {
+            return None;
+        }
+        if name.eq_ignore_ascii_case("authorization") {
+            let (scheme, token) = value.split_once(' ')?;
+            return self
+                .map
+                .get(token.trim())
+                .map(|now| format!("{scheme} {now}"));
+        }
+        if name.eq_ignore_ascii_case("cookie") {
+            let mut changed = false;
+            let parts: Vec<String> = value
+                .split(';')
+                .map(|c| match c.split_once('=') {
+                    Some((k, val)) => match self.map.get(val.trim()) {
+                        Some(now) => {
+                            changed = true;
+                            format!("{}={now}", k.trim())
+                        }
+                        None => c.trim().to_string(),
+                    },
+                    None => c.trim().to_string(),
+                })
+                .collect();
+            return changed.then(|| parts.join("; "));
+        }
+        self.anywhere(value.trim()).cloned()
+    }
+
+    /// A JSON payload with its id leaves rebound, re-serialised; `None` when nothing changed
+    /// (the bytes then go out exactly as recorded).
+    fn rewrite_json(&self, data: &[u8]) -> Option<Vec<u8>> {
+        let mut value = v::parse_json(data)?;
+        self.rewrite_value("", &mut value)
+            .then(|| serde_json::to_vec(&value).ok())?
+    }
+
+    fn rewrite_value(&self, key: &str, value: &mut Value) -> bool {
+        match value {
+            Value::Object(m) => {
+                let mut changed = false;
+                for (k, item) in m.iter_mut() {
+                    changed |= self.rewrite_value(k, item);
+                }
+                changed
+            }
+            Value::Array(items) => {
+                let mut changed = false;
+                for item in items {
+                    changed |= self.rewrite_value(key, item);
+                }
+                changed
+            }
+            _ => {
+                let Some(text) = scalar(value) else {
+                    return false;
+                };
+                let id_key = volatile::identifier_like(key, &text, 1).is_some();
+                let Some(now) = self
+                    .map
+                    .get(&text)
+                    .filter(|_| id_key || rebindable_anywhere(&text))
+                else {
+                    return false;
+                };
+                *value = match (&*value, now.parse::<serde_json::Number>()) {
+                    (Value::Number(_), Ok(n)) => Value::Number(n),
+                    _ => Value::String(now.clone()),
+                };
+                true
+            }
+        }
+    }
+}
+
+/// A string or number leaf as text.
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
