@@ -16,6 +16,7 @@ mod lossy;
 mod pcap;
 mod pcap_synthetic;
 mod pipeline;
+mod replay_to;
 mod streaming;
 mod tls;
 mod websocket;
