@@ -21,11 +21,15 @@ use crate::replay::{service, Replay, ReplayConfig};
 /// value). Identical requests get the recorded answers in recorded order. A request that
 /// matches nothing gets a 404 whose JSON body lists the closest recorded requests and why
 /// each did not match.
+///
+/// With --to URL nothing listens: the recorded requests are sent to that live service and
+/// its answers compared with the recorded ones.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  mf replay api.db --listen 127.0.0.1:8080\n  \
     mf replay api.db --mode error --error-rate 0.3 --error-status 502,503 --seed 7\n  \
-    mf replay api.db --latency fixed:50ms --config chaos.yaml --admin 127.0.0.1:9901"
+    mf replay api.db --latency fixed:50ms --config chaos.yaml --admin 127.0.0.1:9901\n  \
+    mf replay api.db --to http://127.0.0.1:8081 --report diff.json --fail-if 'match<99%'"
 )]
 pub struct ReplayArgs {
     /// The recording to serve, or a fixtures folder written by `mf infer`.
@@ -144,7 +148,7 @@ pub struct ReplayArgs {
     pub admin_token_file: Option<std::path::PathBuf>,
 
     #[command(flatten)]
-    pub(crate) to: super::replay_to::ToArgs,
+    pub(crate) to: Box<super::replay_to::ToArgs>,
 }
 
 /// A token that never shows up in `Debug` output or logs.

@@ -8,6 +8,7 @@
 //! on is the only way forward (a connection capped out by `--concurrency` cannot be allowed
 //! to hold up the ones running).
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -61,21 +62,19 @@ pub(super) async fn one_pass(
         draining.retain(|l| l.queued.load(Ordering::SeqCst) > 0);
         wait_for_room(lanes.values().chain(&draining), &progress).await;
         let id = exchange.connection_id;
-        if !lanes.contains_key(&id) {
-            // A connection starts at its scaled recorded offset from the pass's first one.
-            let first = *first_at.get_or_insert(exchange.started_at_ns);
-            tokio::time::sleep_until(start + cfg.speed.scale(exchange.started_at_ns - first)).await;
-            let lane = spawn_lane(&mut tasks, &slots, &progress, cfg, observer);
-            lanes.insert(
-                id,
-                Lane {
+        let lane = match lanes.entry(id) {
+            Entry::Occupied(lane) => lane.into_mut(),
+            Entry::Vacant(slot) => {
+                // A connection starts at its scaled recorded offset from the pass's first.
+                let first = *first_at.get_or_insert(exchange.started_at_ns);
+                tokio::time::sleep_until(start + cfg.speed.scale(exchange.started_at_ns - first))
+                    .await;
+                let lane = spawn_lane(&mut tasks, &slots, &progress, cfg, observer);
+                slot.insert(Lane {
                     left: counts.get(&id).copied(),
                     ..lane
-                },
-            );
-        }
-        let Some(lane) = lanes.get_mut(&id) else {
-            continue;
+                })
+            }
         };
         lane.queued.fetch_add(1, Ordering::SeqCst);
         progress.queued.fetch_add(1, Ordering::SeqCst);
