@@ -112,6 +112,11 @@ struct Selection {
 
 impl Selection {
     fn keeps(&self, e: &Exchange) -> bool {
+        // A recorded tunnel (`CONNECT host:port`, relayed untouched) is no request a target
+        // could answer.
+        if e.request.method.eq_ignore_ascii_case("CONNECT") {
+            return false;
+        }
         let path_ok = self
             .path
             .as_deref()
@@ -376,5 +381,11 @@ mod tests {
         assert!(s.keeps(&ex("GET", "/items/3?x=1")));
         assert!(!s.keeps(&ex("POST", "/items/3")));
         assert!(!s.keeps(&ex("GET", "/users/3")));
+        let all = Selection {
+            path: None,
+            methods: Vec::new(),
+        };
+        assert!(all.keeps(&ex("PATCH", "/x")));
+        assert!(!all.keeps(&ex("CONNECT", "example.com:443")));
     }
 }

@@ -18,8 +18,9 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 use super::{run_connection, ConnectionCounts, DriveSummary, Observer, TargetConfig};
 use crate::model::Exchange;
 
-/// Exchanges read ahead of the sending, across all connections, before the reading waits.
-const AHEAD: usize = 4096;
+/// Exchanges read ahead of the sending, across all connections, before the reading waits
+/// (a handful in unit tests, so that they go through the waiting).
+const AHEAD: usize = if cfg!(test) { 8 } else { 4096 };
 
 /// A recorded connection's task as the dispatcher sees it.
 struct Lane {

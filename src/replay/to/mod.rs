@@ -234,7 +234,10 @@ async fn run_connection(
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod speed_tests {
     use super::*;
 
     #[test]
