@@ -119,6 +119,7 @@ fn write_fixtures(dir: &Path) {
                 count: 1,
                 file: "endpoints/get-users-id.yaml".into(),
             }],
+            ..Default::default()
         },
         ..Default::default()
     };

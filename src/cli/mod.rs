@@ -5,6 +5,7 @@
 
 mod ca;
 mod ctl;
+mod diff;
 mod export;
 mod generate;
 mod import;
@@ -50,6 +51,7 @@ pub(crate) enum Command {
     Ca(ca::CaArgs),
     Infer(infer::InferArgs),
     Patterns(patterns::PatternsArgs),
+    Diff(diff::DiffArgs),
     #[command(hide = true)]
     Generate(generate::GenerateArgs),
 }
@@ -80,6 +82,7 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Ca(args) => ca::run(args),
         Command::Infer(args) => infer::run(args),
         Command::Patterns(args) => patterns::run(args),
+        Command::Diff(args) => diff::run(args),
         Command::Generate(args) => generate::run(args),
     }
 }

@@ -141,3 +141,28 @@ fn nothing_learned_nothing_changed() {
     r.rewrite(&mut later);
     assert_eq!(later, before);
 }
+
+#[test]
+fn rebound_ids_are_not_differences_but_changed_named_ids_are() {
+    use super::{Judge, Rules};
+    let mut r = Rebinder::new();
+    let rec = answered("POST", "/items", &[], r#"{"id":7,"name":"pen"}"#);
+    let now = answered("POST", "/items", &[], r#"{"id":12,"name":"Pen"}"#);
+    r.learn(&rec, &now);
+    let mut v = Judge::new(Rules::defaults()).compare(&rec, &now);
+    r.absorb(&mut v);
+    assert_eq!(v.differences.len(), 1, "{v:?}");
+    assert_eq!(v.differences[0].path, "$.name");
+    assert_eq!(
+        v.ignored[0].rule,
+        "rebound: an id or token this run created"
+    );
+    // GET /users/3 answering id 4: the request named 3, so 4 is a difference.
+    let rec = answered("GET", "/users/3", &[], r#"{"id":3}"#);
+    let now = answered("GET", "/users/3", &[], r#"{"id":4}"#);
+    let mut r = Rebinder::new();
+    r.learn(&rec, &now);
+    let mut v = Judge::new(Rules::defaults()).compare(&rec, &now);
+    r.absorb(&mut v);
+    assert_eq!(v.differences.len(), 1);
+}

@@ -291,6 +291,7 @@ impl Analyzer {
                 format: FORMAT,
                 exchanges,
                 endpoints: vec![],
+                ignore: Vec::new(),
             },
             ..Default::default()
         };

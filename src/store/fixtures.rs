@@ -45,6 +45,10 @@ pub struct Index {
     /// Exchanges the fixtures were inferred from.
     pub exchanges: u64,
     pub endpoints: Vec<IndexEntry>,
+    /// Paths of answer values that `mf diff` and `mf replay --to` do not compare, for every
+    /// endpoint (`$.meta.build`, `$.items[*].updated_at`, `header x-build`). Written by hand.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<String>,
 }
 
 /// One endpoint line of the index.
@@ -82,6 +86,10 @@ pub struct Endpoint {
     #[serde(default)]
     pub response_schemas: BTreeMap<String, serde_json::Value>,
     pub examples: Vec<Example>,
+    /// Paths of answer values that `mf diff` and `mf replay --to` do not compare for this
+    /// endpoint, as in [`Index::ignore`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<String>,
 }
 
 /// Request parts replay ignores because they vary across otherwise identical requests.
@@ -402,6 +410,49 @@ pub fn read_dir(dir: &Path) -> Result<FixtureSet, FixturesError> {
     Ok(set)
 }
 
+/// An ignore file: `ignore:` and a list of paths, as in `index.yaml`.
+#[derive(Deserialize)]
+struct IgnoreFile {
+    #[serde(default)]
+    ignore: Vec<IgnoreRule>,
+}
+
+/// One rule of an ignore file: a path for every endpoint, or a path for one endpoint.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IgnoreRule {
+    Everywhere(String),
+    Endpoint { endpoint: String, path: String },
+}
+
+/// The `ignore:` rules of a fixtures folder (`index.yaml` for every endpoint, each endpoint
+/// file for its endpoint, named `METHOD template`), or of a YAML file holding an `ignore:`
+/// list whose items are paths or `{endpoint: "GET /users/{id}", path: "$.updated_at"}`.
+///
+/// # Errors
+/// An unreadable or malformed folder or file.
+pub fn read_ignore_rules(path: &Path) -> Result<Vec<(Option<String>, String)>, FixturesError> {
+    if !path.is_dir() {
+        let file: IgnoreFile = read_yaml(path)?;
+        return Ok(file
+            .ignore
+            .into_iter()
+            .map(|r| match r {
+                IgnoreRule::Everywhere(p) => (None, p),
+                IgnoreRule::Endpoint { endpoint, path } => (Some(endpoint), path),
+            })
+            .collect());
+    }
+    let set = read_dir(path)?;
+    let mut rules: Vec<(Option<String>, String)> =
+        set.index.ignore.iter().map(|p| (None, p.clone())).collect();
+    for ep in &set.endpoints {
+        let name = format!("{} {}", ep.method, ep.template);
+        rules.extend(ep.ignore.iter().map(|p| (Some(name.clone()), p.clone())));
+    }
+    Ok(rules)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,6 +471,7 @@ mod tests {
                     count: 1,
                     file: "endpoints/get-a.yaml".into(),
                 }],
+                ignore: vec!["$.meta.build".into()],
             },
             ..Default::default()
         };
@@ -428,6 +480,7 @@ mod tests {
             name: "get-a".into(),
             method: "GET".into(),
             template: "/a".into(),
+            ignore: vec!["$.items[*].updated_at".into()],
             examples: vec![Example {
                 name: "200".into(),
                 request: ExampleRequest {
@@ -450,6 +503,29 @@ mod tests {
         let back = read_dir(dir.path()).unwrap();
         assert_eq!(back.endpoints, set.endpoints);
         assert_eq!(back.bodies, set.bodies);
+        assert_eq!(
+            read_ignore_rules(dir.path()).unwrap(),
+            [
+                (None, "$.meta.build".to_string()),
+                (
+                    Some("GET /a".to_string()),
+                    "$.items[*].updated_at".to_string()
+                )
+            ]
+        );
+        let file = dir.path().join("ignore.yaml");
+        std::fs::write(
+            &file,
+            "ignore:\n  - $.a\n  - endpoint: POST /b\n    path: header x-build\n",
+        )
+        .unwrap();
+        assert_eq!(
+            read_ignore_rules(&file).unwrap(),
+            [
+                (None, "$.a".to_string()),
+                (Some("POST /b".to_string()), "header x-build".to_string())
+            ]
+        );
         std::fs::write(
             dir.path().join("index.yaml"),
             "format: 99\nexchanges: 0\nendpoints: []\n",
