@@ -316,6 +316,16 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         // Sending to a live target instead of serving: nothing listens.
         return super::replay_to::run(&args.recording, &args.to, args.tls);
     }
+    let j = &args.to.judge;
+    if j.report.is_some()
+        || j.junit.is_some()
+        || !j.fail_if.is_empty()
+        || !j.ignore.is_empty()
+        || !j.ignore_from.is_empty()
+        || j.no_learn
+    {
+        bail!("--report, --junit, --fail-if, --ignore, --ignore-from and --no-learn judge the answers of a target: they need --to URL");
+    }
     let admin = admin_addr(&args)?;
     if args.recording.is_dir() {
         // Latency, faults and seeds apply to fixtures as to recordings.

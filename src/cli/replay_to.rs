@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::util;
-use crate::diff::{Entry, Gate, Judge, Outcome, Rebinder, Report, Rules};
+use crate::diff::{Entry, Judge, Outcome, Rebinder, Report};
 use crate::model::{Exchange, ExchangeError};
 use crate::net::dial::Upstream;
 use crate::replay::to::{self, Observer, Speed, TargetConfig, TlsMode};
@@ -71,19 +71,9 @@ pub(crate) struct ToArgs {
     #[arg(long, value_name = "METHOD", requires = "to")]
     pub method: Vec<String>,
 
-    /// Write the report as JSON: one entry per exchange, differences with paths, latency
-    /// recorded vs now.
-    #[arg(long, value_name = "FILE", requires = "to")]
-    pub report: Option<PathBuf>,
-
-    /// Write a JUnit XML report: one testcase per exchange, a failure per difference.
-    #[arg(long, value_name = "FILE", requires = "to")]
-    pub junit: Option<PathBuf>,
-
-    /// A condition that fails the run (exit 1), such as 'match<99%' or 'p99>250ms'
-    /// (repeatable).
-    #[arg(long = "fail-if", value_name = "EXPR", requires = "to")]
-    pub fail_if: Vec<String>,
+    /// The report, gates and noise rules, as for `mf diff`.
+    #[command(flatten)]
+    pub judge: super::diff::JudgeArgs,
 }
 
 /// `--set-header NAME:VALUE`.
@@ -155,8 +145,12 @@ impl Observer for Judging {
     ) {
         let (outcome, latency_now_ns) = match observed {
             Ok(observed) => {
-                lock(&self.rebinder).learn(recorded, &observed);
-                let verdict = self.judge.compare(recorded, &observed);
+                // Learn what this answer created, then judge it; a difference that is only
+                // a rebound id (recorded 7, created 12 this run) is no difference.
+                let mut rebinder = lock(&self.rebinder);
+                rebinder.learn(recorded, &observed);
+                let mut verdict = self.judge.compare(recorded, &observed);
+                rebinder.absorb(&mut verdict);
                 (Outcome::Compared(verdict), Some(latency_ns))
             }
             Err(e) => (
@@ -285,11 +279,6 @@ pub(super) fn run(recording: &Path, args: &ToArgs, tls_flag: bool) -> anyhow::Re
     let Some(url) = args.to.as_deref() else {
         bail!("--to is required here");
     };
-    let gates = args
-        .fail_if
-        .iter()
-        .map(|g| g.parse::<Gate>())
-        .collect::<Result<Vec<_>, _>>()?;
     let cfg = target(args, url, tls_flag)?;
     let source = Source::open(recording)?;
     let selection = Selection {
@@ -304,13 +293,23 @@ pub(super) fn run(recording: &Path, args: &ToArgs, tls_flag: bool) -> anyhow::Re
         if selection.keeps(&e) {
             *counts.entry(e.connection_id).or_default() += 1;
         }
-        if sample.len() < LEARN_SAMPLE {
+        if !args.judge.no_learn && sample.len() < LEARN_SAMPLE {
             sample.push(e);
         }
         true
     })?;
-    let mut rules = Rules::defaults();
-    rules.learn(sample.iter());
+    let mut rules = args.judge.rules()?;
+    if recording.is_dir() {
+        // A fixtures folder's own `ignore:` rules apply to the answers to its examples.
+        let found = crate::store::fixtures::read_ignore_rules(recording)
+            .with_context(|| format!("reading ignore rules of {}", recording.display()))?;
+        for (endpoint, path) in found {
+            rules.add_ignore(endpoint, path);
+        }
+    }
+    if !args.judge.no_learn {
+        rules.learn(sample.iter());
+    }
     drop(sample);
     eprintln!(
         "mf: sending {} exchanges on {} connections to {url}",
@@ -332,22 +331,14 @@ pub(super) fn run(recording: &Path, args: &ToArgs, tls_flag: bool) -> anyhow::Re
     if let Some(e) = lock(&feeder.error).take() {
         return Err(e);
     }
-    let report = lock(&judging.report);
-    print!("{}", report.summary_text());
     if summary.passes > 1 {
-        println!("{} passes, {} exchanges sent", summary.passes, summary.sent);
+        eprintln!(
+            "mf: {} passes, {} exchanges sent",
+            summary.passes, summary.sent
+        );
     }
-    if let Some(path) = &args.report {
-        report
-            .write_json(path)
-            .with_context(|| format!("writing --report {}", path.display()))?;
-    }
-    if let Some(path) = &args.junit {
-        report
-            .write_junit(path)
-            .with_context(|| format!("writing --junit {}", path.display()))?;
-    }
-    Ok(report.exit_code(&gates))
+    let report = lock(&judging.report);
+    args.judge.finish(&report)
 }
 
 #[cfg(test)]

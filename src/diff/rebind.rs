@@ -131,7 +131,6 @@ impl Rebinder {
             !rebound
         });
     }
-
 }
 
 // Rewriting is called before each send by `mf replay --to`; `mf diff` sends nothing.
