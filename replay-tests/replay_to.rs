@@ -292,11 +292,9 @@ fn a_grpc_bidi_call_replayed_to_a_changed_server_shows_the_changed_message() {
     );
 }
 
-#[test]
-fn a_websocket_session_replayed_to_a_changed_server_shows_the_changed_frame() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("ws.db");
-    let server = start_python("ws_server.py", &[]);
+/// Records one `ws_client.py normal` session with ws_server.py through the proxy.
+fn record_ws_session(dir: &Path, server: &Proc) -> PathBuf {
+    let db = dir.join("ws.db");
     let mut recorder = start_recorder(&server.url(), &db, &[]);
     let out = Command::new("python3")
         .arg(tests_dir().join("servers").join("ws_client.py"))
@@ -310,6 +308,14 @@ fn a_websocket_session_replayed_to_a_changed_server_shows_the_changed_frame() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(recorder.interrupt().success(), "{}", recorder.stderr());
+    db
+}
+
+#[test]
+fn a_websocket_session_replayed_to_a_changed_server_shows_the_changed_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_python("ws_server.py", &[]);
+    let db = record_ws_session(dir.path(), &server);
 
     let out = replay_to(&db, &server.url(), &["--speed", "max"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -327,4 +333,34 @@ fn a_websocket_session_replayed_to_a_changed_server_shows_the_changed_frame() {
     assert_eq!(diffs[0].0, "GET /chat");
     assert_eq!(diffs[0].1.len(), 1, "only the greeting changed: {diffs:?}");
     assert!(diffs[0].1[0].starts_with("ws frame"), "{diffs:?}");
+}
+
+#[test]
+fn a_tls_target_is_verified_with_the_given_ca_or_not_at_all_with_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = start_python("ws_server.py", &[]);
+    let db = record_ws_session(dir.path(), &plain);
+    let (ca, cert, key) = make_test_pki(dir.path());
+    let tls = start_python(
+        "ws_server.py",
+        &["--tls", cert.to_str().unwrap(), key.to_str().unwrap()],
+    );
+    let url = format!("https://localhost:{}", tls.addr().port());
+
+    let out = replay_to(
+        &db,
+        &url,
+        &["--speed", "max", "--upstream-ca", ca.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = replay_to(&db, &url, &["--speed", "max", "--insecure"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // Unknown issuer: the session fails as a TLS failure, with the cause.
+    let report = dir.path().join("tls.json");
+    let out = replay_to(&db, &url, &["--report", report.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let entries = entries(&read_json(&report));
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["kind"], "upstream_tls", "{entries:?}");
 }

@@ -12,9 +12,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
 use super::*;
-use crate::model::{Request, Response};
+use crate::model::{Header, Request, Response};
 
-/// Answers every request 200 with its path as the body; counts accepted connections.
+/// Answers every request 200 with its path, its `X-Run` header and its Host as the body
+/// (`/p|x-run|host`); counts accepted connections.
 async fn echo_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -25,8 +26,14 @@ async fn echo_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
             count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let service = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-                    let path = req.uri().path().to_string();
-                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(path))))
+                    let h = |n: &str| {
+                        req.headers()
+                            .get(n)
+                            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                            .unwrap_or_default()
+                    };
+                    let body = format!("{}|{}|{}", req.uri().path(), h("x-run"), h("host"));
+                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -41,7 +48,7 @@ fn config(addr: std::net::SocketAddr, concurrency: usize, times: Option<u32>) ->
     let tls = crate::tls::client_config(&Default::default(), &crate::tls::ALPN_H1).unwrap();
     TargetConfig {
         url: Upstream::parse(&format!("http://{addr}")).unwrap(),
-        host_override: None,
+        host_override: Some("api.example".into()),
         set_headers: vec![("X-Run".into(), "test".into())],
         tls: TlsMode {
             enabled: false,
@@ -66,6 +73,10 @@ fn exchange(conn: u64, seq: u32, path: String) -> Exchange {
             method: "GET".into(),
             target: path,
             version: "HTTP/1.1".into(),
+            headers: vec![
+                Header::new("Host", "recorded.example"),
+                Header::new("X-Run", "recorded"),
+            ],
             ..Request::default()
         },
         response: Some(Response {
@@ -138,7 +149,12 @@ async fn interleaved_connections_under_a_smaller_cap_all_finish_in_order() {
     // One keep-alive connection per recorded connection and pass.
     assert_eq!(accepted.load(Ordering::SeqCst), 10);
     let seen = seen.0.lock().unwrap();
-    assert!(seen.iter().all(|(path, body)| path == body), "{seen:?}");
+    // --host and --set-header replaced the recorded Host and X-Run.
+    assert!(
+        seen.iter()
+            .all(|(path, body)| *body == format!("{path}|test|api.example")),
+        "{seen:?}"
+    );
     for c in 0..5 {
         let order: Vec<&str> = seen
             .iter()
