@@ -4,6 +4,7 @@ mod alpn;
 mod capture_parity;
 mod cli;
 mod common;
+mod diff;
 mod door;
 mod faults;
 mod fidelity;

@@ -13,12 +13,13 @@ use clap::Args;
 use super::util;
 use crate::diff::{Difference, Entry, Gate, Judge, Outcome, Rebinder, Report, Rules, Verdict};
 use crate::model::Exchange;
-use crate::store::fixtures;
+use crate::store::{fixtures, RecordingRead};
 
 /// Compare two recordings of the same traffic: the answers of B against those of A.
 ///
 /// Identical requests (method, target and body) are paired in order: the n-th in A with the
-/// n-th in B. Exit 0 when every answer matches, 1 on differences (or exchanges only one side
+/// n-th in B; ids that an earlier answer created are rebound first, so `GET /items/<id A got>`
+/// pairs with `GET /items/<id B got>`. Exit 0 when every answer matches, 1 on differences (or exchanges only one side
 /// has), 2 on errors; `--fail-if` changes what fails.
 #[derive(Debug, Args)]
 pub(crate) struct DiffArgs {
@@ -122,23 +123,31 @@ fn split_ignore(rule: &str) -> (Option<String>, String) {
     }
 }
 
-/// What pairs two exchanges: method, target and a hash of the body.
-fn pair_key(ex: &Exchange) -> (String, String, [u8; 32]) {
-    (
-        ex.request.method.clone(),
-        ex.request.origin_form().to_string(),
-        *blake3::hash(&ex.request.body.data).as_bytes(),
-    )
+/// Exchanges of each recording that noise learning looks at: the first ones, so that memory
+/// stays bounded on a recording of millions.
+const LEARN_SAMPLE: usize = 20_000;
+
+/// What pairs two exchanges: method, target and body, hashed (32 bytes a pending exchange).
+fn pair_key(ex: &Exchange) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(ex.request.method.as_bytes());
+    h.update(b" ");
+    h.update(ex.request.origin_form().as_bytes());
+    h.update(b"\n");
+    h.update(&ex.request.body.data);
+    *h.finalize().as_bytes()
 }
 
-fn load(path: &Path) -> anyhow::Result<Vec<Exchange>> {
-    let reader = util::open_recording(path)?;
-    let mut all = reader
-        .load_all()
+/// The first [`LEARN_SAMPLE`] exchanges of a recording.
+fn sample(reader: &dyn RecordingRead, path: &Path) -> anyhow::Result<Vec<Exchange>> {
+    let mut out = Vec::new();
+    reader
+        .for_each(&mut |ex| {
+            out.push(ex);
+            out.len() < LEARN_SAMPLE
+        })
         .with_context(|| format!("reading {}", path.display()))?;
-    // The order the client sent them in, which pairing by order relies on.
-    all.sort_by_key(|e| (e.started_at_ns, e.id));
-    Ok(all)
+    Ok(out)
 }
 
 /// One side only has this exchange.
@@ -165,28 +174,52 @@ fn unpaired(ex: &Exchange, side: &str) -> Entry {
     }
 }
 
+/// Walks A in recording order and B by id: memory holds B's pairing index (an id and a hash
+/// per exchange) and the report's aggregates, never the recordings.
 pub(super) fn run(args: DiffArgs) -> anyhow::Result<u8> {
     let mut rules = args.judge.rules()?;
-    let a = load(&args.a)?;
-    let b = load(&args.b)?;
+    let ra = util::open_recording(&args.a)?;
+    let rb = util::open_recording(&args.b)?;
     if !args.judge.no_learn {
-        rules.learn(a.iter());
-        rules.learn(b.iter());
+        rules.learn(sample(ra.as_ref(), &args.a)?.iter());
+        rules.learn(sample(rb.as_ref(), &args.b)?.iter());
     }
     let judge = Judge::new(rules);
+    let mut queues: HashMap<[u8; 32], VecDeque<i64>> = HashMap::new();
+    rb.for_each(&mut |ex| {
+        queues.entry(pair_key(&ex)).or_default().push_back(ex.id);
+        true
+    })
+    .with_context(|| format!("reading {}", args.b.display()))?;
     let mut rebinder = Rebinder::new();
-    let mut queues: HashMap<(String, String, [u8; 32]), VecDeque<&Exchange>> = HashMap::new();
-    for ex in &b {
-        queues.entry(pair_key(ex)).or_default().push_back(ex);
-    }
     let mut report = Report::new();
-    for ea in &a {
-        let Some(eb) = queues.get_mut(&pair_key(ea)).and_then(VecDeque::pop_front) else {
-            report.add(unpaired(ea, "A"));
-            continue;
+    let mut failure: Option<anyhow::Error> = None;
+    ra.for_each(&mut |ea| {
+        // A request that carried an id an earlier answer created (`GET /items/<id of the
+        // POST>`) carries the other run's id in B: look it up with the ids rebound.
+        let mut probe = Exchange {
+            request: ea.request.clone(),
+            ..Exchange::default()
         };
-        rebinder.learn(ea, eb);
-        let mut verdict = judge.compare(ea, eb);
+        rebinder.rewrite(&mut probe);
+        let found = queues
+            .get_mut(&pair_key(&probe))
+            .and_then(VecDeque::pop_front)
+            .or_else(|| queues.get_mut(&pair_key(&ea)).and_then(VecDeque::pop_front));
+        let Some(id) = found else {
+            report.add(unpaired(&ea, "A"));
+            return true;
+        };
+        let eb = match rb.load(id) {
+            Ok(eb) => eb,
+            Err(e) => {
+                failure =
+                    Some(anyhow::Error::new(e).context(format!("reading {}", args.b.display())));
+                return false;
+            }
+        };
+        rebinder.learn(&ea, &eb);
+        let mut verdict = judge.compare(&ea, &eb);
         rebinder.absorb(&mut verdict);
         report.add(Entry {
             id: ea.id,
@@ -196,11 +229,19 @@ pub(super) fn run(args: DiffArgs) -> anyhow::Result<u8> {
             latency_recorded_ns: ea.duration_ns(),
             latency_now_ns: eb.duration_ns(),
         });
+        true
+    })
+    .with_context(|| format!("reading {}", args.a.display()))?;
+    if let Some(e) = failure {
+        return Err(e);
     }
-    let mut rest: Vec<&Exchange> = queues.into_values().flatten().collect();
-    rest.sort_by_key(|e| (e.started_at_ns, e.id));
-    for eb in rest {
-        report.add(unpaired(eb, "B"));
+    let mut rest: Vec<i64> = queues.into_values().flatten().collect();
+    rest.sort_unstable();
+    for id in rest {
+        let eb = rb
+            .load(id)
+            .with_context(|| format!("reading {}", args.b.display()))?;
+        report.add(unpaired(&eb, "B"));
     }
     args.judge.finish(&report)
 }

@@ -77,7 +77,18 @@ pub(super) fn payload(
     }
 }
 
-fn looks_json(data: &[u8]) -> bool {
+/// Two protobuf messages (decoded without schema) compared field by field; false when either
+/// is not a protobuf message (the caller compares bytes then).
+pub(super) fn protobuf(scope: &mut Scope<'_>, prefix: &str, a: &[u8], b: &[u8]) -> bool {
+    let (Some(va), Some(vb)) = (super::proto::decode(a), super::proto::decode(b)) else {
+        return false;
+    };
+    let mut path = format!("{prefix}$");
+    json(scope, &mut path, &va, &vb);
+    true
+}
+
+pub(super) fn looks_json(data: &[u8]) -> bool {
     matches!(
         data.iter().find(|c| !c.is_ascii_whitespace()),
         Some(b'{' | b'[')
@@ -147,11 +158,14 @@ fn leaf_text(v: &Value) -> Cow<'_, str> {
 }
 
 fn push_key(path: &mut String, key: &str) {
-    let plain = !key.is_empty()
-        && !key.starts_with(|c: char| c.is_ascii_digit())
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    // All digits is a protobuf field number (`$.1.3`); other plain keys start with a letter.
+    let numeric = !key.is_empty() && key.bytes().all(|b| b.is_ascii_digit());
+    let plain = numeric
+        || (!key.is_empty()
+            && !key.starts_with(|c: char| c.is_ascii_digit())
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
     if plain {
         path.push('.');
         path.push_str(key);

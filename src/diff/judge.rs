@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::{body, stream, Difference, Ignored, Rules, Verdict};
 use crate::model::{Exchange, Header, Protocol, Response};
 use crate::vocab;
+use crate::vocab::secrets;
 
 /// What a side shows for a value it does not have.
 pub(super) const ABSENT: &str = "(absent)";
@@ -104,16 +105,14 @@ fn compare_responses(scope: &mut Scope<'_>, recorded: &Exchange, observed: &Exch
         vocab_header(&b.headers, "content-length"),
     );
     if la != lb {
-        let path = "header content-length".to_string();
-        if body_equal {
-            scope.ignore(path, "content-length: the body compares equal".into());
+        // The length follows the body: equal bodies make it noise, and differing ones are
+        // already reported where they differ.
+        let rule = if body_equal {
+            "content-length: the body compares equal"
         } else {
-            let (ra, rb) = (
-                la.unwrap_or_else(|| ABSENT.into()),
-                lb.unwrap_or_else(|| ABSENT.into()),
-            );
-            scope.differ(path, &ra, &rb, ra.clone(), rb.clone());
-        }
+            "content-length: follows the body's differences"
+        };
+        scope.ignore("header content-length".into(), rule.into());
     }
     if grpc {
         for name in ["grpc-status", "grpc-message"] {
@@ -237,10 +236,16 @@ impl Scope<'_> {
                     self.more_differences += 1;
                     return;
                 }
+                // A credential's value must not reach the report or the terminal.
+                let (recorded, now) = if holds_secret(&path) {
+                    (hidden(&shown_a), hidden(&shown_b))
+                } else {
+                    (shorten(shown_a), shorten(shown_b))
+                };
                 self.verdict.differences.push(Difference {
                     path,
-                    recorded: shorten(shown_a),
-                    now: shorten(shown_b),
+                    recorded,
+                    now,
                 });
             }
         }
@@ -280,6 +285,39 @@ impl Scope<'_> {
             });
         }
         self.verdict
+    }
+}
+
+/// True when the value at `path` is a credential: a secret header, or a JSON field named
+/// like one (`$.auth.access_token`).
+fn holds_secret(path: &str) -> bool {
+    if let Some(name) = path
+        .strip_prefix("header ")
+        .or_else(|| path.strip_prefix("trailer "))
+    {
+        let name = name.trim_end_matches(" names");
+        return secrets::secret_header(name);
+    }
+    let Some((_, json)) = path.split_once('$') else {
+        return false;
+    };
+    let last = json
+        .rsplit(['.', '['])
+        .find(|k| !k.is_empty() && !k.trim_end_matches(']').bytes().all(|b| b.is_ascii_digit()))
+        .unwrap_or("");
+    let key = last
+        .trim_end_matches(']')
+        .trim_matches('"')
+        .to_ascii_lowercase();
+    secrets::secret_field(&key)
+}
+
+/// A redacted value: only whether it was there.
+fn hidden(shown: &str) -> String {
+    if shown == ABSENT {
+        ABSENT.into()
+    } else {
+        secrets::REDACTED.into()
     }
 }
 

@@ -130,7 +130,11 @@ fn content_length_follows_the_body() {
         .headers
         .push(Header::new("Content-Length", "8"));
     let v = Judge::new(Rules::defaults()).compare(&a2, &c);
-    assert_eq!(paths(&v), ["$.a", "header content-length"]);
+    assert_eq!(paths(&v), ["$.a"]);
+    assert_eq!(
+        v.ignored[0].rule,
+        "content-length: follows the body's differences"
+    );
 }
 
 #[test]
@@ -396,4 +400,49 @@ fn many_differences_are_capped() {
     let v = Judge::new(Rules::defaults()).compare(&a, &b);
     assert_eq!(v.differences.len(), 51);
     assert_eq!(v.differences[50].now, "450 more differences");
+}
+
+#[test]
+fn credentials_never_reach_a_difference() {
+    let a = json_ex(r#"{"auth":{"access_token":"s3cr3t-one"},"tokens":["t1"],"name":"a"}"#);
+    let b = json_ex(r#"{"auth":{"access_token":"s3cr3t-two"},"tokens":["t2"],"name":"b"}"#);
+    let v = Judge::new(Rules::defaults()).compare(&a, &b);
+    assert_eq!(paths(&v), ["$.auth.access_token", "$.tokens[0]", "$.name"]);
+    assert_eq!(v.differences[0].recorded, "<redacted>");
+    assert_eq!(v.differences[1].now, "<redacted>");
+    assert_eq!(v.differences[2].now, "\"b\"");
+    let a = ex("GET", "/", 200, &[("X-Auth-Token", "one")], "");
+    let b = ex("GET", "/", 200, &[("X-Auth-Token", "two")], "");
+    let v = Judge::new(Rules::defaults()).compare(&a, &b);
+    assert_eq!(v.differences[0].now, "<redacted>");
+}
+
+#[test]
+fn grpc_protobuf_messages_compare_field_by_field() {
+    let grpc = MessageKind::Grpc { compressed: false };
+    let mut a = ex("POST", "/routes.Routes/Get", 200, &[], "");
+    a.protocol = Some(Protocol::Grpc);
+    let mut b = a.clone();
+    let proto = |name: &[u8], n: u8| {
+        let mut m = vec![0x0a, name.len() as u8];
+        m.extend_from_slice(name);
+        m.extend_from_slice(&[0x10, n]);
+        StreamMessage {
+            direction: Direction::ServerToClient,
+            offset_ns: 0,
+            kind: grpc.clone(),
+            data: Bytes::from(m),
+        }
+    };
+    a.messages = vec![proto(b"route-1", 3)];
+    b.messages = vec![proto(b"route-1", 4)];
+    let v = Judge::new(Rules::defaults()).compare(&a, &b);
+    assert_eq!(paths(&v), ["grpc message 1 $.2"]);
+    assert_eq!(
+        (
+            v.differences[0].recorded.as_str(),
+            v.differences[0].now.as_str()
+        ),
+        ("3", "4")
+    );
 }

@@ -13,6 +13,7 @@ mod judge;
 #[cfg(test)]
 mod judge_tests;
 mod junit;
+mod proto;
 mod rebind;
 #[cfg(test)]
 mod rebind_tests;

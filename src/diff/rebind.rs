@@ -24,7 +24,6 @@ pub(crate) struct Rebinder {
     map: HashMap<String, String>,
 }
 
-#[allow(dead_code)] // see the rewriting `impl` below
 /// True when `value` may be rebound wherever it appears as a whole value; short numbers are
 /// only rebound where the context says they are ids (path segments, `id` fields).
 fn rebindable_anywhere(value: &str) -> bool {
@@ -133,8 +132,7 @@ impl Rebinder {
     }
 }
 
-// Rewriting is called before each send by `mf replay --to`; `mf diff` sends nothing.
-#[allow(dead_code)]
+// Rewriting: before each send by `mf replay --to`, before pairing by `mf diff`.
 impl Rebinder {
     /// The value that replaces `s` anywhere, if any.
     fn anywhere(&self, s: &str) -> Option<&String> {

@@ -76,6 +76,15 @@ fn message(scope: &mut Scope<'_>, name: &str, x: &StreamMessage, y: &StreamMessa
             return;
         }
     }
+    let plain_grpc = |m: &StreamMessage| matches!(m.kind, MessageKind::Grpc { compressed: false });
+    if plain_grpc(x)
+        && plain_grpc(y)
+        && x.data != y.data
+        && !body::looks_json(&x.data)
+        && body::protobuf(scope, &format!("{name} "), &x.data, &y.data)
+    {
+        return;
+    }
     body::payload(scope, &format!("{name} "), name, &x.data, &y.data, false);
 }
 

@@ -9,47 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-/// What a redacted value is replaced with.
-pub const REDACTED: &str = "<redacted>";
-
-const HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-    "x-api-key",
-    "api-key",
-    "apikey",
-    "x-auth-token",
-    "x-access-token",
-    "x-csrf-token",
-    "x-xsrf-token",
-    "x-amz-security-token",
-];
-const QUERY: &[&str] = &[
-    "api_key",
-    "apikey",
-    "api-key",
-    "key",
-    "token",
-    "access_token",
-    "refresh_token",
-    "secret",
-    "password",
-    "sig",
-    "signature",
-    "auth",
-];
-const JSON_WORDS: &[&str] = &[
-    "password",
-    "passwd",
-    "token",
-    "secret",
-    "api_key",
-    "apikey",
-    "credential",
-    "private_key",
-];
+use crate::vocab::secrets;
+pub use crate::vocab::secrets::REDACTED;
 
 /// Cap on remembered secret values (for the final scrub).
 const MAX_SECRETS: usize = 10_000;
@@ -106,30 +67,17 @@ impl Redactor {
     /// True when a header of this name is redacted.
     pub fn is_secret_header(&self, name: &str) -> bool {
         let n = name.to_ascii_lowercase();
-        self.enabled && (HEADERS.contains(&n.as_str()) || self.extra.contains(&n))
+        self.enabled && (secrets::secret_header(&n) || self.extra.contains(&n))
     }
 
     fn is_secret_query(&self, name: &str) -> bool {
         let n = name.to_ascii_lowercase();
-        self.enabled && (QUERY.contains(&n.as_str()) || self.extra.contains(&n))
+        self.enabled && (secrets::secret_query(&n) || self.extra.contains(&n))
     }
 
     fn is_secret_field(&self, name: &str) -> bool {
         let n = name.to_ascii_lowercase();
-        // `token_type: bearer`, `password_policy`… describe a secret without being one.
-        let descriptive = [
-            "_type",
-            "_policy",
-            "_hint",
-            "_expires",
-            "_expires_at",
-            "_length",
-        ]
-        .iter()
-        .any(|s| n.ends_with(s));
-        self.enabled
-            && ((JSON_WORDS.iter().any(|w| n.contains(w)) && !descriptive)
-                || self.extra.contains(&n))
+        self.enabled && (secrets::secret_field(&n) || self.extra.contains(&n))
     }
 
     /// Redacts header values in place.

@@ -7,6 +7,7 @@
 //!
 //! Imports: `model` only (and the `http` crate's types).
 
+pub mod secrets;
 pub mod volatile;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
