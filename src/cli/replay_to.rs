@@ -176,6 +176,9 @@ impl Observer for Judging {
 /// keeps what it learns from in memory, and a sample this large shows what varies.
 const LEARN_SAMPLE: usize = 20_000;
 
+/// Exchanges handed to the driver at once: one wake-up of its reader per batch.
+const FEED_BATCH: usize = 64;
+
 /// What is sent: a recording (read again for each pass, one exchange at a time) or the
 /// examples of a fixtures folder.
 #[derive(Clone)]
@@ -226,17 +229,31 @@ struct Feeder {
 }
 
 impl to::Feed for Feeder {
-    fn pass(&mut self) -> tokio::sync::mpsc::Receiver<Exchange> {
-        let (tx, rx) = tokio::sync::mpsc::channel(256);
+    fn pass(&mut self) -> tokio::sync::mpsc::Receiver<Vec<Exchange>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
         let (source, selection, error) = (
             self.source.clone(),
             self.selection.clone(),
             self.error.clone(),
         );
         std::thread::spawn(move || {
-            let sent =
-                source.for_each(&mut |e| !selection.keeps(&e) || tx.blocking_send(e).is_ok());
-            if let Err(e) = sent {
+            let mut batch = Vec::with_capacity(FEED_BATCH);
+            let read = source.for_each(&mut |e| {
+                if selection.keeps(&e) {
+                    batch.push(e);
+                }
+                batch.len() < FEED_BATCH
+                    || tx
+                        .blocking_send(std::mem::replace(
+                            &mut batch,
+                            Vec::with_capacity(FEED_BATCH),
+                        ))
+                        .is_ok()
+            });
+            if !batch.is_empty() {
+                let _ = tx.blocking_send(batch);
+            }
+            if let Err(e) = read {
                 *lock(&error) = Some(e);
             }
         });

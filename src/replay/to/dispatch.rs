@@ -42,48 +42,97 @@ struct Progress {
 /// Reads `feed` to its end, handing every exchange to its connection's task; returns once
 /// every task is done.
 pub(super) async fn one_pass(
-    mut feed: mpsc::Receiver<Exchange>,
+    mut feed: mpsc::Receiver<Vec<Exchange>>,
     counts: &ConnectionCounts,
     cfg: &Arc<TargetConfig>,
     observer: &Arc<dyn Observer>,
 ) -> DriveSummary {
-    let slots = Arc::new(Semaphore::new(cfg.concurrency));
-    let progress = Arc::new(Progress {
-        queued: AtomicUsize::new(0),
-        sent: Notify::new(),
-    });
-    let mut lanes: HashMap<u64, Lane> = HashMap::new();
-    // Lanes handed their last exchange, while they still have some to send.
-    let mut draining: Vec<Lane> = Vec::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut summary = DriveSummary::default();
-    let start = tokio::time::Instant::now();
-    let mut first_at: Option<i64> = None;
-    while let Some(exchange) = feed.recv().await {
-        draining.retain(|l| l.queued.load(Ordering::SeqCst) > 0);
-        wait_for_room(lanes.values().chain(&draining), &progress).await;
+    let mut pass = Pass {
+        slots: Arc::new(Semaphore::new(cfg.concurrency)),
+        progress: Arc::new(Progress {
+            queued: AtomicUsize::new(0),
+            sent: Notify::new(),
+        }),
+        lanes: HashMap::new(),
+        draining: Vec::new(),
+        tasks: tokio::task::JoinSet::new(),
+        summary: DriveSummary::default(),
+        start: tokio::time::Instant::now(),
+        first_at: None,
+        counts,
+        cfg,
+        observer,
+    };
+    while let Some(batch) = feed.recv().await {
+        for exchange in batch {
+            pass.dispatch(exchange).await;
+        }
+    }
+    let Pass {
+        lanes,
+        draining,
+        mut tasks,
+        mut summary,
+        ..
+    } = pass;
+    // Closing the last queues lets every task end.
+    drop((lanes, draining));
+    while let Some(done) = tasks.join_next().await {
+        add(&mut summary, done);
+    }
+    summary
+}
+
+/// The state of one pass.
+struct Pass<'a> {
+    slots: Arc<Semaphore>,
+    progress: Arc<Progress>,
+    lanes: HashMap<u64, Lane>,
+    /// Lanes handed their last exchange, while they still have some to send.
+    draining: Vec<Lane>,
+    tasks: tokio::task::JoinSet<(u64, u64)>,
+    summary: DriveSummary,
+    start: tokio::time::Instant,
+    first_at: Option<i64>,
+    counts: &'a ConnectionCounts,
+    cfg: &'a Arc<TargetConfig>,
+    observer: &'a Arc<dyn Observer>,
+}
+
+impl Pass<'_> {
+    /// Hands one exchange to its connection's task, starting the task (at the connection's
+    /// scaled recorded offset from the pass's first) when it is the connection's first.
+    async fn dispatch(&mut self, exchange: Exchange) {
+        self.draining
+            .retain(|l| l.queued.load(Ordering::SeqCst) > 0);
+        wait_for_room(self.lanes.values().chain(&self.draining), &self.progress).await;
         let id = exchange.connection_id;
-        let lane = match lanes.entry(id) {
+        let lane = match self.lanes.entry(id) {
             Entry::Occupied(lane) => lane.into_mut(),
             Entry::Vacant(slot) => {
-                // A connection starts at its scaled recorded offset from the pass's first.
-                let first = *first_at.get_or_insert(exchange.started_at_ns);
-                tokio::time::sleep_until(start + cfg.speed.scale(exchange.started_at_ns - first))
-                    .await;
-                let lane = spawn_lane(&mut tasks, &slots, &progress, cfg, observer);
+                let first = *self.first_at.get_or_insert(exchange.started_at_ns);
+                let offset = self.cfg.speed.scale(exchange.started_at_ns - first);
+                tokio::time::sleep_until(self.start + offset).await;
+                let lane = spawn_lane(
+                    &mut self.tasks,
+                    &self.slots,
+                    &self.progress,
+                    self.cfg,
+                    self.observer,
+                );
                 slot.insert(Lane {
-                    left: counts.get(&id).copied(),
+                    left: self.counts.get(&id).copied(),
                     ..lane
                 })
             }
         };
         lane.queued.fetch_add(1, Ordering::SeqCst);
-        progress.queued.fetch_add(1, Ordering::SeqCst);
+        self.progress.queued.fetch_add(1, Ordering::SeqCst);
         if let Some(tx) = &lane.tx {
             if tx.send(exchange).is_err() {
                 // The task is gone (it panicked); its exchange is not sent.
                 lane.queued.fetch_sub(1, Ordering::SeqCst);
-                progress.queued.fetch_sub(1, Ordering::SeqCst);
+                self.progress.queued.fetch_sub(1, Ordering::SeqCst);
             }
         }
         if let Some(left) = lane.left.as_mut() {
@@ -92,21 +141,15 @@ pub(super) async fn one_pass(
                 // Its last exchange: the task ends after it, freeing its slot. The same
                 // connection id seen again (a later pass) is a new connection.
                 lane.tx = None;
-                if let Some(lane) = lanes.remove(&id) {
-                    draining.push(lane);
+                if let Some(lane) = self.lanes.remove(&id) {
+                    self.draining.push(lane);
                 }
             }
         }
-        while let Some(done) = tasks.try_join_next() {
-            add(&mut summary, done);
+        while let Some(done) = self.tasks.try_join_next() {
+            add(&mut self.summary, done);
         }
     }
-    drop(lanes);
-    drop(draining);
-    while let Some(done) = tasks.join_next().await {
-        add(&mut summary, done);
-    }
-    summary
 }
 
 fn add(summary: &mut DriveSummary, done: Result<(u64, u64), tokio::task::JoinError>) {

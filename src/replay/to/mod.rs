@@ -135,9 +135,9 @@ pub(crate) enum DriveError {
 
 /// Where the exchanges to send come from: each call starts one pass over them, in recorded
 /// order, through a channel the caller fills as the driver takes them (so that a large
-/// recording is never all in memory).
+/// recording is never all in memory), in batches (one wake-up per batch, not per exchange).
 pub(crate) trait Feed: Send {
-    fn pass(&mut self) -> tokio::sync::mpsc::Receiver<Exchange>;
+    fn pass(&mut self) -> tokio::sync::mpsc::Receiver<Vec<Exchange>>;
 }
 
 /// How many exchanges each recorded connection holds in one pass: a connection is closed

@@ -94,16 +94,17 @@ struct Interleaved {
 }
 
 impl Feed for Interleaved {
-    fn pass(&mut self) -> tokio::sync::mpsc::Receiver<Exchange> {
+    fn pass(&mut self) -> tokio::sync::mpsc::Receiver<Vec<Exchange>> {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let (conns, each) = (self.conns, self.each);
         tokio::spawn(async move {
             for i in 0..each {
-                for c in 0..conns {
-                    let e = exchange(c, i * conns as u32 + c as u32, format!("/c{c}/{i}"));
-                    if tx.send(e).await.is_err() {
-                        return;
-                    }
+                // One batch per round: every connection's next exchange.
+                let batch = (0..conns)
+                    .map(|c| exchange(c, i * conns as u32 + c as u32, format!("/c{c}/{i}")))
+                    .collect();
+                if tx.send(batch).await.is_err() {
+                    return;
                 }
             }
         });
