@@ -161,11 +161,15 @@ fn add(summary: &mut DriveSummary, done: Result<(u64, u64), tokio::task::JoinErr
     }
 }
 
-/// Waits while [`AHEAD`] exchanges are queued and some running connection has one to send
-/// (so that waiting cannot hold up a connection that needs a later exchange).
+/// Once [`AHEAD`] exchanges are queued, waits until half of them are sent while some running
+/// connection has one to send (so that waiting cannot hold up a connection that needs a
+/// later exchange).
 async fn wait_for_room<'a>(lanes: impl Iterator<Item = &'a Lane> + Clone, progress: &Progress) {
+    if progress.queued.load(Ordering::SeqCst) < AHEAD {
+        return;
+    }
     loop {
-        if progress.queued.load(Ordering::SeqCst) < AHEAD {
+        if progress.queued.load(Ordering::SeqCst) <= AHEAD / 2 {
             return;
         }
         let busy = lanes
@@ -202,9 +206,13 @@ fn spawn_lane(
         };
         r.store(true, Ordering::SeqCst);
         let done = || {
-            q.fetch_sub(1, Ordering::SeqCst);
-            progress.queued.fetch_sub(1, Ordering::SeqCst);
-            progress.sent.notify_one();
+            let left_here = q.fetch_sub(1, Ordering::SeqCst) - 1;
+            let left_all = progress.queued.fetch_sub(1, Ordering::SeqCst) - 1;
+            // The reading waits for room (half the read-ahead sent) or for this connection to
+            // run dry; waking it for every exchange would cost a thread wake-up each.
+            if left_here == 0 || left_all == AHEAD / 2 {
+                progress.sent.notify_one();
+            }
         };
         let counts = run_connection(rx, &cfg, &observer, done).await;
         r.store(false, Ordering::SeqCst);
