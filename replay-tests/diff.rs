@@ -2,7 +2,8 @@
 //! Python API whose every answer has fresh ids and timestamps. The same version twice
 //! matches (exit 0); version 2 (user 3 renamed, /status 503) gives exactly those
 //! differences, in the text summary, the JSON report and the JUnit XML (exit 1). The item the
-//! script creates is read back by its fresh id: pairing rebinds it.
+//! script creates is read back by its fresh id: pairing rebinds it. WebSocket sessions compare
+//! frame by frame.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -289,5 +290,60 @@ fn bad_gates_missing_files_and_unpaired_exchanges() {
         String::from_utf8_lossy(&out.stderr).contains("ignore.yaml"),
         "{}",
         text(&out)
+    );
+}
+
+/// Records one `ws_client.py MODE` session through the proxy into `db`.
+fn record_ws(db: &Path, mode: &str) {
+    let server = start_python("ws_server.py", &[]);
+    let mut recorder = start_recorder(&server.url(), db, &[]);
+    let out = Command::new("python3")
+        .arg(tests_dir().join("servers").join("ws_client.py"))
+        .arg(format!("ws://{}/chat", recorder.addr()))
+        .arg(mode)
+        .env("NO_PROXY", "*")
+        .output()
+        .expect("running ws_client.py");
+    assert!(
+        out.status.success(),
+        "ws client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        recorder.interrupt().success(),
+        "recorder: {}",
+        recorder.stderr()
+    );
+}
+
+#[test]
+fn websocket_sessions_compare_frame_by_frame() {
+    let dir = tempfile::tempdir_in(temp_root()).unwrap();
+    let (a, b, c) = (
+        dir.path().join("a.db"),
+        dir.path().join("b.db"),
+        dir.path().join("c.db"),
+    );
+    record_ws(&a, "normal");
+    record_ws(&b, "normal");
+    record_ws(&c, "error");
+    // A fresh Sec-WebSocket-Accept each session is noise; the frames are equal.
+    let same = diff(&a, &b, &[]);
+    assert_eq!(same.status.code(), Some(0), "{}", text(&same));
+    assert!(String::from_utf8_lossy(&same.stdout).contains("volatile header sec-websocket-accept"));
+    // The server closing with 1011 instead of echoing the client's 1000.
+    let report = dir.path().join("ws.json");
+    let changed = diff(&a, &c, &["--report", report.to_str().unwrap()]);
+    assert_eq!(changed.status.code(), Some(1), "{}", text(&changed));
+    let v: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let d = &v["entries"][0]["differences"];
+    assert_eq!(d.as_array().map(Vec::len), Some(1), "{d}");
+    assert!(
+        d[0]["path"].as_str().unwrap().ends_with("close code"),
+        "{d}"
+    );
+    assert_eq!(
+        (d[0]["recorded"].as_str(), d[0]["now"].as_str()),
+        (Some("1000"), Some("1011"))
     );
 }

@@ -256,6 +256,10 @@ fn text(scope: &mut Scope<'_>, name: &str, a: &str, b: &str) {
     if la.len() > MAX_LINES || lb.len() > MAX_LINES {
         return bytes(scope, name, a.as_bytes(), b.as_bytes());
     }
+    if la.len() <= 1 && lb.len() <= 1 {
+        // One line each (a WebSocket text frame, a short answer): the payload is the line.
+        return line(scope, name.to_string(), a, b);
+    }
     let head = la.iter().zip(&lb).take_while(|(x, y)| x == y).count();
     let tail = la[head..]
         .iter()
