@@ -23,6 +23,7 @@ mod pipeline;
 mod queries;
 mod record_on_miss;
 mod redaction;
+mod replay_to;
 mod stalls;
 mod streaming;
 mod tls;

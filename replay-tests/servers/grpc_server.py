@@ -1,4 +1,7 @@
-"""A real grpcio server for fixtures/routes.proto. Prints `PORT n` once listening."""
+"""A real grpcio server for fixtures/routes.proto. Prints `PORT n` once listening.
+
+`--changed`: Chat's second answer to each message says "MORE" instead of "more" (a new
+version of the service, for `mf replay --to`)."""
 import sys
 import time
 from concurrent import futures
@@ -8,6 +11,7 @@ import grpc
 from grpc_common import load
 
 pb, pb_grpc = load()
+CHANGED = "--changed" in sys.argv
 
 
 class Routes(pb_grpc.RoutesServicer):
@@ -40,7 +44,7 @@ class Routes(pb_grpc.RoutesServicer):
     def Chat(self, request_iterator, context):
         for p in request_iterator:
             yield pb.Point(x=p.x, label="echo " + p.label)
-            yield pb.Point(x=p.x + 1000, label="more " + p.label)
+            yield pb.Point(x=p.x + 1000, label=("MORE " if CHANGED else "more ") + p.label)
 
 
 def main():

@@ -6,6 +6,7 @@ On connect it pushes "welcome" unprompted; then per text message:
   "close-error" -> closes with 1011 "server failure"
   anything else -> "echo: <text>"
 Binary messages come back reversed. Pings are answered by the library.
+`--changed`: the greeting is "welcome v2" (a new version, for `mf replay --to`).
 """
 import asyncio
 import sys
@@ -14,7 +15,7 @@ from websockets.asyncio.server import serve
 
 
 async def handler(ws):
-    await ws.send("welcome")
+    await ws.send("welcome v2" if "--changed" in sys.argv else "welcome")
     async for msg in ws:
         if isinstance(msg, bytes):
             await ws.send(msg[::-1])

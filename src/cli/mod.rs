@@ -20,6 +20,7 @@ mod record;
 mod record_on_miss;
 mod replay;
 mod replay_fixtures;
+mod replay_to;
 mod select;
 mod show;
 mod sniff;

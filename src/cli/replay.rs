@@ -21,11 +21,15 @@ use crate::replay::{service, Replay, ReplayConfig};
 /// value). Identical requests get the recorded answers in recorded order. A request that
 /// matches nothing gets a 404 whose JSON body lists the closest recorded requests and why
 /// each did not match.
+///
+/// With --to URL nothing listens: the recorded requests are sent to that live service and
+/// its answers compared with the recorded ones.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  mf replay api.db --listen 127.0.0.1:8080\n  \
     mf replay api.db --mode error --error-rate 0.3 --error-status 502,503 --seed 7\n  \
-    mf replay api.db --latency fixed:50ms --config chaos.yaml --admin 127.0.0.1:9901"
+    mf replay api.db --latency fixed:50ms --config chaos.yaml --admin 127.0.0.1:9901\n  \
+    mf replay api.db --to http://127.0.0.1:8081 --report diff.json --fail-if 'match<99%'"
 )]
 pub struct ReplayArgs {
     /// The recording to serve, or a fixtures folder written by `mf infer`.
@@ -41,7 +45,8 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: String,
 
-    /// Listen with TLS, using a certificate minted from the mf CA.
+    /// Listen with TLS, using a certificate minted from the mf CA (with --to: speak TLS to
+    /// the target).
     #[arg(long)]
     pub tls: bool,
 
@@ -149,6 +154,9 @@ pub struct ReplayArgs {
         conflicts_with = "admin_token"
     )]
     pub admin_token_file: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub(crate) to: Box<super::replay_to::ToArgs>,
 }
 
 /// A token that never shows up in `Debug` output or logs.
@@ -312,6 +320,20 @@ pub enum Repeat {
 }
 
 pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
+    if args.to.to.is_some() {
+        // Sending to a live target instead of serving: nothing listens.
+        return super::replay_to::run(&args.recording, &args.to, args.tls);
+    }
+    let j = &args.to.judge;
+    if j.report.is_some()
+        || j.junit.is_some()
+        || !j.fail_if.is_empty()
+        || !j.ignore.is_empty()
+        || !j.ignore_from.is_empty()
+        || j.no_learn
+    {
+        bail!("--report, --junit, --fail-if, --ignore, --ignore-from and --no-learn judge the answers of a target: they need --to URL");
+    }
     let admin = admin_addr(&args)?;
     if args.recording.is_dir() {
         // Latency, faults and seeds apply to fixtures as to recordings.

@@ -1,13 +1,15 @@
 //! Network plumbing shared by every listener mf runs (the recording proxy, the replay):
 //! accepting with graceful shutdown (`listen`), the front door that takes an accepted
 //! connection through TLS, protocol detection and CONNECT interception to a service
-//! (`door`), the plain-text HTTP/1 error answers every server writes (`reply`), how long
-//! a client may take (`timeouts`), and the read buffers lent to busy connections (`bufpool`).
+//! (`door`), dialing upstreams and replay targets (`dial`), the plain-text HTTP/1 error
+//! answers every server writes (`reply`), how long a client may take (`timeouts`), and the
+//! read buffers lent to busy connections (`bufpool`).
 //!
 //! Sits below `capture` and `replay` so both may use it. Imports: `vocab` and `tls` (a leaf:
 //! why a handshake failed), plus tokio, rustls and socket2; never a stage, never `decode`.
 
 mod bufpool;
+pub mod dial;
 pub mod door;
 mod listen;
 pub mod reply;

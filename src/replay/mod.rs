@@ -15,6 +15,8 @@
 //!   recorded chunks at their recorded offsets (HTTP/1 writes, HTTP/2 DATA frames).
 //! - `service`: the replay behind the front door (`net::door`), routing connections to the
 //!   protocols. `admin` is the control API and `metrics` the Prometheus exposition it serves.
+//! - `to`: the other direction, `mf replay --to`: the recorded requests sent to a live target,
+//!   its answers handed to an observer (the CLI's, which judges them with `diff`).
 //!
 //! Imports: `model`, `vocab`, `decode`, `net`, `store::fixtures` (the fixture file types).
 //! Never `capture`, `infer` or `cli`.
@@ -40,6 +42,7 @@ pub mod service;
 pub mod source;
 pub mod stream;
 mod timed;
+pub mod to;
 mod ws;
 
 pub use pipeline::{Replay, ReplayConfig, ReplayStats};
