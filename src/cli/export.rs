@@ -101,7 +101,7 @@ fn write_har(
         let sep = if first { "\n      " } else { ",\n      " };
         first = false;
         let written = out.write_all(sep.as_bytes()).and_then(|()| {
-            serde_json::to_writer(&mut *out, &har_entry(&ex)).map_err(std::io::Error::from)
+            serde_json::to_writer_pretty(&mut *out, &har_entry(&ex)).map_err(std::io::Error::from)
         });
         match written {
             Ok(()) => true,
