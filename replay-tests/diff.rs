@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+use crate::common::judged::{junit, output_text};
 use crate::common::*;
 
 /// The client script: the same requests, in the same order, on every run; the item it
@@ -59,47 +60,15 @@ fn diff(a: &Path, b: &Path, extra: &[&str]) -> Output {
         .expect("running mf diff")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// The JUnit file as Python's XML parser reads it: (testcases, [(testcase, failure message)]).
+/// The JUnit file: (testcases, [(testcase, failure message)]); three testcases fail.
 fn junit_failures(path: &Path) -> (usize, Vec<(String, String)>) {
-    let script = r#"
-import json, sys, xml.etree.ElementTree as ET
-root = ET.parse(sys.argv[1]).getroot()
-cases = root.findall('.//testcase')
-fails = [[c.get('name'), f.get('message')] for c in cases for f in c.findall('failure')]
-print(json.dumps({'cases': len(cases), 'failures': fails, 'declared': root.find('testsuite').get('failures')}))
-"#;
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(path)
-        .output()
-        .expect("running python3");
-    assert!(
-        out.status.success(),
-        "JUnit does not parse: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("parser output");
-    let fails = v["failures"]
-        .as_array()
-        .unwrap()
+    let (declared, cases) = junit(path);
+    assert_eq!(declared, "3", "three testcases fail");
+    let fails = cases
         .iter()
-        .map(|f| {
-            (
-                f[0].as_str().unwrap().to_string(),
-                f[1].as_str().unwrap().to_string(),
-            )
-        })
+        .flat_map(|c| c.failures.iter().map(|m| (c.name.clone(), m.clone())))
         .collect();
-    assert_eq!(v["declared"], "3", "three testcases fail");
-    (v["cases"].as_u64().unwrap() as usize, fails)
+    (cases.len(), fails)
 }
 
 #[test]
@@ -112,7 +81,7 @@ fn same_version_matches_new_version_reports_exactly_the_known_differences() {
 
     // Same version: only noise differs (fresh UUIDs, timestamps, request ids, ETags).
     let same = diff(&a, &b, &[]);
-    assert_eq!(same.status.code(), Some(0), "{}", text(&same));
+    assert_eq!(same.status.code(), Some(0), "{}", output_text(&same));
     let out = String::from_utf8_lossy(&same.stdout);
     assert!(
         out.starts_with("6 exchanges: 6 matched, 0 differing, 0 failed"),
@@ -137,7 +106,7 @@ fn same_version_matches_new_version_reports_exactly_the_known_differences() {
             junit.to_str().unwrap(),
         ],
     );
-    assert_eq!(changed.status.code(), Some(1), "{}", text(&changed));
+    assert_eq!(changed.status.code(), Some(1), "{}", output_text(&changed));
     let out = String::from_utf8_lossy(&changed.stdout);
     assert!(
         out.starts_with("6 exchanges: 3 matched, 3 differing, 0 failed"),
@@ -216,7 +185,7 @@ fn same_version_matches_new_version_reports_exactly_the_known_differences() {
     assert!(
         String::from_utf8_lossy(&gated.stderr).contains("--fail-if 'match<60%' holds"),
         "{}",
-        text(&gated)
+        output_text(&gated)
     );
     // An ignore rule makes the renamed user noise.
     let ignored = diff(
@@ -229,7 +198,7 @@ fn same_version_matches_new_version_reports_exactly_the_known_differences() {
             "differing>1",
         ],
     );
-    assert_eq!(ignored.status.code(), Some(0), "{}", text(&ignored));
+    assert_eq!(ignored.status.code(), Some(0), "{}", output_text(&ignored));
     assert!(String::from_utf8_lossy(&ignored.stdout).contains("ignore: $.name"));
 }
 
@@ -242,14 +211,14 @@ fn bad_gates_missing_files_and_unpaired_exchanges() {
     assert!(
         String::from_utf8_lossy(&bad.stderr).contains("needs a unit"),
         "{}",
-        text(&bad)
+        output_text(&bad)
     );
     let gone = diff(&missing, &missing, &[]);
     assert_eq!(gone.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&gone.stderr).contains("missing.db"),
         "{}",
-        text(&gone)
+        output_text(&gone)
     );
 
     // A recording of one extra request: reported on its side, exit 1.
@@ -275,7 +244,7 @@ fn bad_gates_missing_files_and_unpaired_exchanges() {
         );
     }
     let out = diff(&one, &two, &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("GET /page  exchange: not in A → recorded in B"),
@@ -289,7 +258,7 @@ fn bad_gates_missing_files_and_unpaired_exchanges() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("ignore.yaml"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
 }
 
@@ -329,12 +298,12 @@ fn websocket_sessions_compare_frame_by_frame() {
     record_ws(&c, "error");
     // A fresh Sec-WebSocket-Accept each session is noise; the frames are equal.
     let same = diff(&a, &b, &[]);
-    assert_eq!(same.status.code(), Some(0), "{}", text(&same));
+    assert_eq!(same.status.code(), Some(0), "{}", output_text(&same));
     assert!(String::from_utf8_lossy(&same.stdout).contains("volatile header sec-websocket-accept"));
     // The server closing with 1011 instead of echoing the client's 1000.
     let report = dir.path().join("ws.json");
     let changed = diff(&a, &c, &["--report", report.to_str().unwrap()]);
-    assert_eq!(changed.status.code(), Some(1), "{}", text(&changed));
+    assert_eq!(changed.status.code(), Some(1), "{}", output_text(&changed));
     let v: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     let d = &v["entries"][0]["differences"];
     assert_eq!(d.as_array().map(Vec::len), Some(1), "{d}");

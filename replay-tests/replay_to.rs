@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use crate::common::judged::{junit, output_text};
 use crate::common::*;
 
 /// Records versioned_api.py (v1) through the proxy walking its flow once: login, create,
@@ -37,14 +38,6 @@ fn replay_to(db: &Path, url: &str, extra: &[&str]) -> Output {
         .args(extra)
         .output()
         .expect("running mf replay --to")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn read_json(path: &Path) -> serde_json::Value {
@@ -83,26 +76,12 @@ fn differing(report: &serde_json::Value) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
-/// The JUnit file parsed by Python's XML parser: one line per testcase, `NAME|FAILURES`.
+/// The JUnit file: (testcase name, failures) per testcase.
 fn junit_cases(path: &Path) -> Vec<(String, usize)> {
-    let script = "import sys, xml.etree.ElementTree as ET\n\
-                  root = ET.parse(sys.argv[1]).getroot()\n\
-                  for c in root.iter('testcase'):\n    \
-                      print(c.get('name') + '|' + str(len(c.findall('failure'))))\n";
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(path)
-        .output()
-        .expect("running python3");
-    assert!(
-        out.status.success(),
-        "JUnit does not parse: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.rsplit_once('|'))
-        .map(|(n, f)| (n.to_string(), f.parse().unwrap_or(0)))
+    junit(path)
+        .1
+        .into_iter()
+        .map(|c| (c.name, c.failures.len()))
         .collect()
 }
 
@@ -114,9 +93,13 @@ fn two_versions_of_an_api_give_exactly_the_known_differences() {
     // A fresh v1: new token, new ids, new timestamps. Rebinding and noise rules make it equal.
     let v1 = start_python("versioned_api.py", &[]);
     let out = replay_to(&db, &v1.url(), &["--speed", "max", "--times", "2"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("8 exchanges: 8 matched"), "{}", text(&out));
+    assert!(
+        stdout.contains("8 exchanges: 8 matched"),
+        "{}",
+        output_text(&out)
+    );
 
     let v2 = start_python("versioned_api.py", &["--v2"]);
     let report = dir.path().join("report.json");
@@ -131,22 +114,22 @@ fn two_versions_of_an_api_give_exactly_the_known_differences() {
             junit.to_str().unwrap(),
         ],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("4 exchanges: 2 matched, 2 differing, 0 failed"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     assert!(
         stdout.contains("$.currency") && stdout.contains("EUR") && stdout.contains("USD"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     assert!(
         stdout.contains("204") && stdout.contains("200"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
 
     let report = read_json(&report);
@@ -187,15 +170,15 @@ fn two_versions_of_an_api_give_exactly_the_known_differences() {
         &v2.url(),
         &["--speed", "max", "--fail-if", "match<50%"],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     let out = replay_to(
         &db,
         &v2.url(),
         &["--speed", "max", "--fail-if", "match<75%"],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let out = replay_to(&db, &v2.url(), &["--fail-if", "match<<5"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
 }
 
 #[test]
@@ -229,7 +212,7 @@ fn bad_targets_fail_each_exchange_with_its_reason_and_the_run_goes_on() {
                 report.to_str().unwrap(),
             ],
         );
-        assert_eq!(out.status.code(), Some(2), "{kind}: {}", text(&out));
+        assert_eq!(out.status.code(), Some(2), "{kind}: {}", output_text(&out));
         let entries = entries(&read_json(&report));
         assert_eq!(
             entries.len(),
@@ -273,14 +256,14 @@ fn a_grpc_bidi_call_replayed_to_a_changed_server_shows_the_changed_message() {
 
     let chat = ["--path", "/mftest.Routes/Chat", "--speed", "max"];
     let out = replay_to(&db, &server.url(), &chat);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
 
     let changed = start_python("grpc_server.py", &["--changed"]);
     let report = dir.path().join("grpc.json");
     let mut args = chat.to_vec();
     args.extend(["--report", report.to_str().unwrap()]);
     let out = replay_to(&db, &changed.url(), &args);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let diffs = differing(&read_json(&report));
     assert_eq!(diffs.len(), 1, "{diffs:?}");
     assert_eq!(diffs[0].0, "POST /mftest.Routes/Chat");
@@ -318,7 +301,7 @@ fn a_websocket_session_replayed_to_a_changed_server_shows_the_changed_frame() {
     let db = record_ws_session(dir.path(), &server);
 
     let out = replay_to(&db, &server.url(), &["--speed", "max"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
 
     let changed = start_python("ws_server.py", &["--changed"]);
     let report = dir.path().join("ws.json");
@@ -327,7 +310,7 @@ fn a_websocket_session_replayed_to_a_changed_server_shows_the_changed_frame() {
         &changed.url(),
         &["--speed", "max", "--report", report.to_str().unwrap()],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let diffs = differing(&read_json(&report));
     assert_eq!(diffs.len(), 1, "{diffs:?}");
     assert_eq!(diffs[0].0, "GET /chat");
@@ -352,14 +335,14 @@ fn a_tls_target_is_verified_with_the_given_ca_or_not_at_all_with_insecure() {
         &url,
         &["--speed", "max", "--upstream-ca", ca.to_str().unwrap()],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     let out = replay_to(&db, &url, &["--speed", "max", "--insecure"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
 
     // Unknown issuer: the session fails as a TLS failure, with the cause.
     let report = dir.path().join("tls.json");
     let out = replay_to(&db, &url, &["--report", report.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
     let entries = entries(&read_json(&report));
     assert_eq!(entries.len(), 1, "{entries:?}");
     assert_eq!(entries[0]["kind"], "upstream_tls", "{entries:?}");

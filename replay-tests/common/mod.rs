@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod capture;
+pub mod judged;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
