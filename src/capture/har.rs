@@ -12,7 +12,7 @@ use base64::Engine;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use super::foreign::{split_url, ForeignError};
+use super::foreign_fields::{split_url, ForeignError};
 use crate::model::{
     Body, Direction, ErrorKind, Exchange, ExchangeError, Header, HeaderList, MessageKind, Protocol,
     Request, Response, StreamMessage, Timings,
@@ -328,7 +328,7 @@ fn exchange(entry: Entry) -> Result<Exchange, String> {
                 } else {
                     Direction::ServerToClient
                 },
-                offset_ns: u64::try_from(super::foreign::secs_to_ns(m.time) - start_ns)
+                offset_ns: u64::try_from(super::foreign_fields::secs_to_ns(m.time) - start_ns)
                     .unwrap_or(0),
                 kind: MessageKind::WebSocket {
                     opcode: m.opcode,

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use super::foreign::{secs_to_ns, ForeignError};
+use super::foreign_fields::{secs_to_ns, ForeignError};
 use super::tnetstring::{parse_all, TValue};
 use crate::model::{
     Body, Direction, ErrorKind, Exchange, ExchangeError, Header, HeaderList, MessageKind, Protocol,

@@ -22,6 +22,7 @@
 mod clock;
 mod dial;
 pub mod foreign;
+mod foreign_fields;
 pub mod forward;
 mod fragments;
 mod h2;

@@ -6,7 +6,7 @@ use std::io::Read;
 
 use serde_json::Value;
 
-use super::judge::{Scope, ABSENT};
+use super::scope::{Scope, ABSENT};
 use crate::model::{HeaderList, Response};
 
 /// Largest body inflated for comparison; a bigger one is compared as sent.

@@ -21,6 +21,7 @@ mod report;
 #[cfg(test)]
 mod report_tests;
 mod rules;
+mod scope;
 mod stream;
 
 pub(crate) use gate::Gate;

@@ -1,7 +1,7 @@
 //! Stream comparison: the server's gRPC messages and WebSocket frames, in order.
 
 use super::body;
-use super::judge::{Scope, ABSENT};
+use super::scope::{Scope, ABSENT};
 use crate::model::{Direction, Exchange, MessageKind, StreamMessage};
 
 /// WebSocket opcodes that carry data or end the session (pings and pongs are keep-alive).
