@@ -21,6 +21,23 @@ pub(super) fn key_of(data: &[u8]) -> BlobKey {
     key
 }
 
+/// `data` compressed at zstd level 3 with this thread's compression context: creating a
+/// context per blob (what `zstd::bulk::compress` does) cost more than compressing the
+/// small bodies of an API recording.
+fn compress(data: &[u8]) -> Option<Vec<u8>> {
+    thread_local! {
+        static CCTX: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    CCTX.with(|cell| {
+        let mut cctx = cell.borrow_mut();
+        if cctx.is_none() {
+            *cctx = zstd::bulk::Compressor::new(3).ok();
+        }
+        cctx.as_mut()?.compress(data).ok()
+    })
+}
+
 /// Stores `data` once; remembers stored keys so repeats cost one hash and no query.
 pub(super) fn put(
     conn: &Connection,
@@ -32,8 +49,8 @@ pub(super) fn put(
         return Ok(key);
     }
     let (codec, stored) = if data.len() >= MIN_COMPRESS {
-        match zstd::bulk::compress(data, 3) {
-            Ok(c) if c.len() < data.len() => (CODEC_ZSTD, c),
+        match compress(data) {
+            Some(c) if c.len() < data.len() => (CODEC_ZSTD, c),
             _ => (CODEC_RAW, data.to_vec()),
         }
     } else {
