@@ -256,11 +256,23 @@ impl<'a> Redaction<'a> {
     /// The body redacted as its `content_type` says (JSON, form-urlencoded, multipart; a body
     /// that looks like JSON is tried as JSON); `None` when nothing changed.
     pub fn body(&mut self, content_type: &str, data: &[u8]) -> Option<Vec<u8>> {
-        if data.is_empty() || !self.rules.may_hold_secret_field(data) {
+        if data.is_empty() {
             return None;
         }
         let ct = content_type.to_ascii_lowercase();
         let media = ct.split(';').next().unwrap_or("").trim();
+        let looks_json = matches!(
+            data.iter().find(|b| !b.is_ascii_whitespace()),
+            Some(b'{') | Some(b'[')
+        );
+        let structured = media == "application/x-www-form-urlencoded"
+            || media == "multipart/form-data"
+            || media.contains("json")
+            || looks_json;
+        // Only structured bodies have fields to redact: others are not even scanned.
+        if !structured || !self.rules.may_hold_secret_field(data) {
+            return None;
+        }
         if media == "application/x-www-form-urlencoded" {
             let text = std::str::from_utf8(data).ok()?;
             return self.query(text).map(String::into_bytes);
@@ -273,10 +285,6 @@ impl<'a> Redaction<'a> {
             })?;
             return self.multipart(data, &boundary);
         }
-        let looks_json = matches!(
-            data.iter().find(|b| !b.is_ascii_whitespace()),
-            Some(b'{') | Some(b'[')
-        );
         if media.contains("json") || looks_json {
             return self.json(data);
         }

@@ -153,8 +153,12 @@ impl Rules {
             .chain(rules.extra.iter().cloned())
             .chain(rules.paths.iter().filter_map(|p| p.last().cloned()))
             .collect();
+        // A DFA: the words are few and short, and case-insensitive three-letter ones leave
+        // no useful prefilter, so the search steps every byte — the DFA steps fastest (the
+        // default NFA was a fifth of `mf import`'s time on an API capture).
         rules.words = aho_corasick::AhoCorasick::builder()
             .ascii_case_insensitive(true)
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
             .build(&words)
             .ok();
         rules
