@@ -17,19 +17,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 pub(super) type BoxIo = Pin<Box<dyn Io>>;
 
-/// Headers that describe one hop (RFC 9110 §7.6.1), the body framing the client library
-/// redoes, and the ones HTTP/2 forbids: never copied from the recording.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-    "trailer",
-    "content-length",
-    "host",
-];
+/// Beyond the connection-specific fields (`vocab::CONNECTION_SPECIFIC`, which HTTP/2
+/// forbids): the framing the client library redoes and the Host it sets. None of these is
+/// copied from the recording.
+const REDONE: [&str; 3] = ["trailer", "content-length", "host"];
+
+/// True for a recorded header the driver must not copy to the target.
+fn not_copied(name: &str) -> bool {
+    crate::vocab::CONNECTION_SPECIFIC
+        .iter()
+        .chain(REDONE.iter())
+        .any(|n| name.eq_ignore_ascii_case(n))
+}
 
 /// Opens a connection to the target within the timeout; over TLS offering h2 when `h2`,
 /// and saying whether the target picked it.
@@ -73,11 +72,7 @@ pub(super) fn request_headers(cfg: &TargetConfig, outgoing: &Exchange) -> Vec<(S
         .request
         .headers
         .iter()
-        .filter(|h| {
-            !h.name.starts_with(':')
-                && !HOP_BY_HOP.iter().any(|n| h.name.eq_ignore_ascii_case(n))
-                && !replaced(&h.name)
-        })
+        .filter(|h| !h.name.starts_with(':') && !not_copied(&h.name) && !replaced(&h.name))
         .map(|h| (h.name.clone(), h.value.clone()))
         .collect();
     out.extend(
