@@ -94,16 +94,30 @@ fn write_har(
         out,
         "{{\n  \"log\": {{\n    \"version\": \"1.2\",\n    \"creator\": {creator},\n    \"entries\": ["
     )?;
-    let mut failed = None;
     let mut first = true;
+    write_each(reader, selection, clean, out, |ex, out| {
+        out.write_all(if first { b"\n      " } else { b",\n      " })?;
+        first = false;
+        serde_json::to_writer_pretty(&mut *out, &har_entry(ex)).map_err(std::io::Error::from)
+    })?;
+    out.write_all(b"\n    ]\n  }\n}\n")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Walks the selected exchanges in recording order, each sanitized by `clean`, and writes
+/// each with `write`; the first write error stops the walk and is the result.
+pub(super) fn write_each(
+    reader: &dyn RecordingRead,
+    selection: &Selection,
+    clean: &dyn Fn(&mut Exchange),
+    out: &mut dyn Write,
+    mut write: impl FnMut(&Exchange, &mut dyn Write) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    let mut failed = None;
     reader.for_each_selected(selection, &mut |mut ex| {
         clean(&mut ex);
-        let sep = if first { "\n      " } else { ",\n      " };
-        first = false;
-        let written = out.write_all(sep.as_bytes()).and_then(|()| {
-            serde_json::to_writer_pretty(&mut *out, &har_entry(&ex)).map_err(std::io::Error::from)
-        });
-        match written {
+        match write(&ex, out) {
             Ok(()) => true,
             Err(e) => {
                 failed = Some(e);
@@ -111,12 +125,10 @@ fn write_har(
             }
         }
     })?;
-    if let Some(e) = failed {
-        return Err(e.into());
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
     }
-    out.write_all(b"\n    ]\n  }\n}\n")?;
-    out.flush()?;
-    Ok(())
 }
 
 /// Redacts secrets with the capture rules, under a key made for this export only.

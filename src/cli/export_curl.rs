@@ -16,20 +16,9 @@ pub(super) fn write_script(
     out: &mut dyn std::io::Write,
 ) -> anyhow::Result<()> {
     out.write_all(b"#!/bin/sh\n")?;
-    let mut failed = None;
-    reader.for_each_selected(selection, &mut |mut ex| {
-        clean(&mut ex);
-        match out.write_all(command(&ex).as_bytes()) {
-            Ok(()) => true,
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
-        }
+    super::export::write_each(reader, selection, clean, out, |ex, out| {
+        out.write_all(command(ex).as_bytes())
     })?;
-    if let Some(e) = failed {
-        return Err(e.into());
-    }
     out.flush()?;
     Ok(())
 }

@@ -381,20 +381,16 @@ pub(super) fn open_passive(
         source,
         command_line: util::command_line(),
     };
-    let (writer, handle) = Writer::spawn(output, &meta, writer_config)
-        .with_context(|| format!("opening {} for recording", output.display()))?;
+    let super::policy::Recording {
+        writer,
+        sink: policy,
+        first_connection,
+    } = policy.open_recording(output, &meta, writer_config)?;
     let cfg = Config {
         max_body,
         port_hints: port_hints.to_vec(),
-        first_connection_id: handle.connection_id_base(),
+        first_connection_id: first_connection,
         ..Config::default()
-    };
-    let policy = match policy.sink(Arc::new(handle)) {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = writer.finish();
-            return Err(e);
-        }
     };
     let sink: Arc<dyn ExchangeSink> = policy.clone();
     Ok((writer, Engine::new(cfg, sink), policy))

@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use super::util;
 use crate::capture::foreign::ForeignFormat;
 use crate::model::{Exchange, ExchangeSink};
-use crate::store::{Meta, Writer, WriterConfig};
+use crate::store::{Meta, WriterConfig};
 
 /// A file read whole: its name, format and exchanges.
 pub(super) struct ForeignFile {
@@ -82,18 +82,14 @@ pub(super) fn write(
         source: format!("import {}", names.join(" ")),
         command_line: util::command_line(),
     };
-    let (writer, handle) = Writer::spawn(output, &meta, WriterConfig::blocking())
-        .with_context(|| format!("opening {} for recording", output.display()))?;
-    // Connection ids stay unique across files and with what the recording already holds.
-    let mut base = handle.connection_id_base();
     // The same capture policy as every other way of recording (redaction, filters, dedup).
-    let policy = match policy.sink(Arc::new(handle)) {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = writer.finish();
-            return Err(e);
-        }
-    };
+    let super::policy::Recording {
+        writer,
+        sink: policy,
+        first_connection,
+    } = policy.open_recording(output, &meta, WriterConfig::blocking())?;
+    // Connection ids stay unique across files and with what the recording already holds.
+    let mut base = first_connection;
     let sink: Arc<dyn ExchangeSink> = policy.clone();
     let mut lines = Vec::new();
     for file in files {

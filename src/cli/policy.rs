@@ -6,7 +6,6 @@ use std::sync::Arc;
 use clap::Args;
 
 use crate::capture::policy::{FilterConfig, PolicyConfig, PolicySink, SampleConfig};
-use crate::model::ExchangeSink;
 
 /// What a recording keeps: filters, sampling, dedup and redaction of secrets.
 #[derive(Clone, Debug, Default, Args)]
@@ -59,6 +58,13 @@ pub struct PolicyArgs {
     pub keep_secrets: bool,
 }
 
+/// A recording opened through the capture policy (see [`PolicyArgs::open_recording`]).
+pub(super) struct Recording {
+    pub writer: crate::store::Writer,
+    pub sink: Arc<PolicySink>,
+    pub first_connection: u64,
+}
+
 /// The loud part of a start line when secrets are kept.
 pub(super) const KEEP_SECRETS_WARNING: &str =
     "WARNING: --keep-secrets: credentials are stored as sent";
@@ -84,9 +90,30 @@ impl PolicyArgs {
         }
     }
 
-    /// The policy sink around `inner`.
-    pub(super) fn sink(&self, inner: Arc<dyn ExchangeSink>) -> anyhow::Result<Arc<PolicySink>> {
-        Ok(Arc::new(PolicySink::new(inner, &self.config())?))
+    /// Opens `output` for recording through this policy: the writer (to finish at the
+    /// end), the policy sink every exchange goes to, and the first free connection id.
+    /// The one way every recording command starts storing.
+    pub(super) fn open_recording(
+        &self,
+        output: &std::path::Path,
+        meta: &crate::store::Meta,
+        config: crate::store::WriterConfig,
+    ) -> anyhow::Result<Recording> {
+        use anyhow::Context;
+        let (writer, handle) = crate::store::Writer::spawn(output, meta, config)
+            .with_context(|| format!("opening {} for recording", output.display()))?;
+        let first_connection = handle.connection_id_base();
+        match PolicySink::new(Arc::new(handle), &self.config()) {
+            Ok(sink) => Ok(Recording {
+                writer,
+                sink: Arc::new(sink),
+                first_connection,
+            }),
+            Err(e) => {
+                let _ = writer.finish();
+                Err(e.into())
+            }
+        }
     }
 
     /// `" — WARNING: …"` for a start line when secrets are kept, else nothing.

@@ -12,7 +12,7 @@ use super::policy::PolicyArgs;
 use super::util::{self, human_bytes, parse_duration, parse_size};
 use crate::capture::proxy::{self, Http2Policy, Proxy, ProxyConfig, Upstream};
 use crate::model::ExchangeSink;
-use crate::store::{Meta, Writer, WriterConfig};
+use crate::store::{Meta, WriterConfig};
 
 /// Record traffic into a recording file.
 ///
@@ -279,16 +279,13 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
         command_line: util::command_line(),
     };
     // Live: the request path never waits on disk; a full queue drops and counts.
-    let (writer, handle) = Writer::spawn(&args.output, &meta, WriterConfig::default())
-        .with_context(|| format!("opening {} for recording", args.output.display()))?;
-    let first_conn = handle.connection_id_base();
-    let policy = match args.policy.sink(Arc::new(handle)) {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = writer.finish();
-            return Err(e);
-        }
-    };
+    let super::policy::Recording {
+        writer,
+        sink: policy,
+        first_connection: first_conn,
+    } = args
+        .policy
+        .open_recording(&args.output, &meta, WriterConfig::default())?;
     let sink: Arc<dyn ExchangeSink> = policy.clone();
     let proxy = Proxy::new(config, sink, first_conn);
     let warning = args.policy.start_line_warning();
