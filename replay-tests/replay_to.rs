@@ -101,6 +101,35 @@ fn two_versions_of_an_api_give_exactly_the_known_differences() {
         output_text(&out)
     );
 
+    // The filters of `mf ls` pick what is sent: the two POSTs answered 2xx (login, create).
+    let out = replay_to(
+        &db,
+        &v1.url(),
+        &[
+            "--speed",
+            "max",
+            "--method",
+            "POST",
+            "--status",
+            "2xx",
+            "--recorded-host",
+            "127.0.0.1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2 exchanges: 2 matched"),
+        "{}",
+        output_text(&out)
+    );
+    let out = replay_to(&db, &v1.url(), &["--recorded-host", "elsewhere.test"]);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the selection holds no client request"),
+        "{}",
+        output_text(&out)
+    );
+
     let v2 = start_python("versioned_api.py", &["--v2"]);
     let report = dir.path().join("report.json");
     let junit = dir.path().join("junit.xml");

@@ -334,6 +334,9 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
     {
         bail!("--report, --junit, --fail-if, --ignore, --ignore-from and --no-learn judge the answers of a target: they need --to URL");
     }
+    if !args.to.select.selection().is_all() {
+        bail!("--path, --method, --status, --protocol, --recorded-host, --since, --until, --trace-id, --slower-than and --errors pick what is sent to a target: they need --to URL");
+    }
     let admin = admin_addr(&args)?;
     if args.recording.is_dir() {
         // Latency, faults and seeds apply to fixtures as to recordings.

@@ -18,6 +18,7 @@ use crate::replay::to::{self, Observer, Speed, TargetConfig, TlsMode};
 /// `mf replay --to`: the target, how to send to it, what to select and what to report.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Replay to a target")]
+#[command(mut_arg("hosts", |a| a.long("recorded-host")))]
 pub(crate) struct ToArgs {
     /// Send every recorded client request to this live service (http[s]://host:port[/prefix])
     /// instead of serving the recording, and compare its answers with the recorded ones.
@@ -63,13 +64,10 @@ pub(crate) struct ToArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s", requires = "to", value_parser = util::parse_duration)]
     pub timeout: Duration,
 
-    /// Only the exchanges whose path matches this glob (`*` one segment, `**` any).
-    #[arg(long, value_name = "GLOB", requires = "to")]
-    pub path: Option<String>,
-
-    /// Only the exchanges with this method (repeatable).
-    #[arg(long, value_name = "METHOD", requires = "to")]
-    pub method: Vec<String>,
+    /// Which recorded exchanges are sent: the filters of `mf ls`, except that the recorded
+    /// host is `--recorded-host` here (`--host` is what is sent to the target).
+    #[command(flatten)]
+    pub select: super::select::SelectArgs,
 
     /// The report, gates and noise rules, as for `mf diff`.
     #[command(flatten)]
@@ -92,31 +90,16 @@ fn parse_set_header(s: &str) -> Result<(String, String), String> {
     Ok((name.to_string(), value.to_string()))
 }
 
-/// Which recorded exchanges are sent: `--path` and `--method`. Kept apart so that a richer
-/// selection can take its place.
+/// Which recorded exchanges are sent: the `mf ls` selection, judged in memory (a fixtures
+/// folder's examples are no rows to query), and never a recorded tunnel.
 #[derive(Clone)]
-struct Selection {
-    path: Option<String>,
-    methods: Vec<String>,
-}
+struct Selection(crate::store::InMemory);
 
 impl Selection {
     fn keeps(&self, e: &Exchange) -> bool {
         // A recorded tunnel (`CONNECT host:port`, relayed untouched) is no request a target
         // could answer.
-        if e.request.method.eq_ignore_ascii_case("CONNECT") {
-            return false;
-        }
-        let path_ok = self
-            .path
-            .as_deref()
-            .is_none_or(|g| crate::replay::rules::path_matches(g, e.request.path()));
-        let method_ok = self.methods.is_empty()
-            || self
-                .methods
-                .iter()
-                .any(|m| m.eq_ignore_ascii_case(&e.request.method));
-        path_ok && method_ok
+        !e.request.method.eq_ignore_ascii_case("CONNECT") && self.0.matches(e)
     }
 }
 
@@ -298,10 +281,7 @@ pub(super) fn run(recording: &Path, args: &ToArgs, tls_flag: bool) -> anyhow::Re
     };
     let cfg = target(args, url, tls_flag)?;
     let source = Source::open(recording)?;
-    let selection = Selection {
-        path: args.path.clone(),
-        methods: args.method.clone(),
-    };
+    let selection = Selection(args.select.selection().in_memory());
     // A first pass counts each connection's exchanges (so the driver knows when one is over)
     // and keeps a sample to learn noise from: the whole recording, even what is not sent.
     let mut counts = to::ConnectionCounts::new();
@@ -373,27 +353,40 @@ mod tests {
     }
 
     #[test]
-    fn selection_by_path_glob_and_method() {
-        let ex = |m: &str, t: &str| Exchange {
+    fn selection_by_path_glob_method_and_status() {
+        let ex = |m: &str, t: &str, status: u16| Exchange {
             request: crate::model::Request {
                 method: m.into(),
                 target: t.into(),
                 ..Default::default()
             },
+            response: Some(crate::model::Response {
+                status,
+                ..Default::default()
+            }),
+            authority: "api.test:8080".into(),
             ..Exchange::default()
         };
-        let s = Selection {
-            path: Some("/items/*".into()),
+        let args = super::super::select::SelectArgs {
+            paths: vec!["/items/*".into()],
             methods: vec!["get".into()],
+            statuses: vec!["2xx"
+                .parse()
+                .unwrap_or(crate::store::StatusRange { low: 0, high: 0 })],
+            hosts: vec!["api.test".into()],
+            ..Default::default()
         };
-        assert!(s.keeps(&ex("GET", "/items/3?x=1")));
-        assert!(!s.keeps(&ex("POST", "/items/3")));
-        assert!(!s.keeps(&ex("GET", "/users/3")));
-        let all = Selection {
-            path: None,
-            methods: Vec::new(),
-        };
-        assert!(all.keeps(&ex("PATCH", "/x")));
-        assert!(!all.keeps(&ex("CONNECT", "example.com:443")));
+        let s = Selection(args.selection().in_memory());
+        assert!(s.keeps(&ex("GET", "/items/3?x=1", 200)));
+        assert!(
+            s.keeps(&ex("GET", "/items/3/parts", 200)),
+            "* crosses / as in mf ls"
+        );
+        assert!(!s.keeps(&ex("GET", "/items/3", 500)));
+        assert!(!s.keeps(&ex("POST", "/items/3", 200)));
+        assert!(!s.keeps(&ex("GET", "/users/3", 200)));
+        let all = Selection(crate::store::Selection::default().in_memory());
+        assert!(all.keeps(&ex("PATCH", "/x", 404)));
+        assert!(!all.keeps(&ex("CONNECT", "example.com:443", 200)));
     }
 }

@@ -39,7 +39,7 @@ pub use backend::{RecordingRead, RecordingWrite};
 pub use listing::ExchangeSummary;
 pub use prune::{prune, PruneReport, PruneRule};
 pub use read::Reader;
-pub use select::{Selection, SelectionError, StatusRange};
+pub use select::{InMemory, Selection, SelectionError, StatusRange};
 pub use sql::{QueryError, QueryOutput, SqlQuery, SqlValue};
 pub use writer::{WhenFull, Writer, WriterConfig, WriterHandle, WriterSummary};
 

@@ -4,6 +4,8 @@
 
 use rusqlite::types::Value;
 
+use crate::model::Exchange;
+
 /// A range of HTTP status codes, both ends included (`404` is `404..=404`, `5xx` is
 /// `500..=599`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,6 +172,27 @@ impl Selection {
         }
     }
 
+    /// The selection judged in memory, with the same meaning as the `WHERE` clause, for
+    /// exchanges that are not in a recording (a fixtures folder's examples) or that a caller
+    /// holds already. A path glob that does not compile selects nothing.
+    pub fn in_memory(&self) -> InMemory {
+        let globs = self
+            .paths
+            .iter()
+            .map(|g| {
+                globset::GlobBuilder::new(g)
+                    .literal_separator(false)
+                    .build()
+                    .ok()
+                    .map(|g| g.compile_matcher())
+            })
+            .collect();
+        InMemory {
+            selection: self.clone(),
+            globs,
+        }
+    }
+
     /// Whether a row the `WHERE` clause let through must still be checked for a failed gRPC
     /// status (only under `errors`).
     pub(crate) fn needs_grpc_check(&self) -> bool {
@@ -189,6 +212,70 @@ impl Selection {
             return true;
         }
         grpc_status.is_some_and(|g| g.trim() != "0")
+    }
+}
+
+/// A [`Selection`] with its path globs compiled: [`InMemory::matches`] judges one exchange.
+#[derive(Clone, Debug)]
+pub struct InMemory {
+    selection: Selection,
+    globs: Vec<Option<globset::GlobMatcher>>,
+}
+
+impl InMemory {
+    /// Whether `ex` is selected.
+    pub fn matches(&self, ex: &Exchange) -> bool {
+        let sel = &self.selection;
+        let status = ex.response.as_ref().map(|r| r.status);
+        let any = |list: &[String], value: &str| {
+            list.is_empty() || list.iter().any(|x| x.eq_ignore_ascii_case(value))
+        };
+        let authority = ex.authority.to_lowercase();
+        let host_ok = sel.hosts.is_empty()
+            || sel.hosts.iter().any(|h| {
+                let h = h.to_lowercase();
+                authority == h
+                    || authority
+                        .strip_prefix(h.as_str())
+                        .is_some_and(|rest| rest.starts_with(':'))
+            });
+        let path = ex.request.path();
+        let path_ok = self.globs.is_empty()
+            || self
+                .globs
+                .iter()
+                .any(|g| g.as_ref().is_some_and(|g| g.is_match(path)));
+        let failed = ex.error.is_some();
+        let protocol = ex.protocol().as_str();
+        let status_ok = sel.statuses.is_empty()
+            || status.is_some_and(|s| sel.statuses.iter().any(|r| (r.low..=r.high).contains(&s)));
+        let errors_ok = !sel.errors
+            || ((failed || status.is_none_or(|s| s >= 500) || protocol == "grpc") && {
+                let grpc_status = ex.response.as_ref().and_then(|r| {
+                    r.trailers
+                        .iter()
+                        .chain(&r.headers)
+                        .find(|h| h.name.eq_ignore_ascii_case("grpc-status"))
+                        .map(|h| String::from_utf8_lossy(&h.value).into_owned())
+                });
+                sel.keeps(protocol, status, failed, grpc_status.as_deref())
+            });
+        any(&sel.methods, &ex.request.method)
+            && any(&sel.protocols, protocol)
+            && status_ok
+            && host_ok
+            && path_ok
+            && sel.since_ns.is_none_or(|t| ex.started_at_ns >= t)
+            && sel.until_ns.is_none_or(|t| ex.started_at_ns < t)
+            && sel.trace_id.as_deref().is_none_or(|t| {
+                ex.trace_id
+                    .as_deref()
+                    .is_some_and(|x| x.eq_ignore_ascii_case(t))
+            })
+            && sel
+                .slower_than_ns
+                .is_none_or(|t| ex.timings.response_end_ns.is_some_and(|d| d > t))
+            && errors_ok
     }
 }
 
