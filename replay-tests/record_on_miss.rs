@@ -124,3 +124,49 @@ fn an_upstream_that_is_down_gets_the_client_a_502_and_nothing_is_appended() {
     assert!(replay.interrupt().success(), "{}", replay.stderr());
     assert_eq!(ls_rows(&db), 2, "nothing appended");
 }
+
+#[test]
+fn a_tls_upstream_is_trusted_through_the_given_ca_and_unknown_issuers_keep_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rec.db");
+    let plain = start_python("http_upstream.py", &[]);
+    record_two(&plain.url(), &db);
+    let (ca, cert, key) = crate::common::make_test_pki(dir.path());
+    let tls = start_python(
+        "http_upstream.py",
+        &["--tls", cert.to_str().unwrap(), key.to_str().unwrap()],
+    );
+    let url = format!("https://localhost:{}", tls.addr().port());
+
+    // Without the CA the upstream's issuer is unknown: a 502, nothing kept.
+    let mut replay = start_replay(&db, &["--upstream", &url]);
+    let r = curl(&[&format!("{}/api/items/1", replay.url())]);
+    assert_eq!(r.status(), 502, "{r:?}");
+    assert!(replay.interrupt().success(), "{}", replay.stderr());
+    assert_eq!(ls_rows(&db), 2);
+
+    // With --upstream-ca the miss is fetched over TLS and kept.
+    let ca_arg = ca.to_str().unwrap();
+    let mut replay = start_replay(&db, &["--upstream", &url, "--upstream-ca", ca_arg]);
+    let r = curl(&[&format!("{}/api/items/2", replay.url())]);
+    assert_eq!(r.status(), 200, "{r:?}");
+    assert!(body_text(&r).contains("\"item-2\""), "{r:?}");
+    assert!(replay.interrupt().success(), "{}", replay.stderr());
+    assert_eq!(ls_rows(&db), 3);
+
+    // --insecure skips the check, loudly.
+    let mut replay = start_replay(&db, &["--upstream", &url, "--insecure"]);
+    let r = curl(&[&format!("{}/api/items/3", replay.url())]);
+    assert_eq!(r.status(), 200, "{r:?}");
+    assert!(replay.interrupt().success(), "{}", replay.stderr());
+    assert!(
+        replay.stderr().contains("WARNING: --insecure"),
+        "{}",
+        replay.stderr()
+    );
+    assert_eq!(ls_rows(&db), 4);
+
+    // Trust flags without an upstream or a target say what they are for.
+    let out = mf_run(&["replay", db.to_str().unwrap(), "--insecure"]);
+    assert_eq!(out.status.code(), Some(2));
+}

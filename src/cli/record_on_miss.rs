@@ -96,11 +96,11 @@ impl Keeper {
     }
 }
 
-/// The forwarding settings: the upstream at `url`, HTTP/1.1, the public roots for https.
-fn proxy_config(url: &str) -> anyhow::Result<ProxyConfig> {
+/// The forwarding settings: the upstream at `url`, HTTP/1.1, for https the public roots
+/// plus what `trust` adds (`--upstream-ca`, `--insecure`).
+fn proxy_config(url: &str, trust: &crate::tls::UpstreamTls) -> anyhow::Result<ProxyConfig> {
     let upstream = Upstream::parse(url).map_err(anyhow::Error::msg)?;
-    let trust = crate::tls::UpstreamTls::default();
-    let tls = crate::tls::client_config(&trust, &crate::tls::ALPN_H1)
+    let tls = crate::tls::client_config(trust, &crate::tls::ALPN_H1)
         .context("setting up TLS for the upstream")?;
     Ok(ProxyConfig {
         upstream: Some(upstream),
@@ -124,10 +124,11 @@ fn proxy_config(url: &str) -> anyhow::Result<ProxyConfig> {
 /// fixtures folder when `fixtures_dir`), and what to flush at the end.
 pub(super) fn hook(
     url: &str,
+    trust: &crate::tls::UpstreamTls,
     target: &Path,
     fixtures_dir: bool,
 ) -> anyhow::Result<(Arc<dyn MissHook>, Keeper)> {
-    let config = proxy_config(url).with_context(|| format!("--upstream {url}"))?;
+    let config = proxy_config(url, trust).with_context(|| format!("--upstream {url}"))?;
     let (store, first_connection, keeper): (Arc<dyn ExchangeSink>, u64, Keeper) = if fixtures_dir {
         let writer = Arc::new(FixtureWriter::new(target));
         (writer.clone(), 1, Keeper::Fixtures(writer))

@@ -334,6 +334,9 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
     {
         bail!("--report, --junit, --fail-if, --ignore, --ignore-from and --no-learn judge the answers of a target: they need --to URL");
     }
+    if (args.to.insecure || args.to.upstream_ca.is_some()) && args.upstream.is_none() {
+        bail!("--insecure and --upstream-ca are about the certificate of a target (--to URL) or an upstream (--upstream URL)");
+    }
     if !args.to.select.selection().is_all() {
         bail!("--path, --method, --status, --protocol, --recorded-host, --since, --until, --trace-id, --slower-than and --errors pick what is sent to a target: they need --to URL");
     }
@@ -435,7 +438,15 @@ fn serve(
 ) -> anyhow::Result<u8> {
     let keeper = match &args.upstream {
         Some(url) => {
-            let (hook, keeper) = super::record_on_miss::hook(url, &args.recording, fixtures)?;
+            let trust = crate::tls::UpstreamTls {
+                extra_ca: args.to.upstream_ca.clone(),
+                insecure: args.to.insecure,
+            };
+            if trust.insecure {
+                eprintln!("mf: WARNING: --insecure: the upstream's certificate is NOT verified; anyone on the path can read and alter what is kept");
+            }
+            let (hook, keeper) =
+                super::record_on_miss::hook(url, &trust, &args.recording, fixtures)?;
             replay.set_miss_hook(hook);
             Some(keeper)
         }

@@ -35,12 +35,13 @@ pub(crate) struct ToArgs {
     #[arg(long = "set-header", value_name = "NAME:VALUE", requires = "to", value_parser = parse_set_header)]
     pub set_header: Vec<(String, String)>,
 
-    /// Accept any certificate from the target.
-    #[arg(long, requires = "to")]
+    /// Accept any certificate from the target (`--to`) or the upstream (`--upstream`).
+    #[arg(long)]
     pub insecure: bool,
 
-    /// Also trust this CA (PEM) for the target's certificate.
-    #[arg(long, value_name = "FILE", requires = "to")]
+    /// Also trust this CA (PEM) for the certificate of the target (`--to`) or the upstream
+    /// (`--upstream`).
+    #[arg(long, value_name = "FILE")]
     pub upstream_ca: Option<PathBuf>,
 
     /// Recorded timing, scaled: 2x halves every gap, 0.5x doubles it, max sends at once.
