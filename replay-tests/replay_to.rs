@@ -376,3 +376,62 @@ fn a_tls_target_is_verified_with_the_given_ca_or_not_at_all_with_insecure() {
     assert_eq!(entries.len(), 1, "{entries:?}");
     assert_eq!(entries[0]["kind"], "upstream_tls", "{entries:?}");
 }
+
+#[test]
+fn plain_http2_exchanges_are_sent_over_h2c_and_a_changed_body_is_found() {
+    require("nghttpd");
+    let dir = tempfile::tempdir().unwrap();
+    let docroot = dir.path().join("www");
+    std::fs::create_dir(&docroot).unwrap();
+    std::fs::write(docroot.join("small.json"), br#"{"ok":true,"n":1}"#).unwrap();
+    std::fs::write(docroot.join("page.txt"), "line one\nline two\n").unwrap();
+    let port = crate::common::capture::free_port();
+    let mut server = Command::new("nghttpd")
+        .args(["--no-tls", "-d"])
+        .arg(&docroot)
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nghttpd");
+    assert!(wait_until(std::time::Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    let url = format!("http://127.0.0.1:{port}");
+
+    let db = dir.path().join("h2.db");
+    let mut recorder = start_recorder(&url, &db, &[]);
+    for path in ["/small.json", "/page.txt"] {
+        let r = curl(&["--http2-prior-knowledge", &format!("{}{path}", recorder.url())]);
+        assert_eq!(r.status(), 200, "{r:?}");
+    }
+    assert!(recorder.interrupt().success(), "{}", recorder.stderr());
+    let h2 = mf_run(&["ls", db.to_str().unwrap(), "--protocol", "h2", "--json"]);
+    assert_eq!(
+        String::from_utf8_lossy(&h2.stdout).lines().count(),
+        2,
+        "both exchanges recorded as h2: {}",
+        output_text(&h2)
+    );
+
+    let out = replay_to(&db, &url, &["--speed", "max"]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2 exchanges: 2 matched"),
+        "{}",
+        output_text(&out)
+    );
+
+    // Same length: nghttpd keeps the size of a file it has served open.
+    std::fs::write(docroot.join("small.json"), br#"{"ok":true,"n":2}"#).unwrap();
+    let out = replay_to(&db, &url, &["--speed", "max"]);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("1 differing") && stdout.contains("$.n"),
+        "{}",
+        output_text(&out)
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
