@@ -170,3 +170,77 @@ fn a_tls_upstream_is_trusted_through_the_given_ca_and_unknown_issuers_keep_nothi
     let out = mf_run(&["replay", db.to_str().unwrap(), "--insecure"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `grpc_client.py ADDR faults`: three identical unary calls, one JSON line each.
+fn three_unary_calls(addr: &str) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new("python3")
+        .arg(
+            crate::common::tests_dir()
+                .join("servers")
+                .join("grpc_client.py"),
+        )
+        .args([addr, "faults"])
+        .env("NO_PROXY", "*")
+        .env_remove("http_proxy")
+        .env_remove("grpc_proxy")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running grpc_client.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+#[test]
+fn a_grpc_call_nothing_answers_is_forwarded_over_http2_kept_and_served_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rec.db");
+    let http = start_python("http_upstream.py", &[]);
+    record_two(&http.url(), &db);
+    let mut grpc = start_python("grpc_server.py", &[]);
+    let upstream = format!("http://{}", grpc.addr());
+
+    let mut replay = start_replay(&db, &["--upstream", &upstream]);
+    let calls = three_unary_calls(&replay.addr().to_string());
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    for c in &calls {
+        assert_eq!(c["code"], "OK", "{calls:?}");
+        assert_eq!(
+            c["messages"],
+            serde_json::json!([[42, "got a"]]),
+            "{calls:?}"
+        );
+    }
+    assert!(replay.interrupt().success(), "{}", replay.stderr());
+    let stderr = replay.stderr();
+    assert!(
+        stderr.contains("1 misses answered by the upstream and kept"),
+        "the 2nd and 3rd calls come from memory: {stderr}"
+    );
+    assert_eq!(ls_rows(&db), 3, "{stderr}");
+    let grpc_rows = mf_run(&["ls", db.to_str().unwrap(), "--protocol", "grpc", "--json"]);
+    assert_eq!(
+        String::from_utf8_lossy(&grpc_rows.stdout).lines().count(),
+        1
+    );
+
+    // Offline: the server is gone and the recording answers the call, trailers included.
+    grpc.kill9();
+    let mut offline = start_replay(&db, &[]);
+    let calls = three_unary_calls(&offline.addr().to_string());
+    for c in &calls {
+        assert_eq!(c["code"], "OK", "{calls:?}");
+        assert_eq!(
+            c["messages"],
+            serde_json::json!([[42, "got a"]]),
+            "{calls:?}"
+        );
+    }
+    offline.interrupt();
+}

@@ -402,7 +402,10 @@ fn plain_http2_exchanges_are_sent_over_h2c_and_a_changed_body_is_found() {
     let db = dir.path().join("h2.db");
     let mut recorder = start_recorder(&url, &db, &[]);
     for path in ["/small.json", "/page.txt"] {
-        let r = curl(&["--http2-prior-knowledge", &format!("{}{path}", recorder.url())]);
+        let r = curl(&[
+            "--http2-prior-knowledge",
+            &format!("{}{path}", recorder.url()),
+        ]);
         assert_eq!(r.status(), 200, "{r:?}");
     }
     assert!(recorder.interrupt().success(), "{}", recorder.stderr());

@@ -41,7 +41,10 @@ pub struct ForwardRequest<'a> {
     /// Origin form (path and query).
     pub target: &'a str,
     pub headers: &'a [Header],
+    /// The whole body; for a gRPC call, its length-prefixed messages as they came.
     pub body: &'a [u8],
+    /// Send it over HTTP/2 (a gRPC call, which needs HTTP/2 and trailers end to end).
+    pub http2: bool,
 }
 
 /// What became of a forwarded request.
@@ -111,25 +114,11 @@ impl Forwarder {
         if let Ok(mut w) = self.waiting.0.lock() {
             w.insert(id, tx);
         }
-        let (mut client, server) = tokio::io::duplex(64 * 1024);
-        let serve = super::proxy::serve_internal(
-            self.proxy.clone(),
-            server,
-            self.peer,
-            id,
-            self.shutdown.clone(),
-        );
-        let head = encode(&req);
-        let talk = async {
-            // The proxy reads the request while it answers; a write error means it already
-            // gave up on the request and said why in its answer.
-            let _ = client.write_all(&head).await;
-            let _ = client.write_all(req.body).await;
-            let mut answer = Vec::new();
-            let _ = client.read_to_end(&mut answer).await;
-            answer
+        let answer = if req.http2 {
+            self.talk_h2(id, &req).await
+        } else {
+            self.talk_h1(id, &req).await
         };
-        let ((), answer) = tokio::join!(serve, talk);
         let recorded = rx.await.ok();
         if let Ok(mut w) = self.waiting.0.lock() {
             w.remove(&id);
@@ -143,6 +132,115 @@ impl Forwarder {
             None => Forwarded::Failed(Box::new(failure(&answer, None))),
         }
     }
+
+    /// Sends `req` as HTTP/1.1 on in-memory connection `id`; the raw answer (for its status
+    /// when nothing was recorded).
+    async fn talk_h1(&self, id: u64, req: &ForwardRequest<'_>) -> Vec<u8> {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let serve = super::proxy::serve_internal(
+            self.proxy.clone(),
+            server,
+            self.peer,
+            id,
+            self.shutdown.clone(),
+        );
+        let head = encode(req);
+        let talk = async {
+            // The proxy reads the request while it answers; a write error means it already
+            // gave up on the request and said why in its answer.
+            let _ = client.write_all(&head).await;
+            let _ = client.write_all(req.body).await;
+            let mut answer = Vec::new();
+            let _ = client.read_to_end(&mut answer).await;
+            answer
+        };
+        let ((), answer) = tokio::join!(serve, talk);
+        answer
+    }
+
+    /// Sends `req` as HTTP/2 on in-memory connection `id`, served by the proxy's HTTP/2
+    /// driver (which speaks HTTP/2 to the upstream, as gRPC needs), and reads the whole
+    /// answer, trailers included. Only a status line's worth of the answer is returned: what
+    /// is kept is what the proxy recorded.
+    async fn talk_h2(&self, id: u64, req: &ForwardRequest<'_>) -> Vec<u8> {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let from = super::h2::Client {
+            peer: self.peer,
+            tunnel: None,
+            id,
+            first_seq: 0,
+        };
+        let serve = super::h2::serve(self.proxy.clone(), server, from, self.shutdown.clone());
+        let talk = async move {
+            let handshake = hyper::client::conn::http2::Builder::new(
+                hyper_util::rt::TokioExecutor::new(),
+            )
+            .handshake::<_, http_body_util::Full<bytes::Bytes>>(
+                hyper_util::rt::TokioIo::new(client),
+            );
+            let Ok((mut sender, connection)) = handshake.await else {
+                return Vec::new();
+            };
+            let driver = tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            let status = match h2_request(req) {
+                Some(request) => match sender.send_request(request).await {
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        // The whole body and trailers, so that the recording is complete.
+                        let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+                        Some(status)
+                    }
+                    Err(_) => None,
+                },
+                None => None,
+            };
+            drop(sender);
+            let _ = driver.await;
+            status.map_or_else(Vec::new, |s| format!("HTTP/1.1 {s} \r\n").into_bytes())
+        };
+        let ((), answer) = tokio::join!(serve, talk);
+        answer
+    }
+}
+
+/// `req` as an HTTP/2 request for the proxy's HTTP/2 driver (absolute URI; the proxy names
+/// the upstream itself).
+fn h2_request(
+    req: &ForwardRequest<'_>,
+) -> Option<http::Request<http_body_util::Full<bytes::Bytes>>> {
+    let authority = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(":authority") || h.name.eq_ignore_ascii_case("host"))
+        .map_or_else(|| "localhost".to_string(), |h| h.value_str().into_owned());
+    let mut builder = http::Request::builder()
+        .method(req.method)
+        .version(http::Version::HTTP_2)
+        .uri(format!("http://{authority}{}", req.target));
+    for h in req.headers {
+        if h.name.starts_with(':')
+            || REFRAMED.iter().any(|n| h.name.eq_ignore_ascii_case(n))
+            || h.name.eq_ignore_ascii_case("host")
+        {
+            continue;
+        }
+        builder = builder.header(h.name.as_str(), h.value.as_slice());
+    }
+    if req
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("te"))
+    {
+        // gRPC servers require `te: trailers` (the one `te` HTTP/2 allows).
+        builder = builder.header(http::header::TE, "trailers");
+    }
+    builder
+        .body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(
+            req.body,
+        )))
+        .ok()
 }
 
 /// The request head as the proxy is to read it: the client's headers, reframed.

@@ -30,6 +30,7 @@ impl MissHook for ForwardOnMiss {
                     target: req.target,
                     headers: req.headers,
                     body: req.body,
+                    http2: req.grpc,
                 })
                 .await;
             match forwarded {
@@ -96,17 +97,21 @@ impl Keeper {
     }
 }
 
-/// The forwarding settings: the upstream at `url`, HTTP/1.1, for https the public roots
+/// The forwarding settings: the upstream at `url`, for https the public roots
 /// plus what `trust` adds (`--upstream-ca`, `--insecure`).
 fn proxy_config(url: &str, trust: &crate::tls::UpstreamTls) -> anyhow::Result<ProxyConfig> {
     let upstream = Upstream::parse(url).map_err(anyhow::Error::msg)?;
     let tls = crate::tls::client_config(trust, &crate::tls::ALPN_H1)
         .context("setting up TLS for the upstream")?;
+    let tls_h2 = crate::tls::client_config(trust, &crate::tls::ALPN_H2_H1)
+        .context("setting up TLS for the upstream")?;
     Ok(ProxyConfig {
         upstream: Some(upstream),
-        upstream_tls: tls.clone(),
-        upstream_tls_h2: tls,
-        upstream_http2: Http2Policy::Never,
+        upstream_tls: tls,
+        upstream_tls_h2: tls_h2,
+        // HTTP/1 requests go as HTTP/1.1; gRPC calls (forwarded over HTTP/2) as HTTP/2,
+        // learned per upstream as the recording proxy does.
+        upstream_http2: Http2Policy::Auto,
         intercept_tls: None,
         passthrough: Vec::new(),
         // The replay serves what it keeps: a truncated body would be served truncated.

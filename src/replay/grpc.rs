@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Request, Response};
 use http_body::{Body as _, Frame};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -22,18 +22,22 @@ use hyper::body::Incoming;
 
 use super::body::{empty, failing, BoxError, ChannelBody, FixedBody, ReplayBody};
 use super::faults::Fault;
+use super::miss::{frames, MissRequest, Misses};
 use super::pipeline::{Replay, RequestView};
 use super::stream::{due, Progress};
 use crate::decode::{grpc, grpc_message};
-use crate::model::{ErrorKind, Protocol};
+use crate::model::{Direction, ErrorKind, Protocol};
 use crate::vocab::headers_from_map;
 
 /// Reads the request until its first message (or its end). Returns the message and whether
 /// the client already half-closed; later messages stay in `decoder`.
-async fn first_message(body: &mut Incoming, decoder: &mut grpc::Decoder) -> (Option<Bytes>, bool) {
+async fn first_message(
+    body: &mut Incoming,
+    decoder: &mut grpc::Decoder,
+) -> (Option<grpc::Message>, bool) {
     loop {
         if let Some(m) = decoder.poll() {
-            return (Some(m.data), body.is_end_stream());
+            return (Some(m), body.is_end_stream());
         }
         match body.frame().await {
             Some(Ok(frame)) => {
@@ -81,11 +85,19 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
         headers: &req_headers,
         body: &[],
         grpc_method: Some(path.trim_start_matches('/')),
-        grpc_first: first.as_ref(),
+        grpc_first: first.as_ref().map(|m| &m.data),
     };
     let decision = replay.decide(&view);
     let Some(index) = decision.matched() else {
         replay.finish(view.path(), &decision, 200);
+        if let Some(misses) = replay.misses() {
+            let call = MissedCall {
+                path,
+                headers: &parts.headers,
+                first,
+            };
+            return call.forward(misses, decoder, body).await;
+        }
         return trailers_only(12, &format!("mf: no recorded call matches {path}"));
     };
     let Some(prepared) = replay.grpc().prepared(index) else {
@@ -144,7 +156,7 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
     replay.finish(view.path(), &decision, status);
 
     let latency = replay.config().recorded_latency;
-    let mut live: Vec<Bytes> = first.into_iter().collect();
+    let mut live: Vec<Bytes> = first.into_iter().map(|m| m.data).collect();
     while let Some(m) = decoder.poll() {
         live.push(m.data);
     }
@@ -261,6 +273,100 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
     });
     builder
         .body(UnsyncBoxBody::new(ChannelBody { rx }))
+        .unwrap_or_else(|_| trailers_only_fallback())
+}
+
+/// A call no recorded one matches, under record-on-miss: read to its end, answered from what
+/// an earlier miss taught, or forwarded to the upstream (over HTTP/2) and kept.
+struct MissedCall<'a> {
+    path: &'a str,
+    headers: &'a http::HeaderMap,
+    first: Option<grpc::Message>,
+}
+
+impl MissedCall<'_> {
+    /// Reads the rest of the client's stream (a call forwarded whole: a bidirectional call
+    /// whose client waits for answers before it half-closes is not one record-on-miss can
+    /// serve), then answers it.
+    async fn forward(
+        self,
+        misses: &Misses,
+        mut decoder: grpc::Decoder,
+        mut body: Incoming,
+    ) -> Response<ReplayBody> {
+        let mut framed = BytesMut::new();
+        for m in self.first.iter() {
+            grpc::encode(&mut framed, m.compressed, &m.data);
+        }
+        loop {
+            while let Some(m) = decoder.poll() {
+                grpc::encode(&mut framed, m.compressed, &m.data);
+            }
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(d) = frame.data_ref() {
+                        if decoder.feed(d).is_err() {
+                            return trailers_only(
+                                13,
+                                "mf: the request is not a gRPC message stream",
+                            );
+                        }
+                    }
+                }
+                Some(Err(_)) => return trailers_only(1, "mf: the client cancelled the call"),
+                None => break,
+            }
+        }
+        let framed = framed.freeze();
+        let incoming = crate::replay::matcher::Incoming {
+            method: "POST",
+            target: self.path,
+            body: &framed,
+        };
+        if let Some(ex) = misses.find_exchange(&incoming) {
+            return kept_answer(&ex);
+        }
+        let headers = headers_from_map(self.headers);
+        let req = MissRequest {
+            method: "POST",
+            target: self.path,
+            headers: &headers,
+            body: &framed,
+            grpc: true,
+        };
+        match misses.fetch_exchange(req).await {
+            Ok(ex) => kept_answer(&ex),
+            Err(response) => {
+                let why = String::from_utf8_lossy(&response.body.data)
+                    .trim()
+                    .to_string();
+                trailers_only(14, &why)
+            }
+        }
+    }
+}
+
+/// The answer of a call kept from the upstream: its head, messages and trailers at once.
+fn kept_answer(ex: &crate::model::Exchange) -> Response<ReplayBody> {
+    let Some(r) = &ex.response else {
+        return trailers_only(14, "mf: the upstream sent no response");
+    };
+    let mut builder = Response::builder().status(r.status);
+    if let Some(h) = builder.headers_mut() {
+        *h = crate::vocab::header_map(&r.headers, None);
+    }
+    let server = frames(ex, Direction::ServerToClient);
+    let trailers = (!r.trailers.is_empty()).then(|| crate::vocab::header_map(&r.trailers, None));
+    if server.is_empty() && trailers.is_none() {
+        return builder
+            .body(empty())
+            .unwrap_or_else(|_| trailers_only_fallback());
+    }
+    builder
+        .body(UnsyncBoxBody::new(FixedBody::new(
+            std::iter::once(server).collect(),
+            trailers,
+        )))
         .unwrap_or_else(|_| trailers_only_fallback())
 }
 

@@ -251,7 +251,7 @@ impl Replay {
     }
 
     /// As [`Replay::decide`]; a request nothing answers goes to the miss hook, when there is
-    /// one, and its answer is served (gRPC calls are not forwarded).
+    /// one, and its answer is served (gRPC calls take their own path: `grpc::MissedCall`).
     pub(crate) async fn decide_or_fetch(&self, view: &RequestView<'_>) -> Decision {
         let mut decision = self.decide(view);
         let Some(misses) = self.misses.get() else {
@@ -263,10 +263,16 @@ impl Replay {
                 target: view.origin_target(),
                 headers: view.headers,
                 body: view.body,
+                grpc: false,
             };
             decision.found = Found::Sourced(Box::new(misses.fetch(req).await));
         }
         decision
+    }
+
+    /// Record-on-miss, when a miss hook was set.
+    pub(crate) fn misses(&self) -> Option<&Misses> {
+        self.misses.get()
     }
 
     /// The latency and fault planner, shared by every protocol and the admin API.
