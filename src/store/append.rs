@@ -38,8 +38,9 @@ impl SqliteWriter {
                 path: path.to_path_buf(),
             });
         }
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
-            .map_err(|e| super::classify_open_error(path, e))?;
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | super::NO_MUTEX)
+                .map_err(|e| super::classify_open_error(path, e))?;
         let app_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
         let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if app_id != APPLICATION_ID || version != SCHEMA_VERSION {
