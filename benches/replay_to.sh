@@ -60,11 +60,26 @@ end=$(date +%s.%N)
 sent=$(grep -oE '^[0-9]+ exchanges' "$TMP/to.txt" | head -1 | awk '{print $1}')
 rss_kib=$(tail -1 "$TMP/rss.txt")
 
-python3 - "$sent" "$begin" "$end" "$wrk_rps" "$rss_kib" <<'PY'
+# Memory over a million sends: the same recording sent as many times as it takes (each pass
+# reads it again, and the report grows by one entry per exchange), beside the one-pass RSS.
+MILLION=${MF_BENCH_TO_SENDS:-1000000}
+times=$(( (MILLION + sent - 1) / sent ))
+set +e
+/usr/bin/time -f '%M' -o "$TMP/rss_m.txt" "$MF" replay "$TMP/load.db" --to "http://$BARE_ADDR" \
+  --speed max --concurrency $CONNS --times "$times" > "$TMP/to_m.txt" 2> "$TMP/to_m.err"
+code=$?
+set -e
+[ "$code" = 0 ] || { echo "mf replay --to --times $times exited $code:"; head -20 "$TMP/to_m.txt" "$TMP/to_m.err"; exit 2; }
+sent_m=$(grep -oE '^[0-9]+ exchanges' "$TMP/to_m.txt" | head -1 | awk '{print $1}')
+rss_m_kib=$(tail -1 "$TMP/rss_m.txt")
+
+python3 - "$sent" "$begin" "$end" "$wrk_rps" "$rss_kib" "$sent_m" "$rss_m_kib" <<'PY'
 import sys
 sent, begin, end, wrk, rss = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+sent_m, rss_m = int(sys.argv[6]), int(sys.argv[7])
 rate = sent / (end - begin)
 print(f"{'measure':<40}{'mf':>12}{'baseline':>12}{'ratio':>8}  goal")
 print(f"{'replay --to --speed max vs wrk (req/s)':<40}{rate:>12.0f}{wrk:>12.0f}{rate / wrk:>8.2f}  >= 0.5")
+print(f"{'peak RSS, %d sends vs %d (MiB)' % (sent_m, sent):<40}{rss_m / 1024:>12.1f}{rss / 1024:>12.1f}{rss_m / max(rss, 1):>8.2f}  ~1 (flat)")
 print(f"mf replay --to sent and compared {sent} exchanges in {end - begin:.2f} s (whole run, reading included); peak RSS {rss / 1024:.1f} MiB")
 PY
