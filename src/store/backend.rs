@@ -4,8 +4,49 @@
 //! implements these two traits and is picked in [`super::open_reader`] /
 //! [`super::open_writer`]. Nothing outside the store names a SQLite type.
 
+use std::sync::{Arc, Mutex};
+
 use super::{ExchangeSummary, PatternRow, Selection, StoreError};
 use crate::model::Exchange;
+
+/// Loads single exchanges by id from any thread: what a replay that keeps only an index in
+/// memory calls when an answer is not in its cache.
+pub trait ExchangeLoader: Send + Sync {
+    /// One exchange with bodies and stream messages.
+    ///
+    /// # Errors
+    /// [`StoreError::NoSuchExchange`], or the backend failed.
+    fn load(&self, id: i64) -> Result<Exchange, StoreError>;
+}
+
+/// The loader of a backend without one of its own: one reader behind a lock (loads wait for
+/// each other, which is still correct).
+struct LockedReader(Mutex<Box<dyn RecordingRead>>);
+
+impl ExchangeLoader for LockedReader {
+    fn load(&self, id: i64) -> Result<Exchange, StoreError> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).load(id)
+    }
+}
+
+/// `ex` without what an index of requests never looks at: request headers and trailers,
+/// the response's headers, body and trailers, tags, and the stream messages of anything but
+/// a gRPC call (whose first request message picks among recorded calls).
+pub fn lean(mut ex: Exchange) -> Exchange {
+    ex.request.headers = Vec::new();
+    ex.request.trailers = Vec::new();
+    ex.tags = Default::default();
+    if let Some(r) = ex.response.as_mut() {
+        *r = crate::model::Response {
+            status: r.status,
+            ..Default::default()
+        };
+    }
+    if ex.protocol != Some(crate::model::Protocol::Grpc) {
+        ex.messages = Vec::new();
+    }
+    ex
+}
 
 /// Reading one recording: listing, single exchanges, every exchange in order, metadata and the
 /// patterns `mf infer` stored. `Send`, so a reader can feed another thread.
@@ -108,6 +149,39 @@ pub trait RecordingRead: Send {
     /// # Errors
     /// The backend failed.
     fn patterns(&self) -> Result<Vec<PatternRow>, StoreError>;
+
+    /// Calls `f` with every exchange in recording order as [`lean`] leaves it (request line,
+    /// authority, protocol, status, timings, request body; stream messages of gRPC calls
+    /// only), one at a time: what a replay indexes at start. A backend overrides this to
+    /// skip reading what is left out.
+    ///
+    /// # Errors
+    /// As [`RecordingRead::for_each`].
+    fn for_each_lean(&self, f: &mut dyn FnMut(Exchange) -> bool) -> Result<(), StoreError> {
+        self.for_each(&mut |ex| f(lean(ex)))
+    }
+
+    /// A loader of single exchanges of this recording that many threads may call at once
+    /// (a pool of connections), when the backend has one; `None` lets [`into_loader`] share
+    /// this reader behind a lock.
+    ///
+    /// # Errors
+    /// The backend failed.
+    fn concurrent_loader(&self) -> Result<Option<Arc<dyn ExchangeLoader>>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// A loader for `reader`'s recording: the backend's concurrent one, else `reader` itself
+/// behind a lock.
+///
+/// # Errors
+/// The backend failed.
+pub fn into_loader(reader: Box<dyn RecordingRead>) -> Result<Arc<dyn ExchangeLoader>, StoreError> {
+    match reader.concurrent_loader()? {
+        Some(loader) => Ok(loader),
+        None => Ok(Arc::new(LockedReader(Mutex::new(reader)))),
+    }
 }
 
 /// Writing one recording: batches of exchanges and the patterns table. The batching writer
