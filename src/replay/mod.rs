@@ -29,6 +29,7 @@ mod grpc;
 mod grpc_index;
 mod h1;
 mod h2;
+mod index;
 pub mod latency;
 pub mod matcher;
 pub mod metrics;
