@@ -139,7 +139,10 @@ impl BodyKeys {
 
     /// The key of `id` (`Empty` for [`UNKNOWN`]).
     pub(crate) fn key(&self, id: u32) -> BodyKey {
-        self.keys.get(id as usize).copied().unwrap_or(BodyKey::Empty)
+        self.keys
+            .get(id as usize)
+            .copied()
+            .unwrap_or(BodyKey::Empty)
     }
 
     /// Bytes held, for the start-up report.
@@ -173,7 +176,10 @@ mod tests {
     #[test]
     fn json_bodies_are_keyed_by_meaning_and_others_by_bytes() {
         assert_eq!(body_key(b""), BodyKey::Empty);
-        assert_eq!(body_key(br#"{"a":1,"b":2}"#), body_key(br#" {"b": 2, "a": 1}"#));
+        assert_eq!(
+            body_key(br#"{"a":1,"b":2}"#),
+            body_key(br#" {"b": 2, "a": 1}"#)
+        );
         assert!(matches!(body_key(br#"{"a":1}"#), BodyKey::Json(_)));
         assert!(matches!(body_key(b"{not json"), BodyKey::Raw(_)));
         let mut t = BodyKeys::default();

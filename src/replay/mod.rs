@@ -23,6 +23,7 @@
 
 pub mod admin;
 mod body;
+mod cache;
 pub mod faults;
 pub mod fixtures;
 mod grpc;
@@ -46,4 +47,4 @@ mod timed;
 pub mod to;
 mod ws;
 
-pub use pipeline::{Replay, ReplayConfig, ReplayStats};
+pub use pipeline::{Replay, ReplayConfig, ReplayStats, SetupError};

@@ -105,7 +105,12 @@ impl Candidates {
 
     /// The `count` recorded requests closest to `probe`, best first, one line per distinct
     /// request and mismatch.
-    pub(super) fn near_misses(&self, m: &Matcher, probe: &Probe<'_>, count: usize) -> Vec<NearMiss> {
+    pub(super) fn near_misses(
+        &self,
+        m: &Matcher,
+        probe: &Probe<'_>,
+        count: usize,
+    ) -> Vec<NearMiss> {
         // (score, id, entry): sorted by score, then recorded id.
         let mut scored: Vec<(u32, i64, u32)> = Vec::new();
         match &self.big {
@@ -303,4 +308,3 @@ fn path_similarity(a: &str, b: &str) -> u32 {
     let total = sa.len().max(sb.len()).max(1);
     (same * 100 / total) as u32
 }
-

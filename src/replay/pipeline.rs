@@ -10,16 +10,17 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::grpc_index::GrpcIndex;
-use super::matcher::{Incoming, MatchResult, Matcher, RepeatPolicy};
+use super::cache::{AnswerCache, Recorded, DEFAULT_CACHE_BYTES};
+use super::grpc_index::{GrpcIndex, GrpcIndexBuilder};
+use super::matcher::{Incoming, MatchResult, Matcher, MatcherBuilder, RepeatPolicy};
 use super::metrics::Metrics;
 use super::miss::{MissHook, MissRequest, Misses};
-use super::plan::{Plan, Planner, Settings};
-use super::render::{render, Rendered};
+use super::plan::{Plan, Planner, PlannerBuilder, Settings};
 use super::rules::RequestInfo;
 use super::source::{Answer as SourceAnswer, AnswerSource};
 use crate::decode::h1;
-use crate::model::{Exchange, Header, Protocol, Response};
+use crate::model::{Body, Exchange, Header, Protocol, Response};
+use crate::store::{ExchangeLoader, RecordingRead, StoreError};
 use crate::vocab::secrets::log_target;
 use crate::vocab::{origin_form, route_template, split_target};
 
@@ -39,6 +40,8 @@ pub struct ReplayConfig {
     pub seed: u64,
     /// How long HTTP/1 clients may take (slow or silent ones are closed).
     pub timeouts: crate::net::ClientTimeouts,
+    /// Bytes of recorded answers kept loaded and rendered (the rest stay in the recording).
+    pub cache_bytes: usize,
 }
 
 impl Default for ReplayConfig {
@@ -51,8 +54,18 @@ impl Default for ReplayConfig {
             realism: Settings::default(),
             seed: 0,
             timeouts: crate::net::ClientTimeouts::default(),
+            cache_bytes: DEFAULT_CACHE_BYTES,
         }
     }
+}
+
+/// Why a replay of a recording could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("reading the recording: {0}")]
+    Store(#[from] StoreError),
+    #[error("setting up metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 /// Live counters.
@@ -108,8 +121,8 @@ impl RequestView<'_> {
 
 /// Where the answer comes from.
 pub(crate) enum Found {
-    /// Recorded exchange `index` (of [`Replay::exchange`]).
-    Recorded(usize),
+    /// A recorded exchange, loaded.
+    Recorded(Arc<Recorded>),
     /// A response from the answer source (a fixtures folder).
     Sourced(Box<Response>),
     /// Nothing matched; this JSON says why (the near-miss report, served with a 404).
@@ -128,8 +141,13 @@ pub(crate) struct Decision {
 impl Decision {
     /// The recorded exchange answering, if any.
     pub fn matched(&self) -> Option<usize> {
-        match self.found {
-            Found::Recorded(i) => Some(i),
+        self.recorded().map(|r| r.index)
+    }
+
+    /// The recorded exchange answering, loaded, if any.
+    pub fn recorded(&self) -> Option<&Recorded> {
+        match &self.found {
+            Found::Recorded(r) => Some(r),
             _ => None,
         }
     }
@@ -142,14 +160,12 @@ pub(crate) struct Upgrade<S> {
     pub headers: Vec<Header>,
     /// Bytes after the handshake request (the client's first frames).
     pub early: Bytes,
-    pub index: usize,
     pub path: String,
     pub decision: Decision,
 }
 
 /// A replay of one recording, or of a fixtures folder.
 pub struct Replay {
-    rendered: Vec<Rendered>,
     matcher: Matcher,
     /// When set, answers come from here instead of `matcher` (a fixtures folder).
     source: Option<Arc<dyn AnswerSource>>,
@@ -157,20 +173,48 @@ pub struct Replay {
     metrics: Metrics,
     config: ReplayConfig,
     pub stats: ReplayStats,
-    /// The recording itself, for the streaming paths (HTTP/2, gRPC, WebSocket).
-    exchanges: Vec<Exchange>,
+    /// Where recorded exchanges are loaded from when an answer needs one.
+    exchanges: Exchanges,
+    /// Recorded answers loaded and rendered, bounded in bytes.
+    cache: AnswerCache,
     grpc: GrpcIndex,
+    /// Some recorded exchange spoke HTTP/2 (or gRPC).
+    spoke_h2: bool,
     /// Route labels given to unmatched requests so far (bounded: see [`MAX_UNMATCHED_ROUTES`]).
     unmatched_routes: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// Per recorded exchange, the metric series its answers usually update, looked up once.
-    series: Vec<std::sync::OnceLock<Series>>,
     /// Record-on-miss: who answers what nothing else does, and what it taught.
     misses: std::sync::OnceLock<Misses>,
 }
 
+/// The recorded exchanges behind a replay's index.
+enum Exchanges {
+    /// Given whole (tests, small in-memory recordings), in recorded order.
+    Memory(Vec<Exchange>),
+    /// Loaded by recorded id from the store.
+    Store(Arc<dyn ExchangeLoader>),
+}
+
+/// The indexes of a recording, built one exchange at a time.
+#[derive(Default)]
+struct Builders {
+    matcher: MatcherBuilder,
+    grpc: GrpcIndexBuilder,
+    planner: PlannerBuilder,
+    spoke_h2: bool,
+}
+
+impl Builders {
+    fn push(&mut self, ex: &Exchange) {
+        self.matcher.push(ex);
+        self.grpc.push(ex);
+        self.planner.push(ex);
+        self.spoke_h2 |= matches!(ex.protocol(), Protocol::H2 | Protocol::Grpc);
+    }
+}
+
 /// The metric series of one recorded exchange's usual answer (protocol and status as first
 /// served); answers with another protocol or status look theirs up.
-struct Series {
+pub(crate) struct Series {
     protocol: Protocol,
     status: u16,
     count: prometheus::IntCounter,
@@ -184,7 +228,7 @@ struct Series {
 const MAX_UNMATCHED_ROUTES: usize = 100;
 
 impl Replay {
-    /// Prepares `exchanges` (in recorded order) for serving.
+    /// Prepares `exchanges` (in recorded order) for serving, all kept in memory.
     ///
     /// # Errors
     /// The metrics registry refused a metric (a bug in mf's metric definitions).
@@ -192,23 +236,30 @@ impl Replay {
         exchanges: &[Exchange],
         config: ReplayConfig,
     ) -> Result<Arc<Replay>, prometheus::Error> {
-        Ok(Arc::new(Replay {
-            rendered: exchanges.iter().map(render).collect(),
-            matcher: Matcher::new(exchanges, config.repeat),
-            grpc: GrpcIndex::new(exchanges, config.repeat),
-            exchanges: exchanges.to_vec(),
-            planner: Planner::new(exchanges, config.realism.clone(), config.seed),
-            metrics: Metrics::new()?,
-            source: None,
-            config,
-            stats: ReplayStats::default(),
-            unmatched_routes: Default::default(),
-            series: exchanges
-                .iter()
-                .map(|_| std::sync::OnceLock::new())
-                .collect(),
-            misses: std::sync::OnceLock::new(),
-        }))
+        let mut b = Builders::default();
+        for ex in exchanges {
+            b.push(ex);
+        }
+        Replay::build(b, Exchanges::Memory(exchanges.to_vec()), None, config)
+    }
+
+    /// Indexes the recording `reader` reads, keeping only the index in memory: answers are
+    /// loaded from the recording when first asked for, and kept in a cache of
+    /// [`ReplayConfig::cache_bytes`].
+    ///
+    /// # Errors
+    /// The recording could not be read, or the metrics registry refused a metric.
+    pub fn from_recording(
+        reader: Box<dyn RecordingRead>,
+        config: ReplayConfig,
+    ) -> Result<Arc<Replay>, SetupError> {
+        let mut b = Builders::default();
+        reader.for_each_lean(&mut |ex| {
+            b.push(&ex);
+            true
+        })?;
+        let loader = crate::store::into_loader(reader)?;
+        Ok(Replay::build(b, Exchanges::Store(loader), None, config)?)
     }
 
     /// A replay whose answers come from `source` (a fixtures folder) rather than a recording.
@@ -219,20 +270,55 @@ impl Replay {
         source: Arc<dyn AnswerSource>,
         config: ReplayConfig,
     ) -> Result<Arc<Replay>, prometheus::Error> {
+        Replay::build(
+            Builders::default(),
+            Exchanges::Memory(Vec::new()),
+            Some(source),
+            config,
+        )
+    }
+
+    fn build(
+        b: Builders,
+        exchanges: Exchanges,
+        source: Option<Arc<dyn AnswerSource>>,
+        config: ReplayConfig,
+    ) -> Result<Arc<Replay>, prometheus::Error> {
         Ok(Arc::new(Replay {
-            rendered: Vec::new(),
-            matcher: Matcher::new(&[], config.repeat),
-            grpc: GrpcIndex::new(&[], config.repeat),
-            exchanges: Vec::new(),
-            planner: Planner::new(&[], config.realism.clone(), config.seed),
+            matcher: b.matcher.finish(config.repeat),
+            grpc: b.grpc.finish(config.repeat),
+            planner: b.planner.finish(config.realism.clone(), config.seed),
+            spoke_h2: b.spoke_h2,
+            exchanges,
+            cache: AnswerCache::new(config.cache_bytes),
             metrics: Metrics::new()?,
-            source: Some(source),
+            source,
             config,
             stats: ReplayStats::default(),
             unmatched_routes: Default::default(),
-            series: Vec::new(),
             misses: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Number of recorded exchanges.
+    pub fn len(&self) -> usize {
+        self.matcher.len()
+    }
+
+    /// True when nothing was recorded (or answers come from a fixtures folder).
+    pub fn is_empty(&self) -> bool {
+        self.matcher.is_empty()
+    }
+
+    /// True when some recorded exchange spoke HTTP/2 or gRPC.
+    pub fn spoke_h2(&self) -> bool {
+        self.spoke_h2
+    }
+
+    /// Bytes of the index (approximately), and bytes and answers in the cache.
+    pub fn memory(&self) -> (usize, usize, usize) {
+        let (cached, answers) = self.cache.usage();
+        (self.matcher.heap_bytes(), cached, answers)
     }
 
     /// Sends requests that nothing answers to `hook` (record-on-miss); what it keeps is
@@ -253,7 +339,7 @@ impl Replay {
     /// As [`Replay::decide`]; a request nothing answers goes to the miss hook, when there is
     /// one, and its answer is served (gRPC calls are not forwarded).
     pub(crate) async fn decide_or_fetch(&self, view: &RequestView<'_>) -> Decision {
-        let mut decision = self.decide(view);
+        let mut decision = self.decide(view).await;
         let Some(misses) = self.misses.get() else {
             return decision;
         };
@@ -289,16 +375,6 @@ impl Replay {
         &self.config
     }
 
-    /// Recorded exchange `index`.
-    pub(crate) fn exchange(&self, index: usize) -> &Exchange {
-        &self.exchanges[index]
-    }
-
-    /// The pre-rendered HTTP/1 answer of recorded exchange `index`.
-    pub(crate) fn rendered(&self, index: usize) -> &Rendered {
-        &self.rendered[index]
-    }
-
     /// The recorded gRPC calls.
     pub(crate) fn grpc(&self) -> &GrpcIndex {
         &self.grpc
@@ -315,15 +391,18 @@ impl Replay {
     }
 
     /// Finds the answer to `view` and plans it: the pipeline's one question.
-    pub(crate) fn decide(&self, view: &RequestView<'_>) -> Decision {
+    pub(crate) async fn decide(&self, view: &RequestView<'_>) -> Decision {
         let started = Instant::now();
-        let found = self.find(view);
-        let matched = match &found {
-            Found::Recorded(i) => Some(*i),
+        let found = match self.find(view) {
+            Ok(index) => self.load(index).await,
+            Err(found) => found,
+        };
+        let recorded = match &found {
+            Found::Recorded(r) => Some(r),
             _ => None,
         };
-        let protocol = match matched {
-            Some(i) if is_websocket_answer(&self.exchanges[i]) => Protocol::WebSocket,
+        let protocol = match recorded {
+            Some(r) if is_websocket_answer(&r.exchange) => Protocol::WebSocket,
             _ => view.protocol,
         };
         let info = RequestInfo {
@@ -333,8 +412,8 @@ impl Replay {
             grpc_method: view.grpc_method,
             headers: view.headers,
         };
-        let mut plan = self.plan_for(&info, matched);
-        if let Some(timed) = matched.and_then(|i| self.rendered.get(i)?.timed.as_deref()) {
+        let mut plan = self.plan_for(&info, recorded.map(|r| r.index));
+        if let Some(timed) = recorded.and_then(|r| r.rendered.timed.as_deref()) {
             plan.pacing = super::latency::body_pacing(
                 plan.pacing,
                 plan.message_scale,
@@ -350,18 +429,54 @@ impl Replay {
         }
     }
 
-    fn find(&self, view: &RequestView<'_>) -> Found {
+    /// Recorded exchange `index`, from the cache or loaded (off the async threads: the store
+    /// blocks) and rendered.
+    async fn load(&self, index: usize) -> Found {
+        if let Some(r) = self.cache.get(index) {
+            return Found::Recorded(r);
+        }
+        let loaded: Result<Recorded, String> = match &self.exchanges {
+            Exchanges::Memory(all) => match all.get(index) {
+                Some(ex) => Ok(Recorded::new(index, ex.clone())),
+                None => Err(format!("no recorded exchange at {index}")),
+            },
+            Exchanges::Store(loader) => {
+                let loader = loader.clone();
+                let id = self.matcher.id(index).unwrap_or(-1);
+                tokio::task::spawn_blocking(move || {
+                    loader.load(id).map(|ex| Recorded::new(index, ex))
+                })
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+            }
+        };
+        match loaded {
+            Ok(r) => {
+                let r = Arc::new(r);
+                self.cache.insert(r.clone());
+                Found::Recorded(r)
+            }
+            Err(e) => {
+                tracing::error!(index, error = %e, "cannot load the recorded answer");
+                Found::Sourced(Box::new(unreadable(&e)))
+            }
+        }
+    }
+
+    /// The recorded exchange answering `view` (`Ok`), or the answer when none does.
+    fn find(&self, view: &RequestView<'_>) -> Result<usize, Found> {
         if let Some(method) = view.grpc_method {
             let path = view.path();
             return match self.grpc.find(path, view.grpc_first) {
                 Some(index) => {
                     self.stats.matched.fetch_add(1, Ordering::Relaxed);
-                    Found::Recorded(index)
+                    Ok(index)
                 }
                 None => {
                     self.stats.unmatched.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(method, "no recorded grpc call matches");
-                    Found::Missing(serde_json::Value::Null)
+                    Err(Found::Missing(serde_json::Value::Null))
                 }
             };
         }
@@ -373,7 +488,7 @@ impl Replay {
             body: view.body,
         };
         if let Some(source) = &self.source {
-            return match source.answer(&incoming) {
+            return Err(match source.answer(&incoming) {
                 SourceAnswer::Response { response, label } => {
                     self.stats.matched.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(method = %view.method, target = %log_target(view.target), %label, "matched");
@@ -381,31 +496,31 @@ impl Replay {
                 }
                 SourceAnswer::NotFound(report) => {
                     if let Some(found) = self.learned(&incoming) {
-                        return found;
+                        return Err(found);
                     }
                     self.stats.unmatched.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(method = %view.method, target = %log_target(view.target), "no fixture matches");
                     Found::Missing(report)
                 }
-            };
+            });
         }
         match self.matcher.find_at(view.authority, &incoming) {
             MatchResult::Found { index, call } => {
                 self.stats.matched.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(method = %view.method, target = %log_target(view.target), index, call, "matched");
-                Found::Recorded(index)
+                Ok(index)
             }
             MatchResult::NotFound { near_misses } => {
                 if let Some(found) = self.learned(&incoming) {
-                    return found;
+                    return Err(found);
                 }
                 self.stats.unmatched.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(method = %view.method, target = %log_target(view.target), "no recorded exchange matches");
-                Found::Missing(serde_json::json!({
+                Err(Found::Missing(serde_json::json!({
                     "error": "no recorded exchange matches this request",
                     "request": { "method": view.method, "target": view.target },
                     "closest": near_misses,
-                }))
+                })))
             }
         }
     }
@@ -429,33 +544,31 @@ impl Replay {
     /// Counts an answered request to `path`: `status` 0 when none was sent (reset, hang,
     /// cut off).
     pub(crate) fn finish(&self, path: &str, decision: &Decision, status: u16) {
-        let matched = decision.matched();
-        if let Some(i) = matched {
-            if let Some(cell) = self.series.get(i) {
-                let s = cell.get_or_init(|| {
-                    let (count, duration) = self.metrics.request_series(
-                        decision.protocol.as_str(),
-                        &self.rendered[i].route,
-                        status,
-                        true,
-                    );
-                    Series {
-                        protocol: decision.protocol,
-                        status,
-                        count,
-                        duration,
-                    }
-                });
-                if s.protocol == decision.protocol && s.status == status {
-                    s.count.inc();
-                    s.duration.observe(decision.started.elapsed().as_secs_f64());
-                    return;
+        let recorded = decision.recorded();
+        if let Some(r) = recorded {
+            let s = r.series.get_or_init(|| {
+                let (count, duration) = self.metrics.request_series(
+                    decision.protocol.as_str(),
+                    &r.rendered.route,
+                    status,
+                    true,
+                );
+                Series {
+                    protocol: decision.protocol,
+                    status,
+                    count,
+                    duration,
                 }
+            });
+            if s.protocol == decision.protocol && s.status == status {
+                s.count.inc();
+                s.duration.observe(decision.started.elapsed().as_secs_f64());
+                return;
             }
         }
         let unmatched_route;
-        let route: &str = match matched {
-            Some(i) => &self.rendered[i].route,
+        let route: &str = match recorded {
+            Some(r) => &r.rendered.route,
             None => {
                 unmatched_route = self.unmatched_route(path);
                 &unmatched_route
@@ -465,7 +578,7 @@ impl Replay {
             decision.protocol.as_str(),
             route,
             status,
-            matched.is_some(),
+            recorded.is_some(),
             decision.started.elapsed(),
         );
     }
@@ -495,6 +608,23 @@ impl Replay {
             return route;
         }
         "unmatched".into()
+    }
+}
+
+/// The answer when a matched exchange cannot be read back from the recording (damaged, or
+/// its file went away): a 500 saying so, rather than a near miss that would mislead.
+fn unreadable(error: &str) -> Response {
+    let body = format!("mf: cannot read the recorded answer: {error}\n");
+    Response {
+        status: 500,
+        reason: "Internal Server Error".into(),
+        version: "HTTP/1.1".into(),
+        headers: vec![
+            Header::new("Content-Type", "text/plain; charset=utf-8"),
+            Header::new("Content-Length", body.len().to_string()),
+        ],
+        body: Body::full(body.into_bytes()),
+        trailers: vec![],
     }
 }
 
