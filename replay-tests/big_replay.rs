@@ -12,7 +12,11 @@ const EXCHANGES: &str = "30000";
 
 fn ls_path(db: &Path, glob: &str) -> Vec<serde_json::Value> {
     let out = mf_run(&["ls", db.to_str().unwrap(), "--json", "--path", glob]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -22,7 +26,11 @@ fn ls_path(db: &Path, glob: &str) -> Vec<serde_json::Value> {
 /// The response body `mf show` prints for exchange `id`.
 fn shown_body(db: &Path, id: &serde_json::Value) -> String {
     let out = mf_run(&["show", db.to_str().unwrap(), &id.to_string(), "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ex: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     ex["response"]["body"]["text"].as_str().unwrap().to_string()
 }
@@ -39,11 +47,17 @@ fn a_big_recording_is_served_from_its_index() {
         "--exchanges",
         EXCHANGES,
     ]);
-    assert!(gen.status.success(), "{}", String::from_utf8_lossy(&gen.stderr));
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
     let mut replay = start_replay(&db, &[]);
     let base = replay.url();
     assert!(
-        replay.stderr().contains(&format!("replaying {EXCHANGES} exchanges")),
+        replay
+            .stderr()
+            .contains(&format!("replaying {EXCHANGES} exchanges")),
         "{}",
         replay.stderr()
     );
@@ -63,7 +77,10 @@ fn a_big_recording_is_served_from_its_index() {
     let flaky = ls_path(&db, "/flaky");
     for recorded in &flaky[..2] {
         let got = curl(&[&format!("{base}/flaky")]);
-        assert_eq!(u64::from(got.status()), recorded["status"].as_u64().unwrap());
+        assert_eq!(
+            u64::from(got.status()),
+            recorded["status"].as_u64().unwrap()
+        );
         assert_eq!(
             String::from_utf8(got.body).unwrap(),
             shown_body(&db, &recorded["id"])
