@@ -29,23 +29,37 @@ impl ExchangeLoader for LockedReader {
     }
 }
 
-/// `ex` without what an index of requests never looks at: request headers and trailers,
-/// the response's headers, body and trailers, tags, and the stream messages of anything but
-/// a gRPC call (whose first request message picks among recorded calls).
-pub fn lean(mut ex: Exchange) -> Exchange {
-    ex.request.headers = Vec::new();
-    ex.request.trailers = Vec::new();
-    ex.tags = Default::default();
-    if let Some(r) = ex.response.as_mut() {
-        *r = crate::model::Response {
+/// What an index of requests looks at of `ex`, and nothing else: ids, protocol, start,
+/// authority, request method, target and body, response status, timings, and the stream
+/// messages of a gRPC call (its first request message picks among recorded calls).
+pub fn lean(ex: Exchange) -> Exchange {
+    use crate::model::{Body, Protocol, Request, Response};
+    let grpc = ex.protocol == Some(Protocol::Grpc);
+    Exchange {
+        id: ex.id,
+        connection_id: ex.connection_id,
+        seq: ex.seq,
+        protocol: ex.protocol,
+        started_at_ns: ex.started_at_ns,
+        authority: ex.authority,
+        request: Request {
+            method: ex.request.method,
+            target: ex.request.target,
+            body: Body {
+                data: ex.request.body.data,
+                size: ex.request.body.size,
+                ..Body::default()
+            },
+            ..Request::default()
+        },
+        response: ex.response.map(|r| Response {
             status: r.status,
-            ..Default::default()
-        };
+            ..Response::default()
+        }),
+        timings: ex.timings,
+        messages: if grpc { ex.messages } else { Vec::new() },
+        ..Exchange::default()
     }
-    if ex.protocol != Some(crate::model::Protocol::Grpc) {
-        ex.messages = Vec::new();
-    }
-    ex
 }
 
 /// Reading one recording: listing, single exchanges, every exchange in order, metadata and the

@@ -145,3 +145,69 @@ impl Reader {
         Arc::new(ReaderPool::new(self.path.clone()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Direction, Header, MessageKind, StreamMessage};
+    use crate::store::{lean, open_reader, write_exchanges, Meta, RecordingRead};
+
+    #[test]
+    fn the_sqlite_walk_reads_what_lean_keeps_and_the_pool_loads_whole_exchanges() {
+        let mut post = Exchange {
+            protocol: Some(Protocol::Http11),
+            authority: "api.example".into(),
+            request: Request {
+                method: "POST".into(),
+                target: "/users?x=1".into(),
+                version: "HTTP/1.1".into(),
+                headers: vec![Header::new("Host", "api.example")],
+                body: Body::full(&b"{\"a\":1}"[..]),
+                trailers: vec![],
+            },
+            response: Some(Response {
+                status: 201,
+                reason: "Created".into(),
+                headers: vec![Header::new("Content-Type", "application/json")],
+                body: Body::full(&b"{\"id\":7}"[..]),
+                ..Response::default()
+            }),
+            timings: Timings {
+                request_end_ns: Some(5),
+                response_first_byte_ns: Some(9),
+                response_end_ns: Some(12),
+            },
+            ..Exchange::default()
+        };
+        let mut grpc = post.clone();
+        grpc.protocol = Some(Protocol::Grpc);
+        grpc.messages = vec![StreamMessage {
+            direction: Direction::ClientToServer,
+            offset_ns: 3,
+            kind: MessageKind::Grpc { compressed: false },
+            data: Bytes::from_static(b"ping"),
+        }];
+        post.connection_id = 2;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        write_exchanges(&path, &Meta::default(), [post, grpc].into_iter()).unwrap();
+        let reader = Reader::open(&path).unwrap();
+        let mut fast = vec![];
+        reader
+            .for_each_lean(|ex| {
+                fast.push(ex);
+                true
+            })
+            .unwrap();
+        let whole = open_reader(&path).unwrap().load_all().unwrap();
+        let slow: Vec<Exchange> = whole.iter().cloned().map(lean).collect();
+        assert_eq!(fast, slow);
+        assert_eq!(fast[1].messages.len(), 1);
+        let pool = reader.pool();
+        assert_eq!(pool.load(whole[0].id).unwrap(), whole[0]);
+        assert!(matches!(
+            pool.load(999),
+            Err(StoreError::NoSuchExchange(999))
+        ));
+    }
+}
