@@ -355,10 +355,6 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         return serve(&args, replay, door, admin, &what, true);
     }
     let reader = util::open_recording(&args.recording)?;
-    let exchanges = reader
-        .load_all()
-        .with_context(|| format!("reading {}", args.recording.display()))?;
-    drop(reader);
     let (realism, seed) = realism(&args)?;
     // Streams keep their recorded pacing unless the user asked for none at all.
     let recorded_latency = args.latency.as_deref().is_none_or(|l| l.trim() != "none");
@@ -374,14 +370,11 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         timeouts: client_timeouts(&args),
         ..ReplayConfig::default()
     };
+    // Only an index of the recording stays in memory; answers are read from it on demand.
+    let replay = Replay::from_recording(reader, config)
+        .with_context(|| format!("replaying {}", args.recording.display()))?;
     // Offer h2 over TLS when the recorded service spoke it, so clients pick what they used.
-    let spoke_h2 = exchanges.iter().any(|e| {
-        matches!(
-            e.protocol(),
-            crate::model::Protocol::H2 | crate::model::Protocol::Grpc
-        )
-    });
-    let alpn: &[&[u8]] = if spoke_h2 {
+    let alpn: &[&[u8]] = if replay.spoke_h2() {
         &crate::tls::ALPN_H2_H1
     } else {
         &crate::tls::ALPN_H1
@@ -397,15 +390,13 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
     )?;
     let what = format!(
         "replaying {} exchanges from {}",
-        exchanges.len(),
+        replay.len(),
         args.recording.display()
     );
     let door = Door::new()
         .with_tls(listener_tls)
         .with_intercept(Some(connect_interceptor()))
         .with_greeting_timeout(args.header_timeout);
-    let replay = Replay::new(&exchanges, config).context("setting up metrics")?;
-    drop(exchanges);
     serve(&args, replay, door, admin, &what, false)
 }
 

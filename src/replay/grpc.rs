@@ -87,8 +87,8 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
         grpc_method: Some(path.trim_start_matches('/')),
         grpc_first: first.as_ref().map(|m| &m.data),
     };
-    let decision = replay.decide(&view);
-    let Some(index) = decision.matched() else {
+    let decision = replay.decide(&view).await;
+    let Some(recorded) = decision.recorded() else {
         replay.finish(view.path(), &decision, 200);
         if let Some(misses) = replay.misses() {
             let call = MissedCall {
@@ -100,7 +100,7 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
         }
         return trailers_only(12, &format!("mf: no recorded call matches {path}"));
     };
-    let Some(prepared) = replay.grpc().prepared(index) else {
+    let Some(prepared) = recorded.grpc.clone() else {
         replay.finish(view.path(), &decision, 200);
         return trailers_only(13, "mf: recorded call is not a grpc call");
     };

@@ -1,9 +1,10 @@
-//! The recorded gRPC calls of a recording, indexed and prepared once at start-up.
+//! The recorded gRPC calls of a recording, indexed once at start-up, and each prepared for
+//! serving when it is loaded.
 //!
 //! A call is matched on its path (`/service/method`) and its first request message: a
 //! recorded call with the same bytes first (in recorded order, like identical HTTP requests),
-//! else the next recorded call of that method by position. Each recorded call is prepared
-//! for serving — header maps built, messages framed, every server event planned against the
+//! else the next recorded call of that method by position. A loaded call is prepared for
+//! serving — header maps built, messages framed, every server event planned against the
 //! client's events (see [`super::stream`]). Lookups allocate nothing and take no lock.
 
 use std::collections::HashMap;
@@ -43,53 +44,64 @@ struct Method {
 pub(crate) struct GrpcIndex {
     methods: HashMap<String, Method>,
     repeat: RepeatPolicy,
-    prepared: Vec<Option<Arc<Prepared>>>,
+}
+
+/// Indexes the gRPC calls of a recording one exchange at a time, in recorded order.
+#[derive(Default)]
+pub(crate) struct GrpcIndexBuilder {
+    methods: HashMap<String, Method>,
+    next: usize,
+}
+
+impl GrpcIndexBuilder {
+    /// Adds the next recorded exchange (only a gRPC call's path and messages are read).
+    pub(crate) fn push(&mut self, ex: &Exchange) {
+        let i = self.next;
+        self.next += 1;
+        if ex.protocol != Some(Protocol::Grpc) {
+            return;
+        }
+        let first = ex
+            .messages
+            .iter()
+            .find(|m| m.direction == Direction::ClientToServer)
+            .map(|m| m.data.clone());
+        let server_first = ex
+            .messages
+            .first()
+            .is_some_and(|m| m.direction == Direction::ServerToClient);
+        let m = self
+            .methods
+            .entry(ex.request.path().to_string())
+            .or_insert_with(|| Method {
+                server_first: true,
+                ..Method::default()
+            });
+        m.server_first &= server_first;
+        m.all.members.push(i);
+        match first {
+            Some(f) => m.by_first.entry(f).or_default().members.push(i),
+            None => m.without_message.members.push(i),
+        }
+    }
+
+    pub(crate) fn finish(self, repeat: RepeatPolicy) -> GrpcIndex {
+        GrpcIndex {
+            methods: self.methods,
+            repeat,
+        }
+    }
 }
 
 impl GrpcIndex {
-    /// The prepared recorded call `index`, if it is a gRPC call.
-    pub(crate) fn prepared(&self, index: usize) -> Option<Arc<Prepared>> {
-        self.prepared.get(index).and_then(|p| p.clone())
-    }
-
     /// Indexes the gRPC exchanges of a recording.
+    #[cfg(test)]
     pub(crate) fn new(exchanges: &[Exchange], repeat: RepeatPolicy) -> GrpcIndex {
-        let mut methods: HashMap<String, Method> = HashMap::new();
-        for (i, ex) in exchanges.iter().enumerate() {
-            if ex.protocol != Some(Protocol::Grpc) {
-                continue;
-            }
-            let first = ex
-                .messages
-                .iter()
-                .find(|m| m.direction == Direction::ClientToServer)
-                .map(|m| m.data.clone());
-            let server_first = ex
-                .messages
-                .first()
-                .is_some_and(|m| m.direction == Direction::ServerToClient);
-            let m = methods
-                .entry(ex.request.path().to_string())
-                .or_insert_with(|| Method {
-                    server_first: true,
-                    ..Method::default()
-                });
-            m.server_first &= server_first;
-            m.all.members.push(i);
-            match first {
-                Some(f) => m.by_first.entry(f).or_default().members.push(i),
-                None => m.without_message.members.push(i),
-            }
+        let mut b = GrpcIndexBuilder::default();
+        for ex in exchanges {
+            b.push(ex);
         }
-        let prepared = exchanges
-            .iter()
-            .map(|ex| (ex.protocol == Some(Protocol::Grpc)).then(|| Arc::new(Prepared::new(ex))))
-            .collect();
-        GrpcIndex {
-            methods,
-            repeat,
-            prepared,
-        }
+        b.finish(repeat)
     }
 
     /// True when every recorded call of `path` has the server speak before the client: the
@@ -117,8 +129,8 @@ impl GrpcIndex {
     }
 }
 
-/// A recorded call made ready to serve once, at start-up: header maps built, messages framed,
-/// every server event planned.
+/// A recorded call made ready to serve once, when first loaded: header maps built, messages
+/// framed, every server event planned.
 pub(crate) struct Prepared {
     pub(crate) client_messages: Arc<Vec<Bytes>>,
     /// `None`: no response was recorded.
@@ -132,7 +144,7 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
-    fn new(ex: &Exchange) -> Prepared {
+    pub(crate) fn new(ex: &Exchange) -> Prepared {
         let client: Vec<&crate::model::StreamMessage> = ex
             .messages
             .iter()

@@ -162,14 +162,13 @@ pub(crate) async fn serve<S: Io>(
         };
         let decision = replay.decide_or_fetch(&view).await;
         if decision.protocol == Protocol::WebSocket {
-            if let Some(index) = decision.matched() {
+            if decision.matched().is_some() {
                 let path = view.path().to_string();
                 let early = decoder.take_buffered();
                 return Exit::WebSocket(Box::new(Upgrade {
                     stream,
                     headers: head.headers,
                     early,
-                    index,
                     path,
                     decision,
                 }));
@@ -177,8 +176,8 @@ pub(crate) async fn serve<S: Io>(
         }
         out.clear();
         let close = match &decision.found {
-            Found::Recorded(index) => {
-                let r = replay.rendered(*index);
+            Found::Recorded(recorded) => {
+                let r = &recorded.rendered;
                 let close = client_close || r.must_close;
                 out.extend_from_slice(if close { &r.head_close } else { &r.head });
                 out.extend_from_slice(&r.body);
@@ -222,11 +221,10 @@ pub(crate) async fn serve<S: Io>(
             body: &out[split..],
             close,
             timed: decision
-                .matched()
-                .and_then(|i| replay.rendered(i).timed.as_deref()),
+                .recorded()
+                .and_then(|r| r.rendered.timed.as_deref()),
         };
         let (status, close) = write_answer(
-            replay,
             &mut stream,
             origin,
             &decision,
@@ -270,7 +268,6 @@ struct Answer<'a> {
 /// Returns the status sent (0: none, the connection is gone) and whether to close.
 #[allow(clippy::too_many_arguments)]
 async fn write_answer<S: Io>(
-    replay: &Replay,
     stream: &mut S,
     origin: &Origin,
     decision: &Decision,
@@ -311,7 +308,7 @@ async fn write_answer<S: Io>(
             (0, true)
         }
         Some(Fault::Status { code, body }) => {
-            let recorded = decision.matched().map(|i| replay.rendered(i));
+            let recorded = decision.recorded().map(|r| &r.rendered);
             let (text, content_type) = fault_body(body.as_deref(), recorded);
             let mut headers = vec![
                 Header::new("Content-Type", content_type),

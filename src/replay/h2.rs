@@ -62,11 +62,10 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
     if !plan.first_byte.is_zero() {
         tokio::time::sleep(plan.first_byte).await;
     }
-    let matched = decision.matched();
     let recorded = || match &decision.found {
-        Found::Recorded(i) => {
-            let ex = replay.exchange(*i);
-            let timed = replay.rendered(*i).timed.as_deref();
+        Found::Recorded(r) => {
+            let ex = &r.exchange;
+            let timed = r.rendered.timed.as_deref();
             match &ex.response {
                 Some(r) => respond(&method, r, plan.pacing, timed),
                 None => respond(&method, &failure_response(ex), plan.pacing, None),
@@ -78,7 +77,7 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
     let (response, status) = match &plan.fault {
         Some(Fault::Status { code, body }) => {
             let (data, content_type) =
-                fault_body(body.as_deref(), matched.map(|i| replay.rendered(i)));
+                fault_body(body.as_deref(), decision.recorded().map(|r| &r.rendered));
             let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let len = data.len();
             // RFC 9110 §9.3.2: a response to HEAD has no body (its length is still announced).
@@ -111,8 +110,8 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
         Some(Fault::CloseMidBody { after_bytes }) => {
             // The recorded head and part of the body, then RST_STREAM.
             let (mut r, _) = recorded();
-            let data = match matched {
-                Some(i) => replay.rendered(i).raw_body.clone(),
+            let data = match decision.recorded() {
+                Some(r) => r.rendered.raw_body.clone(),
                 None => Bytes::new(),
             };
             let n = after_bytes

@@ -4,8 +4,9 @@
 //! and body (byte-exact, or semantically equal when both are JSON) are the same. Identical
 //! requests form a group answered in recorded order — the 1st call gets the 1st recorded
 //! response, the 2nd the 2nd, then the last repeats — which is what makes an offline
-//! reproduction deterministic. With no match, every recorded exchange is scored and the
-//! closest are reported with the reasons they failed, like WireMock's near-miss report.
+//! reproduction deterministic. With no match, the recorded exchanges that can come close (all
+//! of a small recording; see [`super::near`] for a big one) are scored and the closest are
+//! reported with the reasons they failed, like WireMock's near-miss report.
 //!
 //! A recorded request whose query or body holds redaction placeholders (`mf-redacted-…`,
 //! see [`crate::vocab::secrets`]) matches a live request with any value in their place: the
@@ -14,10 +15,11 @@
 //! secrets is still answered in recorded order.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::Serialize;
 
+use super::index::{body_key, canonical_json, short_hash, BodyKey, BodyKeys, Strings, UNKNOWN};
 use crate::model::Exchange;
 use crate::vocab::secrets;
 
@@ -66,30 +68,17 @@ pub enum MatchResult {
     },
 }
 
-struct Entry {
-    /// Normalised authority; empty unless the recording spans several hosts.
-    authority: String,
-    method: String,
-    path: String,
-    query: Vec<(String, String)>,
-    body: BodyKey,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum BodyKey {
-    Empty,
-    /// Canonical JSON text (object keys sorted), so `{"a":1,"b":2}` equals `{"b":2,"a":1}`.
-    Json(String),
-    Raw(blake3::Hash),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct GroupKey {
-    authority: String,
-    method: String,
-    path: String,
-    query: Vec<(String, String)>,
-    body: BodyKey,
+/// A recorded request's exact key, every part an interned id: what groups and candidates
+/// compare without touching a string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Key {
+    /// Normalised authority.
+    pub authority: u32,
+    pub method: u32,
+    pub path: u32,
+    /// Sorted, decoded query pairs (see [`encode_query`]).
+    pub query: u32,
+    pub body: u32,
 }
 
 /// What a placeholder is replaced with in the group key of a request that holds some.
@@ -97,7 +86,8 @@ const BLANK: &str = "mf-redacted";
 
 /// The recorded request of a group whose query or body holds placeholders.
 struct Wild {
-    key: GroupKey,
+    group: u32,
+    key: Key,
     /// Recorded query pairs, placeholders as recorded.
     query: Vec<(String, String)>,
     body: WildBody,
@@ -105,71 +95,171 @@ struct Wild {
 
 enum WildBody {
     /// No placeholder in the body: it must match as usual.
-    Exact(BodyKey),
+    Exact(u32),
     Json(serde_json::Value),
     Raw(Vec<u8>),
 }
 
-/// Matches requests against a recording. Thread-safe; counters live behind a mutex.
-pub struct Matcher {
-    entries: Vec<Entry>,
+/// The interned parts of a recording's requests, shared by matching and the near-miss
+/// report.
+#[derive(Default)]
+pub(crate) struct Tables {
+    pub strings: Strings,
+    pub bodies: BodyKeys,
+}
+
+/// Indexes recorded requests one at a time (in recorded order), so that a recording too big
+/// for memory can be indexed as it is read.
+pub struct MatcherBuilder {
+    tables: Tables,
+    entries: Vec<Key>,
     ids: Vec<i64>,
-    groups: HashMap<GroupKey, Vec<usize>>,
+    /// Per entry, its group.
+    entry_group: Vec<u32>,
+    groups: HashMap<Key, u32>,
+    wild: Vec<Wild>,
+    /// The authority of the first request, and whether another one was seen.
+    first_authority: Option<u32>,
+    multi_host: bool,
+    /// Up to this many exchanges, near misses score the whole recording.
+    full_scan: usize,
+}
+
+impl Default for MatcherBuilder {
+    fn default() -> MatcherBuilder {
+        MatcherBuilder {
+            tables: Tables::default(),
+            entries: Vec::new(),
+            ids: Vec::new(),
+            entry_group: Vec::new(),
+            groups: HashMap::new(),
+            wild: Vec::new(),
+            first_authority: None,
+            multi_host: false,
+            full_scan: near::FULL_SCAN,
+        }
+    }
+}
+
+impl MatcherBuilder {
+    /// Scores near misses over candidates once the recording has more than `n` exchanges
+    /// (tests compare both ways on small recordings).
+    #[cfg(test)]
+    pub(crate) fn full_scan_up_to(mut self, n: usize) -> MatcherBuilder {
+        self.full_scan = n;
+        self
+    }
+
+    /// Adds the recorded request of `ex` (only its id, authority, method, target and body
+    /// are read).
+    pub fn push(&mut self, ex: &Exchange) {
+        let t = &mut self.tables;
+        let authority = t.strings.intern(&normalize_authority(&ex.authority));
+        match self.first_authority {
+            None => self.first_authority = Some(authority),
+            Some(a) if a != authority => self.multi_host = true,
+            Some(_) => {}
+        }
+        let pairs = parse_query(ex.request.query());
+        let body = &ex.request.body.data;
+        let key = Key {
+            authority,
+            method: t.strings.intern(&ex.request.method),
+            path: t.strings.intern(ex.request.path()),
+            query: t.strings.intern(&encode_query(&pairs)),
+            body: t.bodies.intern(body_key(body)),
+        };
+        let next = u32::try_from(self.groups.len()).unwrap_or(UNKNOWN);
+        let group = match wild_of(t, key, &pairs, body) {
+            Some(mut w) => {
+                let wild_key = w.key;
+                *self.groups.entry(wild_key).or_insert_with(|| {
+                    w.group = next;
+                    self.wild.push(w);
+                    next
+                })
+            }
+            None => *self.groups.entry(key).or_insert(next),
+        };
+        self.entry_group.push(group);
+        self.entries.push(key);
+        self.ids.push(ex.id);
+    }
+
+    /// The matcher; `repeat` says what happens once a group's answers are used up.
+    pub fn finish(self, repeat: RepeatPolicy) -> Matcher {
+        let n_groups = self.groups.len();
+        // Members of each group in recorded order, one array for all groups.
+        let mut starts = vec![0u32; n_groups + 1];
+        for &g in &self.entry_group {
+            starts[g as usize + 1] += 1;
+        }
+        for i in 0..n_groups {
+            starts[i + 1] += starts[i];
+        }
+        let mut fill = starts.clone();
+        let mut members = vec![0u32; self.entry_group.len()];
+        for (i, &g) in self.entry_group.iter().enumerate() {
+            members[fill[g as usize] as usize] = i as u32;
+            fill[g as usize] += 1;
+        }
+        let near = Candidates::new(&self.tables, &self.entries, self.full_scan);
+        Matcher {
+            near,
+            tables: self.tables,
+            entries: self.entries,
+            ids: self.ids,
+            groups: self.groups,
+            starts,
+            members,
+            calls: (0..n_groups).map(|_| AtomicU32::new(0)).collect(),
+            wild: self.wild,
+            repeat,
+            multi_host: self.multi_host,
+            single_authority: self.first_authority.unwrap_or(UNKNOWN),
+        }
+    }
+}
+
+/// Matches requests against a recording. Thread-safe; a group's counter is an atomic.
+pub struct Matcher {
+    tables: Tables,
+    entries: Vec<Key>,
+    ids: Vec<i64>,
+    groups: HashMap<Key, u32>,
+    /// Members of group `g`: `members[starts[g]..starts[g + 1]]`, entry indices in order.
+    starts: Vec<u32>,
+    members: Vec<u32>,
+    /// Per group, how many live requests it answered.
+    calls: Vec<AtomicU32>,
     /// One per group of requests with placeholders, in recorded order.
     wild: Vec<Wild>,
-    calls: Mutex<HashMap<GroupKey, usize>>,
     repeat: RepeatPolicy,
     /// The recording holds several hosts (forward proxy): the authority is part of a match.
     multi_host: bool,
+    /// With one host, every request is taken as addressed to it.
+    single_authority: u32,
+    near: Candidates,
+}
+
+/// A live request with its parts looked up in the recording's tables.
+pub(crate) struct Probe<'a> {
+    pub key: Key,
+    pub authority: String,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: Vec<(String, String)>,
+    pub body: BodyKey,
 }
 
 impl Matcher {
     /// Indexes `exchanges` (in recorded order).
     pub fn new(exchanges: &[Exchange], repeat: RepeatPolicy) -> Matcher {
-        let mut entries = Vec::with_capacity(exchanges.len());
-        let mut groups: HashMap<GroupKey, Vec<usize>> = HashMap::new();
-        let mut hosts: Vec<String> = exchanges
-            .iter()
-            .map(|e| normalize_authority(&e.authority))
-            .collect();
-        hosts.sort();
-        hosts.dedup();
-        let multi_host = hosts.len() > 1;
-        let mut wild = Vec::new();
-        for (i, ex) in exchanges.iter().enumerate() {
-            let entry = Entry {
-                authority: if multi_host {
-                    normalize_authority(&ex.authority)
-                } else {
-                    String::new()
-                },
-                method: ex.request.method.clone(),
-                path: ex.request.path().to_string(),
-                query: parse_query(ex.request.query()),
-                body: body_key(&ex.request.body.data),
-            };
-            let key = match wild_of(&entry, &ex.request.body.data) {
-                Some(w) => {
-                    let key = w.key.clone();
-                    if !groups.contains_key(&key) {
-                        wild.push(w);
-                    }
-                    key
-                }
-                None => key_of(&entry),
-            };
-            groups.entry(key).or_default().push(i);
-            entries.push(entry);
+        let mut b = MatcherBuilder::default();
+        for ex in exchanges {
+            b.push(ex);
         }
-        Matcher {
-            entries,
-            ids: exchanges.iter().map(|e| e.id).collect(),
-            groups,
-            wild,
-            calls: Mutex::new(HashMap::new()),
-            repeat,
-            multi_host,
-        }
+        b.finish(repeat)
     }
 
     /// Number of recorded exchanges.
@@ -182,10 +272,26 @@ impl Matcher {
         self.entries.is_empty()
     }
 
+    /// The recorded id of exchange `index`.
+    pub fn id(&self, index: usize) -> Option<i64> {
+        self.ids.get(index).copied()
+    }
+
+    /// Bytes the index holds (approximately), for the start-up report.
+    pub fn heap_bytes(&self) -> usize {
+        self.tables.strings.heap_bytes()
+            + self.tables.bodies.heap_bytes()
+            + self.entries.capacity() * std::mem::size_of::<Key>()
+            + self.ids.capacity() * 8
+            + self.groups.capacity() * (std::mem::size_of::<Key>() + 5)
+            + (self.starts.capacity() + self.members.capacity() + self.calls.len()) * 4
+            + self.near.heap_bytes()
+    }
+
     /// Forgets how often each request was seen: the next call gets the first answer again.
     pub fn reset(&self) {
-        if let Ok(mut calls) = self.calls.lock() {
-            calls.clear();
+        for c in &self.calls {
+            c.store(0, Ordering::Relaxed);
         }
     }
 
@@ -198,70 +304,81 @@ impl Matcher {
     /// URL or CONNECT target); it matters only when the recording spans several hosts.
     pub fn find_at(&self, authority: Option<&str>, req: &Incoming<'_>) -> MatchResult {
         let (path, query) = split_target(req.target);
-        let probe = Entry {
-            authority: match authority {
-                Some(a) if self.multi_host => normalize_authority(a),
-                _ => String::new(),
-            },
-            method: req.method.to_string(),
-            path: path.to_string(),
-            query: parse_query(query),
-            body: body_key(req.body),
-        };
-        let exact = key_of(&probe);
-        let key = if self.groups.contains_key(&exact) {
-            Some(exact)
+        let strings = &self.tables.strings;
+        let look = |s: &str| strings.get(s).unwrap_or(UNKNOWN);
+        let (authority, authority_id) = if self.multi_host {
+            let a = normalize_authority(authority.unwrap_or(""));
+            let id = look(&a);
+            (a, id)
         } else {
-            self.wild_group(&probe, req.body)
+            (String::new(), self.single_authority)
         };
-        if let Some((key, indices)) = key.and_then(|k| self.groups.get(&k).map(|i| (k, i))) {
-            let call = {
-                let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
-                let n = calls.entry(key).or_insert(0);
-                *n += 1;
-                *n
-            };
-            let pos = match self.repeat {
-                RepeatPolicy::Last => Some((call - 1).min(indices.len() - 1)),
-                RepeatPolicy::Cycle => Some((call - 1) % indices.len()),
-                RepeatPolicy::NotFound => (call <= indices.len()).then(|| call - 1),
-            };
-            if let Some(pos) = pos {
-                return MatchResult::Found {
-                    index: indices[pos],
-                    call,
-                };
-            }
+        let pairs = parse_query(query);
+        let body = body_key(req.body);
+        let probe = Probe {
+            key: Key {
+                authority: authority_id,
+                method: look(req.method),
+                path: look(path),
+                query: look(&encode_query(&pairs)),
+                body: self.tables.bodies.get(&body).unwrap_or(UNKNOWN),
+            },
+            authority,
+            method: req.method,
+            path,
+            query: pairs,
+            body,
+        };
+        let group = self
+            .groups
+            .get(&probe.key)
+            .copied()
+            .or_else(|| self.wild_group(&probe, req.body));
+        let Some(group) = group else {
             return MatchResult::NotFound {
-                near_misses: vec![NearMiss {
-                    id: self.ids[indices[indices.len() - 1]],
-                    method: probe.method.clone(),
-                    target: req.target.to_string(),
-                    score: 100,
-                    mismatches: vec![format!(
-                        "all {} recorded answers were already served",
-                        indices.len()
-                    )],
-                }],
+                near_misses: self.near.near_misses(self, &probe, 3),
+            };
+        };
+        let g = group as usize;
+        let indices = &self.members[self.starts[g] as usize..self.starts[g + 1] as usize];
+        let call = self.calls[g].fetch_add(1, Ordering::Relaxed) as usize + 1;
+        let pos = match self.repeat {
+            RepeatPolicy::Last => Some((call - 1).min(indices.len() - 1)),
+            RepeatPolicy::Cycle => Some((call - 1) % indices.len()),
+            RepeatPolicy::NotFound => (call <= indices.len()).then(|| call - 1),
+        };
+        if let Some(pos) = pos {
+            return MatchResult::Found {
+                index: indices[pos] as usize,
+                call,
             };
         }
         MatchResult::NotFound {
-            near_misses: self.near_misses(&probe, 3),
+            near_misses: vec![NearMiss {
+                id: self.ids[indices[indices.len() - 1] as usize],
+                method: probe.method.to_string(),
+                target: req.target.to_string(),
+                score: 100,
+                mismatches: vec![format!(
+                    "all {} recorded answers were already served",
+                    indices.len()
+                )],
+            }],
         }
     }
 
     /// The group of recorded requests with placeholders that `probe` matches, if any.
-    fn wild_group(&self, probe: &Entry, body: &[u8]) -> Option<GroupKey> {
+    fn wild_group(&self, probe: &Probe<'_>, body: &[u8]) -> Option<u32> {
         let mut live_json = None;
         self.wild
             .iter()
             .find(|w| {
-                w.key.authority == probe.authority
-                    && w.key.method == probe.method
-                    && w.key.path == probe.path
+                w.key.authority == probe.key.authority
+                    && w.key.method == probe.key.method
+                    && w.key.path == probe.key.path
                     && wild_query_matches(&w.query, &probe.query)
                     && match &w.body {
-                        WildBody::Exact(k) => *k == probe.body,
+                        WildBody::Exact(k) => *k == probe.key.body,
                         WildBody::Raw(r) => secrets::raw_matches(r, body),
                         WildBody::Json(r) => live_json
                             .get_or_insert_with(|| {
@@ -271,75 +388,7 @@ impl Matcher {
                             .is_some_and(|l| secrets::json_matches(r, l)),
                     }
             })
-            .map(|w| w.key.clone())
-    }
-
-    fn near_misses(&self, probe: &Entry, count: usize) -> Vec<NearMiss> {
-        let mut scored: Vec<NearMiss> = self
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let mut score = 0u32;
-                let mut mismatches = Vec::new();
-                if e.authority != probe.authority {
-                    mismatches.push(format!(
-                        "host: recorded {}, got {}",
-                        e.authority, probe.authority
-                    ));
-                }
-                if e.method == probe.method {
-                    score += 20;
-                } else {
-                    mismatches.push(format!(
-                        "method: recorded {}, got {}",
-                        e.method, probe.method
-                    ));
-                }
-                if e.path == probe.path {
-                    score += 50;
-                } else {
-                    score += 30 * path_similarity(&e.path, &probe.path) / 100;
-                    mismatches.push(format!("path: recorded {}, got {}", e.path, probe.path));
-                }
-                if e.query == probe.query {
-                    score += 15;
-                } else {
-                    mismatches.push(query_difference(&e.query, &probe.query));
-                }
-                if e.body == probe.body {
-                    score += 15;
-                } else {
-                    mismatches.push(match (&e.body, &probe.body) {
-                        (BodyKey::Empty, _) => "body: recorded request had no body".to_string(),
-                        (_, BodyKey::Empty) => {
-                            "body: recorded request had a body, got none".to_string()
-                        }
-                        (BodyKey::Json(_), BodyKey::Json(_)) => "body: JSON differs".to_string(),
-                        _ => "body: bytes differ".to_string(),
-                    });
-                }
-                let q = query_string(&e.query);
-                NearMiss {
-                    id: self.ids[i],
-                    method: e.method.clone(),
-                    target: if q.is_empty() {
-                        e.path.clone()
-                    } else {
-                        format!("{}?{q}", e.path)
-                    },
-                    score,
-                    mismatches,
-                }
-            })
-            .collect();
-        scored.sort_by(|a, b| b.score.cmp(&a.score).then(a.id.cmp(&b.id)));
-        // One line per distinct request is enough; repeated recordings add nothing.
-        scored.dedup_by(|a, b| {
-            a.method == b.method && a.target == b.target && a.mismatches == b.mismatches
-        });
-        scored.truncate(count);
-        scored
+            .map(|w| w.group)
     }
 }
 
@@ -355,24 +404,31 @@ fn normalize_authority(a: &str) -> String {
 
 /// The wildcard form of a recorded request that holds placeholders; `None` when it holds
 /// none.
-fn wild_of(e: &Entry, body: &[u8]) -> Option<Wild> {
-    let wild_query = e.query.iter().any(|(_, v)| secrets::is_placeholder(v));
+fn wild_of(t: &mut Tables, key: Key, pairs: &[(String, String)], body: &[u8]) -> Option<Wild> {
+    let wild_query = pairs.iter().any(|(_, v)| secrets::is_placeholder(v));
     let wild_body = secrets::contains_placeholder(body);
     if !wild_query && !wild_body {
         return None;
     }
-    let mut key = key_of(e);
-    for (_, v) in key.query.iter_mut() {
+    let mut blanked_query: Vec<(String, String)> = pairs.to_vec();
+    for (_, v) in blanked_query.iter_mut() {
         if secrets::is_placeholder(v) {
             *v = BLANK.to_string();
         }
     }
-    key.query.sort();
+    blanked_query.sort();
+    let mut wild_key = Key {
+        query: t.strings.intern(&encode_query(&blanked_query)),
+        ..key
+    };
     let body = if !wild_body {
-        WildBody::Exact(e.body.clone())
-    } else if let BodyKey::Json(_) = e.body {
+        WildBody::Exact(key.body)
+    } else if let BodyKey::Json(_) = t.bodies.key(key.body) {
         let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-        key.body = BodyKey::Json(canonical_json(&blank_json(&value)));
+        let blanked = canonical_json(&blank_json(&value));
+        wild_key.body = t
+            .bodies
+            .intern(BodyKey::Json(short_hash(blanked.as_bytes())));
         WildBody::Json(value)
     } else {
         let mut blanked = Vec::with_capacity(body.len());
@@ -383,12 +439,13 @@ fn wild_of(e: &Entry, body: &[u8]) -> Option<Wild> {
             from = span.end;
         }
         blanked.extend_from_slice(&body[from..]);
-        key.body = BodyKey::Raw(blake3::hash(&blanked));
+        wild_key.body = t.bodies.intern(BodyKey::Raw(short_hash(&blanked)));
         WildBody::Raw(body.to_vec())
     };
     Some(Wild {
-        key,
-        query: e.query.clone(),
+        group: UNKNOWN,
+        key: wild_key,
+        query: pairs.to_vec(),
         body,
     })
 }
@@ -432,16 +489,6 @@ fn wild_query_matches(recorded: &[(String, String)], live: &[(String, String)]) 
     true
 }
 
-fn key_of(e: &Entry) -> GroupKey {
-    GroupKey {
-        authority: e.authority.clone(),
-        method: e.method.clone(),
-        path: e.path.clone(),
-        query: e.query.clone(),
-        body: e.body.clone(),
-    }
-}
-
 fn split_target(target: &str) -> (&str, Option<&str>) {
     match target.split_once('?') {
         Some((p, q)) => (p, Some(q)),
@@ -469,66 +516,26 @@ fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
     pairs
 }
 
-fn query_string(q: &[(String, String)]) -> String {
-    q.iter()
-        .map(|(k, v)| {
-            if v.is_empty() {
-                k.clone()
-            } else {
-                format!("{k}={v}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("&")
+/// Query pairs as one string to intern: JSON, so that no key or value can be mistaken for a
+/// separator. Empty for no query.
+fn encode_query(pairs: &[(String, String)]) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
+    serde_json::to_string(pairs).unwrap_or_default()
 }
 
-fn query_difference(recorded: &[(String, String)], got: &[(String, String)]) -> String {
-    let missing: Vec<String> = recorded
-        .iter()
-        .filter(|p| !got.contains(p))
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    let extra: Vec<String> = got
-        .iter()
-        .filter(|p| !recorded.contains(p))
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    let mut parts = vec![];
-    if !missing.is_empty() {
-        parts.push(format!("missing {}", missing.join("&")));
+/// The pairs [`encode_query`] wrote.
+fn decode_query(s: &str) -> Vec<(String, String)> {
+    if s.is_empty() {
+        return Vec::new();
     }
-    if !extra.is_empty() {
-        parts.push(format!("unexpected {}", extra.join("&")));
-    }
-    format!("query: {}", parts.join("; "))
+    serde_json::from_str(s).unwrap_or_default()
 }
 
-/// Percentage of path segments equal at the same position.
-fn path_similarity(a: &str, b: &str) -> u32 {
-    let sa: Vec<&str> = a.split('/').collect();
-    let sb: Vec<&str> = b.split('/').collect();
-    let same = sa.iter().zip(&sb).filter(|(x, y)| x == y).count();
-    let total = sa.len().max(sb.len()).max(1);
-    (same * 100 / total) as u32
-}
-
-fn body_key(body: &[u8]) -> BodyKey {
-    if body.is_empty() {
-        return BodyKey::Empty;
-    }
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    if matches!(first, Some(b'{') | Some(b'[')) {
-        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
-            return BodyKey::Json(canonical_json(&value));
-        }
-    }
-    BodyKey::Raw(blake3::hash(body))
-}
-
-/// JSON text with object keys sorted at every level.
-pub(crate) fn canonical_json(v: &serde_json::Value) -> String {
-    crate::store::fixtures::sorted_json(v).to_string()
-}
+#[path = "near.rs"]
+mod near;
+use near::Candidates;
 
 #[cfg(test)]
 #[path = "matcher_tests.rs"]

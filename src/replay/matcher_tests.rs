@@ -136,3 +136,54 @@ fn placeholders_in_the_recorded_request_match_any_live_value() {
         2
     );
 }
+
+fn misses(m: &Matcher, method: &str, target: &str, body: &str) -> Vec<NearMiss> {
+    match m.find(&Incoming {
+        method,
+        target,
+        body: body.as_bytes(),
+    }) {
+        MatchResult::NotFound { near_misses } => near_misses,
+        MatchResult::Found { index, .. } => panic!("matched {index}"),
+    }
+}
+
+#[test]
+fn candidate_near_misses_agree_with_scoring_everything() {
+    let mut recs = Vec::new();
+    for i in 0..400i64 {
+        let (m, t, b) = match i % 4 {
+            0 => ("GET", format!("/users/{i}"), String::new()),
+            1 => ("GET", format!("/users?page={i}"), String::new()),
+            2 => ("POST", "/login".to_string(), format!(r#"{{"u":{i}}}"#)),
+            _ => ("GET", format!("/v1/orders/{i}/items"), String::new()),
+        };
+        recs.push(ex(i + 1, m, &t, &b));
+    }
+    let build = |full_scan| {
+        let mut b = MatcherBuilder::default().full_scan_up_to(full_scan);
+        for r in &recs {
+            b.push(r);
+        }
+        b.finish(RepeatPolicy::Last)
+    };
+    let (whole, indexed) = (build(usize::MAX), build(10));
+    // The request's own path is always a candidate: the same best line either way, and
+    // lines as close after it.
+    for (m, t, b) in [
+        ("GET", "/users?page=9999", ""),
+        ("POST", "/login", r#"{"u":-1}"#),
+        ("PUT", "/users/8", ""),
+        ("GET", "/users/8?x=1", ""),
+    ] {
+        let (a, c) = (misses(&whole, m, t, b), misses(&indexed, m, t, b));
+        assert_eq!(format!("{:?}", a[0]), format!("{:?}", c[0]), "{m} {t}");
+        let scores = |v: &[NearMiss]| v.iter().map(|n| n.score).collect::<Vec<_>>();
+        assert_eq!(scores(&a), scores(&c), "{m} {t}");
+    }
+    // An unknown path: neighbours and shapes find paths as close as the best of all.
+    for t in ["/users/99999", "/v2/orders/7/items", "/v1/orders/77/item"] {
+        let (a, c) = (misses(&whole, "GET", t, ""), misses(&indexed, "GET", t, ""));
+        assert_eq!(a[0].score, c[0].score, "{t}: {a:?} vs {c:?}");
+    }
+}

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use super::cache::{AnswerCache, Recorded, DEFAULT_CACHE_BYTES};
 use super::grpc_index::GrpcIndex;
 use super::matcher::{Incoming, MatchResult, Matcher, RepeatPolicy};
 use super::metrics::Metrics;
 use super::miss::{MissHook, MissRequest, Misses};
 use super::plan::{Plan, Planner, Settings};
-use super::render::{render, Rendered};
 use super::rules::RequestInfo;
 use super::source::{Answer as SourceAnswer, AnswerSource};
 use crate::decode::h1;
@@ -39,6 +39,8 @@ pub struct ReplayConfig {
     pub seed: u64,
     /// How long HTTP/1 clients may take (slow or silent ones are closed).
     pub timeouts: crate::net::ClientTimeouts,
+    /// Bytes of recorded answers kept loaded and rendered (the rest stay in the recording).
+    pub cache_bytes: usize,
 }
 
 impl Default for ReplayConfig {
@@ -51,6 +53,7 @@ impl Default for ReplayConfig {
             realism: Settings::default(),
             seed: 0,
             timeouts: crate::net::ClientTimeouts::default(),
+            cache_bytes: DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -108,8 +111,8 @@ impl RequestView<'_> {
 
 /// Where the answer comes from.
 pub(crate) enum Found {
-    /// Recorded exchange `index` (of [`Replay::exchange`]).
-    Recorded(usize),
+    /// A recorded exchange, loaded.
+    Recorded(Arc<Recorded>),
     /// A response from the answer source (a fixtures folder).
     Sourced(Box<Response>),
     /// Nothing matched; this JSON says why (the near-miss report, served with a 404).
@@ -128,8 +131,13 @@ pub(crate) struct Decision {
 impl Decision {
     /// The recorded exchange answering, if any.
     pub fn matched(&self) -> Option<usize> {
-        match self.found {
-            Found::Recorded(i) => Some(i),
+        self.recorded().map(|r| r.index)
+    }
+
+    /// The recorded exchange answering, loaded, if any.
+    pub fn recorded(&self) -> Option<&Recorded> {
+        match &self.found {
+            Found::Recorded(r) => Some(r),
             _ => None,
         }
     }
@@ -142,14 +150,12 @@ pub(crate) struct Upgrade<S> {
     pub headers: Vec<Header>,
     /// Bytes after the handshake request (the client's first frames).
     pub early: Bytes,
-    pub index: usize,
     pub path: String,
     pub decision: Decision,
 }
 
 /// A replay of one recording, or of a fixtures folder.
 pub struct Replay {
-    rendered: Vec<Rendered>,
     matcher: Matcher,
     /// When set, answers come from here instead of `matcher` (a fixtures folder).
     source: Option<Arc<dyn AnswerSource>>,
@@ -157,20 +163,22 @@ pub struct Replay {
     metrics: Metrics,
     config: ReplayConfig,
     pub stats: ReplayStats,
-    /// The recording itself, for the streaming paths (HTTP/2, gRPC, WebSocket).
-    exchanges: Vec<Exchange>,
+    /// Where recorded exchanges are loaded from when an answer needs one.
+    exchanges: Exchanges,
+    /// Recorded answers loaded and rendered, bounded in bytes.
+    cache: AnswerCache,
     grpc: GrpcIndex,
+    /// Some recorded exchange spoke HTTP/2 (or gRPC).
+    spoke_h2: bool,
     /// Route labels given to unmatched requests so far (bounded: see [`MAX_UNMATCHED_ROUTES`]).
     unmatched_routes: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// Per recorded exchange, the metric series its answers usually update, looked up once.
-    series: Vec<std::sync::OnceLock<Series>>,
     /// Record-on-miss: who answers what nothing else does, and what it taught.
     misses: std::sync::OnceLock<Misses>,
 }
 
 /// The metric series of one recorded exchange's usual answer (protocol and status as first
 /// served); answers with another protocol or status look theirs up.
-struct Series {
+pub(crate) struct Series {
     protocol: Protocol,
     status: u16,
     count: prometheus::IntCounter,
@@ -184,57 +192,6 @@ struct Series {
 const MAX_UNMATCHED_ROUTES: usize = 100;
 
 impl Replay {
-    /// Prepares `exchanges` (in recorded order) for serving.
-    ///
-    /// # Errors
-    /// The metrics registry refused a metric (a bug in mf's metric definitions).
-    pub fn new(
-        exchanges: &[Exchange],
-        config: ReplayConfig,
-    ) -> Result<Arc<Replay>, prometheus::Error> {
-        Ok(Arc::new(Replay {
-            rendered: exchanges.iter().map(render).collect(),
-            matcher: Matcher::new(exchanges, config.repeat),
-            grpc: GrpcIndex::new(exchanges, config.repeat),
-            exchanges: exchanges.to_vec(),
-            planner: Planner::new(exchanges, config.realism.clone(), config.seed),
-            metrics: Metrics::new()?,
-            source: None,
-            config,
-            stats: ReplayStats::default(),
-            unmatched_routes: Default::default(),
-            series: exchanges
-                .iter()
-                .map(|_| std::sync::OnceLock::new())
-                .collect(),
-            misses: std::sync::OnceLock::new(),
-        }))
-    }
-
-    /// A replay whose answers come from `source` (a fixtures folder) rather than a recording.
-    ///
-    /// # Errors
-    /// The metrics registry refused a metric (a bug in mf's metric definitions).
-    pub fn from_source(
-        source: Arc<dyn AnswerSource>,
-        config: ReplayConfig,
-    ) -> Result<Arc<Replay>, prometheus::Error> {
-        Ok(Arc::new(Replay {
-            rendered: Vec::new(),
-            matcher: Matcher::new(&[], config.repeat),
-            grpc: GrpcIndex::new(&[], config.repeat),
-            exchanges: Vec::new(),
-            planner: Planner::new(&[], config.realism.clone(), config.seed),
-            metrics: Metrics::new()?,
-            source: Some(source),
-            config,
-            stats: ReplayStats::default(),
-            unmatched_routes: Default::default(),
-            series: Vec::new(),
-            misses: std::sync::OnceLock::new(),
-        }))
-    }
-
     /// Sends requests that nothing answers to `hook` (record-on-miss); what it keeps is
     /// served from then on. Set once, before serving; a second hook is ignored.
     pub fn set_miss_hook(&self, hook: Arc<dyn MissHook>) {
@@ -253,7 +210,7 @@ impl Replay {
     /// As [`Replay::decide`]; a request nothing answers goes to the miss hook, when there is
     /// one, and its answer is served (gRPC calls take their own path: `grpc::MissedCall`).
     pub(crate) async fn decide_or_fetch(&self, view: &RequestView<'_>) -> Decision {
-        let mut decision = self.decide(view);
+        let mut decision = self.decide(view).await;
         let Some(misses) = self.misses.get() else {
             return decision;
         };
@@ -295,16 +252,6 @@ impl Replay {
         &self.config
     }
 
-    /// Recorded exchange `index`.
-    pub(crate) fn exchange(&self, index: usize) -> &Exchange {
-        &self.exchanges[index]
-    }
-
-    /// The pre-rendered HTTP/1 answer of recorded exchange `index`.
-    pub(crate) fn rendered(&self, index: usize) -> &Rendered {
-        &self.rendered[index]
-    }
-
     /// The recorded gRPC calls.
     pub(crate) fn grpc(&self) -> &GrpcIndex {
         &self.grpc
@@ -321,15 +268,18 @@ impl Replay {
     }
 
     /// Finds the answer to `view` and plans it: the pipeline's one question.
-    pub(crate) fn decide(&self, view: &RequestView<'_>) -> Decision {
+    pub(crate) async fn decide(&self, view: &RequestView<'_>) -> Decision {
         let started = Instant::now();
-        let found = self.find(view);
-        let matched = match &found {
-            Found::Recorded(i) => Some(*i),
+        let found = match self.find(view) {
+            Ok(index) => self.load(index).await,
+            Err(found) => found,
+        };
+        let recorded = match &found {
+            Found::Recorded(r) => Some(r),
             _ => None,
         };
-        let protocol = match matched {
-            Some(i) if is_websocket_answer(&self.exchanges[i]) => Protocol::WebSocket,
+        let protocol = match recorded {
+            Some(r) if is_websocket_answer(&r.exchange) => Protocol::WebSocket,
             _ => view.protocol,
         };
         let info = RequestInfo {
@@ -339,8 +289,8 @@ impl Replay {
             grpc_method: view.grpc_method,
             headers: view.headers,
         };
-        let mut plan = self.plan_for(&info, matched);
-        if let Some(timed) = matched.and_then(|i| self.rendered.get(i)?.timed.as_deref()) {
+        let mut plan = self.plan_for(&info, recorded.map(|r| r.index));
+        if let Some(timed) = recorded.and_then(|r| r.rendered.timed.as_deref()) {
             plan.pacing = super::latency::body_pacing(
                 plan.pacing,
                 plan.message_scale,
@@ -356,18 +306,19 @@ impl Replay {
         }
     }
 
-    fn find(&self, view: &RequestView<'_>) -> Found {
+    /// The recorded exchange answering `view` (`Ok`), or the answer when none does.
+    fn find(&self, view: &RequestView<'_>) -> Result<usize, Found> {
         if let Some(method) = view.grpc_method {
             let path = view.path();
             return match self.grpc.find(path, view.grpc_first) {
                 Some(index) => {
                     self.stats.matched.fetch_add(1, Ordering::Relaxed);
-                    Found::Recorded(index)
+                    Ok(index)
                 }
                 None => {
                     self.stats.unmatched.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(method, "no recorded grpc call matches");
-                    Found::Missing(serde_json::Value::Null)
+                    Err(Found::Missing(serde_json::Value::Null))
                 }
             };
         }
@@ -379,7 +330,7 @@ impl Replay {
             body: view.body,
         };
         if let Some(source) = &self.source {
-            return match source.answer(&incoming) {
+            return Err(match source.answer(&incoming) {
                 SourceAnswer::Response { response, label } => {
                     self.stats.matched.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(method = %view.method, target = %log_target(view.target), %label, "matched");
@@ -387,31 +338,31 @@ impl Replay {
                 }
                 SourceAnswer::NotFound(report) => {
                     if let Some(found) = self.learned(&incoming) {
-                        return found;
+                        return Err(found);
                     }
                     self.stats.unmatched.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(method = %view.method, target = %log_target(view.target), "no fixture matches");
                     Found::Missing(report)
                 }
-            };
+            });
         }
         match self.matcher.find_at(view.authority, &incoming) {
             MatchResult::Found { index, call } => {
                 self.stats.matched.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(method = %view.method, target = %log_target(view.target), index, call, "matched");
-                Found::Recorded(index)
+                Ok(index)
             }
             MatchResult::NotFound { near_misses } => {
                 if let Some(found) = self.learned(&incoming) {
-                    return found;
+                    return Err(found);
                 }
                 self.stats.unmatched.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(method = %view.method, target = %log_target(view.target), "no recorded exchange matches");
-                Found::Missing(serde_json::json!({
+                Err(Found::Missing(serde_json::json!({
                     "error": "no recorded exchange matches this request",
                     "request": { "method": view.method, "target": view.target },
                     "closest": near_misses,
-                }))
+                })))
             }
         }
     }
@@ -435,33 +386,31 @@ impl Replay {
     /// Counts an answered request to `path`: `status` 0 when none was sent (reset, hang,
     /// cut off).
     pub(crate) fn finish(&self, path: &str, decision: &Decision, status: u16) {
-        let matched = decision.matched();
-        if let Some(i) = matched {
-            if let Some(cell) = self.series.get(i) {
-                let s = cell.get_or_init(|| {
-                    let (count, duration) = self.metrics.request_series(
-                        decision.protocol.as_str(),
-                        &self.rendered[i].route,
-                        status,
-                        true,
-                    );
-                    Series {
-                        protocol: decision.protocol,
-                        status,
-                        count,
-                        duration,
-                    }
-                });
-                if s.protocol == decision.protocol && s.status == status {
-                    s.count.inc();
-                    s.duration.observe(decision.started.elapsed().as_secs_f64());
-                    return;
+        let recorded = decision.recorded();
+        if let Some(r) = recorded {
+            let s = r.series.get_or_init(|| {
+                let (count, duration) = self.metrics.request_series(
+                    decision.protocol.as_str(),
+                    &r.rendered.route,
+                    status,
+                    true,
+                );
+                Series {
+                    protocol: decision.protocol,
+                    status,
+                    count,
+                    duration,
                 }
+            });
+            if s.protocol == decision.protocol && s.status == status {
+                s.count.inc();
+                s.duration.observe(decision.started.elapsed().as_secs_f64());
+                return;
             }
         }
         let unmatched_route;
-        let route: &str = match matched {
-            Some(i) => &self.rendered[i].route,
+        let route: &str = match recorded {
+            Some(r) => &r.rendered.route,
             None => {
                 unmatched_route = self.unmatched_route(path);
                 &unmatched_route
@@ -471,7 +420,7 @@ impl Replay {
             decision.protocol.as_str(),
             route,
             status,
-            matched.is_some(),
+            recorded.is_some(),
             decision.started.elapsed(),
         );
     }
@@ -516,6 +465,11 @@ pub(crate) fn report_text(report: &serde_json::Value) -> String {
     text.push('\n');
     text
 }
+
+#[path = "pipeline_setup.rs"]
+mod setup;
+use setup::Exchanges;
+pub use setup::SetupError;
 
 #[cfg(test)]
 #[path = "pipeline_tests.rs"]

@@ -78,10 +78,89 @@ struct State {
     fired: Vec<u64>,
 }
 
+/// A recorded exchange's pace in 16 bytes (`u64::MAX`: not recorded), a fraction of
+/// [`RecordedTiming`]'s size: the planner keeps one per recorded exchange.
+#[derive(Clone, Copy)]
+struct PackedTiming {
+    first_byte_ns: u64,
+    body_ns: u64,
+}
+
+impl PackedTiming {
+    fn pack(t: RecordedTiming) -> PackedTiming {
+        let ns = |d: Option<Duration>| {
+            d.map_or(u64::MAX, |d| {
+                u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1)
+            })
+        };
+        PackedTiming {
+            first_byte_ns: ns(t.first_byte),
+            body_ns: ns(t.body),
+        }
+    }
+
+    fn unpack(self) -> RecordedTiming {
+        let d = |n: u64| (n != u64::MAX).then(|| Duration::from_nanos(n));
+        RecordedTiming {
+            first_byte: d(self.first_byte_ns),
+            body: d(self.body_ns),
+        }
+    }
+}
+
+/// Collects what the planner needs of each recorded exchange, one at a time in recorded
+/// order (the order given to the matcher).
+#[derive(Default)]
+pub struct PlannerBuilder {
+    timings: Vec<PackedTiming>,
+    profiles: HashMap<String, Vec<Duration>>,
+    /// Route template of each path seen with a first-byte delay: paths repeat, and making a
+    /// template costs more than finding it here.
+    templates: HashMap<String, String>,
+}
+
+impl PlannerBuilder {
+    /// Adds recorded exchange `ex` (only its path and timings are read).
+    pub fn push(&mut self, ex: &Exchange) {
+        let t = RecordedTiming::from_timings(&ex.timings);
+        self.timings.push(PackedTiming::pack(t));
+        if let Some(d) = t.first_byte {
+            let path = ex.request.path();
+            let template = match self.templates.get(path) {
+                Some(t) => t.clone(),
+                None => {
+                    let t = crate::vocab::route_template(path);
+                    self.templates.insert(path.to_string(), t.clone());
+                    t
+                }
+            };
+            self.profiles.entry(template).or_default().push(d);
+        }
+    }
+
+    /// The planner, starting with `settings` and `seed`.
+    pub fn finish(self, settings: Settings, seed: u64) -> Planner {
+        let n = settings.rules.len();
+        Planner {
+            seed,
+            timings: self.timings,
+            profiles: self.profiles,
+            quick: RwLock::new(settings.clone()),
+            headers_matter: rules_read_headers(&settings).into(),
+            state: Mutex::new(State {
+                rng: ChaCha8Rng::seed_from_u64(seed),
+                settings,
+                calls: vec![0; n],
+                fired: vec![0; n],
+            }),
+        }
+    }
+}
+
 /// Decides latency and faults. Thread-safe; cheap when nothing is configured.
 pub struct Planner {
     seed: u64,
-    timings: Vec<RecordedTiming>,
+    timings: Vec<PackedTiming>,
     /// Recorded first-byte delays per route template, for `--latency profile`.
     profiles: HashMap<String, Vec<Duration>>,
     state: Mutex<State>,
@@ -111,33 +190,11 @@ pub struct RuleStats {
 impl Planner {
     /// A planner for `exchanges` (the list given to the matcher, in the same order).
     pub fn new(exchanges: &[Exchange], settings: Settings, seed: u64) -> Planner {
-        let timings: Vec<RecordedTiming> = exchanges
-            .iter()
-            .map(|e| RecordedTiming::from_timings(&e.timings))
-            .collect();
-        let mut profiles: HashMap<String, Vec<Duration>> = HashMap::new();
-        for (e, t) in exchanges.iter().zip(&timings) {
-            if let Some(d) = t.first_byte {
-                profiles
-                    .entry(crate::vocab::route_template(e.request.path()))
-                    .or_default()
-                    .push(d);
-            }
+        let mut b = PlannerBuilder::default();
+        for ex in exchanges {
+            b.push(ex);
         }
-        let n = settings.rules.len();
-        Planner {
-            seed,
-            timings,
-            profiles,
-            quick: RwLock::new(settings.clone()),
-            headers_matter: rules_read_headers(&settings).into(),
-            state: Mutex::new(State {
-                rng: ChaCha8Rng::seed_from_u64(seed),
-                settings,
-                calls: vec![0; n],
-                fired: vec![0; n],
-            }),
-        }
+        b.finish(settings, seed)
     }
 
     /// The seed every random choice derives from.
@@ -157,7 +214,7 @@ impl Planner {
         }
         let recorded = matched
             .and_then(|i| self.timings.get(i))
-            .copied()
+            .map(|t| t.unpack())
             .unwrap_or_default();
         let mut st = self.lock();
         let State {

@@ -117,11 +117,13 @@ pub(crate) async fn serve<S: Io>(replay: &Arc<Replay>, upgrade: Upgrade<S>) {
         stream,
         headers: req_headers,
         early,
-        index,
         path,
         decision,
     } = upgrade;
-    let ex = replay.exchange(index);
+    let Some(recorded) = decision.recorded() else {
+        return;
+    };
+    let ex = &recorded.exchange;
     let Some(resp) = &ex.response else { return };
     let live_key = req_headers.header("sec-websocket-key").unwrap_or_default();
     let deflate = agree_deflate(&resp.headers, &req_headers);

@@ -4,8 +4,63 @@
 //! implements these two traits and is picked in [`super::open_reader`] /
 //! [`super::open_writer`]. Nothing outside the store names a SQLite type.
 
+use std::sync::{Arc, Mutex};
+
 use super::{ExchangeSummary, PatternRow, Selection, StoreError};
 use crate::model::Exchange;
+
+/// Loads single exchanges by id from any thread: what a replay that keeps only an index in
+/// memory calls when an answer is not in its cache.
+pub trait ExchangeLoader: Send + Sync {
+    /// One exchange with bodies and stream messages.
+    ///
+    /// # Errors
+    /// [`StoreError::NoSuchExchange`], or the backend failed.
+    fn load(&self, id: i64) -> Result<Exchange, StoreError>;
+}
+
+/// The loader of a backend without one of its own: one reader behind a lock (loads wait for
+/// each other, which is still correct).
+struct LockedReader(Mutex<Box<dyn RecordingRead>>);
+
+impl ExchangeLoader for LockedReader {
+    fn load(&self, id: i64) -> Result<Exchange, StoreError> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).load(id)
+    }
+}
+
+/// What an index of requests looks at of `ex`, and nothing else: ids, protocol, start,
+/// authority, request method, target and body, response status, timings, and the stream
+/// messages of a gRPC call (its first request message picks among recorded calls).
+pub fn lean(ex: Exchange) -> Exchange {
+    use crate::model::{Body, Protocol, Request, Response};
+    let grpc = ex.protocol == Some(Protocol::Grpc);
+    Exchange {
+        id: ex.id,
+        connection_id: ex.connection_id,
+        seq: ex.seq,
+        protocol: ex.protocol,
+        started_at_ns: ex.started_at_ns,
+        authority: ex.authority,
+        request: Request {
+            method: ex.request.method,
+            target: ex.request.target,
+            body: Body {
+                data: ex.request.body.data,
+                size: ex.request.body.size,
+                ..Body::default()
+            },
+            ..Request::default()
+        },
+        response: ex.response.map(|r| Response {
+            status: r.status,
+            ..Response::default()
+        }),
+        timings: ex.timings,
+        messages: if grpc { ex.messages } else { Vec::new() },
+        ..Exchange::default()
+    }
+}
 
 /// Reading one recording: listing, single exchanges, every exchange in order, metadata and the
 /// patterns `mf infer` stored. `Send`, so a reader can feed another thread.
@@ -108,6 +163,39 @@ pub trait RecordingRead: Send {
     /// # Errors
     /// The backend failed.
     fn patterns(&self) -> Result<Vec<PatternRow>, StoreError>;
+
+    /// Calls `f` with every exchange in recording order as [`lean`] leaves it (request line,
+    /// authority, protocol, status, timings, request body; stream messages of gRPC calls
+    /// only), one at a time: what a replay indexes at start. A backend overrides this to
+    /// skip reading what is left out.
+    ///
+    /// # Errors
+    /// As [`RecordingRead::for_each`].
+    fn for_each_lean(&self, f: &mut dyn FnMut(Exchange) -> bool) -> Result<(), StoreError> {
+        self.for_each(&mut |ex| f(lean(ex)))
+    }
+
+    /// A loader of single exchanges of this recording that many threads may call at once
+    /// (a pool of connections), when the backend has one; `None` lets [`into_loader`] share
+    /// this reader behind a lock.
+    ///
+    /// # Errors
+    /// The backend failed.
+    fn concurrent_loader(&self) -> Result<Option<Arc<dyn ExchangeLoader>>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// A loader for `reader`'s recording: the backend's concurrent one, else `reader` itself
+/// behind a lock.
+///
+/// # Errors
+/// The backend failed.
+pub fn into_loader(reader: Box<dyn RecordingRead>) -> Result<Arc<dyn ExchangeLoader>, StoreError> {
+    match reader.concurrent_loader()? {
+        Some(loader) => Ok(loader),
+        None => Ok(Arc::new(LockedReader(Mutex::new(reader)))),
+    }
 }
 
 /// Writing one recording: batches of exchanges and the patterns table. The batching writer

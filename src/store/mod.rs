@@ -9,7 +9,8 @@
 //! The rest of mf reads and writes recordings through [`RecordingRead`] and [`RecordingWrite`]
 //! (`backend`), opened with [`open_reader`] / [`open_writer`]; SQLite is the one backend.
 //! Files: `backend` (the traits), `read` (SQLite reading), `append` (SQLite writing), `writer`
-//! (the batching writer thread, over any [`RecordingWrite`]), `schema` (versions and
+//! (the batching writer thread, over any [`RecordingWrite`]), `lean_read` (the SQLite walk
+//! of what a replay indexes, and the pool of readers that loads single exchanges), `schema` (versions and
 //! migrations), `blobs` and `codec` (body and header encodings), `fixtures` (the fixtures
 //! folder format, which is files rather than SQLite), `select` (the one selection type,
 //! turned into SQL), `listing` (listing rows for a selection), `prune` (retention), `sql`
@@ -22,6 +23,7 @@ mod backend;
 mod blobs;
 mod codec;
 pub mod fixtures;
+mod lean_read;
 mod listing;
 mod prune;
 mod read;
@@ -35,7 +37,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags};
 
-pub use backend::{RecordingRead, RecordingWrite};
+pub use backend::{into_loader, lean, ExchangeLoader, RecordingRead, RecordingWrite};
 pub use listing::ExchangeSummary;
 pub use prune::{prune, PruneReport, PruneRule};
 pub use read::Reader;

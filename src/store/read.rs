@@ -114,7 +114,8 @@ impl Reader {
     /// [`StoreError::NoSuchExchange`], or a damaged row.
     pub fn load(&self, id: i64) -> Result<Exchange, StoreError> {
         let sql = format!("SELECT {EXCHANGE_COLUMNS} FROM exchanges WHERE id = ?1");
-        let mut stmt = self.conn.prepare(&sql)?;
+        // Cached: a replay's loader calls this for every answer it has not cached.
+        let mut stmt = self.conn.prepare_cached(&sql)?;
         let mut rows = stmt.query(params![id])?;
         let Some(row) = rows.next()? else {
             return Err(StoreError::NoSuchExchange(id));
@@ -292,7 +293,7 @@ impl Reader {
         })
     }
 
-    fn messages(&self, id: i64) -> Result<Vec<StreamMessage>, StoreError> {
+    pub(super) fn messages(&self, id: i64) -> Result<Vec<StreamMessage>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT direction, offset_ns, kind, data FROM messages WHERE exchange_id = ?1 ORDER BY idx",
         )?;
@@ -382,6 +383,16 @@ impl RecordingRead for Reader {
 
     fn patterns(&self) -> Result<Vec<super::PatternRow>, StoreError> {
         Reader::patterns(self)
+    }
+
+    fn for_each_lean(&self, f: &mut dyn FnMut(Exchange) -> bool) -> Result<(), StoreError> {
+        Reader::for_each_lean(self, f)
+    }
+
+    fn concurrent_loader(
+        &self,
+    ) -> Result<Option<std::sync::Arc<dyn super::ExchangeLoader>>, StoreError> {
+        Ok(Some(self.pool()))
     }
 }
 

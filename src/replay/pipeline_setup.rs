@@ -1,0 +1,225 @@
+//! How a [`Replay`] is set up — from exchanges in memory, from a recording read once into
+//! its index, or from a fixtures folder — and how a matched exchange is loaded (from the
+//! cache, memory or the recording) when an answer needs it.
+
+use std::sync::Arc;
+
+use super::{Found, Replay, ReplayConfig, ReplayStats};
+use crate::model::{Body, Exchange, Header, Protocol, Response};
+use crate::replay::cache::{AnswerCache, Recorded};
+use crate::replay::grpc_index::GrpcIndexBuilder;
+use crate::replay::matcher::MatcherBuilder;
+use crate::replay::metrics::Metrics;
+use crate::replay::plan::PlannerBuilder;
+use crate::replay::source::AnswerSource;
+use crate::store::{ExchangeLoader, RecordingRead, StoreError};
+
+/// Why a replay of a recording could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("reading the recording: {0}")]
+    Store(#[from] StoreError),
+    #[error("setting up metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// The recorded exchanges behind a replay's index.
+pub(super) enum Exchanges {
+    /// Given whole (tests, small in-memory recordings), in recorded order.
+    Memory(Vec<Exchange>),
+    /// Loaded by recorded id from the store.
+    Store(Arc<dyn ExchangeLoader>),
+}
+
+/// The indexes of a recording, built one exchange at a time.
+#[derive(Default)]
+pub(super) struct Builders {
+    matcher: MatcherBuilder,
+    grpc: GrpcIndexBuilder,
+    planner: PlannerBuilder,
+    spoke_h2: bool,
+}
+
+impl Builders {
+    fn push(&mut self, ex: &Exchange) {
+        self.matcher.push(ex);
+        self.grpc.push(ex);
+        self.planner.push(ex);
+        self.spoke_h2 |= matches!(ex.protocol(), Protocol::H2 | Protocol::Grpc);
+    }
+}
+
+impl Replay {
+    /// Prepares `exchanges` (in recorded order) for serving, all kept in memory.
+    ///
+    /// # Errors
+    /// The metrics registry refused a metric (a bug in mf's metric definitions).
+    pub fn new(
+        exchanges: &[Exchange],
+        config: ReplayConfig,
+    ) -> Result<Arc<Replay>, prometheus::Error> {
+        let mut b = Builders::default();
+        for ex in exchanges {
+            b.push(ex);
+        }
+        Replay::build(b, Exchanges::Memory(exchanges.to_vec()), None, config)
+    }
+
+    /// Indexes the recording `reader` reads, keeping only the index in memory: answers are
+    /// loaded from the recording when first asked for, and kept in a cache of
+    /// [`ReplayConfig::cache_bytes`].
+    ///
+    /// # Errors
+    /// The recording could not be read, or the metrics registry refused a metric.
+    pub fn from_recording(
+        reader: Box<dyn RecordingRead>,
+        config: ReplayConfig,
+    ) -> Result<Arc<Replay>, SetupError> {
+        // Reading rows and indexing them (JSON bodies canonicalised, strings interned) take
+        // about as long each: one thread does each, batches passed between them.
+        const BATCH: usize = 4096;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Exchange>>(4);
+        let (walked, b) = std::thread::scope(|scope| {
+            let indexer = scope.spawn(move || {
+                let mut b = Builders::default();
+                for batch in rx {
+                    for ex in &batch {
+                        b.push(ex);
+                    }
+                }
+                b
+            });
+            let mut batch = Vec::with_capacity(BATCH);
+            let walked = reader.for_each_lean(&mut |ex| {
+                batch.push(ex);
+                if batch.len() < BATCH {
+                    return true;
+                }
+                tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                    .is_ok()
+            });
+            if !batch.is_empty() {
+                let _ = tx.send(batch);
+            }
+            drop(tx);
+            let b = indexer
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (walked, b)
+        });
+        walked?;
+        let loader = crate::store::into_loader(reader)?;
+        Ok(Replay::build(b, Exchanges::Store(loader), None, config)?)
+    }
+
+    /// A replay whose answers come from `source` (a fixtures folder) rather than a recording.
+    ///
+    /// # Errors
+    /// The metrics registry refused a metric (a bug in mf's metric definitions).
+    pub fn from_source(
+        source: Arc<dyn AnswerSource>,
+        config: ReplayConfig,
+    ) -> Result<Arc<Replay>, prometheus::Error> {
+        Replay::build(
+            Builders::default(),
+            Exchanges::Memory(Vec::new()),
+            Some(source),
+            config,
+        )
+    }
+
+    fn build(
+        b: Builders,
+        exchanges: Exchanges,
+        source: Option<Arc<dyn AnswerSource>>,
+        config: ReplayConfig,
+    ) -> Result<Arc<Replay>, prometheus::Error> {
+        Ok(Arc::new(Replay {
+            matcher: b.matcher.finish(config.repeat),
+            grpc: b.grpc.finish(config.repeat),
+            planner: b.planner.finish(config.realism.clone(), config.seed),
+            spoke_h2: b.spoke_h2,
+            exchanges,
+            cache: AnswerCache::new(config.cache_bytes),
+            metrics: Metrics::new()?,
+            source,
+            config,
+            stats: ReplayStats::default(),
+            unmatched_routes: Default::default(),
+            misses: std::sync::OnceLock::new(),
+        }))
+    }
+
+    /// Number of recorded exchanges.
+    pub fn len(&self) -> usize {
+        self.matcher.len()
+    }
+
+    /// True when nothing was recorded (or answers come from a fixtures folder).
+    pub fn is_empty(&self) -> bool {
+        self.matcher.is_empty()
+    }
+
+    /// True when some recorded exchange spoke HTTP/2 or gRPC.
+    pub fn spoke_h2(&self) -> bool {
+        self.spoke_h2
+    }
+
+    /// Bytes of the index (approximately), and bytes and answers in the cache.
+    pub fn memory(&self) -> (usize, usize, usize) {
+        let (cached, answers) = self.cache.usage();
+        (self.matcher.heap_bytes(), cached, answers)
+    }
+
+    /// Recorded exchange `index`, from the cache or loaded (off the async threads: the store
+    /// blocks) and rendered.
+    pub(super) async fn load(&self, index: usize) -> Found {
+        if let Some(r) = self.cache.get(index) {
+            return Found::Recorded(r);
+        }
+        let loaded: Result<Recorded, String> = match &self.exchanges {
+            Exchanges::Memory(all) => match all.get(index) {
+                Some(ex) => Ok(Recorded::new(index, ex.clone())),
+                None => Err(format!("no recorded exchange at {index}")),
+            },
+            Exchanges::Store(loader) => {
+                let loader = loader.clone();
+                let id = self.matcher.id(index).unwrap_or(-1);
+                tokio::task::spawn_blocking(move || {
+                    loader.load(id).map(|ex| Recorded::new(index, ex))
+                })
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+            }
+        };
+        match loaded {
+            Ok(r) => {
+                let r = Arc::new(r);
+                self.cache.insert(r.clone());
+                Found::Recorded(r)
+            }
+            Err(e) => {
+                tracing::error!(index, error = %e, "cannot load the recorded answer");
+                Found::Sourced(Box::new(unreadable(&e)))
+            }
+        }
+    }
+}
+
+/// The answer when a matched exchange cannot be read back from the recording (damaged, or
+/// its file went away): a 500 saying so, rather than a near miss that would mislead.
+fn unreadable(error: &str) -> Response {
+    let body = format!("mf: cannot read the recorded answer: {error}\n");
+    Response {
+        status: 500,
+        reason: "Internal Server Error".into(),
+        version: "HTTP/1.1".into(),
+        headers: vec![
+            Header::new("Content-Type", "text/plain; charset=utf-8"),
+            Header::new("Content-Length", body.len().to_string()),
+        ],
+        body: Body::full(body.into_bytes()),
+        trailers: vec![],
+    }
+}
