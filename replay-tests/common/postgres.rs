@@ -19,7 +19,11 @@ static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 /// The folder holding `initdb` and `pg_ctl` (the newest installed version).
 fn bin_dir() -> PathBuf {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.filter_map(Result::ok).map(|e| e.path().join("bin")).collect())
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
         .unwrap_or_default();
     versions.retain(|p| p.join("pg_ctl").exists());
     versions.sort();
@@ -55,6 +59,35 @@ extern "C" fn stop_at_exit() {
 /// The shared cluster, started on first use.
 pub fn cluster() -> &'static Cluster {
     CLUSTER.get_or_init(|| {
+        let cluster = Cluster::launch();
+        // SAFETY: registering a plain `extern "C" fn` with no captured state.
+        unsafe {
+            libc::atexit(stop_at_exit);
+        }
+        cluster
+    })
+}
+
+/// A cluster of one test's own (for a test that stops and restarts the server, which the
+/// shared one must not see), stopped and removed when dropped.
+pub struct PrivateCluster(pub Cluster);
+
+impl PrivateCluster {
+    pub fn start() -> PrivateCluster {
+        PrivateCluster(Cluster::launch())
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        self.0.stop_now();
+        let _ = std::fs::remove_dir_all(&self.0.dir);
+    }
+}
+
+impl Cluster {
+    /// `initdb` into a fresh folder and start the server on a free port.
+    fn launch() -> Cluster {
         let bin = bin_dir();
         // Outside the suite's temp root: the server's user must reach it, and the root is
         // private to this process's user.
@@ -77,16 +110,10 @@ pub fn cluster() -> &'static Cluster {
         );
         let port = crate::common::capture::free_port();
         let cluster = Cluster { dir, bin, port };
-        // SAFETY: registering a plain `extern "C" fn` with no captured state.
-        unsafe {
-            libc::atexit(stop_at_exit);
-        }
         cluster.start();
         cluster
-    })
-}
+    }
 
-impl Cluster {
     fn data(&self) -> String {
         self.dir.join("data").to_string_lossy().into_owned()
     }
@@ -144,9 +171,12 @@ impl Cluster {
     /// Creates a fresh database for one test, named after it; returns its name.
     pub fn fresh_db(&self, name: &str) -> String {
         let mut admin = self.client("postgres");
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"))
-            .expect("creating a test database");
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name}"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            admin.batch_execute(&sql).expect("creating a test database");
+        }
         name.to_string()
     }
 

@@ -109,8 +109,8 @@ impl PolicyArgs {
             recorder: self.recorder.clone().unwrap_or_default(),
             ..meta.clone()
         };
-        let (writer, handle) = crate::store::Writer::spawn(output, &meta, config)
-            .with_context(|| {
+        let (writer, handle) =
+            crate::store::Writer::spawn(output, &meta, config).with_context(|| {
                 format!(
                     "opening {} for recording",
                     crate::store::display_location(output)

@@ -48,12 +48,8 @@ pub(crate) fn human_bytes(n: u64) -> String {
 /// Opens a recording for reading with the path in the error. Commands read through the
 /// store's trait, never a backend's own type.
 pub(crate) fn open_recording(path: &Path) -> anyhow::Result<Box<dyn crate::store::RecordingRead>> {
-    crate::store::open_reader(path).with_context(|| {
-        format!(
-            "opening recording {}",
-            crate::store::display_location(path)
-        )
-    })
+    crate::store::open_reader(path)
+        .with_context(|| format!("opening recording {}", crate::store::display_location(path)))
 }
 
 /// The command line as typed, for the recording's metadata; a database URL loses its

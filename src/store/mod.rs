@@ -100,6 +100,13 @@ pub fn redact_argument(arg: &str) -> String {
     }
 }
 
+/// `arg` with the password of a PostgreSQL URL in it taken out and kept for this process
+/// only (opening the URL returned still uses it): the command line goes through this first,
+/// so that no message, log line or metadata can quote a password.
+pub fn hide_password(arg: &str) -> String {
+    pg::hide_password(arg)
+}
+
 /// The default name a recorder stores with its exchanges: this machine's host name.
 pub fn default_recorder() -> String {
     pg::host_name()

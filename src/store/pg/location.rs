@@ -42,6 +42,51 @@ pub(crate) fn is_postgres_url(path: &Path) -> bool {
         .is_some_and(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"))
 }
 
+/// Passwords taken out of command-line URLs by [`hide_password`], by the URL left behind.
+static HIDDEN: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// `arg` without its password when it is a PostgreSQL URL that has one; the password is kept
+/// in this process only, for [`PgLocation::parse`] of the returned URL. The command line is
+/// rewritten this way before anything reads it, so no message can quote the password.
+pub(crate) fn hide_password(arg: &str) -> String {
+    if !is_postgres_url(Path::new(arg)) {
+        return arg.to_string();
+    }
+    let shown = redact(arg);
+    if let Some(password) = password_in(arg) {
+        if let Ok(mut hidden) = HIDDEN.lock() {
+            hidden.push((shown.clone(), password));
+        }
+    }
+    shown
+}
+
+/// The password a URL holds, in its user part or as a `password=` parameter, decoded.
+fn password_in(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let authority = before_query.split('/').next().unwrap_or_default();
+    let from_user = authority
+        .rsplit_once('@')
+        .and_then(|(user, _)| user.split_once(':'))
+        .map(|(_, p)| p.to_string());
+    let from_query = query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        k.eq_ignore_ascii_case("password").then(|| v.to_string())
+    });
+    from_user
+        .or(from_query)
+        .map(|p| percent_decode_str(&p).decode_utf8_lossy().into_owned())
+}
+
+fn hidden_password(shown: &str) -> Option<String> {
+    let hidden = HIDDEN.lock().ok()?;
+    hidden
+        .iter()
+        .find(|(url, _)| url == shown)
+        .map(|(_, p)| p.clone())
+}
+
 /// `url` with any password removed from its user part and its query: safe to print.
 pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -121,7 +166,9 @@ impl PgLocation {
         if config.get_user().is_none() {
             let user = std::env::var("PGUSER")
                 .or_else(|_| std::env::var("USER"))
-                .map_err(|_| bad("the URL names no user (and neither PGUSER nor USER is set)".into()))?;
+                .map_err(|_| {
+                    bad("the URL names no user (and neither PGUSER nor USER is set)".into())
+                })?;
             config.user(&user);
         }
         if config.get_connect_timeout().is_none() {
@@ -130,7 +177,9 @@ impl PgLocation {
         }
         config.application_name("mf");
         if config.get_password().is_none() {
-            if let Some(password) = password_from_environment(&config) {
+            if let Some(password) =
+                hidden_password(url).or_else(|| password_from_environment(&config))
+            {
                 config.password(password);
             }
         }
@@ -179,7 +228,12 @@ fn password_from_environment(config: &postgres::Config) -> Option<String> {
         #[cfg(unix)]
         postgres::config::Host::Unix(_) => "localhost".to_string(),
     };
-    let port = config.get_ports().first().copied().unwrap_or(5432).to_string();
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
     let wanted = [
         host.as_str(),
         port.as_str(),
@@ -250,6 +304,15 @@ mod tests {
             redact("postgresql://u:pw@h/d?password=pw2&recording=r"),
             "postgresql://u@h/d?recording=r"
         );
+    }
+
+    #[test]
+    fn hidden_passwords_are_found_again_by_the_url_left_behind() {
+        let shown = hide_password("postgres://bob:p%40ss@h:1/d?recording=r");
+        assert_eq!(shown, "postgres://bob@h:1/d?recording=r");
+        let loc = PgLocation::parse(&shown).unwrap();
+        assert_eq!(loc.config.get_password(), Some(&b"p@ss"[..]));
+        assert_eq!(hide_password("api.db"), "api.db");
     }
 
     #[test]

@@ -23,9 +23,9 @@ use std::sync::Arc;
 use postgres::config::SslMode;
 use postgres::{Client, NoTls};
 
-pub(crate) use location::{is_postgres_url, redact, PgLocation};
-pub(crate) use write::host_name;
+pub(crate) use location::{hide_password, is_postgres_url, redact, PgLocation};
 pub(crate) use read::PgReader;
+pub(crate) use write::host_name;
 pub(crate) use write::PgWriter;
 
 use super::StoreError;
@@ -37,7 +37,9 @@ fn connect(loc: &PgLocation) -> Result<Client, StoreError> {
         SslMode::Disable => loc.config.connect(NoTls)?,
         _ => loc
             .config
-            .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(loc)?))?,
+            .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(
+                loc,
+            )?))?,
     };
     client.batch_execute(&format!("SET search_path TO {}", loc.schema()))?;
     Ok(client)

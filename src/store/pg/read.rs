@@ -96,7 +96,8 @@ impl PgReader {
                 let data: Option<Vec<u8>> = row.try_get(at + 2)?;
                 match (size, codec, data) {
                     (Some(s), Some(c), Some(d)) => Ok(Some(Bytes::from(
-                        blobs::decode(s, i64::from(c), d).map_err(|e| self.corrupt(e.to_string()))?,
+                        blobs::decode(s, i64::from(c), d)
+                            .map_err(|e| self.corrupt(e.to_string()))?,
                     ))),
                     _ => Ok(None),
                 }
@@ -140,12 +141,18 @@ impl PgReader {
             let kind: MessageKind = serde_json::from_str(&kind)
                 .map_err(|e| self.corrupt(format!("stream message kind {kind:?}: {e}")))?;
             let has_data: bool = r.try_get(7)?;
-            let data = match (r.try_get(4)?, r.try_get::<_, Option<i16>>(5)?, r.try_get(6)?) {
+            let data = match (
+                r.try_get(4)?,
+                r.try_get::<_, Option<i16>>(5)?,
+                r.try_get(6)?,
+            ) {
                 (Some(size), Some(codec), Some(data)) => Bytes::from(
                     blobs::decode(size, i64::from(codec), data)
                         .map_err(|e| self.corrupt(e.to_string()))?,
                 ),
-                _ if has_data => return Err(self.corrupt("a message refers to a missing blob".into())),
+                _ if has_data => {
+                    return Err(self.corrupt("a message refers to a missing blob".into()))
+                }
                 _ => Bytes::new(),
             };
             by_id.entry(id).or_default().push(StreamMessage {
@@ -301,14 +308,14 @@ fn exchange_of(r: &Row) -> Result<(Exchange, bool, bool), StoreError> {
             response_first_byte_ns: opt_u64(r.try_get(26)?),
             response_end_ns: opt_u64(r.try_get(27)?),
         },
-        error: r
-            .try_get::<_, Option<String>>(28)?
-            .map(|message| {
-                ExchangeError::new(
-                    error_kind.as_deref().map_or(ErrorKind::Other, ErrorKind::parse),
-                    message,
-                )
-            }),
+        error: r.try_get::<_, Option<String>>(28)?.map(|message| {
+            ExchangeError::new(
+                error_kind
+                    .as_deref()
+                    .map_or(ErrorKind::Other, ErrorKind::parse),
+                message,
+            )
+        }),
         trace_id: r.try_get(29)?,
         tags: tags
             .and_then(|t| serde_json::from_str(&t).ok())
@@ -356,7 +363,12 @@ impl RecordingRead for PgReader {
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<ExchangeSummary>, StoreError> {
-        self.summary_page("TRUE", &[], after_id, i64::try_from(limit).unwrap_or(i64::MAX))
+        self.summary_page(
+            "TRUE",
+            &[],
+            after_id,
+            i64::try_from(limit).unwrap_or(i64::MAX),
+        )
     }
 
     fn load(&self, id: i64) -> Result<Exchange, StoreError> {
@@ -444,7 +456,10 @@ impl RecordingRead for PgReader {
     }
 
     fn patterns(&self) -> Result<Vec<PatternRow>, StoreError> {
-        let rows = self.query("SELECT kind, summary, detail FROM patterns ORDER BY id", &[])?;
+        let rows = self.query(
+            "SELECT kind, summary, detail FROM patterns ORDER BY id",
+            &[],
+        )?;
         rows.iter()
             .map(|r| {
                 let detail: String = r.try_get(2)?;

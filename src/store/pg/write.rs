@@ -94,7 +94,9 @@ impl RecordingWrite for PgWriter {
                 Some(field) => rejected(
                     ex,
                     StoreError::Unstorable {
-                        reason: format!("its {field} holds a NUL byte, which PostgreSQL text cannot"),
+                        reason: format!(
+                            "its {field} holds a NUL byte, which PostgreSQL text cannot"
+                        ),
                     },
                 ),
                 None => stored.push(ex),
@@ -184,7 +186,12 @@ fn unstorable_text(ex: &Exchange) -> Option<&'static str> {
         .into_iter()
         .find(|(_, v)| v.is_some_and(has_nul))
         .map(|(name, _)| name)
-        .or_else(|| ex.trace_id.as_deref().filter(|t| has_nul(t)).map(|_| "trace id"))
+        .or_else(|| {
+            ex.trace_id
+                .as_deref()
+                .filter(|t| has_nul(t))
+                .map(|_| "trace id")
+        })
 }
 
 /// Blobs of one batch that this writer has not stored yet, encoded, sorted at insert time
@@ -209,8 +216,12 @@ impl<'a> Fresh<'a> {
         let key = blobs::key_of(data);
         if !self.known.contains(&key) && self.keys.insert(key) {
             let (codec, stored) = blobs::encode(data);
-            self.rows
-                .push((key, data.len() as i64, i16::try_from(codec).unwrap_or(0), stored));
+            self.rows.push((
+                key,
+                data.len() as i64,
+                i16::try_from(codec).unwrap_or(0),
+                stored,
+            ));
         }
         key.to_vec()
     }
@@ -288,7 +299,8 @@ impl Rows {
         self.method.push(req.method.clone());
         self.target.push(req.target.clone());
         self.req_version.push(req.version.clone());
-        self.req_headers.push(fresh.put(&encode_headers(&req.headers)));
+        self.req_headers
+            .push(fresh.put(&encode_headers(&req.headers)));
         self.req_body.push(fresh.put_body(&req.body.data));
         self.req_body_size.push(clamp(req.body.size));
         self.req_body_truncated.push(req.body.truncated);
@@ -296,17 +308,24 @@ impl Rows {
         self.status.push(resp.map(|r| i32::from(r.status)));
         self.reason.push(resp.map(|r| r.reason.clone()));
         self.resp_version.push(resp.map(|r| r.version.clone()));
-        self.resp_headers.push(resp.map(|r| encode_headers(&r.headers)));
-        self.resp_body.push(resp.and_then(|r| fresh.put_body(&r.body.data)));
-        self.resp_body_size.push(resp.map_or(0, |r| clamp(r.body.size)));
+        self.resp_headers
+            .push(resp.map(|r| encode_headers(&r.headers)));
+        self.resp_body
+            .push(resp.and_then(|r| fresh.put_body(&r.body.data)));
+        self.resp_body_size
+            .push(resp.map_or(0, |r| clamp(r.body.size)));
         self.resp_body_truncated
             .push(resp.is_some_and(|r| r.body.truncated));
-        self.resp_trailers.push(resp.and_then(|r| trailers(&r.trailers)));
-        self.request_end_ns.push(ex.timings.request_end_ns.map(clamp));
+        self.resp_trailers
+            .push(resp.and_then(|r| trailers(&r.trailers)));
+        self.request_end_ns
+            .push(ex.timings.request_end_ns.map(clamp));
         self.response_first_byte_ns
             .push(ex.timings.response_first_byte_ns.map(clamp));
-        self.response_end_ns.push(ex.timings.response_end_ns.map(clamp));
-        self.error.push(ex.error.as_ref().map(|e| e.message.clone()));
+        self.response_end_ns
+            .push(ex.timings.response_end_ns.map(clamp));
+        self.error
+            .push(ex.error.as_ref().map(|e| e.message.clone()));
         self.trace_id.push(ex.trace_id.clone());
         self.tags.push(if ex.tags.is_empty() {
             None
@@ -407,7 +426,10 @@ impl Rows {
         )?;
         if !self.messages.is_empty() {
             let m = &self.messages;
-            let exchange: Vec<i64> = m.iter().map(|r| ids.get(r.0).copied().unwrap_or(0)).collect();
+            let exchange: Vec<i64> = m
+                .iter()
+                .map(|r| ids.get(r.0).copied().unwrap_or(0))
+                .collect();
             let idx: Vec<i32> = m.iter().map(|r| r.1).collect();
             let direction: Vec<i16> = m.iter().map(|r| r.2).collect();
             let offset: Vec<i64> = m.iter().map(|r| r.3).collect();
