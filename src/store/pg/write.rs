@@ -235,6 +235,10 @@ fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// A stream message: (index of its exchange in the batch, idx, direction, offset, kind,
+/// size, blob key).
+type MessageRow = (usize, i32, i16, i64, String, i64, Option<Vec<u8>>);
+
 /// One batch as column arrays, in `exchanges` column order (`id` comes at insert time).
 #[derive(Default)]
 struct Rows {
@@ -272,9 +276,7 @@ struct Rows {
     error_kind: Vec<Option<String>>,
     req_body_chunks: Vec<Option<Vec<u8>>>,
     resp_body_chunks: Vec<Option<Vec<u8>>>,
-    /// Stream messages: (index of the exchange in the batch, idx, direction, offset, kind,
-    /// size, blob key).
-    messages: Vec<(usize, i32, i16, i64, String, i64, Option<Vec<u8>>)>,
+    messages: Vec<MessageRow>,
 }
 
 impl Rows {
@@ -359,7 +361,7 @@ impl Rows {
         fresh: &mut Fresh<'_>,
     ) -> Result<(), StoreError> {
         if !fresh.rows.is_empty() {
-            fresh.rows.sort_by(|a, b| a.0.cmp(&b.0));
+            fresh.rows.sort_by_key(|r| r.0);
             let hash: Vec<&[u8]> = fresh.rows.iter().map(|r| &r.0[..]).collect();
             let size: Vec<i64> = fresh.rows.iter().map(|r| r.1).collect();
             let codec: Vec<i16> = fresh.rows.iter().map(|r| r.2).collect();
