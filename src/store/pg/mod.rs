@@ -30,9 +30,25 @@ pub(crate) use write::PgWriter;
 
 use super::StoreError;
 
+/// Runs `f` where the client library may block: the library drives its own runtime, which
+/// cannot start inside another, so a caller on an async thread gets a thread of its own.
+fn outside_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
 /// Connects to the database of `loc` (TLS as its `sslmode` says) and points the session at the
 /// recording's schema.
 fn connect(loc: &PgLocation) -> Result<Client, StoreError> {
+    outside_runtime(|| connect_here(loc))
+}
+
+fn connect_here(loc: &PgLocation) -> Result<Client, StoreError> {
     let mut client = match loc.config.get_ssl_mode() {
         SslMode::Disable => loc.config.connect(NoTls)?,
         _ => loc

@@ -45,8 +45,11 @@ fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
 impl PgReader {
     /// Connects and checks (and migrates) the recording; a missing one is refused.
     pub(crate) fn open(loc: PgLocation) -> Result<PgReader, StoreError> {
-        let mut client = connect(&loc)?;
-        schema::prepare(&mut client, &loc, false, None)?;
+        let client = super::outside_runtime(|| -> Result<Client, StoreError> {
+            let mut client = connect(&loc)?;
+            schema::prepare(&mut client, &loc, false, None)?;
+            Ok(client)
+        })?;
         Ok(PgReader {
             loc,
             client: RefCell::new(client),
@@ -61,7 +64,9 @@ impl PgReader {
     }
 
     fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
-        Ok(self.client.borrow_mut().query(sql, params)?)
+        let mut client = self.client.borrow_mut();
+        let client = &mut *client;
+        Ok(super::outside_runtime(|| client.query(sql, params))?)
     }
 
     /// One page of whole exchanges with an id above `after` that `clause` picks.

@@ -122,7 +122,7 @@ pub(super) fn prepare(
             });
         }
         tx.query_one("SELECT version FROM schema_version", &[])?
-            .get(0)
+            .try_get(0)?
     } else {
         if !create {
             return Err(StoreError::NotFound {

@@ -30,11 +30,14 @@ impl PgWriter {
     /// Connects, creates or migrates the recording, and takes this writer's block of
     /// connection ids.
     pub(crate) fn create(loc: PgLocation, meta: &Meta) -> Result<PgWriter, StoreError> {
-        let mut client = connect(&loc)?;
-        schema::prepare(&mut client, &loc, true, Some(meta))?;
-        let block: i64 = client
-            .query_one("SELECT nextval('connection_blocks')", &[])?
-            .get(0);
+        let (client, block) = super::outside_runtime(|| -> Result<(Client, i64), StoreError> {
+            let mut client = connect(&loc)?;
+            schema::prepare(&mut client, &loc, true, Some(meta))?;
+            let block: i64 = client
+                .query_one("SELECT nextval('connection_blocks')", &[])?
+                .try_get(0)?;
+            Ok((client, block))
+        })?;
         let recorder = if meta.recorder.is_empty() {
             host_name()
         } else {
@@ -121,8 +124,8 @@ impl RecordingWrite for PgWriter {
                     &[&(stored.len() as i64)],
                 )?
                 .iter()
-                .map(|r| r.get(0))
-                .collect();
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
             rows.insert(&mut tx, &ids, &mut fresh)?;
             tx.commit()?;
             Ok(())
