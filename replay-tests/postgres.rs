@@ -422,3 +422,55 @@ fn bad_or_unreachable_databases_fail_clearly_without_the_password() {
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stdout).contains(secret));
 }
+
+#[test]
+fn websocket_frames_recorded_into_the_database_survive_a_copy_out() {
+    let c = cluster();
+    let db = c.fresh_db("frames");
+    let url = PathBuf::from(c.recording_url(&db, "ws"));
+    let server = start_python("ws_server.py", &[]);
+    let mut rec = start_recorder(&server.url(), &url, &[]);
+    let seen = crate::websocket::client(&format!("ws://{}/chat", rec.addr()), "normal");
+    assert!(rec.interrupt().success(), "{}", rec.stderr());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ws.db");
+    let out = mf().arg("copy").arg(&url).arg(&file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let rows = ls_json(&url);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(
+        rows[0]["messages_in"].as_i64() > Some(0) && rows[0]["messages_out"].as_i64() > Some(0)
+    );
+    assert!(rows == ls_json(&file));
+    let show = |p: &Path, id: &str| {
+        let out = mf()
+            .arg("show")
+            .arg(p)
+            .args([id, "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let (id_db, id_file) = (
+        rows[0]["id"].to_string(),
+        ls_json(&file)[0]["id"].to_string(),
+    );
+    assert!(
+        show(&url, &id_db) == show(&file, &id_file),
+        "frames differ after the copy"
+    );
+    // Replayed from the database, the session plays the recorded frames.
+    let replay = start_replay(&url, &[]);
+    let replayed = crate::websocket::client(&format!("ws://{}/chat", replay.addr()), "normal");
+    assert_eq!(replayed[..7], seen[..7]);
+}
