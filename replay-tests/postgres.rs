@@ -474,3 +474,32 @@ fn websocket_frames_recorded_into_the_database_survive_a_copy_out() {
     let replayed = crate::websocket::client(&format!("ws://{}/chat", replay.addr()), "normal");
     assert_eq!(replayed[..7], seen[..7]);
 }
+
+#[test]
+fn tls_to_the_database_is_verified_against_the_given_ca() {
+    let c = cluster();
+    let db = c.fresh_db("tls");
+    let base = format!("{}?recording=t&sslmode=require", c.db_url(&db));
+    let trusted = format!("{base}&sslrootcert={}", c.ca.display());
+    let upstream = start_python("http_upstream.py", &[]);
+    let mut rec = start_recorder(&upstream.url(), Path::new(&trusted), &["--recorder", "tls"]);
+    assert_eq!(curl(&[&format!("{}/json", rec.url())]).status(), 200);
+    // The recorder's own connection is encrypted, as the server sees it.
+    let mut client = c.client(&db);
+    let encrypted: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.application_name = 'mf' AND s.ssl",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(encrypted >= 1);
+    assert!(rec.interrupt().success(), "{}", rec.stderr());
+    assert_eq!(ls_json(Path::new(&trusted)).len(), 1);
+    // Without the CA, the server's certificate is not trusted: a clear error, exit 2.
+    let out = mf().args(["ls", &base]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("certificate"), "{err}");
+}

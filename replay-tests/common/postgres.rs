@@ -12,6 +12,9 @@ pub struct Cluster {
     dir: PathBuf,
     bin: PathBuf,
     pub port: u16,
+    /// The CA that signed the server's certificate (the server takes TLS and plain
+    /// connections alike).
+    pub ca: PathBuf,
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
@@ -96,12 +99,21 @@ impl Cluster {
             .tempdir()
             .expect("creating the cluster folder")
             .keep();
+        let tls = dir.join("tls");
+        std::fs::create_dir(&tls).expect("creating the TLS folder");
+        let (ca, _, _) = crate::common::make_test_pki(&tls);
         let chown = Command::new("chown")
             .args(["-R", "postgres:postgres"])
             .arg(&dir)
             .status()
             .expect("running chown");
         assert!(chown.success(), "chown of the cluster folder failed");
+        // The server refuses a key others can read.
+        std::fs::set_permissions(
+            tls.join("server-key.pem"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("chmod of the server key");
         let data = dir.join("data");
         let data_s = data.to_str().expect("utf-8 path");
         as_postgres(
@@ -109,7 +121,7 @@ impl Cluster {
             &["-D", data_s, "-A", "trust", "-U", "postgres", "--no-sync"],
         );
         let port = crate::common::capture::free_port();
-        let cluster = Cluster { dir, bin, port };
+        let cluster = Cluster { dir, bin, port, ca };
         cluster.start();
         cluster
     }
@@ -120,10 +132,14 @@ impl Cluster {
 
     /// Starts the server and waits until it accepts connections.
     pub fn start(&self) {
+        let tls = self.dir.join("tls");
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100 \
+             -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            tls.join("server.pem").display(),
+            tls.join("server-key.pem").display(),
         );
         let log = self.dir.join("server.log");
         as_postgres(
