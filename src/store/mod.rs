@@ -1,4 +1,4 @@
-//! The recording file: the only code in mf that touches SQLite.
+//! The recording: the only code in mf that touches SQLite or PostgreSQL.
 //!
 //! A recording is one SQLite database in WAL mode. `PRAGMA user_version` holds the schema
 //! version and migrations run forward only; `application_id` marks the file as mf's so that a
@@ -7,7 +7,8 @@
 //! a body repeated a thousand times is stored once.
 //!
 //! The rest of mf reads and writes recordings through [`RecordingRead`] and [`RecordingWrite`]
-//! (`backend`), opened with [`open_reader`] / [`open_writer`]; SQLite is the one backend.
+//! (`backend`), opened with [`open_reader`] / [`open_writer`] from a [`Location`]: a file
+//! (SQLite) or a `postgres://` URL (`pg`: one recording shared by many recorders and replays).
 //! Files: `backend` (the traits), `read` (SQLite reading), `append` (SQLite writing), `writer`
 //! (the batching writer thread, over any [`RecordingWrite`]), `schema` (versions and
 //! migrations), `blobs` and `codec` (body and header encodings), `fixtures` (the fixtures
