@@ -1,7 +1,7 @@
 # One-word entry points. `make demo` and `make test` install what they need (Debian, as root).
 SHELL := /bin/bash
 CARGO ?= cargo
-APT_PACKAGES := curl python3 python3-pip libpcap-dev tcpdump nginx-light wrk nghttp2-client nghttp2-server
+APT_PACKAGES := curl python3 python3-pip libpcap-dev tcpdump nginx-light wrk nghttp2-client nghttp2-server postgresql
 PIP_PACKAGES := grpcio grpcio-tools websockets requests prometheus-client openapi-spec-validator mitmproxy
 
 .PHONY: demo test bench setup setup-apt setup-pip setup-tshark man fmt lint corpus bench-import fuzz

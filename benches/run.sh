@@ -128,6 +128,6 @@ print(f"replay latency p50/p99 {$replay_p50:.3f}/{$replay_p99:.3f} ms vs bare hy
 print(f"peak RSS of the record proxy: {$rss_before/1024:.1f} MiB before, {$rss_after/1024:.1f} MiB after streaming 1 GiB through it (goal: flat, < 64 MiB)")
 print(f"record proxy stored ${recorded:-0} exchanges during its load run")
 PY
-for extra in ${MF_BENCH_EXTRAS-tls grpc_ws import infer faults idle_conns replay_to big_replay}; do
+for extra in ${MF_BENCH_EXTRAS-tls grpc_ws import infer faults idle_conns replay_to big_replay pg}; do
   if [ -f "$here/$extra.sh" ]; then echo; echo "== $extra"; bash "$here/$extra.sh" "$MF"; fi
 done

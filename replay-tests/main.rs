@@ -21,6 +21,7 @@ mod lossy;
 mod pcap;
 mod pcap_synthetic;
 mod pipeline;
+mod postgres;
 mod queries;
 mod record_on_miss;
 mod redaction;

@@ -5,6 +5,7 @@
 
 pub mod capture;
 pub mod judged;
+pub mod postgres;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;

@@ -380,6 +380,7 @@ pub(super) fn open_passive(
     let meta = Meta {
         source,
         command_line: util::command_line(),
+        ..Meta::default()
     };
     let super::policy::Recording {
         writer,

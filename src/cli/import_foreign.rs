@@ -81,6 +81,7 @@ pub(super) fn write(
     let meta = Meta {
         source: format!("import {}", names.join(" ")),
         command_line: util::command_line(),
+        ..Meta::default()
     };
     // The same capture policy as every other way of recording (redaction, filters, dedup).
     let super::policy::Recording {

@@ -4,6 +4,7 @@
 //! Imports: everything below it.
 
 mod ca;
+mod copy;
 mod ctl;
 mod diff;
 mod export;
@@ -59,6 +60,7 @@ pub(crate) enum Command {
     Show(show::ShowArgs),
     Ctl(ctl::CtlArgs),
     Export(export::ExportArgs),
+    Copy(copy::CopyArgs),
     Ca(ca::CaArgs),
     Infer(infer::InferArgs),
     Patterns(patterns::PatternsArgs),
@@ -73,7 +75,12 @@ pub(crate) enum Command {
 /// # Errors
 /// Anything that stops the command; `main` prints it and exits with 2.
 pub fn run() -> anyhow::Result<u8> {
-    let cli = match Cli::try_parse() {
+    // Passwords in database URLs leave the arguments before anything can print them.
+    let args = std::env::args_os().map(|a| match a.to_str() {
+        Some(s) => std::ffi::OsString::from(crate::store::hide_password(s)),
+        None => a,
+    });
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             // clap prints help/version to stdout and usage errors to stderr.
@@ -93,6 +100,7 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Show(args) => show::run(args),
         Command::Ctl(args) => ctl::run(args),
         Command::Export(args) => export::run(args),
+        Command::Copy(args) => copy::run(args),
         Command::Ca(args) => ca::run(args),
         Command::Infer(args) => infer::run(args),
         Command::Patterns(args) => patterns::run(args),

@@ -56,6 +56,11 @@ pub struct PolicyArgs {
     /// placeholders. Anyone with the recording can then use them.
     #[arg(long)]
     pub keep_secrets: bool,
+
+    /// The name kept with each exchange in a shared (PostgreSQL) recording, telling recorders
+    /// apart (default: this machine's host name).
+    #[arg(long, value_name = "NAME")]
+    pub recorder: Option<String>,
 }
 
 /// A recording opened through the capture policy (see [`PolicyArgs::open_recording`]).
@@ -100,8 +105,17 @@ impl PolicyArgs {
         config: crate::store::WriterConfig,
     ) -> anyhow::Result<Recording> {
         use anyhow::Context;
-        let (writer, handle) = crate::store::Writer::spawn(output, meta, config)
-            .with_context(|| format!("opening {} for recording", output.display()))?;
+        let meta = crate::store::Meta {
+            recorder: self.recorder.clone().unwrap_or_default(),
+            ..meta.clone()
+        };
+        let (writer, handle) =
+            crate::store::Writer::spawn(output, &meta, config).with_context(|| {
+                format!(
+                    "opening {} for recording",
+                    crate::store::display_location(output)
+                )
+            })?;
         let first_connection = handle.connection_id_base();
         match PolicySink::new(Arc::new(handle), &self.config()) {
             Ok(sink) => Ok(Recording {

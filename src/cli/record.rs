@@ -277,6 +277,7 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
     let meta = Meta {
         source,
         command_line: util::command_line(),
+        ..Meta::default()
     };
     // Live: the request path never waits on disk; a full queue drops and counts.
     let super::policy::Recording {

@@ -141,6 +141,7 @@ pub(super) fn hook(
         let meta = Meta {
             source: format!("replay misses answered by {url}"),
             command_line: util::command_line(),
+            ..Meta::default()
         };
         let (writer, handle) = Writer::spawn(target, &meta, WriterConfig::default())
             .with_context(|| format!("opening {} to append to", target.display()))?;

@@ -274,6 +274,7 @@ pub(super) fn run(path: &Path, count: u64, seed: u64) -> anyhow::Result<u8> {
     let meta = Meta {
         source: format!("synthetic {count} exchanges, seed {seed}"),
         command_line: super::util::command_line(),
+        ..Meta::default()
     };
     let written = store::write_exchanges(path, &meta, iter)
         .with_context(|| format!("writing {}", path.display()))?;

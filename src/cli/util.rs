@@ -48,12 +48,17 @@ pub(crate) fn human_bytes(n: u64) -> String {
 /// Opens a recording for reading with the path in the error. Commands read through the
 /// store's trait, never a backend's own type.
 pub(crate) fn open_recording(path: &Path) -> anyhow::Result<Box<dyn crate::store::RecordingRead>> {
-    crate::store::open_reader(path).with_context(|| format!("opening recording {}", path.display()))
+    crate::store::open_reader(path)
+        .with_context(|| format!("opening recording {}", crate::store::display_location(path)))
 }
 
-/// The command line as typed, for the recording's metadata.
+/// The command line as typed, for the recording's metadata; a database URL loses its
+/// password (a recording never keeps one).
 pub(crate) fn command_line() -> String {
-    std::env::args().collect::<Vec<_>>().join(" ")
+    std::env::args()
+        .map(|a| crate::store::redact_argument(&a))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The TLS acceptor for a listener: `--tls-cert/--tls-key`, or `--tls` with a certificate

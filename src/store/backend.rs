@@ -1,8 +1,8 @@
 //! The storage seam: what the rest of mf may ask of a recording, whatever holds it.
 //!
-//! SQLite is the only backend today; another (a PostgreSQL database shared by a team, say)
-//! implements these two traits and is picked in [`super::open_reader`] /
-//! [`super::open_writer`]. Nothing outside the store names a SQLite type.
+//! SQLite (a file) and PostgreSQL (a database shared by a team, `store::pg`) implement these
+//! two traits; [`super::open_reader`] / [`super::open_writer`] pick one by the location.
+//! Nothing outside the store names a backend's type.
 
 use std::sync::{Arc, Mutex};
 

@@ -38,6 +38,19 @@ fn compress(data: &[u8]) -> Option<Vec<u8>> {
     })
 }
 
+/// How `data` is stored: its codec and the stored bytes (zstd when that is smaller). Every
+/// backend stores blobs this way.
+pub(super) fn encode(data: &[u8]) -> (i64, Vec<u8>) {
+    if data.len() >= MIN_COMPRESS {
+        match compress(data) {
+            Some(c) if c.len() < data.len() => (CODEC_ZSTD, c),
+            _ => (CODEC_RAW, data.to_vec()),
+        }
+    } else {
+        (CODEC_RAW, data.to_vec())
+    }
+}
+
 /// Stores `data` once; remembers stored keys so repeats cost one hash and no query.
 pub(super) fn put(
     conn: &Connection,
@@ -48,14 +61,7 @@ pub(super) fn put(
     if known.contains(&key) {
         return Ok(key);
     }
-    let (codec, stored) = if data.len() >= MIN_COMPRESS {
-        match compress(data) {
-            Some(c) if c.len() < data.len() => (CODEC_ZSTD, c),
-            _ => (CODEC_RAW, data.to_vec()),
-        }
-    } else {
-        (CODEC_RAW, data.to_vec())
-    };
+    let (codec, stored) = encode(data);
     conn.prepare_cached(
         "INSERT OR IGNORE INTO blobs (hash, size, codec, data) VALUES (?1, ?2, ?3, ?4)",
     )?

@@ -1,4 +1,4 @@
-//! The recording file: the only code in mf that touches SQLite.
+//! The recording: the only code in mf that touches SQLite or PostgreSQL.
 //!
 //! A recording is one SQLite database in WAL mode. `PRAGMA user_version` holds the schema
 //! version and migrations run forward only; `application_id` marks the file as mf's so that a
@@ -7,7 +7,8 @@
 //! a body repeated a thousand times is stored once.
 //!
 //! The rest of mf reads and writes recordings through [`RecordingRead`] and [`RecordingWrite`]
-//! (`backend`), opened with [`open_reader`] / [`open_writer`]; SQLite is the one backend.
+//! (`backend`), opened with [`open_reader`] / [`open_writer`] from a [`Location`]: a file
+//! (SQLite) or a `postgres://` URL (`pg`: one recording shared by many recorders and replays).
 //! Files: `backend` (the traits), `read` (SQLite reading), `append` (SQLite writing), `writer`
 //! (the batching writer thread, over any [`RecordingWrite`]), `lean_read` (the SQLite walk
 //! of what a replay indexes, and the pool of readers that loads single exchanges), `schema` (versions and
@@ -25,6 +26,7 @@ mod codec;
 pub mod fixtures;
 mod lean_read;
 mod listing;
+mod pg;
 mod prune;
 mod read;
 mod schema;
@@ -60,12 +62,74 @@ pub struct PatternRow {
     pub detail: serde_json::Value,
 }
 
-/// Opens the recording at `path` for reading.
+/// Where a recording lives: a file, or a PostgreSQL database named by a URL
+/// (`postgres://user@host/db?recording=NAME`). Command-line arguments stay paths; this is
+/// what the store makes of one.
+pub(crate) enum Location {
+    File(PathBuf),
+    Postgres(Box<pg::PgLocation>),
+}
+
+impl Location {
+    /// What `path` names.
+    ///
+    /// # Errors
+    /// A URL that is not a valid PostgreSQL location.
+    pub(crate) fn of(path: &Path) -> Result<Location, StoreError> {
+        if pg::is_postgres_url(path) {
+            let url = path.to_str().unwrap_or_default();
+            return Ok(Location::Postgres(Box::new(pg::PgLocation::parse(url)?)));
+        }
+        Ok(Location::File(path.to_path_buf()))
+    }
+}
+
+/// `path` as messages and metadata may show it: a PostgreSQL URL loses its password, a file
+/// path is shown as it is.
+pub fn display_location(path: &Path) -> String {
+    match path.to_str() {
+        Some(url) if pg::is_postgres_url(path) => pg::redact(url),
+        _ => path.display().to_string(),
+    }
+}
+
+/// True when `path` names a database rather than a file (it is never a folder).
+pub fn is_database_url(path: &Path) -> bool {
+    pg::is_postgres_url(path)
+}
+
+/// `arg` with any password a PostgreSQL URL in it holds removed: for command lines kept in a
+/// recording's metadata.
+pub fn redact_argument(arg: &str) -> String {
+    if pg::is_postgres_url(Path::new(arg)) {
+        pg::redact(arg)
+    } else {
+        arg.to_string()
+    }
+}
+
+/// `arg` with the password of a PostgreSQL URL in it taken out and kept for this process
+/// only (opening the URL returned still uses it): the command line goes through this first,
+/// so that no message, log line or metadata can quote a password.
+pub fn hide_password(arg: &str) -> String {
+    pg::hide_password(arg)
+}
+
+/// The default name a recorder stores with its exchanges: this machine's host name.
+pub fn default_recorder() -> String {
+    pg::host_name()
+}
+
+/// Opens the recording at `path` (a file or a database URL) for reading.
 ///
 /// # Errors
-/// Missing file, not an mf recording, a recording from a newer mf, or a damaged file.
+/// Missing file, not an mf recording, a recording from a newer mf, or a damaged file; a bad
+/// URL or an unreachable database.
 pub fn open_reader(path: &Path) -> Result<Box<dyn RecordingRead>, StoreError> {
-    Ok(Box::new(Reader::open(path)?))
+    match Location::of(path)? {
+        Location::File(p) => Ok(Box::new(Reader::open(&p)?)),
+        Location::Postgres(loc) => Ok(Box::new(pg::PgReader::open(*loc)?)),
+    }
 }
 
 /// Opens the recording at `path` for appending, creating it with `meta` when missing.
@@ -73,7 +137,10 @@ pub fn open_reader(path: &Path) -> Result<Box<dyn RecordingRead>, StoreError> {
 /// # Errors
 /// As [`open_reader`], plus failures to create the file.
 pub fn open_writer(path: &Path, meta: &Meta) -> Result<Box<dyn RecordingWrite>, StoreError> {
-    Ok(Box::new(append::SqliteWriter::create(path, meta)?))
+    match Location::of(path)? {
+        Location::File(p) => Ok(Box::new(append::SqliteWriter::create(&p, meta)?)),
+        Location::Postgres(loc) => Ok(Box::new(pg::PgWriter::create(*loc, meta)?)),
+    }
 }
 
 /// Opens an existing recording of this version for adding derived data (patterns), without
@@ -82,7 +149,10 @@ pub fn open_writer(path: &Path, meta: &Meta) -> Result<Box<dyn RecordingWrite>, 
 /// # Errors
 /// Missing file, not a recording of this version, or the file cannot be written.
 pub fn open_existing_writer(path: &Path) -> Result<Box<dyn RecordingWrite>, StoreError> {
-    Ok(Box::new(append::SqliteWriter::existing(path)?))
+    match Location::of(path)? {
+        Location::File(p) => Ok(Box::new(append::SqliteWriter::existing(&p)?)),
+        Location::Postgres(loc) => Ok(Box::new(pg::PgWriter::create(*loc, &Meta::default())?)),
+    }
 }
 
 /// Schema version written by this build.
@@ -116,6 +186,17 @@ pub enum StoreError {
     ReadOnly { path: PathBuf },
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("{location}: {reason}")]
+    BadLocation { location: String, reason: String },
+    #[error("{location}: {what} works on recording files only, not on a database")]
+    FileOnly {
+        location: String,
+        what: &'static str,
+    },
+    #[error("cannot be stored: {reason}")]
+    Unstorable { reason: String },
+    #[error("postgres: {0}")]
+    Postgres(#[from] postgres::Error),
 }
 
 impl StoreError {
@@ -123,6 +204,9 @@ impl StoreError {
     /// rather than the data: every later write would fail the same way until it is fixed.
     pub fn is_storage_failure(&self) -> bool {
         use rusqlite::ErrorCode;
+        if let StoreError::Postgres(e) = self {
+            return pg::is_connection_failure(e);
+        }
         let StoreError::Sqlite(e) = self else {
             return matches!(self, StoreError::ReadOnly { .. });
         };
@@ -149,6 +233,9 @@ pub struct Meta {
     pub source: String,
     /// The command line that created it.
     pub command_line: String,
+    /// The recorder's name, kept with each exchange by backends shared by several recorders
+    /// (empty: this machine's host name).
+    pub recorder: String,
 }
 
 /// What an SQLite error on opening means for the user, by SQLite's error code.
@@ -168,6 +255,13 @@ fn classify_open_error(path: &Path, e: rusqlite::Error) -> StoreError {
 
 /// Opens an existing recording, checking that it is one; an older schema is migrated.
 fn open_read(path: &Path) -> Result<Connection, StoreError> {
+    if pg::is_postgres_url(path) {
+        // `mf sql` and `mf prune` speak SQLite; a database has psql and its own tools.
+        return Err(StoreError::FileOnly {
+            location: display_location(path),
+            what: "this command",
+        });
+    }
     if !path.exists() {
         return Err(StoreError::NotFound {
             path: path.to_path_buf(),

@@ -19,7 +19,7 @@ pub struct Reader {
     pub(super) path: PathBuf,
 }
 
-const EXCHANGE_COLUMNS: &str = "id, connection_id, seq, protocol, started_at_ns, client_addr, server_addr, scheme,
+pub(super) const EXCHANGE_COLUMNS: &str = "id, connection_id, seq, protocol, started_at_ns, client_addr, server_addr, scheme,
     authority, method, target, req_version, req_headers, req_body, req_body_size, req_body_truncated, req_trailers,
     status, reason, resp_version, resp_headers, resp_body, resp_body_size, resp_body_truncated, resp_trailers,
     request_end_ns, response_first_byte_ns, response_end_ns, error, trace_id, tags, error_kind,

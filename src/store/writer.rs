@@ -284,7 +284,9 @@ impl Writer {
         meta: &Meta,
         config: WriterConfig,
     ) -> Result<(Writer, WriterHandle), StoreError> {
-        Writer::start(super::open_writer(path, meta)?, path, config)
+        // A database URL is shown without its password in every message the writer gives.
+        let shown = PathBuf::from(super::display_location(path));
+        Writer::start(super::open_writer(path, meta)?, &shown, config)
     }
 
     /// Starts the writer thread over `backend` (which holds `path`).
