@@ -30,6 +30,7 @@ mod grpc_index;
 mod h1;
 mod h2;
 pub mod latency;
+mod live;
 pub mod matcher;
 pub mod metrics;
 pub mod miss;

@@ -7,6 +7,7 @@
 //!
 //! Imports: `model` only (and the `http` crate's types).
 
+pub mod curl;
 pub mod secrets;
 pub mod volatile;
 
