@@ -18,4 +18,5 @@ pub mod net;
 pub mod replay;
 pub mod store;
 pub mod tls;
+pub mod ui;
 pub mod vocab;

@@ -1,0 +1,124 @@
+//! The browser viewer: a recording (or a fixtures folder) as web pages, and the control
+//! center of a running replay. Served by `mf ui` and at `/` of `mf replay --admin`.
+//!
+//! Pages are rendered on the server (maud escapes every recorded byte it is given, so a
+//! recorded `<script>` is shown as text); the only script is `assets/ui.js`, served from
+//! this origin, which drives the control center through the admin API and its live feed.
+//!
+//! Files: `page` (layout and shared bits), `filters` (query string ↔ store selection),
+//! `list` (the paged exchange list), `detail` (one exchange), `body` (how a body is shown),
+//! `endpoints` (templates and patterns), `diagram` (Mermaid source and its SVG), `control`
+//! (the control center's page).
+//!
+//! Imports: `store`, `net`, `vocab`, `model` only. What inference found reaches this module
+//! as a [`FixtureSet`] computed by whoever builds the [`Viewer`] (the CLI), on first use.
+
+mod body;
+mod control;
+mod detail;
+pub mod diagram;
+mod endpoints;
+mod filters;
+mod list;
+mod page;
+
+use std::sync::{Mutex, OnceLock};
+
+use crate::net::pages::{PageRequest, PageResponse, Pages};
+use crate::store::fixtures::FixtureSet;
+use crate::store::RecordingRead;
+
+/// Computes what inference finds in the viewed data, once, when a page first needs it.
+pub type Analyse = Box<dyn Fn() -> Result<FixtureSet, String> + Send + Sync>;
+
+/// What the pages show: a recording, a fixtures folder, or both (a replay of either).
+pub struct Viewer {
+    /// The recording, if the viewed thing is one. SQLite connections are not `Sync`: one
+    /// page reads at a time, which a local viewer can afford.
+    recording: Option<Mutex<Box<dyn RecordingRead>>>,
+    /// What the title bar says (the file's name).
+    name: String,
+    analyse: Analyse,
+    analysis: OnceLock<Result<FixtureSet, String>>,
+    /// Whether a replay runs beside the pages (its admin API is at the same origin).
+    control: bool,
+}
+
+impl Viewer {
+    /// Pages over `recording` (or none, for a fixtures folder), named `name`; `analyse`
+    /// runs on the first visit of the endpoints page; `control` adds the control center.
+    pub fn new(
+        recording: Option<Box<dyn RecordingRead>>,
+        name: impl Into<String>,
+        analyse: Analyse,
+        control: bool,
+    ) -> Viewer {
+        Viewer {
+            recording: recording.map(Mutex::new),
+            name: name.into(),
+            analyse,
+            analysis: OnceLock::new(),
+            control,
+        }
+    }
+
+    fn analysis(&self) -> &Result<FixtureSet, String> {
+        self.analysis.get_or_init(|| (self.analyse)())
+    }
+
+    /// Runs `f` with the recording, or answers that there is none.
+    fn with_recording(&self, f: impl FnOnce(&dyn RecordingRead) -> PageResponse) -> PageResponse {
+        match &self.recording {
+            None => page::html(page::layout(
+                self,
+                "Exchanges",
+                maud::html! {
+                    p { "This is a fixtures folder, not a recording: see "
+                        a href="/endpoints" { "Endpoints" } "." }
+                },
+            )),
+            Some(m) => match m.lock() {
+                Ok(r) => f(r.as_ref()),
+                Err(poisoned) => f(poisoned.into_inner().as_ref()),
+            },
+        }
+    }
+}
+
+impl Pages for Viewer {
+    fn page(&self, req: &PageRequest) -> PageResponse {
+        let query = filters::Query::parse(&req.query);
+        let path = req.path.trim_end_matches('/');
+        match path {
+            "" | "/exchanges" => self.with_recording(|r| list::page(self, r, &query)),
+            "/endpoints" => endpoints::page(self, self.recording_patterns()),
+            "/diagram" => self.with_recording(|r| diagram::page(self, r, &query)),
+            "/control" if self.control => control::page(self),
+            "/assets/ui.js" => PageResponse::ok(
+                "text/javascript; charset=utf-8",
+                include_str!("assets/ui.js"),
+            ),
+            "/assets/ui.css" => {
+                PageResponse::ok("text/css; charset=utf-8", include_str!("assets/ui.css"))
+            }
+            p => match p.strip_prefix("/x/").map(str::parse::<i64>) {
+                Some(Ok(id)) => self.with_recording(|r| detail::page(self, r, id)),
+                _ => page::not_found(self, p),
+            },
+        }
+    }
+}
+
+impl Viewer {
+    /// The patterns `mf infer` stored in the recording, if any (empty for a folder).
+    fn recording_patterns(&self) -> Vec<crate::store::PatternRow> {
+        let Some(m) = &self.recording else {
+            return Vec::new();
+        };
+        let r = match m.lock() {
+            Ok(r) => r,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        r.patterns().unwrap_or_default()
+    }
+}
