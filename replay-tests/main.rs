@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `mf` binary against real peers over 127.0.0.1.
 
 mod alpn;
+mod browser;
 mod capture_filters;
 mod capture_parity;
 mod cli;

@@ -59,6 +59,15 @@ fn view() -> Markup {
                     }
                 }
             }
+            section.live {
+                h2 { "Live" }
+                div.row {
+                    div.panel { h3 { "Requests / s" } p.big #live-rate { "–" } svg #spark-rate width="300" height="60" viewBox="0 0 300 60" {} }
+                    div.panel { h3 { "Errors and faults / s" } p.big #live-errors { "–" } svg #spark-errors width="300" height="60" viewBox="0 0 300 60" {} }
+                    div.panel { h3 { "WebSocket connections" } p.big #live-ws { "–" } p { "mode " span #live-mode { "–" } } p #live-totals {} }
+                }
+                div.panel { h3 { "Latency histogram" } svg #latency-histogram width="640" height="140" viewBox="0 0 640 140" {} }
+            }
             section.row {
                 div.panel {
                     h2 { "Latency" }
@@ -80,19 +89,10 @@ fn view() -> Markup {
             section.panel {
                 h2 { "Rules" }
                 p { "JSON or YAML, as in the config file; replacing takes effect at once." }
-                textarea #rules rows="10" cols="100" spellcheck="false" {}
+                textarea #rules rows="6" cols="100" spellcheck="false" {}
                 br;
                 button type="button" #apply-rules { "Replace rules" }
                 span #rules-status {}
-            }
-            section.live {
-                h2 { "Live" }
-                div.row {
-                    div.panel { h3 { "Requests / s" } p.big #live-rate { "–" } svg #spark-rate width="300" height="60" viewBox="0 0 300 60" {} }
-                    div.panel { h3 { "Errors and faults / s" } p.big #live-errors { "–" } svg #spark-errors width="300" height="60" viewBox="0 0 300 60" {} }
-                    div.panel { h3 { "WebSocket connections" } p.big #live-ws { "–" } p { "mode " span #live-mode { "–" } } p #live-totals {} }
-                }
-                div.panel { h3 { "Latency histogram" } svg #latency-histogram width="640" height="140" viewBox="0 0 640 140" {} }
             }
         }
     }

@@ -42,6 +42,8 @@ pub(super) fn view(ex: &Exchange) -> Markup {
             }
             @if let Some(e) = &ex.error { p.error { (e.kind.as_str()) ": " (e.message) } }
             (timing_bar(ex))
+            @if !ex.messages.is_empty() { (timeline(&ex.messages)) }
+            div.halves {
             section.request {
                 h2 { "Request" }
                 pre.head { (req.method) " " (req.target) " " (req.version) }
@@ -60,7 +62,7 @@ pub(super) fn view(ex: &Exchange) -> Markup {
                     @if !resp.trailers.is_empty() { h3 { "Trailers" } (headers(&resp.trailers)) }
                 }
             }
-            @if !ex.messages.is_empty() { (timeline(&ex.messages)) }
+            }
             @if !ex.tags.is_empty() {
                 section.tags { h2 { "Tags" }
                     table.headers { @for (k, v) in &ex.tags { tr { th { (k) } td { (v) } } } } }
