@@ -177,7 +177,7 @@
     var max = Math.max.apply(null, buckets.map(function (b) { return b.count; }).concat([1]));
     var w = 640 / buckets.length;
     buckets.forEach(function (b, i) {
-      var h = (b.count / max) * 100;
+      var h = (b.count / max) * 90;
       var bar = el("rect", { x: (i * w + 2).toFixed(1), y: (110 - h).toFixed(1),
         width: (w - 4).toFixed(1), height: h.toFixed(1), fill: "#6a9fd8", "class": "bucket" });
       bar.appendChild(el("title", {}, b.count + " requests"));
@@ -186,7 +186,7 @@
       svg.appendChild(el("text", { x: (i * w + w / 2).toFixed(1), y: "124", "font-size": "9",
         "text-anchor": "middle" }, label));
       if (b.count > 0) {
-        svg.appendChild(el("text", { x: (i * w + w / 2).toFixed(1), y: (106 - h).toFixed(1),
+        svg.appendChild(el("text", { x: (i * w + w / 2).toFixed(1), y: Math.max(10, 106 - h).toFixed(1),
           "font-size": "9", "text-anchor": "middle" }, String(b.count)));
       }
     });
