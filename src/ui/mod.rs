@@ -122,3 +122,6 @@ impl Viewer {
         r.patterns().unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests;
