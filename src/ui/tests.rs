@@ -8,7 +8,7 @@ use crate::model::{
 };
 
 fn exchange(i: u32) -> Exchange {
-    let status = if i % 10 == 0 { 503 } else { 200 };
+    let status = if i.is_multiple_of(10) { 503 } else { 200 };
     let (method, ctype, body): (&str, &str, &[u8]) = if i == 7 {
         ("POST", "text/html", b"<script>alert(1)</script>")
     } else {
