@@ -34,7 +34,7 @@ pub(super) fn page(viewer: &Viewer, reader: &dyn RecordingRead, q: &Query) -> Pa
         Ok(r) => r,
         Err(e) => return page::failure(viewer, 500, &format!("reading the recording: {e}")),
     };
-    let total = reader.count().unwrap_or(0);
+    let total = viewer.count(reader);
     let next = more
         .then(|| {
             rows.last()

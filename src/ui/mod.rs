@@ -42,6 +42,9 @@ pub struct Viewer {
     analysis: OnceLock<Result<FixtureSet, String>>,
     /// Whether a replay runs beside the pages (its admin API is at the same origin).
     control: bool,
+    /// The recording's size and when it was counted: `count(*)` walks the whole table
+    /// (a fifth of a second at a million rows), so pages reuse it for a while.
+    counted: Mutex<Option<(std::time::Instant, u64)>>,
 }
 
 impl Viewer {
@@ -59,8 +62,28 @@ impl Viewer {
             analyse,
             analysis: OnceLock::new(),
             control,
+            counted: Mutex::new(None),
         }
     }
+
+    /// How many exchanges `reader` holds, counted at most every [`Self::RECOUNT`].
+    fn count(&self, reader: &dyn RecordingRead) -> u64 {
+        let mut counted = match self.counted.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some((at, n)) = *counted {
+            if at.elapsed() < Self::RECOUNT {
+                return n;
+            }
+        }
+        let n = reader.count().unwrap_or(0);
+        *counted = Some((std::time::Instant::now(), n));
+        n
+    }
+
+    /// How long a count stands (a replay that keeps misses appends meanwhile).
+    const RECOUNT: std::time::Duration = std::time::Duration::from_secs(10);
 
     fn analysis(&self) -> &Result<FixtureSet, String> {
         self.analysis.get_or_init(|| (self.analyse)())
