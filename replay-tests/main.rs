@@ -29,4 +29,5 @@ mod stalls;
 mod streaming;
 mod tls;
 mod tunnels;
+mod viewer;
 mod websocket;
