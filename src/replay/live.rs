@@ -27,69 +27,97 @@ struct Totals {
     faults: u64,
 }
 
-/// One snapshot of the replay: totals and the latency histogram, read from the counters
-/// and the metrics registry.
-fn snapshot(replay: &Replay) -> (Totals, serde_json::Value) {
-    let mut errors = 0u64;
-    let mut bounds: Vec<f64> = Vec::new();
-    let mut cumulative: Vec<u64> = Vec::new();
-    let mut observed = 0u64;
-    let mut seconds = 0f64;
-    for family in replay.metrics().gather() {
-        match family.name() {
+/// What the live panels need of the metrics, read back from their text exposition (the one
+/// view of them every metrics layout keeps: names and labels are the documented ones).
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Scraped {
+    /// Answers with a 5xx or no status at all.
+    errors: u64,
+    /// `(upper bound in seconds, cumulative count)`, by bound; `+Inf` last.
+    buckets: Vec<(f64, u64)>,
+    observed: u64,
+    seconds: f64,
+    ws_active: i64,
+}
+
+/// The value of label `key` in a series' `{…}` part.
+fn label<'a>(labels: &'a str, key: &str) -> Option<&'a str> {
+    let start = labels.find(&format!("{key}=\""))? + key.len() + 2;
+    let rest = &labels[start..];
+    rest.find('"').map(|end| &rest[..end])
+}
+
+/// Reads the series the live panels use out of the Prometheus text `text`.
+fn scrape(text: &str) -> Scraped {
+    let mut s = Scraped::default();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+        match name {
             "mf_requests_total" => {
-                for m in family.get_metric() {
-                    let failed = m.get_label().iter().any(|l| {
-                        l.name() == "status"
-                            && (l.value() == "none"
-                                || l.value().parse::<u16>().is_ok_and(|s| s >= 500))
-                    });
-                    if failed {
-                        errors += m.get_counter().get_value() as u64;
-                    }
+                let status = label(labels, "status").unwrap_or("");
+                if status == "none" || status.parse::<u16>().is_ok_and(|c| c >= 500) {
+                    s.errors += value as u64;
                 }
             }
-            "mf_request_duration_seconds" => {
-                for m in family.get_metric() {
-                    let h = m.get_histogram();
-                    observed += h.get_sample_count();
-                    seconds += h.get_sample_sum();
-                    for (i, b) in h.get_bucket().iter().enumerate() {
-                        if bounds.len() <= i {
-                            bounds.push(b.upper_bound());
-                            cumulative.push(0);
-                        }
-                        cumulative[i] += b.cumulative_count();
-                    }
+            "mf_request_duration_seconds_bucket" => {
+                let le = match label(labels, "le") {
+                    Some("+Inf") => f64::INFINITY,
+                    Some(b) => b.parse().unwrap_or(f64::INFINITY),
+                    None => continue,
+                };
+                match s.buckets.iter_mut().find(|(b, _)| *b == le) {
+                    Some((_, c)) => *c += value as u64,
+                    None => s.buckets.push((le, value as u64)),
                 }
             }
+            "mf_request_duration_seconds_count" => s.observed += value as u64,
+            "mf_request_duration_seconds_sum" => s.seconds += value,
+            "mf_websocket_connections_active" => s.ws_active = value as i64,
             _ => {}
         }
     }
+    s.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    s
+}
+
+/// One snapshot of the replay: totals and the latency histogram.
+fn snapshot(replay: &Replay) -> (Totals, serde_json::Value) {
+    let m = scrape(&replay.metrics().render());
     // Per-bucket counts (the page draws bars), the last one for "slower than every bound".
     let mut buckets: Vec<serde_json::Value> = Vec::new();
     let mut below = 0u64;
-    for (bound, c) in bounds.iter().zip(&cumulative) {
-        buckets.push(serde_json::json!({ "le_ms": bound * 1000.0, "count": c - below }));
+    for (bound, c) in &m.buckets {
+        let le_ms = bound.is_finite().then(|| bound * 1000.0);
+        buckets.push(serde_json::json!({ "le_ms": le_ms, "count": c.saturating_sub(below) }));
         below = *c;
     }
-    buckets.push(serde_json::json!({ "le_ms": null, "count": observed.saturating_sub(below) }));
     let faults: u64 = replay.metrics().fault_counts().values().sum();
     let s = &replay.stats;
     let totals = Totals {
         requests: s.requests.load(Ordering::Relaxed),
-        errors,
+        errors: m.errors,
         faults,
     };
     let settings = replay.planner().settings();
+    let mean_ms = if m.observed > 0 {
+        m.seconds * 1000.0 / m.observed as f64
+    } else {
+        0.0
+    };
     let body = serde_json::json!({
         "requests": totals.requests,
         "matched": s.matched.load(Ordering::Relaxed),
         "unmatched": s.unmatched.load(Ordering::Relaxed),
         "errors": totals.errors,
         "faults": totals.faults,
-        "ws_active": replay.metrics().ws_active.get(),
-        "mean_ms": if observed > 0 { seconds * 1000.0 / observed as f64 } else { 0.0 },
+        "ws_active": m.ws_active,
+        "mean_ms": mean_ms,
         "latency_buckets": buckets,
         "mode": settings.scenario.mode,
         "error_rate": settings.scenario.error_rate,
@@ -149,6 +177,28 @@ pub(crate) fn stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_panels_read_the_exposition() {
+        let text = r#"# HELP mf_requests_total Requests served.
+# TYPE mf_requests_total counter
+mf_requests_total{match="matched",protocol="http/1.1",route="/a",status="200"} 7
+mf_requests_total{match="matched",protocol="http/1.1",route="/a",status="503"} 2
+mf_requests_total{match="unmatched",protocol="h2",route="unmatched",status="none"} 1
+mf_request_duration_seconds_bucket{protocol="http/1.1",route="/a",le="0.001"} 4
+mf_request_duration_seconds_bucket{protocol="http/1.1",route="/a",le="+Inf"} 9
+mf_request_duration_seconds_bucket{protocol="h2",route="unmatched",le="0.001"} 1
+mf_request_duration_seconds_bucket{protocol="h2",route="unmatched",le="+Inf"} 1
+mf_request_duration_seconds_sum{protocol="http/1.1",route="/a"} 0.5
+mf_request_duration_seconds_count{protocol="http/1.1",route="/a"} 9
+mf_request_duration_seconds_count{protocol="h2",route="unmatched"} 1
+mf_websocket_connections_active 3
+"#;
+        let s = scrape(text);
+        assert_eq!(s.errors, 3);
+        assert_eq!(s.buckets, vec![(0.001, 5), (f64::INFINITY, 10)]);
+        assert_eq!((s.observed, s.seconds, s.ws_active), (10, 0.5, 3));
+    }
 
     #[test]
     fn rates_are_per_second_over_the_interval() {

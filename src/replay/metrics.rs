@@ -177,11 +177,6 @@ impl Metrics {
             .collect()
     }
 
-    /// Every metric family as it stands now, for the admin's live feed.
-    pub(crate) fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
-        self.registry.gather()
-    }
-
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
