@@ -4,16 +4,29 @@
 
 use maud::{html, Markup};
 
+use super::diagram;
 use super::page::{self, bytes, ms};
 use super::Viewer;
 use crate::net::pages::PageResponse;
 use crate::store::fixtures::{Endpoint, FixtureSet};
-use crate::store::PatternRow;
+use crate::store::{ExchangeSummary, PatternRow};
 
-pub(super) fn page(viewer: &Viewer, stored: Vec<PatternRow>) -> PageResponse {
+pub(super) fn page(
+    viewer: &Viewer,
+    stored: Vec<PatternRow>,
+    sample: &[ExchangeSummary],
+) -> PageResponse {
     let content = match viewer.analysis() {
         Ok(set) => view(set, &stored),
         Err(e) => html! { p.error { "Inference failed: " (e) } },
+    };
+    let content = html! {
+        (content)
+        @if let Some(first) = sample.first() {
+            h2 { "Sequence diagram of connection " (first.connection_id) }
+            div.diagram { (diagram::svg(sample)) }
+            details { summary { "Mermaid source" } pre { (diagram::mermaid(sample, false)) } }
+        }
     };
     page::html(page::layout(viewer, "Endpoints & patterns", content))
 }
@@ -66,7 +79,7 @@ fn view(set: &FixtureSet, stored: &[PatternRow]) -> Markup {
             h3 { "Stored by mf infer" }
             ul.patterns { @for p in stored { li { span.kind { (p.kind) } " " (p.summary) } } }
         }
-        p { "A sequence diagram of one connection, trace or time window: "
+        p { "A sequence diagram of any connection, trace or time window: "
             a href="/diagram" { "Sequence diagram" } "." }
     }
 }

@@ -114,7 +114,10 @@ impl Pages for Viewer {
         let path = req.path.trim_end_matches('/');
         match path {
             "" | "/exchanges" => self.with_recording(|r| list::page(self, r, &query)),
-            "/endpoints" => endpoints::page(self, self.recording_patterns()),
+            "/endpoints" => {
+                let (patterns, sample) = self.recording_patterns();
+                endpoints::page(self, patterns, &sample)
+            }
             "/diagram" => self.with_recording(|r| diagram::page(self, r, &query)),
             "/control" if self.control => control::page(self),
             "/assets/ui.js" => PageResponse::ok(
@@ -133,16 +136,35 @@ impl Pages for Viewer {
 }
 
 impl Viewer {
-    /// The patterns `mf infer` stored in the recording, if any (empty for a folder).
-    fn recording_patterns(&self) -> Vec<crate::store::PatternRow> {
+    /// The patterns `mf infer` stored in the recording, if any, and the exchanges of one
+    /// busy connection near its start, for a sample diagram (both empty for a folder).
+    fn recording_patterns(
+        &self,
+    ) -> (
+        Vec<crate::store::PatternRow>,
+        Vec<crate::store::ExchangeSummary>,
+    ) {
         let Some(m) = &self.recording else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
         let r = match m.lock() {
             Ok(r) => r,
             Err(poisoned) => poisoned.into_inner(),
         };
-        r.patterns().unwrap_or_default()
+        // The first page of the recording is enough to find a connection worth drawing;
+        // the whole recording would be a walk over a million rows.
+        let first = r.summaries_after(0, 1000).unwrap_or_default();
+        let mut per: std::collections::BTreeMap<i64, usize> = Default::default();
+        for s in &first {
+            *per.entry(s.connection_id).or_default() += 1;
+        }
+        let busiest = per.iter().max_by_key(|(c, n)| (**n, -**c)).map(|(c, _)| *c);
+        let sample = first
+            .into_iter()
+            .filter(|s| Some(s.connection_id) == busiest)
+            .take(12)
+            .collect();
+        (r.patterns().unwrap_or_default(), sample)
     }
 }
 

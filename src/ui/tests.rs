@@ -147,4 +147,10 @@ fn recorded_data_is_shown_as_text_on_every_page() {
     );
     let (_, endpoints) = get(&v, "/endpoints", "");
     assert!(endpoints.contains("Inference failed: off"), "{endpoints}");
+    // The busiest connection near the start is drawn (the first of the busiest ones).
+    assert!(
+        endpoints.contains("Sequence diagram of connection 1<"),
+        "{endpoints}"
+    );
+    assert_eq!(endpoints.matches("class=\"arrow\"").count(), 16);
 }
