@@ -2,6 +2,7 @@
 
 mod alpn;
 mod big_replay;
+mod browser;
 mod capture_filters;
 mod capture_parity;
 mod cli;
@@ -30,4 +31,5 @@ mod stalls;
 mod streaming;
 mod tls;
 mod tunnels;
+mod viewer;
 mod websocket;

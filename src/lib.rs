@@ -3,7 +3,7 @@
 //! The crate is layered; each module imports only from the ones below it:
 //!
 //! ```text
-//! cli ─→ capture / replay / infer / diff ─→ decode / store / net ─→ vocab ─→ model
+//! cli ─→ capture / replay / infer / diff / ui ─→ decode / store / net ─→ vocab ─→ model
 //! ```
 //!
 //! [`model::Exchange`] is the one type that flows through all of them.
@@ -18,4 +18,5 @@ pub mod net;
 pub mod replay;
 pub mod store;
 pub mod tls;
+pub mod ui;
 pub mod vocab;

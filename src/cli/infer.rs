@@ -61,55 +61,13 @@ pub(super) fn run(args: InferArgs) -> anyhow::Result<u8> {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
-    bar.set_message("templates");
-    let mut builder = TemplateBuilder::default();
-    reader
-        .for_each_target(&mut |method, target| {
-            builder.add(method, path_of(target));
-            bar.inc(1);
-        })
-        .with_context(what)?;
     let config = InferConfig {
         redact: !args.no_redact,
         extra_redact: args.redact.clone(),
         max_examples: args.examples,
     };
-    let mut analyzer = Analyzer::new(builder.finish(), config);
-    bar.set_message("analysing");
-    // Reading (SQLite, zstd, header decoding) and analysis each take about half the time: a
-    // reader thread feeding a bounded channel uses the second core and keeps memory flat.
-    // Batches, so that the two threads meet every few hundred exchanges, not every one.
-    const BATCH: usize = 256;
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<crate::model::Exchange>>(8);
-    let path = args.recording.clone();
-    let read = std::thread::spawn(move || -> anyhow::Result<()> {
-        let mut batch = Vec::with_capacity(BATCH);
-        reader
-            .for_each(&mut |ex| {
-                batch.push(ex);
-                batch.len() < BATCH
-                    || tx
-                        .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
-                        .is_ok()
-            })
-            .with_context(|| format!("reading {}", path.display()))?;
-        if !batch.is_empty() {
-            let _ = tx.send(batch);
-        }
-        Ok(())
-    });
-    for batch in rx {
-        for ex in &batch {
-            analyzer.add(ex);
-        }
-        bar.inc(batch.len() as u64);
-    }
-    match read.join() {
-        Ok(result) => result?,
-        Err(_) => anyhow::bail!("the reader thread failed"),
-    }
+    let inferred = analyse(&args.recording, reader, config, &bar)?;
     bar.finish_and_clear();
-    let inferred = analyzer.finish().context("building fixtures")?;
     fixtures::write_dir(&args.output, &inferred.files)
         .with_context(|| format!("writing fixtures to {}", args.output.display()))?;
     // The fixtures are the product; a read-only recording only loses `mf patterns`.
@@ -141,4 +99,61 @@ pub(super) fn run(args: InferArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// Both passes of inference over the recording `reader` reads (at `path`, for messages),
+/// with progress on `bar`: what `mf infer` writes out and the viewer's endpoints page shows.
+///
+/// # Errors
+/// Reading the recording failed, or the fixtures could not be built.
+pub(super) fn analyse(
+    path: &std::path::Path,
+    reader: Box<dyn crate::store::RecordingRead>,
+    config: InferConfig,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<crate::infer::Inferred> {
+    let what = || format!("reading {}", path.display());
+    bar.set_message("templates");
+    let mut builder = TemplateBuilder::default();
+    reader
+        .for_each_target(&mut |method, target| {
+            builder.add(method, path_of(target));
+            bar.inc(1);
+        })
+        .with_context(what)?;
+    let mut analyzer = Analyzer::new(builder.finish(), config);
+    bar.set_message("analysing");
+    // Reading (SQLite, zstd, header decoding) and analysis each take about half the time: a
+    // reader thread feeding a bounded channel uses the second core and keeps memory flat.
+    // Batches, so that the two threads meet every few hundred exchanges, not every one.
+    const BATCH: usize = 256;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<crate::model::Exchange>>(8);
+    let path = path.to_path_buf();
+    let read = std::thread::spawn(move || -> anyhow::Result<()> {
+        let mut batch = Vec::with_capacity(BATCH);
+        reader
+            .for_each(&mut |ex| {
+                batch.push(ex);
+                batch.len() < BATCH
+                    || tx
+                        .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                        .is_ok()
+            })
+            .with_context(|| format!("reading {}", path.display()))?;
+        if !batch.is_empty() {
+            let _ = tx.send(batch);
+        }
+        Ok(())
+    });
+    for batch in rx {
+        for ex in &batch {
+            analyzer.add(ex);
+        }
+        bar.inc(batch.len() as u64);
+    }
+    match read.join() {
+        Ok(result) => result?,
+        Err(_) => anyhow::bail!("the reader thread failed"),
+    }
+    analyzer.finish().context("building fixtures")
 }

@@ -6,6 +6,7 @@
 mod ca;
 mod copy;
 mod ctl;
+mod diagram;
 mod diff;
 mod export;
 mod export_curl;
@@ -28,6 +29,7 @@ mod sniff;
 mod sql;
 mod stats;
 mod synthetic;
+mod ui;
 pub(crate) mod util;
 
 use clap::{Parser, Subcommand};
@@ -65,6 +67,8 @@ pub(crate) enum Command {
     Infer(infer::InferArgs),
     Patterns(patterns::PatternsArgs),
     Diff(diff::DiffArgs),
+    Ui(ui::UiArgs),
+    Diagram(diagram::DiagramArgs),
     #[command(hide = true)]
     Generate(generate::GenerateArgs),
 }
@@ -105,6 +109,8 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Infer(args) => infer::run(args),
         Command::Patterns(args) => patterns::run(args),
         Command::Diff(args) => diff::run(args),
+        Command::Ui(args) => ui::run(args),
+        Command::Diagram(args) => diagram::run(args),
         Command::Generate(args) => generate::run(args),
     }
 }

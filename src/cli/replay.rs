@@ -482,11 +482,12 @@ fn serve(
         let (trigger, shutdown) = crate::net::shutdown_pair();
         if let Some(l) = admin {
             let addr = l.local_addr().context("reading the admin address")?;
-            eprintln!("mf: admin API at {addr} (GET /metrics, /api/state)");
-            tokio::spawn(crate::replay::admin::serve(
+            eprintln!("mf: admin API at {addr} (GET /metrics, /api/state; viewer and control center at http://{addr}/)");
+            tokio::spawn(crate::replay::admin::serve_with_pages(
                 l,
                 replay.clone(),
                 admin_token(args)?.map(|t| t.expose().to_string()),
+                Some(super::ui::viewer(&args.recording, true)?),
                 shutdown.clone(),
             ));
         }

@@ -71,6 +71,7 @@ impl SelectArgs {
                 .slower_than
                 .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
             errors: self.errors,
+            ..Selection::default()
         }
     }
 }

@@ -29,21 +29,8 @@ pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         .map_err(|e| format!("{s:?} is not a duration (try 30s or 500ms): {e}"))
 }
 
-/// Human-readable byte count.
-pub(crate) fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
+/// Human-readable byte count (`1.5 KiB`).
+pub(crate) use crate::vocab::human_bytes;
 
 /// Opens a recording for reading with the path in the error. Commands read through the
 /// store's trait, never a backend's own type.

@@ -2,8 +2,9 @@
 //! accepting with graceful shutdown (`listen`), the front door that takes an accepted
 //! connection through TLS, protocol detection and CONNECT interception to a service
 //! (`door`), dialing upstreams and replay targets (`dial`), the plain-text HTTP/1 error
-//! answers every server writes (`reply`), how long a client may take (`timeouts`), and the
-//! read buffers lent to busy connections (`bufpool`).
+//! answers every server writes (`reply`), how long a client may take (`timeouts`), the
+//! read buffers lent to busy connections (`bufpool`), who may use a local control port
+//! (`guard`), and the seam through which such a port serves web pages (`pages`).
 //!
 //! Sits below `capture` and `replay` so both may use it. Imports: `vocab` and `tls` (a leaf:
 //! why a handshake failed), plus tokio, rustls and socket2; never a stage, never `decode`.
@@ -11,7 +12,9 @@
 mod bufpool;
 pub mod dial;
 pub mod door;
+pub mod guard;
 mod listen;
+pub mod pages;
 pub mod reply;
 mod timeouts;
 

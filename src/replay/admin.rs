@@ -10,17 +10,15 @@
 //! | POST   | `/api/preset`  | `{"name":"network-issues"}`                                |
 //! | POST   | `/api/reset`   | sequence counters and rule counters start over             |
 //! | GET    | `/api/stats`   | request, fault and rule counts                             |
+//! | GET    | `/api/live`    | Server-Sent Events: one JSON snapshot a second (`live`)    |
+//! | GET    | anything else  | the pages given to [`serve_with_pages`] (the viewer), if any |
 //!
 //! hyper is fine here (unlike the replay port) because nobody cares about header case on a
-//! control API. With a token set, every request needs `Authorization: Bearer TOKEN`.
+//! control API. With a token set, every request needs `Authorization: Bearer TOKEN` (or, from
+//! a browser, the cookie a `?token=` page load sets).
 //!
-//! A control API on loopback is still reachable from every web page the user opens: a page
-//! can POST to `http://127.0.0.1:PORT` with a "simple" content type (no preflight), and DNS
-//! rebinding lets a page read answers under its own host name. So, before anything else:
-//! a request whose `Origin` is not the admin's own is refused; without a token, the `Host`
-//! must be an IP literal or `localhost` (a rebinding page's host is a DNS name); and every
-//! mutation must say `Content-Type: application/json` (or YAML for rules), which no page can
-//! send cross-site without a preflight this server never answers.
+//! Before anything else every request passes [`crate::net::guard`]: Origin, Host and
+//! Content-Type checks against cross-site pages and DNS rebinding, and the token.
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
@@ -29,7 +27,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
@@ -37,7 +36,8 @@ use super::latency::LatencySpec;
 use super::pipeline::Replay;
 use super::rules::Rule;
 use super::scenario::{self, Mode, Scenario};
-use crate::net::Shutdown;
+use crate::net::pages::{PageRequest, Pages};
+use crate::net::{guard, Shutdown};
 
 /// Control requests are small; anything larger is a mistake.
 const MAX_BODY: usize = 1 << 20;
@@ -49,8 +49,21 @@ pub async fn serve(
     token: Option<String>,
     shutdown: Shutdown,
 ) {
+    serve_with_pages(listener, replay, token, None, shutdown).await;
+}
+
+/// As [`serve`], with `pages` answering the `GET`s that are not the API (the viewer and
+/// control center at `/`), behind the same guard.
+pub async fn serve_with_pages(
+    listener: tokio::net::TcpListener,
+    replay: Arc<Replay>,
+    token: Option<String>,
+    pages: Option<Arc<dyn Pages>>,
+    shutdown: Shutdown,
+) {
     let token: Arc<Option<String>> = Arc::new(token);
     let port = listener.local_addr().map_or(0, |a| a.port());
+    let live_shutdown = shutdown.clone();
     crate::net::accept_loop(
         listener,
         shutdown,
@@ -58,14 +71,18 @@ pub async fn serve(
         move |stream, _peer, mut shutdown| {
             let replay = replay.clone();
             let token = token.clone();
+            let pages = pages.clone();
+            let live_shutdown = live_shutdown.clone();
             async move {
-                let service = hyper::service::service_fn(move |req| {
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let replay = replay.clone();
                     let token = token.clone();
+                    let pages = pages.clone();
+                    let live_shutdown = live_shutdown.clone();
                     async move {
                         let answer = match refusal(&req, port, token.as_deref()) {
-                            Some(refused) => refused,
-                            None => handle(&replay, req).await,
+                            Some(refused) => refused.map(BodyExt::boxed),
+                            None => route(replay, pages, live_shutdown, req).await,
                         };
                         Ok::<_, Infallible>(answer)
                     }
@@ -81,6 +98,46 @@ pub async fn serve(
         },
     )
     .await;
+}
+
+/// The live feed, the pages, or the JSON API, by path.
+async fn route(
+    replay: Arc<Replay>,
+    pages: Option<Arc<dyn Pages>>,
+    shutdown: Shutdown,
+    req: Request<Incoming>,
+) -> Response<BoxBody<Bytes, Infallible>> {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let api = path == "/metrics" || path.starts_with("/api/");
+    if req.method() == Method::GET && path == "/api/live" {
+        let body = StreamBody::new(super::live::stream(replay, shutdown));
+        let mut r = Response::new(BodyExt::boxed(body));
+        let h = r.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/event-stream"),
+        );
+        h.insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+        return r;
+    }
+    if let (Some(pages), false, true) = (pages, api, req.method() == Method::GET) {
+        let query = req.uri().query().map(String::from);
+        let cookie = guard::token_cookie(query.as_deref());
+        let page = PageRequest {
+            method: req.method().to_string(),
+            path: req.uri().path().to_string(),
+            query: query.unwrap_or_default(),
+        };
+        let mut r = crate::net::pages::answer(pages, page).await;
+        if let Some(v) = cookie.and_then(|c| http::HeaderValue::from_str(&c).ok()) {
+            r.headers_mut().insert(http::header::SET_COOKIE, v);
+        }
+        return r.map(BodyExt::boxed);
+    }
+    handle(&replay, req).await.map(BodyExt::boxed)
 }
 
 fn respond(
@@ -110,88 +167,21 @@ fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
 
-/// Why a request must not reach the control API (see the module header), as the answer to
-/// send; `None` lets it through.
+/// Why a request must not reach the control API (see [`guard`]), as the answer to send;
+/// `None` lets it through.
 fn refusal<B>(req: &Request<B>, port: u16, token: Option<&str>) -> Option<Response<Full<Bytes>>> {
-    let header = |name: http::header::HeaderName| {
-        req.headers()
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
-    };
-    let host = header(http::header::HOST).unwrap_or_default();
-    if let Some(origin) = header(http::header::ORIGIN) {
-        let own = ["http://", "https://"]
-            .iter()
-            .any(|scheme| origin.eq_ignore_ascii_case(&format!("{scheme}{host}")));
-        if !own {
-            return Some(error(
-                StatusCode::FORBIDDEN,
-                format!("requests from origin {origin} are not accepted"),
-            ));
-        }
-    }
-    if let Some(token) = token {
-        let given = header(http::header::AUTHORIZATION);
-        let given = given
-            .as_deref()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-            return Some(error(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong bearer token",
-            ));
-        }
-    } else if !host_is_local(&host, port) {
-        return Some(error(
-            StatusCode::FORBIDDEN,
-            format!(
-                "Host {host:?} is not this admin address (use 127.0.0.1:{port}, or set --admin-token)"
-            ),
-        ));
-    }
-    let mutation = matches!(*req.method(), Method::POST | Method::PUT | Method::DELETE);
-    if mutation {
-        let ct = header(http::header::CONTENT_TYPE)
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        let essence = ct.split(';').next().unwrap_or("").trim().to_string();
-        let yaml = req.uri().path().trim_end_matches('/') == "/api/rules"
-            && matches!(
-                essence.as_str(),
-                "application/yaml" | "application/x-yaml" | "text/yaml"
-            );
-        if essence != "application/json" && !yaml {
-            return Some(error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "changes need Content-Type: application/json",
-            ));
-        }
-    }
-    None
-}
-
-/// True when `host` (a Host header) names this machine by an IP literal or `localhost`, with
-/// the admin's port (or none, which means the scheme's default and cannot be ours anyway
-/// unless the admin listens there).
-fn host_is_local(host: &str, port: u16) -> bool {
-    let (name, given_port) = match host.rsplit_once(':') {
-        Some((n, p)) if !n.ends_with(']') || host.starts_with('[') => (n, p.parse::<u16>().ok()),
-        _ => (host, None),
-    };
-    let name = name.trim_start_matches('[').trim_end_matches(']');
-    let named_ok =
-        name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok();
-    named_ok && given_port.unwrap_or(80) == port
-}
-
-/// Compares two byte strings in time that depends only on their lengths, so the token cannot
-/// be guessed byte by byte from response times.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let r = guard::refusal(
+        req.method(),
+        req.uri().path(),
+        req.uri().query(),
+        req.headers(),
+        port,
+        token,
+    )?;
+    Some(error(
+        StatusCode::from_u16(r.status).unwrap_or(StatusCode::FORBIDDEN),
+        r.message,
+    ))
 }
 
 async fn handle(replay: &Replay, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -215,7 +205,11 @@ async fn handle(replay: &Replay, req: Request<Incoming>) -> Response<Full<Bytes>
         ),
         (Method::GET, "/api/state" | "") => json(
             StatusCode::OK,
-            &serde_json::json!({ "seed": planner.seed(), "settings": to_json(&planner.settings()) }),
+            &serde_json::json!({
+                "seed": planner.seed(),
+                "settings": to_json(&planner.settings()),
+                "builtin_presets": scenario::PRESETS,
+            }),
         ),
         (Method::GET, "/api/mode") => json(StatusCode::OK, &to_json(&planner.settings().scenario)),
         (Method::PUT | Method::POST, "/api/mode") => match scenario_from_json(&body) {
@@ -413,8 +407,8 @@ mod tests {
             status(&request(Method::GET, "/api/state", &wrong), Some("s3cret")),
             401
         );
-        assert!(!constant_time_eq(b"a", b"ab"));
-        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        assert!(!guard::constant_time_eq(b"a", b"ab"));
+        assert!(guard::constant_time_eq(b"s3cret", b"s3cret"));
     }
 
     #[test]

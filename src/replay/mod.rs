@@ -17,7 +17,8 @@
 //!   `body` holds the HTTP/2 body types h2 and gRPC share, `timed` sends a body in its
 //!   recorded chunks at their recorded offsets (HTTP/1 writes, HTTP/2 DATA frames).
 //! - `service`: the replay behind the front door (`net::door`), routing connections to the
-//!   protocols. `admin` is the control API and `metrics` the Prometheus exposition it serves.
+//!   protocols. `admin` is the control API and `metrics` the Prometheus exposition it serves;
+//!   `live` the Server-Sent Events feed of the control center's live panels.
 //! - `to`: the other direction, `mf replay --to`: the recorded requests sent to a live target,
 //!   its answers handed to an observer (the CLI's, which judges them with `diff`).
 //!
@@ -36,6 +37,7 @@ mod h1;
 mod h2;
 mod index;
 pub mod latency;
+mod live;
 pub mod matcher;
 pub mod metrics;
 pub mod miss;

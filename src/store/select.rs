@@ -78,6 +78,11 @@ pub struct Selection {
     pub slower_than_ns: Option<u64>,
     /// Only failures: no response (transport error), a 5xx, or a gRPC status other than 0.
     pub errors: bool,
+    /// Only exchanges of this client connection.
+    pub connection_id: Option<i64>,
+    /// Only exchanges with an id above this: the cursor of a page (ids grow in recording
+    /// order, so the primary key finds the page's start without walking the rows before it).
+    pub after_id: Option<i64>,
 }
 
 impl Selection {
@@ -158,6 +163,14 @@ impl Selection {
         if let Some(ns) = self.slower_than_ns {
             params.push(Value::Integer(i64::try_from(ns).unwrap_or(i64::MAX)));
             parts.push("e.response_end_ns > ?".into());
+        }
+        if let Some(c) = self.connection_id {
+            params.push(Value::Integer(c));
+            parts.push("e.connection_id = ?".into());
+        }
+        if let Some(id) = self.after_id {
+            params.push(Value::Integer(id));
+            parts.push("e.id > ?".into());
         }
         if self.errors {
             parts.push(
@@ -275,6 +288,10 @@ impl InMemory {
             && sel
                 .slower_than_ns
                 .is_none_or(|t| ex.timings.response_end_ns.is_some_and(|d| d > t))
+            && sel
+                .connection_id
+                .is_none_or(|c| i64::try_from(ex.connection_id).is_ok_and(|x| x == c))
+            && sel.after_id.is_none_or(|id| ex.id > id)
             && errors_ok
     }
 }

@@ -7,6 +7,7 @@
 //!
 //! Imports: `model` only (and the `http` crate's types).
 
+pub mod curl;
 pub mod secrets;
 pub mod volatile;
 
@@ -214,6 +215,22 @@ pub fn header_map(headers: &[Header], body_len: Option<usize>) -> HeaderMap {
         map.append(n, v);
     }
     map
+}
+
+/// Human-readable byte count (`512 B`, `1.5 KiB`): listings, summaries and the viewer.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }
 
 #[cfg(test)]

@@ -89,6 +89,14 @@ pub(super) fn where_clause(selection: &Selection, first: usize) -> (String, Vec<
         let m = mark(&mut params, Box::new(i64::try_from(ns).unwrap_or(i64::MAX)));
         parts.push(format!("e.response_end_ns > {m}"));
     }
+    if let Some(c) = selection.connection_id {
+        let m = mark(&mut params, Box::new(c));
+        parts.push(format!("e.connection_id = {m}"));
+    }
+    if let Some(id) = selection.after_id {
+        let m = mark(&mut params, Box::new(id));
+        parts.push(format!("e.id > {m}"));
+    }
     if selection.errors {
         parts.push(
             "(e.error IS NOT NULL OR e.status IS NULL OR e.status >= 500 OR e.protocol = 'grpc')"
