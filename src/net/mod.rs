@@ -3,7 +3,8 @@
 //! connection through TLS, protocol detection and CONNECT interception to a service
 //! (`door`), dialing upstreams and replay targets (`dial`), the plain-text HTTP/1 error
 //! answers every server writes (`reply`), how long a client may take (`timeouts`), and the
-//! read buffers lent to busy connections (`bufpool`).
+//! read buffers lent to busy connections (`bufpool`), and the Prometheus metrics both the
+//! replay and the recording proxy export (`metrics`).
 //!
 //! Sits below `capture` and `replay` so both may use it. Imports: `vocab` and `tls` (a leaf:
 //! why a handshake failed), plus tokio, rustls and socket2; never a stage, never `decode`.
@@ -12,6 +13,7 @@ mod bufpool;
 pub mod dial;
 pub mod door;
 mod listen;
+pub mod metrics;
 pub mod reply;
 mod timeouts;
 

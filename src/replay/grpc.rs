@@ -85,6 +85,8 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
     };
     let decision = replay.decide(&view);
     let Some(index) = decision.matched() else {
+        // An unmatched method is the client's: counted under a bounded label.
+        replay.metrics().grpc_call(path, Some(12));
         replay.finish(view.path(), &decision, 200);
         return trailers_only(12, &format!("mf: no recorded call matches {path}"));
     };
@@ -98,11 +100,7 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
     }
     match &plan.fault {
         Some(Fault::GrpcStatus { code, message }) => {
-            replay
-                .metrics()
-                .grpc_calls
-                .with_label_values(&[path, &code.to_string()])
-                .inc();
+            replay.metrics().grpc_call(path, Some(*code));
             replay.finish(view.path(), &decision, 200);
             return trailers_only(*code, message);
         }
@@ -117,19 +115,17 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
                 _ => 2,
             };
             let message = format!("mf: injected fault (HTTP {code})");
-            replay
-                .metrics()
-                .grpc_calls
-                .with_label_values(&[path, &grpc_code.to_string()])
-                .inc();
+            replay.metrics().grpc_call(path, Some(grpc_code));
             replay.finish(view.path(), &decision, 200);
             return trailers_only(grpc_code, &message);
         }
         Some(Fault::Hang) => {
+            replay.metrics().grpc_call(path, None);
             replay.finish(view.path(), &decision, 0);
             std::future::pending::<()>().await
         }
         Some(Fault::Reset) | Some(Fault::GrpcAbort) => {
+            replay.metrics().grpc_call(path, None);
             replay.finish(view.path(), &decision, 0);
             // hyper turns a body error into RST_STREAM (INTERNAL_ERROR) for this stream.
             return Response::builder()
@@ -141,6 +137,9 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
         _ => {}
     }
     let status = prepared.head.as_ref().map_or(200, |h| h.0);
+    // The recorded call's status is the one this answer ends with.
+    let code = crate::net::metrics::grpc_status(replay.exchange(index));
+    replay.metrics().grpc_call(path, code);
     replay.finish(view.path(), &decision, status);
 
     let latency = replay.config().recorded_latency;

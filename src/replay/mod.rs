@@ -31,7 +31,8 @@ mod h1;
 mod h2;
 pub mod latency;
 pub mod matcher;
-pub mod metrics;
+/// The metric set lives in `net`, shared with the recording proxy.
+pub use crate::net::metrics;
 pub mod miss;
 pub mod pipeline;
 pub mod plan;

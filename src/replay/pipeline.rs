@@ -21,7 +21,7 @@ use super::source::{Answer as SourceAnswer, AnswerSource};
 use crate::decode::h1;
 use crate::model::{Exchange, Header, Protocol, Response};
 use crate::vocab::secrets::log_target;
-use crate::vocab::{origin_form, route_template, split_target};
+use crate::vocab::{origin_form, split_target};
 
 /// Replay settings, validated by the CLI.
 #[derive(Clone, Debug)]
@@ -160,8 +160,6 @@ pub struct Replay {
     /// The recording itself, for the streaming paths (HTTP/2, gRPC, WebSocket).
     exchanges: Vec<Exchange>,
     grpc: GrpcIndex,
-    /// Route labels given to unmatched requests so far (bounded: see [`MAX_UNMATCHED_ROUTES`]).
-    unmatched_routes: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Per recorded exchange, the metric series its answers usually update, looked up once.
     series: Vec<std::sync::OnceLock<Series>>,
     /// Record-on-miss: who answers what nothing else does, and what it taught.
@@ -176,12 +174,6 @@ struct Series {
     count: prometheus::IntCounter,
     duration: prometheus::Histogram,
 }
-
-/// Distinct route labels unmatched requests may get before the rest share one `unmatched`
-/// label. Matched routes are bounded by the recording; unmatched paths come from clients, and
-/// one label per path let a scanner grow `/metrics` without bound (257k paths made 2.35M
-/// series).
-const MAX_UNMATCHED_ROUTES: usize = 100;
 
 impl Replay {
     /// Prepares `exchanges` (in recorded order) for serving.
@@ -202,7 +194,6 @@ impl Replay {
             source: None,
             config,
             stats: ReplayStats::default(),
-            unmatched_routes: Default::default(),
             series: exchanges
                 .iter()
                 .map(|_| std::sync::OnceLock::new())
@@ -229,7 +220,6 @@ impl Replay {
             source: Some(source),
             config,
             stats: ReplayStats::default(),
-            unmatched_routes: Default::default(),
             series: Vec::new(),
             misses: std::sync::OnceLock::new(),
         }))
@@ -457,7 +447,7 @@ impl Replay {
         let route: &str = match matched {
             Some(i) => &self.rendered[i].route,
             None => {
-                unmatched_route = self.unmatched_route(path);
+                unmatched_route = self.metrics.bounded_route(path);
                 &unmatched_route
             }
         };
@@ -477,24 +467,6 @@ impl Replay {
         let response = self.misses.get()?.find(incoming)?;
         self.stats.matched.fetch_add(1, Ordering::Relaxed);
         Some(Found::Sourced(Box::new(response)))
-    }
-
-    /// The metrics route label of an unmatched request to `path`: its template while fewer
-    /// than [`MAX_UNMATCHED_ROUTES`] have been seen, else `unmatched`. Unmatched requests
-    /// already build a near-miss report, so the lock here is off the hot path.
-    fn unmatched_route(&self, path: &str) -> String {
-        let route = route_template(path);
-        let Ok(mut seen) = self.unmatched_routes.lock() else {
-            return "unmatched".into();
-        };
-        if seen.contains(&route) {
-            return route;
-        }
-        if seen.len() < MAX_UNMATCHED_ROUTES {
-            seen.insert(route.clone());
-            return route;
-        }
-        "unmatched".into()
     }
 }
 
