@@ -6,14 +6,19 @@
 //! read buffers lent to busy connections (`bufpool`), and the Prometheus metrics both the
 //! replay and the recording proxy export (`metrics`).
 //!
+//! The admin listeners' guard (`admin`) is here too, so that both stages' admin ports refuse
+//! the same requests.
+//!
 //! Sits below `capture` and `replay` so both may use it. Imports: `vocab` and `tls` (a leaf:
 //! why a handshake failed), plus tokio, rustls and socket2; never a stage, never `decode`.
 
+pub mod admin;
 mod bufpool;
 pub mod dial;
 pub mod door;
 mod listen;
 pub mod metrics;
+pub mod otlp;
 pub mod reply;
 mod timeouts;
 
