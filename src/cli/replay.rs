@@ -188,8 +188,16 @@ pub(crate) fn parse_secret(s: &str) -> Result<Secret, String> {
 /// The control API's token: `--admin-token`/`MF_ADMIN_TOKEN`, or the first line of
 /// `--admin-token-file`.
 fn admin_token(args: &ReplayArgs) -> anyhow::Result<Option<Secret>> {
-    let Some(path) = &args.admin_token_file else {
-        return Ok(args.admin_token.clone());
+    token_of(args.admin_token.as_ref(), args.admin_token_file.as_deref())
+}
+
+/// The admin token given as `token` or in the first line of `file` (shared with `mf record`).
+pub(super) fn token_of(
+    token: Option<&Secret>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<Secret>> {
+    let Some(path) = file else {
+        return Ok(token.cloned());
     };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading --admin-token-file {}", path.display()))?;
@@ -405,13 +413,21 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
 
 /// `--admin`, checked: off loopback it needs a token.
 fn admin_addr(args: &ReplayArgs) -> anyhow::Result<Option<std::net::SocketAddr>> {
-    let Some(a) = &args.admin else {
+    admin_addr_of(args.admin.as_deref(), admin_token(args)?.as_ref())
+}
+
+/// `--admin ADDR` checked against the token (shared with `mf record`).
+pub(super) fn admin_addr_of(
+    admin: Option<&str>,
+    token: Option<&Secret>,
+) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    let Some(a) = admin else {
         return Ok(None);
     };
     let addr: std::net::SocketAddr = a
         .parse()
         .with_context(|| format!("--admin {a}: expected IP:PORT"))?;
-    if !addr.ip().is_loopback() && admin_token(args)?.is_none() {
+    if !addr.ip().is_loopback() && token.is_none() {
         bail!(
             "--admin {addr} is reachable from other hosts: set --admin-token (or MF_ADMIN_TOKEN)"
         );
