@@ -155,6 +155,11 @@ pub struct ReplayArgs {
     )]
     pub admin_token_file: Option<std::path::PathBuf>,
 
+    /// Export one OpenTelemetry span per answered request to this OTLP/HTTP collector
+    /// (http://HOST:4318; `/v1/traces` is added), a child of the request's traceparent.
+    #[arg(long, value_name = "URL", help_heading = "Control")]
+    pub otlp: Option<String>,
+
     #[command(flatten)]
     pub(crate) to: Box<super::replay_to::ToArgs>,
 }
@@ -475,6 +480,14 @@ fn serve(
             }
             None => None,
         };
+        let exporter = match &args.otlp {
+            Some(url) => {
+                let e = crate::net::otlp::Exporter::start(url, "mf replay", replay.metrics())?;
+                replay.set_exporter(e.clone());
+                Some(e)
+            }
+            None => None,
+        };
         // Installed before the announcement: a Ctrl-C right after it is a clean stop.
         let stop = crate::net::termination_signal();
         let misses = match &args.upstream {
@@ -506,6 +519,9 @@ fn serve(
             trigger.trigger();
         });
         service::serve(listener, replay.clone(), shutdown, door).await;
+        if let Some(e) = exporter {
+            e.flush(std::time::Duration::from_secs(2)).await;
+        }
         anyhow::Ok(())
     })?;
     eprintln!("mf: {}", replay.stats.summary());

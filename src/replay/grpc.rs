@@ -61,8 +61,9 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
     let start = Instant::now();
     let (parts, mut body) = req.into_parts();
     let path = parts.uri.path();
-    // Headers only matter to rules that match on them; the answer is the recorded one.
-    let req_headers = if replay.planner().reads_headers() {
+    // Headers only matter to rules that match on them, and to spans (`traceparent`); the
+    // answer is the recorded one.
+    let req_headers = if replay.planner().reads_headers() || replay.traced() {
         headers_from_map(&parts.headers)
     } else {
         Vec::new()
@@ -86,12 +87,11 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
     let decision = replay.decide(&view);
     let Some(index) = decision.matched() else {
         // An unmatched method is the client's: counted under a bounded label.
-        replay.metrics().grpc_call(path, Some(12));
-        replay.finish(view.path(), &decision, 200);
+        replay.finish_grpc(view.path(), &decision, 200, Some(12));
         return trailers_only(12, &format!("mf: no recorded call matches {path}"));
     };
     let Some(prepared) = replay.grpc().prepared(index) else {
-        replay.finish(view.path(), &decision, 200);
+        replay.finish_grpc(view.path(), &decision, 200, Some(13));
         return trailers_only(13, "mf: recorded call is not a grpc call");
     };
     let plan = &decision.plan;
@@ -100,8 +100,7 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
     }
     match &plan.fault {
         Some(Fault::GrpcStatus { code, message }) => {
-            replay.metrics().grpc_call(path, Some(*code));
-            replay.finish(view.path(), &decision, 200);
+            replay.finish_grpc(view.path(), &decision, 200, Some(*code));
             return trailers_only(*code, message);
         }
         Some(Fault::Status { code, .. }) => {
@@ -115,18 +114,15 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
                 _ => 2,
             };
             let message = format!("mf: injected fault (HTTP {code})");
-            replay.metrics().grpc_call(path, Some(grpc_code));
-            replay.finish(view.path(), &decision, 200);
+            replay.finish_grpc(view.path(), &decision, 200, Some(grpc_code));
             return trailers_only(grpc_code, &message);
         }
         Some(Fault::Hang) => {
-            replay.metrics().grpc_call(path, None);
-            replay.finish(view.path(), &decision, 0);
+            replay.finish_grpc(view.path(), &decision, 0, None);
             std::future::pending::<()>().await
         }
         Some(Fault::Reset) | Some(Fault::GrpcAbort) => {
-            replay.metrics().grpc_call(path, None);
-            replay.finish(view.path(), &decision, 0);
+            replay.finish_grpc(view.path(), &decision, 0, None);
             // hyper turns a body error into RST_STREAM (INTERNAL_ERROR) for this stream.
             return Response::builder()
                 .status(200)
@@ -139,8 +135,7 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
     let status = prepared.head.as_ref().map_or(200, |h| h.0);
     // The recorded call's status is the one this answer ends with.
     let code = crate::net::metrics::grpc_status(replay.exchange(index));
-    replay.metrics().grpc_call(path, code);
-    replay.finish(view.path(), &decision, status);
+    replay.finish_grpc(view.path(), &decision, status, code);
 
     let latency = replay.config().recorded_latency;
     let mut live: Vec<Bytes> = first.into_iter().collect();

@@ -41,6 +41,7 @@ pub mod rules;
 pub mod scenario;
 pub mod service;
 pub mod source;
+mod spans;
 pub mod stream;
 mod timed;
 pub mod to;

@@ -123,6 +123,8 @@ pub(crate) struct Decision {
     /// The protocol the answer speaks (a matched WebSocket handshake is `WebSocket`).
     pub protocol: Protocol,
     pub started: Instant,
+    /// Where the request's span began (only when spans are exported).
+    pub span: Option<Box<super::spans::SpanStart>>,
 }
 
 impl Decision {
@@ -164,6 +166,8 @@ pub struct Replay {
     series: Vec<std::sync::OnceLock<Series>>,
     /// Record-on-miss: who answers what nothing else does, and what it taught.
     misses: std::sync::OnceLock<Misses>,
+    /// `--otlp`: where each answered request's span goes.
+    spans: std::sync::OnceLock<Arc<crate::net::otlp::Exporter>>,
 }
 
 /// The metric series of one recorded exchange's usual answer (protocol and status as first
@@ -199,6 +203,7 @@ impl Replay {
                 .map(|_| std::sync::OnceLock::new())
                 .collect(),
             misses: std::sync::OnceLock::new(),
+            spans: std::sync::OnceLock::new(),
         }))
     }
 
@@ -222,6 +227,7 @@ impl Replay {
             stats: ReplayStats::default(),
             series: Vec::new(),
             misses: std::sync::OnceLock::new(),
+            spans: std::sync::OnceLock::new(),
         }))
     }
 
@@ -229,6 +235,16 @@ impl Replay {
     /// served from then on. Set once, before serving; a second hook is ignored.
     pub fn set_miss_hook(&self, hook: Arc<dyn MissHook>) {
         let _ = self.misses.set(Misses::new(hook));
+    }
+
+    /// Exports one span per answered request to `exporter`. Set once, before serving.
+    pub fn set_exporter(&self, exporter: Arc<crate::net::otlp::Exporter>) {
+        let _ = self.spans.set(exporter);
+    }
+
+    /// Whether spans are exported (the protocols then keep the `traceparent` header).
+    pub(crate) fn traced(&self) -> bool {
+        self.spans.get().is_some()
     }
 
     /// Exchanges the miss hook kept, and misses it could not answer.
@@ -337,6 +353,9 @@ impl Replay {
             plan,
             protocol,
             started,
+            span: self
+                .traced()
+                .then(|| Box::new(super::spans::SpanStart::new(view))),
         }
     }
 
@@ -419,6 +438,25 @@ impl Replay {
     /// Counts an answered request to `path`: `status` 0 when none was sent (reset, hang,
     /// cut off).
     pub(crate) fn finish(&self, path: &str, decision: &Decision, status: u16) {
+        self.finish_call(path, decision, status, None);
+    }
+
+    /// As [`Replay::finish`], for a gRPC call that ended with `grpc_status` (`None`: reset).
+    pub(crate) fn finish_grpc(
+        &self,
+        path: &str,
+        decision: &Decision,
+        status: u16,
+        grpc_status: Option<u32>,
+    ) {
+        self.metrics.grpc_call(path, grpc_status);
+        self.finish_call(path, decision, status, grpc_status);
+    }
+
+    fn finish_call(&self, path: &str, decision: &Decision, status: u16, grpc: Option<u32>) {
+        if let (Some(start), Some(exporter)) = (&decision.span, self.spans.get()) {
+            exporter.export(start.finish(decision, status, grpc));
+        }
         let matched = decision.matched();
         if let Some(i) = matched {
             if let Some(cell) = self.series.get(i) {
