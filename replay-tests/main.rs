@@ -20,6 +20,7 @@ mod lossy;
 mod pcap;
 mod pcap_synthetic;
 mod pipeline;
+mod prometheus;
 mod queries;
 mod record_on_miss;
 mod redaction;

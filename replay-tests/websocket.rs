@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use crate::common::*;
 
 /// Runs `ws_client.py URL MODE` and returns its JSON lines.
-fn client(url: &str, mode: &str) -> Vec<serde_json::Value> {
+pub(crate) fn client(url: &str, mode: &str) -> Vec<serde_json::Value> {
     let out = Command::new("python3")
         .arg(tests_dir().join("servers").join("ws_client.py"))
         .args([url, mode])
