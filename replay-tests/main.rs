@@ -17,6 +17,7 @@ mod http1;
 mod infer;
 mod keylog;
 mod lossy;
+mod otlp;
 mod pcap;
 mod pcap_synthetic;
 mod pipeline;
