@@ -91,7 +91,10 @@ fn proxy_and_replay_spans_follow_the_callers_trace() {
     assert!(rec.interrupt().success(), "{}", rec.stderr());
     check_traced(named(&proxied, "GET /headers")[0], 200);
     let plain = named(&proxied, "GET /json")[0];
-    assert_eq!(plain["parent_span_id"], "", "no traceparent, a new trace: {plain}");
+    assert_eq!(
+        plain["parent_span_id"], "",
+        "no traceparent, a new trace: {plain}"
+    );
     assert_ne!(plain["trace_id"], TRACE);
 
     let grpc_db = dir.path().join("grpc.db");
@@ -107,7 +110,10 @@ fn proxy_and_replay_spans_follow_the_callers_trace() {
         .map(|s| &s["attributes"]["rpc.grpc.status_code"])
         .collect();
     assert!(codes.contains(&&serde_json::json!(0)), "{calls:#?}");
-    assert!(codes.contains(&&serde_json::json!(5)), "NOT_FOUND: {calls:#?}");
+    assert!(
+        codes.contains(&&serde_json::json!(5)),
+        "NOT_FOUND: {calls:#?}"
+    );
     let a = &calls[0]["attributes"];
     assert_eq!(
         (&a["rpc.system"], &a["rpc.service"], &a["rpc.method"]),
@@ -121,7 +127,10 @@ fn proxy_and_replay_spans_follow_the_callers_trace() {
     // Out of the replay: the same traced request, one nothing matches, and gRPC calls.
     let replay = start_replay(&db, &["--otlp", &otlp]);
     assert_eq!(traced_request(&replay.url()).status(), 200);
-    assert_eq!(curl(&[&format!("{}/nothing/42", replay.url())]).status(), 404);
+    assert_eq!(
+        curl(&[&format!("{}/nothing/42", replay.url())]).status(),
+        404
+    );
     let replayed = wait_for(&out, "mf replay", &["GET /headers", "GET /nothing/{id}"]);
     let traced = named(&replayed, "GET /headers")[0];
     check_traced(traced, 200);
@@ -138,7 +147,10 @@ fn proxy_and_replay_spans_follow_the_callers_trace() {
         .any(|s| s["attributes"]["rpc.grpc.status_code"] == 5));
 
     let all = std::fs::read_to_string(&out).unwrap();
-    assert!(!all.contains("\"error\""), "the receiver refused a request:\n{all}");
+    assert!(
+        !all.contains("\"error\""),
+        "the receiver refused a request:\n{all}"
+    );
     for secret in ["otlp-SECRET-7f3e", "otlp-QUERY-91c2"] {
         assert!(!all.contains(secret), "{secret} reached a span:\n{all}");
     }
@@ -160,7 +172,8 @@ fn an_unreachable_collector_never_holds_traffic_up() {
     for _ in 0..20 {
         assert_eq!(curl(&[&format!("{}/json", rec.url())]).status(), 200);
     }
-    let metrics = || String::from_utf8_lossy(&curl(&[&format!("http://{admin}/metrics")]).body).into_owned();
+    let metrics =
+        || String::from_utf8_lossy(&curl(&[&format!("http://{admin}/metrics")]).body).into_owned();
     assert!(
         wait_until(Duration::from_secs(10), || metrics()
             .contains("mf_otlp_spans_failed_total 20")),
@@ -170,7 +183,12 @@ fn an_unreachable_collector_never_holds_traffic_up() {
     assert!(rec.interrupt().success(), "{}", rec.stderr());
     assert_eq!(ls_rows(&db), 20);
     // A collector mf cannot speak to is refused at start, with exit status 2.
-    let out = mf_run(&["replay", db.to_str().unwrap(), "--otlp", "https://collector:4318"]);
+    let out = mf_run(&[
+        "replay",
+        db.to_str().unwrap(),
+        "--otlp",
+        "https://collector:4318",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("http://"));
 }

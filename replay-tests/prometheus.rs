@@ -56,7 +56,10 @@ fn start_prometheus(dir: &Path, targets: &[String]) -> Proc {
     let mut cmd = Command::new("prometheus");
     cmd.current_dir(dir)
         .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
         .arg("--web.listen-address=127.0.0.1:0");
     Proc::start("prometheus", cmd, "msg=\"Listening on\" address=")
 }

@@ -9,8 +9,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::policy::PolicyArgs;
-use super::util::{self, human_bytes, parse_duration, parse_size};
 use super::replay::Secret;
+use super::util::{self, human_bytes, parse_duration, parse_size};
 use crate::capture::proxy::{self, Http2Policy, Observers, Proxy, ProxyConfig, Upstream};
 use crate::model::ExchangeSink;
 use crate::store::{Meta, WriterConfig};
@@ -142,6 +142,16 @@ pub struct RecordArgs {
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
+    #[command(flatten)]
+    pub observe: Box<ObserveArgs>,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// `--admin` and `--otlp`: who else watches the proxy's exchanges.
+#[derive(Debug, Args)]
+pub struct ObserveArgs {
     /// With --proxy: serve Prometheus metrics as GET /metrics on this address (off by
     /// default), with the replay admin's Host, Origin and token checks.
     #[arg(long, value_name = "ADDR", help_heading = "Observability")]
@@ -171,9 +181,6 @@ pub struct RecordArgs {
     /// (http://HOST:4318; `/v1/traces` is added), a child of the request's traceparent.
     #[arg(long, value_name = "URL", help_heading = "Observability")]
     pub otlp: Option<String>,
-
-    #[command(flatten)]
-    pub policy: PolicyArgs,
 }
 
 /// `--upstream-http2`.
@@ -205,7 +212,7 @@ impl UpstreamHttp2 {
 
 pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
     args.policy.config().check()?;
-    if args.interface.is_some() && (args.admin.is_some() || args.otlp.is_some()) {
+    if args.interface.is_some() && (args.observe.admin.is_some() || args.observe.otlp.is_some()) {
         bail!("--admin and --otlp need --proxy");
     }
     if let Some(interface) = args.interface.clone() {
@@ -228,10 +235,10 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
     };
     let own_upstream = upstream.clone();
     let admin_token = super::replay::token_of(
-        args.admin_token.as_ref(),
-        args.admin_token_file.as_deref(),
+        args.observe.admin_token.as_ref(),
+        args.observe.admin_token_file.as_deref(),
     )?;
-    let admin = super::replay::admin_addr_of(args.admin.as_deref(), admin_token.as_ref())?;
+    let admin = super::replay::admin_addr_of(args.observe.admin.as_deref(), admin_token.as_ref())?;
     if args.insecure {
         eprintln!("mf: WARNING: --insecure: upstream certificates are NOT verified; anyone on the path can read and alter this traffic");
     }
@@ -357,7 +364,13 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
             }
         }
         let (trigger, shutdown) = crate::net::shutdown_pair();
-        let exporter = observe(&proxy, admin, admin_token, args.otlp.as_deref(), &shutdown).await?;
+        let exporter = observe(
+            &proxy,
+            admin,
+            admin_token,
+            args.observe.otlp.as_deref(),
+            &shutdown,
+        ).await?;
         // Before the announcement: a Ctrl-C right after it must stop cleanly.
         let stop = crate::net::termination_signal();
         eprintln!(
@@ -422,7 +435,11 @@ async fn observe(
     }
     let metrics = Arc::new(crate::net::metrics::Metrics::new().context("setting up metrics")?);
     let spans = match otlp {
-        Some(url) => Some(crate::net::otlp::Exporter::start(url, "mf record", &metrics)?),
+        Some(url) => Some(crate::net::otlp::Exporter::start(
+            url,
+            "mf record",
+            &metrics,
+        )?),
         None => None,
     };
     if let Some(addr) = admin {

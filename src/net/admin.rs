@@ -24,7 +24,11 @@ use super::Shutdown;
 
 /// Why a request must not reach an admin listener (see the module header): the status and
 /// message to answer with; `None` lets it through.
-pub fn refusal<B>(req: &Request<B>, port: u16, token: Option<&str>) -> Option<(StatusCode, String)> {
+pub fn refusal<B>(
+    req: &Request<B>,
+    port: u16,
+    token: Option<&str>,
+) -> Option<(StatusCode, String)> {
     let header = |name: http::header::HeaderName| {
         req.headers()
             .get(name)
@@ -36,7 +40,10 @@ pub fn refusal<B>(req: &Request<B>, port: u16, token: Option<&str>) -> Option<(S
             .iter()
             .any(|scheme| origin.eq_ignore_ascii_case(&format!("{scheme}{host}")));
         if !own {
-            return Some((StatusCode::FORBIDDEN, format!("requests from origin {origin} are not accepted")));
+            return Some((
+                StatusCode::FORBIDDEN,
+                format!("requests from origin {origin} are not accepted"),
+            ));
         }
     }
     if let Some(token) = token {
@@ -46,7 +53,10 @@ pub fn refusal<B>(req: &Request<B>, port: u16, token: Option<&str>) -> Option<(S
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
         if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-            return Some((StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into()));
+            return Some((
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token".into(),
+            ));
         }
     } else if !host_is_local(&host, port) {
         return Some((StatusCode::FORBIDDEN, format!(
@@ -65,7 +75,10 @@ pub fn refusal<B>(req: &Request<B>, port: u16, token: Option<&str>) -> Option<(S
                 "application/yaml" | "application/x-yaml" | "text/yaml"
             );
         if essence != "application/json" && !yaml {
-            return Some((StatusCode::UNSUPPORTED_MEDIA_TYPE, "changes need Content-Type: application/json".into()));
+            return Some((
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "changes need Content-Type: application/json".into(),
+            ));
         }
     }
     None

@@ -223,7 +223,10 @@ impl Metrics {
         // A WebSocket exchange lasts the session; its request is the handshake.
         let took_ns = match protocol {
             Protocol::WebSocket => ex.timings.response_first_byte_ns,
-            _ => ex.timings.response_end_ns.or(ex.timings.response_first_byte_ns),
+            _ => ex
+                .timings
+                .response_end_ns
+                .or(ex.timings.response_first_byte_ns),
         };
         let (count, duration) = self.series(protocol.as_str(), &route, status, "proxied");
         count.inc();

@@ -40,9 +40,7 @@ fn websocket_sessions_count_frames_closes_and_abnormal_ends() {
         s.frame(Direction::ClientToServer, 1, b"hello");
         s.frame(Direction::ServerToClient, 2, b"\x01\x02");
         s.frame(Direction::ServerToClient, 0x3, b"?");
-        assert!(m
-            .render()
-            .contains("mf_websocket_connections_active 1"));
+        assert!(m.render().contains("mf_websocket_connections_active 1"));
         s.frame(Direction::ServerToClient, 8, &1011u16.to_be_bytes());
     }
     drop(m.ws.open());

@@ -56,7 +56,10 @@ fn exchange_spans_follow_the_conventions_and_carry_no_credentials() {
     };
     let s = exchange_span(&ex);
     assert_eq!(s.name, "GET /users/{id}");
-    assert_eq!(s.parent, Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]));
+    assert_eq!(
+        s.parent,
+        Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7])
+    );
     assert_eq!((s.start_unix_ns, s.end_unix_ns), (1_000, 6_000));
     assert_eq!(attr(&s, "url.path"), Some(&Value::Str("/users/42".into())));
     assert_eq!(
@@ -64,10 +67,16 @@ fn exchange_spans_follow_the_conventions_and_carry_no_credentials() {
         Some(&Value::Str("api.example".into()))
     );
     assert_eq!(attr(&s, "server.port"), Some(&Value::Int(8443)));
-    assert_eq!(attr(&s, "http.response.status_code"), Some(&Value::Int(503)));
+    assert_eq!(
+        attr(&s, "http.response.status_code"),
+        Some(&Value::Int(503))
+    );
     assert!(s.error);
     let body = encode_batch("mf", vec![s]);
-    assert!(!body.windows(6).any(|w| w == b"s3cret"), "a credential was exported");
+    assert!(
+        !body.windows(6).any(|w| w == b"s3cret"),
+        "a credential was exported"
+    );
     let decoded = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
     let span = &decoded.resource_spans[0].scope_spans[0].spans[0];
     assert_eq!(span.trace_id[..2], [0x4b, 0xf9]);
@@ -94,7 +103,10 @@ fn grpc_spans_name_the_method() {
     assert_eq!(s.parent, None);
     assert_eq!(s.end_unix_ns, 10);
     assert_eq!(attr(&s, "server.address"), Some(&Value::Str("::1".into())));
-    assert_eq!(attr(&s, "rpc.method"), Some(&Value::Str("GetFeature".into())));
+    assert_eq!(
+        attr(&s, "rpc.method"),
+        Some(&Value::Str("GetFeature".into()))
+    );
     assert_eq!(attr(&s, "rpc.grpc.status_code"), Some(&Value::Int(5)));
     assert!(!s.error, "NOT_FOUND is the client's error");
 }
