@@ -202,6 +202,11 @@ impl Metrics {
     /// Counts one gRPC call of `method` (`package.Service/Method`, a leading `/` ignored)
     /// that ended with grpc-status `code` (`None`: no status, the stream was reset).
     pub fn grpc_call(&self, method: &str, code: Option<u32>) {
+        self.grpc_series(method, code).inc();
+    }
+
+    /// The series [`Metrics::grpc_call`] updates, for callers that keep it.
+    pub fn grpc_series(&self, method: &str, code: Option<u32>) -> IntCounter {
         let method = self
             .grpc_methods
             .label(method.trim_start_matches('/').to_string());
@@ -210,7 +215,7 @@ impl Metrics {
             Some(_) => "other".into(),
             None => "none".into(),
         };
-        self.grpc_calls.with_label_values(&[&method, &code]).inc();
+        self.grpc_calls.with_label_values(&[&method, &code])
     }
 
     /// Counts one exchange the recording proxy finished: its request, and for gRPC its call.

@@ -134,8 +134,7 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
     }
     let status = prepared.head.as_ref().map_or(200, |h| h.0);
     // The recorded call's status is the one this answer ends with.
-    let code = crate::net::metrics::grpc_status(replay.exchange(index));
-    replay.finish_grpc(view.path(), &decision, status, code);
+    replay.finish_recorded_grpc(view.path(), &decision, status, index);
 
     let latency = replay.config().recorded_latency;
     let mut live: Vec<Bytes> = first.into_iter().collect();

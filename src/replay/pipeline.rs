@@ -164,6 +164,8 @@ pub struct Replay {
     grpc: GrpcIndex,
     /// Per recorded exchange, the metric series its answers usually update, looked up once.
     series: Vec<std::sync::OnceLock<Series>>,
+    /// Per recorded gRPC call, the grpc-status it ended with and its calls series.
+    grpc_series: Vec<std::sync::OnceLock<(Option<u32>, prometheus::IntCounter)>>,
     /// Record-on-miss: who answers what nothing else does, and what it taught.
     misses: std::sync::OnceLock<Misses>,
     /// `--otlp`: where each answered request's span goes.
@@ -202,6 +204,10 @@ impl Replay {
                 .iter()
                 .map(|_| std::sync::OnceLock::new())
                 .collect(),
+            grpc_series: exchanges
+                .iter()
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
             misses: std::sync::OnceLock::new(),
             spans: std::sync::OnceLock::new(),
         }))
@@ -226,6 +232,7 @@ impl Replay {
             config,
             stats: ReplayStats::default(),
             series: Vec::new(),
+            grpc_series: Vec::new(),
             misses: std::sync::OnceLock::new(),
             spans: std::sync::OnceLock::new(),
         }))
@@ -451,6 +458,26 @@ impl Replay {
     ) {
         self.metrics.grpc_call(path, grpc_status);
         self.finish_call(path, decision, status, grpc_status);
+    }
+
+    /// As [`Replay::finish_grpc`], for a call answered as recorded call `index` was answered:
+    /// with its grpc-status, counted in a series looked up once per recorded call.
+    pub(crate) fn finish_recorded_grpc(
+        &self,
+        path: &str,
+        decision: &Decision,
+        status: u16,
+        index: usize,
+    ) {
+        let Some(cell) = self.grpc_series.get(index) else {
+            return self.finish_grpc(path, decision, status, None);
+        };
+        let (code, calls) = cell.get_or_init(|| {
+            let code = crate::net::metrics::grpc_status(&self.exchanges[index]);
+            (code, self.metrics.grpc_series(path, code))
+        });
+        calls.inc();
+        self.finish_call(path, decision, status, *code);
     }
 
     fn finish_call(&self, path: &str, decision: &Decision, status: u16, grpc: Option<u32>) {
