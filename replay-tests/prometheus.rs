@@ -230,6 +230,25 @@ fn the_recording_proxy_serves_metrics_behind_the_admin_guard() {
     assert_eq!(rebound.status(), 403);
     let cross = curl(&["-H", "Origin: http://evil.example", &admin]);
     assert_eq!(cross.status(), 403);
+    assert!(rec.interrupt().success(), "{}", rec.stderr());
+    // With a token, /metrics needs it.
+    let tokened = start_recorder(
+        &ws.url(),
+        &db,
+        &["--admin", "127.0.0.1:0", "--admin-token", "prox-TOKEN-4d1e"],
+    );
+    let admin = tokened
+        .stderr()
+        .split("metrics at ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .map(str::to_string)
+        .expect("the admin address is announced");
+    assert_eq!(curl(&[&admin]).status(), 401);
+    let authorized = curl(&["-H", "Authorization: Bearer prox-TOKEN-4d1e", &admin]);
+    assert_eq!(authorized.status(), 200);
+    assert!(String::from_utf8_lossy(&authorized.body).contains("mf_websocket_connections_total 0"));
+    drop(tokened);
     // Off loopback a token is mandatory.
     let out = mf_run(&[
         "record",
@@ -245,5 +264,4 @@ fn the_recording_proxy_serves_metrics_behind_the_admin_guard() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--admin-token"));
-    assert!(rec.interrupt().success(), "{}", rec.stderr());
 }
