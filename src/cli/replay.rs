@@ -335,6 +335,9 @@ pub enum Repeat {
 pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
     if args.to.to.is_some() {
         // Sending to a live target instead of serving: nothing listens.
+        if args.otlp.is_some() {
+            bail!("--otlp exports the spans of a served replay, not of --to");
+        }
         return super::replay_to::run(&args.recording, &args.to, args.tls);
     }
     let j = &args.to.judge;

@@ -3,14 +3,15 @@
 //! connection through TLS, protocol detection and CONNECT interception to a service
 //! (`door`), dialing upstreams and replay targets (`dial`), the plain-text HTTP/1 error
 //! answers every server writes (`reply`), how long a client may take (`timeouts`), and the
-//! read buffers lent to busy connections (`bufpool`), and the Prometheus metrics both the
-//! replay and the recording proxy export (`metrics`).
+//! read buffers lent to busy connections (`bufpool`).
 //!
-//! The admin listeners' guard (`admin`) is here too, so that both stages' admin ports refuse
-//! the same requests.
+//! What both stages observe lives here too, so the proxy and the replay share one of each:
+//! the Prometheus metric set (`metrics`), the admin listeners' guard and the proxy's
+//! `/metrics` server (`admin`), and the OpenTelemetry span exporter (`otlp`).
 //!
-//! Sits below `capture` and `replay` so both may use it. Imports: `vocab` and `tls` (a leaf:
-//! why a handshake failed), plus tokio, rustls and socket2; never a stage, never `decode`.
+//! Sits below `capture` and `replay` so both may use it. Imports: `vocab`, `model` and `tls`
+//! (a leaf: why a handshake failed), plus tokio, hyper, rustls, socket2, prometheus and the
+//! OTLP message types; never a stage, never `decode`.
 
 pub mod admin;
 mod bufpool;

@@ -14,6 +14,9 @@
 //! hyper is fine here (unlike the replay port) because nobody cares about header case on a
 //! control API. With a token set, every request needs `Authorization: Bearer TOKEN`.
 //!
+//! What is refused before anything else is decided in `net::admin` (shared with the recording
+//! proxy's `/metrics`), for these reasons.
+//!
 //! A control API on loopback is still reachable from every web page the user opens: a page
 //! can POST to `http://127.0.0.1:PORT` with a "simple" content type (no preflight), and DNS
 //! rebinding lets a page read answers under its own host name. So, before anything else:
