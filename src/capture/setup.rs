@@ -106,7 +106,7 @@ pub struct Proxy {
 /// What watches the proxy's finished exchanges besides the recording: counters only, so the
 /// exchange path pays a few atomic adds (and a queue push for a span).
 #[derive(Default)]
-pub struct Observers {
+pub(crate) struct Observers {
     /// `--admin`: the Prometheus metrics served on `/metrics`.
     pub metrics: Option<Arc<Metrics>>,
     /// `--otlp`: one span per exchange.
@@ -131,7 +131,7 @@ impl Proxy {
     }
 
     /// Sets who watches finished exchanges; only the first call counts.
-    pub fn set_observers(&self, observers: Observers) {
+    pub(crate) fn set_observers(&self, observers: Observers) {
         let _ = self.observers.set(observers);
     }
 

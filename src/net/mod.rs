@@ -19,7 +19,7 @@ pub mod dial;
 pub mod door;
 mod listen;
 pub mod metrics;
-pub mod otlp;
+pub(crate) mod otlp;
 pub mod reply;
 mod timeouts;
 

@@ -364,11 +364,6 @@ fn encode_span(s: SpanData) -> Span {
     }
 }
 
-/// The body of one export request.
-pub fn encode_batch(service: &str, spans: Vec<SpanData>) -> Vec<u8> {
-    batch_request(resource(service), spans).encode_to_vec()
-}
-
 fn batch_request(resource: Resource, spans: Vec<SpanData>) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {

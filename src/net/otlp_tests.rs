@@ -2,6 +2,11 @@ use super::*;
 use crate::model::{Header, Request, Response};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
+/// The body of one export request.
+fn encode_batch(service: &str, spans: Vec<SpanData>) -> Vec<u8> {
+    batch_request(resource(service), spans).encode_to_vec()
+}
+
 fn attr<'a>(s: &'a SpanData, key: &str) -> Option<&'a Value> {
     s.attributes.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
 }

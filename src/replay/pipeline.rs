@@ -245,7 +245,7 @@ impl Replay {
     }
 
     /// Exports one span per answered request to `exporter`. Set once, before serving.
-    pub fn set_exporter(&self, exporter: Arc<crate::net::otlp::Exporter>) {
+    pub(crate) fn set_exporter(&self, exporter: Arc<crate::net::otlp::Exporter>) {
         let _ = self.spans.set(exporter);
     }
 
