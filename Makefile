@@ -1,8 +1,8 @@
 # One-word entry points. `make demo` and `make test` install what they need (Debian, as root).
 SHELL := /bin/bash
 CARGO ?= cargo
-APT_PACKAGES := curl python3 python3-pip libpcap-dev tcpdump nginx-light wrk nghttp2-client nghttp2-server postgresql chromium chromium-driver
-PIP_PACKAGES := grpcio grpcio-tools websockets requests prometheus-client openapi-spec-validator mitmproxy selenium
+APT_PACKAGES := curl python3 python3-pip libpcap-dev tcpdump nginx-light wrk nghttp2-client nghttp2-server postgresql chromium chromium-driver prometheus
+PIP_PACKAGES := grpcio grpcio-tools websockets requests prometheus-client openapi-spec-validator mitmproxy selenium opentelemetry-proto
 
 .PHONY: demo test bench setup setup-apt setup-pip setup-tshark man fmt lint corpus bench-import fuzz
 
@@ -30,7 +30,7 @@ setup-apt:
 	fi
 
 setup-pip:
-	@python3 -c "import grpc, grpc_tools, websockets, requests, prometheus_client, openapi_spec_validator, mitmproxy, selenium" 2>/dev/null || \
+	@python3 -c "import grpc, grpc_tools, websockets, requests, prometheus_client, openapi_spec_validator, mitmproxy, selenium, opentelemetry.proto" 2>/dev/null || \
 	  python3 -m pip install --quiet --disable-pip-version-check $(PIP_PACKAGES) 2>/dev/null || \
 	  python3 -m pip install --quiet --disable-pip-version-check --break-system-packages $(PIP_PACKAGES)
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 /// Runs `grpc_client.py ADDR MODE` and returns its JSON lines.
-fn client(addr: &str, mode: &str) -> Vec<serde_json::Value> {
+pub(crate) fn client(addr: &str, mode: &str) -> Vec<serde_json::Value> {
     let out = Command::new("python3")
         .arg(tests_dir().join("servers").join("grpc_client.py"))
         .args([addr, mode])

@@ -54,6 +54,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.read_body()
             body = json.dumps({"access_token": "tok-LOGIN-5f3a9c1e7d", "token_type": "bearer"}).encode()
             return self.send(200, body, extra=[("Set-Cookie", "session=sess-COOKIE-8e2b4d6f; Path=/; HttpOnly")])
+        if path == "/headers":
+            # The request's headers as received (what a proxy forwarded).
+            body = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()
+            return self.send(200, body, ctype="application/json")
         if path == "/echo":
             body = self.read_body()
             return self.send(200, body, ctype=self.headers.get("Content-Type", "application/octet-stream"))

@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::model::{Exchange, ExchangeSink};
+use crate::net::metrics::{Metrics, WsSession};
+use crate::net::otlp;
 
 /// Where the proxy forwards to: the upstream type lives in `net::dial`, shared with replay's
 /// driver.
@@ -97,6 +99,18 @@ pub struct Proxy {
     pub stats: ProxyStats,
     /// What each cleartext upstream speaks, learned on first use.
     pub(crate) learned: Learned,
+    /// Who else watches finished exchanges (set once, before serving; none by default).
+    observers: std::sync::OnceLock<Observers>,
+}
+
+/// What watches the proxy's finished exchanges besides the recording: counters only, so the
+/// exchange path pays a few atomic adds (and a queue push for a span).
+#[derive(Default)]
+pub(crate) struct Observers {
+    /// `--admin`: the Prometheus metrics served on `/metrics`.
+    pub metrics: Option<Arc<Metrics>>,
+    /// `--otlp`: one span per exchange.
+    pub spans: Option<Arc<otlp::Exporter>>,
 }
 
 impl Proxy {
@@ -112,7 +126,19 @@ impl Proxy {
             next_connection: AtomicU64::new(first_connection_id),
             stats: ProxyStats::default(),
             learned: Learned::default(),
+            observers: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets who watches finished exchanges; only the first call counts.
+    pub(crate) fn set_observers(&self, observers: Observers) {
+        let _ = self.observers.set(observers);
+    }
+
+    /// A WebSocket session opened: counted in the metrics until the guard drops.
+    pub(crate) fn ws_session(&self) -> Option<WsSession> {
+        let metrics = self.observers.get()?.metrics.as_ref()?;
+        Some(metrics.ws.open())
     }
 
     /// Numbers a new client connection and counts it.
@@ -123,6 +149,14 @@ impl Proxy {
 
     /// Hands a finished exchange to the sink and counts it.
     pub(crate) fn record(&self, exchange: Exchange) {
+        if let Some(o) = self.observers.get() {
+            if let Some(m) = &o.metrics {
+                m.proxied(&exchange);
+            }
+            if let Some(s) = &o.spans {
+                s.export(otlp::exchange_span(&exchange));
+            }
+        }
         self.sink.record(exchange);
         self.stats.exchanges.fetch_add(1, Ordering::Relaxed);
     }

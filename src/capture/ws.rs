@@ -20,6 +20,7 @@ use super::recorder::{Half, Recorder};
 use crate::decode::ws::{self, opcode};
 use crate::decode::ws_deflate::{self, Inflater};
 use crate::model::{Direction, ErrorKind, ExchangeError, MessageKind};
+use crate::net::metrics::WsSession;
 
 /// Inflating state of one direction that negotiated permessage-deflate.
 struct Deflate {
@@ -41,10 +42,18 @@ struct Side<'a> {
     deflate: Option<Deflate>,
     record: &'a mut Half,
     broken: bool,
+    /// The session in the metrics, when they are kept.
+    metrics: Option<&'a WsSession>,
 }
 
 impl<'a> Side<'a> {
-    fn new(direction: Direction, max_frame: usize, deflate: bool, record: &'a mut Half) -> Self {
+    fn new(
+        direction: Direction,
+        max_frame: usize,
+        deflate: bool,
+        record: &'a mut Half,
+        metrics: Option<&'a WsSession>,
+    ) -> Self {
         Side {
             direction,
             decoder: ws::Decoder::new().with_max_frame(max_frame),
@@ -57,6 +66,7 @@ impl<'a> Side<'a> {
             }),
             record,
             broken: false,
+            metrics,
         }
     }
 
@@ -92,6 +102,9 @@ impl<'a> Side<'a> {
     }
 
     fn frame(&mut self, at: i64, f: ws::Frame) {
+        if let Some(m) = self.metrics {
+            m.frame(self.direction, f.opcode, &f.payload);
+        }
         let mut compressed = false;
         let control = f.is_control();
         let ws::Frame {
@@ -172,7 +185,9 @@ where
 /// `rec`, whose budget bounds what is kept. Returns why the session ended abnormally, if it
 /// did (the reason is also recorded).
 ///
-/// `client_early`/`upstream_early` are bytes that arrived together with the handshake.
+/// `client_early`/`upstream_early` are bytes that arrived together with the handshake;
+/// `metrics`, the session in the metrics, sees every decoded frame.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn relay<CR, CW, UR, UW>(
     client_r: &mut CR,
     client_w: &mut CW,
@@ -181,6 +196,7 @@ pub(crate) async fn relay<CR, CW, UR, UW>(
     client_early: Bytes,
     upstream_early: Bytes,
     rec: &mut Recorder,
+    metrics: Option<&WsSession>,
 ) -> Option<String>
 where
     CR: AsyncRead + Unpin,
@@ -200,8 +216,20 @@ where
         )
     });
     let (up_half, down_half) = rec.halves();
-    let mut from_client = Side::new(Direction::ClientToServer, max_frame, deflate, up_half);
-    let mut from_server = Side::new(Direction::ServerToClient, max_frame, deflate, down_half);
+    let mut from_client = Side::new(
+        Direction::ClientToServer,
+        max_frame,
+        deflate,
+        up_half,
+        metrics,
+    );
+    let mut from_server = Side::new(
+        Direction::ServerToClient,
+        max_frame,
+        deflate,
+        down_half,
+        metrics,
+    );
     let mut client_closed_first = false;
     let (a, b) = {
         let up = pump(client_r, up_w, client_early, &mut from_client);
@@ -310,6 +338,7 @@ mod tests {
                 Bytes::new(),
                 Bytes::new(),
                 &mut rec,
+                None,
             )
             .await;
             rec.finish()

@@ -9,8 +9,9 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::policy::PolicyArgs;
+use super::replay::Secret;
 use super::util::{self, human_bytes, parse_duration, parse_size};
-use crate::capture::proxy::{self, Http2Policy, Proxy, ProxyConfig, Upstream};
+use crate::capture::proxy::{self, Http2Policy, Observers, Proxy, ProxyConfig, Upstream};
 use crate::model::ExchangeSink;
 use crate::store::{Meta, WriterConfig};
 
@@ -142,7 +143,44 @@ pub struct RecordArgs {
     pub idle_timeout: Duration,
 
     #[command(flatten)]
+    pub observe: Box<ObserveArgs>,
+
+    #[command(flatten)]
     pub policy: PolicyArgs,
+}
+
+/// `--admin` and `--otlp`: who else watches the proxy's exchanges.
+#[derive(Debug, Args)]
+pub struct ObserveArgs {
+    /// With --proxy: serve Prometheus metrics as GET /metrics on this address (off by
+    /// default), with the replay admin's Host, Origin and token checks.
+    #[arg(long, value_name = "ADDR", help_heading = "Observability")]
+    pub admin: Option<String>,
+
+    /// Bearer token /metrics requires (mandatory off loopback).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "MF_ADMIN_TOKEN",
+        hide_env_values = true,
+        help_heading = "Observability",
+        value_parser = super::replay::parse_secret
+    )]
+    pub admin_token: Option<Secret>,
+
+    /// Read the bearer token from this file (first line; keeps it out of `ps`).
+    #[arg(
+        long,
+        value_name = "FILE",
+        help_heading = "Observability",
+        conflicts_with = "admin_token"
+    )]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// With --proxy: export one OpenTelemetry span per exchange to this OTLP/HTTP collector
+    /// (http://HOST:4318; `/v1/traces` is added), a child of the request's traceparent.
+    #[arg(long, value_name = "URL", help_heading = "Observability")]
+    pub otlp: Option<String>,
 }
 
 /// `--upstream-http2`.
@@ -174,6 +212,9 @@ impl UpstreamHttp2 {
 
 pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
     args.policy.config().check()?;
+    if args.interface.is_some() && (args.observe.admin.is_some() || args.observe.otlp.is_some()) {
+        bail!("--admin and --otlp need --proxy");
+    }
     if let Some(interface) = args.interface.clone() {
         return super::sniff::run(super::sniff::SniffArgs {
             interface,
@@ -193,6 +234,11 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
         None => None,
     };
     let own_upstream = upstream.clone();
+    let admin_token = super::replay::token_of(
+        args.observe.admin_token.as_ref(),
+        args.observe.admin_token_file.as_deref(),
+    )?;
+    let admin = super::replay::admin_addr_of(args.observe.admin.as_deref(), admin_token.as_ref())?;
     if args.insecure {
         eprintln!("mf: WARNING: --insecure: upstream certificates are NOT verified; anyone on the path can read and alter this traffic");
     }
@@ -318,6 +364,14 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
                 );
             }
         }
+        let (trigger, shutdown) = crate::net::shutdown_pair();
+        let exporter = observe(
+            &proxy,
+            admin,
+            admin_token,
+            args.observe.otlp.as_deref(),
+            &shutdown,
+        ).await?;
         // Before the announcement: a Ctrl-C right after it must stop cleanly.
         let stop = crate::net::termination_signal();
         eprintln!(
@@ -329,12 +383,14 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
             },
             args.output.display()
         );
-        let (trigger, shutdown) = crate::net::shutdown_pair();
         tokio::spawn(async move {
             stop.await;
             trigger.trigger();
         });
         proxy::serve(listener, proxy.clone(), shutdown, listener_tls).await;
+        if let Some(e) = exporter {
+            e.flush(Duration::from_secs(2)).await;
+        }
         anyhow::Ok(proxy)
     });
     // Drop the runtime (and the proxy's sink clones held by tasks) before flushing.
@@ -364,4 +420,45 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
     );
     eprintln!("mf: capture policy: {}", policy.summary());
     Ok(super::util::not_stored_exit(&summary))
+}
+
+/// `--admin` and `--otlp`: the proxy's metrics on their own listener, and its span exporter
+/// (returned, to be flushed at the end).
+async fn observe(
+    proxy: &Proxy,
+    admin: Option<std::net::SocketAddr>,
+    token: Option<Secret>,
+    otlp: Option<&str>,
+    shutdown: &crate::net::Shutdown,
+) -> anyhow::Result<Option<Arc<crate::net::otlp::Exporter>>> {
+    if admin.is_none() && otlp.is_none() {
+        return Ok(None);
+    }
+    let metrics = Arc::new(crate::net::metrics::Metrics::new().context("setting up metrics")?);
+    let spans = match otlp {
+        Some(url) => Some(crate::net::otlp::Exporter::start(
+            url,
+            "mf record",
+            &metrics,
+        )?),
+        None => None,
+    };
+    if let Some(addr) = admin {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on --admin {addr}"))?;
+        let addr = l.local_addr().context("reading the admin address")?;
+        eprintln!("mf: metrics at http://{addr}/metrics");
+        tokio::spawn(crate::net::admin::serve_metrics(
+            l,
+            metrics.clone(),
+            token.map(|t| t.expose().to_string()),
+            shutdown.clone(),
+        ));
+    }
+    proxy.set_observers(Observers {
+        metrics: admin.map(|_| metrics),
+        spans: spans.clone(),
+    });
+    Ok(spans)
 }

@@ -155,6 +155,11 @@ pub struct ReplayArgs {
     )]
     pub admin_token_file: Option<std::path::PathBuf>,
 
+    /// Export one OpenTelemetry span per answered request to this OTLP/HTTP collector
+    /// (http://HOST:4318; `/v1/traces` is added), a child of the request's traceparent.
+    #[arg(long, value_name = "URL", help_heading = "Control")]
+    pub otlp: Option<String>,
+
     #[command(flatten)]
     pub(crate) to: Box<super::replay_to::ToArgs>,
 }
@@ -188,8 +193,16 @@ pub(crate) fn parse_secret(s: &str) -> Result<Secret, String> {
 /// The control API's token: `--admin-token`/`MF_ADMIN_TOKEN`, or the first line of
 /// `--admin-token-file`.
 fn admin_token(args: &ReplayArgs) -> anyhow::Result<Option<Secret>> {
-    let Some(path) = &args.admin_token_file else {
-        return Ok(args.admin_token.clone());
+    token_of(args.admin_token.as_ref(), args.admin_token_file.as_deref())
+}
+
+/// The admin token given as `token` or in the first line of `file` (shared with `mf record`).
+pub(super) fn token_of(
+    token: Option<&Secret>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<Secret>> {
+    let Some(path) = file else {
+        return Ok(token.cloned());
     };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading --admin-token-file {}", path.display()))?;
@@ -322,6 +335,9 @@ pub enum Repeat {
 pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
     if args.to.to.is_some() {
         // Sending to a live target instead of serving: nothing listens.
+        if args.otlp.is_some() {
+            bail!("--otlp exports the spans of a served replay, not of --to");
+        }
         return super::replay_to::run(&args.recording, &args.to, args.tls);
     }
     let j = &args.to.judge;
@@ -402,13 +418,21 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<u8> {
 
 /// `--admin`, checked: off loopback it needs a token.
 fn admin_addr(args: &ReplayArgs) -> anyhow::Result<Option<std::net::SocketAddr>> {
-    let Some(a) = &args.admin else {
+    admin_addr_of(args.admin.as_deref(), admin_token(args)?.as_ref())
+}
+
+/// `--admin ADDR` checked against the token (shared with `mf record`).
+pub(super) fn admin_addr_of(
+    admin: Option<&str>,
+    token: Option<&Secret>,
+) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    let Some(a) = admin else {
         return Ok(None);
     };
     let addr: std::net::SocketAddr = a
         .parse()
         .with_context(|| format!("--admin {a}: expected IP:PORT"))?;
-    if !addr.ip().is_loopback() && admin_token(args)?.is_none() {
+    if !addr.ip().is_loopback() && token.is_none() {
         bail!(
             "--admin {addr} is reachable from other hosts: set --admin-token (or MF_ADMIN_TOKEN)"
         );
@@ -464,6 +488,14 @@ fn serve(
             }
             None => None,
         };
+        let exporter = match &args.otlp {
+            Some(url) => {
+                let e = crate::net::otlp::Exporter::start(url, "mf replay", replay.metrics())?;
+                replay.set_exporter(e.clone());
+                Some(e)
+            }
+            None => None,
+        };
         // Installed before the announcement: a Ctrl-C right after it is a clean stop.
         let stop = crate::net::termination_signal();
         let misses = match &args.upstream {
@@ -496,6 +528,9 @@ fn serve(
             trigger.trigger();
         });
         service::serve(listener, replay.clone(), shutdown, door).await;
+        if let Some(e) = exporter {
+            e.flush(std::time::Duration::from_secs(2)).await;
+        }
         anyhow::Ok(())
     })?;
     eprintln!("mf: {}", replay.stats.summary());

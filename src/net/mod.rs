@@ -6,14 +6,22 @@
 //! read buffers lent to busy connections (`bufpool`), who may use a local control port
 //! (`guard`), and the seam through which such a port serves web pages (`pages`).
 //!
-//! Sits below `capture` and `replay` so both may use it. Imports: `vocab` and `tls` (a leaf:
-//! why a handshake failed), plus tokio, rustls and socket2; never a stage, never `decode`.
+//! What both stages observe lives here too, so the proxy and the replay share one of each:
+//! the Prometheus metric set (`metrics`), the admin listeners' guard and the proxy's
+//! `/metrics` server (`admin`), and the OpenTelemetry span exporter (`otlp`).
+//!
+//! Sits below `capture` and `replay` so both may use it. Imports: `vocab`, `model` and `tls`
+//! (a leaf: why a handshake failed), plus tokio, hyper, rustls, socket2, prometheus and the
+//! OTLP message types; never a stage, never `decode`.
 
+pub mod admin;
 mod bufpool;
 pub mod dial;
 pub mod door;
 pub mod guard;
 mod listen;
+pub mod metrics;
+pub(crate) mod otlp;
 pub mod pages;
 pub mod reply;
 mod timeouts;

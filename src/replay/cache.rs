@@ -28,6 +28,9 @@ pub(crate) struct Recorded {
     pub grpc: Option<Arc<Prepared>>,
     /// The metric series its answers usually update, looked up on first use.
     pub(crate) series: OnceLock<super::pipeline::Series>,
+    /// A gRPC call: the grpc-status it ended with and its calls series, looked up on first
+    /// use.
+    pub(crate) grpc_series: OnceLock<(Option<u32>, prometheus::IntCounter)>,
 }
 
 impl Recorded {
@@ -41,6 +44,7 @@ impl Recorded {
             grpc,
             exchange,
             series: OnceLock::new(),
+            grpc_series: OnceLock::new(),
         }
     }
 

@@ -65,8 +65,9 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
     let start = Instant::now();
     let (parts, mut body) = req.into_parts();
     let path = parts.uri.path();
-    // Headers only matter to rules that match on them; the answer is the recorded one.
-    let req_headers = if replay.planner().reads_headers() {
+    // Headers only matter to rules that match on them, and to spans (`traceparent`); the
+    // answer is the recorded one.
+    let req_headers = if replay.planner().reads_headers() || replay.traced() {
         headers_from_map(&parts.headers)
     } else {
         Vec::new()
@@ -89,8 +90,8 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
     };
     let decision = replay.decide(&view).await;
     let Some(recorded) = decision.recorded() else {
-        replay.finish(view.path(), &decision, 200);
         if let Some(misses) = replay.misses() {
+            replay.finish(view.path(), &decision, 200);
             let call = MissedCall {
                 path,
                 headers: &parts.headers,
@@ -98,10 +99,12 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
             };
             return call.forward(misses, decoder, body).await;
         }
+        // An unmatched method is the client's: counted under a bounded label.
+        replay.finish_grpc(view.path(), &decision, 200, Some(12));
         return trailers_only(12, &format!("mf: no recorded call matches {path}"));
     };
     let Some(prepared) = recorded.grpc.clone() else {
-        replay.finish(view.path(), &decision, 200);
+        replay.finish_grpc(view.path(), &decision, 200, Some(13));
         return trailers_only(13, "mf: recorded call is not a grpc call");
     };
     let plan = &decision.plan;
@@ -110,12 +113,7 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
     }
     match &plan.fault {
         Some(Fault::GrpcStatus { code, message }) => {
-            replay
-                .metrics()
-                .grpc_calls
-                .with_label_values(&[path, &code.to_string()])
-                .inc();
-            replay.finish(view.path(), &decision, 200);
+            replay.finish_grpc(view.path(), &decision, 200, Some(*code));
             return trailers_only(*code, message);
         }
         Some(Fault::Status { code, .. }) => {
@@ -129,20 +127,15 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
                 _ => 2,
             };
             let message = format!("mf: injected fault (HTTP {code})");
-            replay
-                .metrics()
-                .grpc_calls
-                .with_label_values(&[path, &grpc_code.to_string()])
-                .inc();
-            replay.finish(view.path(), &decision, 200);
+            replay.finish_grpc(view.path(), &decision, 200, Some(grpc_code));
             return trailers_only(grpc_code, &message);
         }
         Some(Fault::Hang) => {
-            replay.finish(view.path(), &decision, 0);
+            replay.finish_grpc(view.path(), &decision, 0, None);
             std::future::pending::<()>().await
         }
         Some(Fault::Reset) | Some(Fault::GrpcAbort) => {
-            replay.finish(view.path(), &decision, 0);
+            replay.finish_grpc(view.path(), &decision, 0, None);
             // hyper turns a body error into RST_STREAM (INTERNAL_ERROR) for this stream.
             return Response::builder()
                 .status(200)
@@ -153,7 +146,8 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
         _ => {}
     }
     let status = prepared.head.as_ref().map_or(200, |h| h.0);
-    replay.finish(view.path(), &decision, status);
+    // The recorded call's status is the one this answer ends with.
+    replay.finish_recorded_grpc(view.path(), &decision, status);
 
     let latency = replay.config().recorded_latency;
     let mut live: Vec<Bytes> = first.into_iter().map(|m| m.data).collect();

@@ -39,7 +39,8 @@ mod index;
 pub mod latency;
 mod live;
 pub mod matcher;
-pub mod metrics;
+/// The metric set lives in `net`, shared with the recording proxy.
+pub use crate::net::metrics;
 pub mod miss;
 pub mod pipeline;
 pub mod plan;
@@ -48,6 +49,7 @@ pub mod rules;
 pub mod scenario;
 pub mod service;
 pub mod source;
+mod spans;
 pub mod stream;
 mod timed;
 pub mod to;

@@ -21,7 +21,7 @@ use super::source::{Answer as SourceAnswer, AnswerSource};
 use crate::decode::h1;
 use crate::model::{Exchange, Header, Protocol, Response};
 use crate::vocab::secrets::log_target;
-use crate::vocab::{origin_form, route_template, split_target};
+use crate::vocab::{origin_form, split_target};
 
 /// Replay settings, validated by the CLI.
 #[derive(Clone, Debug)]
@@ -126,6 +126,8 @@ pub(crate) struct Decision {
     /// The protocol the answer speaks (a matched WebSocket handshake is `WebSocket`).
     pub protocol: Protocol,
     pub started: Instant,
+    /// Where the request's span began (only when spans are exported).
+    pub span: Option<Box<super::spans::SpanStart>>,
 }
 
 impl Decision {
@@ -170,10 +172,10 @@ pub struct Replay {
     grpc: GrpcIndex,
     /// Some recorded exchange spoke HTTP/2 (or gRPC).
     spoke_h2: bool,
-    /// Route labels given to unmatched requests so far (bounded: see [`MAX_UNMATCHED_ROUTES`]).
-    unmatched_routes: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Record-on-miss: who answers what nothing else does, and what it taught.
     misses: std::sync::OnceLock<Misses>,
+    /// `--otlp`: where each answered request's span goes.
+    spans: std::sync::OnceLock<Arc<crate::net::otlp::Exporter>>,
 }
 
 /// The metric series of one recorded exchange's usual answer (protocol and status as first
@@ -185,17 +187,21 @@ pub(crate) struct Series {
     duration: prometheus::Histogram,
 }
 
-/// Distinct route labels unmatched requests may get before the rest share one `unmatched`
-/// label. Matched routes are bounded by the recording; unmatched paths come from clients, and
-/// one label per path let a scanner grow `/metrics` without bound (257k paths made 2.35M
-/// series).
-const MAX_UNMATCHED_ROUTES: usize = 100;
-
 impl Replay {
     /// Sends requests that nothing answers to `hook` (record-on-miss); what it keeps is
     /// served from then on. Set once, before serving; a second hook is ignored.
     pub fn set_miss_hook(&self, hook: Arc<dyn MissHook>) {
         let _ = self.misses.set(Misses::new(hook));
+    }
+
+    /// Exports one span per answered request to `exporter`. Set once, before serving.
+    pub(crate) fn set_exporter(&self, exporter: Arc<crate::net::otlp::Exporter>) {
+        let _ = self.spans.set(exporter);
+    }
+
+    /// Whether spans are exported (the protocols then keep the `traceparent` header).
+    pub(crate) fn traced(&self) -> bool {
+        self.spans.get().is_some()
     }
 
     /// Exchanges the miss hook kept, and misses it could not answer.
@@ -303,6 +309,9 @@ impl Replay {
             plan,
             protocol,
             started,
+            span: self
+                .traced()
+                .then(|| Box::new(super::spans::SpanStart::new(view))),
         }
     }
 
@@ -386,6 +395,39 @@ impl Replay {
     /// Counts an answered request to `path`: `status` 0 when none was sent (reset, hang,
     /// cut off).
     pub(crate) fn finish(&self, path: &str, decision: &Decision, status: u16) {
+        self.finish_call(path, decision, status, None);
+    }
+
+    /// As [`Replay::finish`], for a gRPC call that ended with `grpc_status` (`None`: reset).
+    pub(crate) fn finish_grpc(
+        &self,
+        path: &str,
+        decision: &Decision,
+        status: u16,
+        grpc_status: Option<u32>,
+    ) {
+        self.metrics.grpc_call(path, grpc_status);
+        self.finish_call(path, decision, status, grpc_status);
+    }
+
+    /// As [`Replay::finish_grpc`], for a call answered as its recorded call was: with that
+    /// call's grpc-status, counted in a series looked up once per loaded recorded call.
+    pub(crate) fn finish_recorded_grpc(&self, path: &str, decision: &Decision, status: u16) {
+        let Some(recorded) = decision.recorded() else {
+            return self.finish_grpc(path, decision, status, None);
+        };
+        let (code, calls) = recorded.grpc_series.get_or_init(|| {
+            let code = crate::net::metrics::grpc_status(&recorded.exchange);
+            (code, self.metrics.grpc_series(path, code))
+        });
+        calls.inc();
+        self.finish_call(path, decision, status, *code);
+    }
+
+    fn finish_call(&self, path: &str, decision: &Decision, status: u16, grpc: Option<u32>) {
+        if let (Some(start), Some(exporter)) = (&decision.span, self.spans.get()) {
+            exporter.export(start.finish(decision, status, grpc));
+        }
         let recorded = decision.recorded();
         if let Some(r) = recorded {
             let s = r.series.get_or_init(|| {
@@ -412,7 +454,7 @@ impl Replay {
         let route: &str = match recorded {
             Some(r) => &r.rendered.route,
             None => {
-                unmatched_route = self.unmatched_route(path);
+                unmatched_route = self.metrics.bounded_route(path);
                 &unmatched_route
             }
         };
@@ -432,24 +474,6 @@ impl Replay {
         let response = self.misses.get()?.find(incoming)?;
         self.stats.matched.fetch_add(1, Ordering::Relaxed);
         Some(Found::Sourced(Box::new(response)))
-    }
-
-    /// The metrics route label of an unmatched request to `path`: its template while fewer
-    /// than [`MAX_UNMATCHED_ROUTES`] have been seen, else `unmatched`. Unmatched requests
-    /// already build a near-miss report, so the lock here is off the hot path.
-    fn unmatched_route(&self, path: &str) -> String {
-        let route = route_template(path);
-        let Ok(mut seen) = self.unmatched_routes.lock() else {
-            return "unmatched".into();
-        };
-        if seen.contains(&route) {
-            return route;
-        }
-        if seen.len() < MAX_UNMATCHED_ROUTES {
-            seen.insert(route.clone());
-            return route;
-        }
-        "unmatched".into()
     }
 }
 

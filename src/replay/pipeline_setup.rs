@@ -145,7 +145,7 @@ impl Replay {
             source,
             config,
             stats: ReplayStats::default(),
-            unmatched_routes: Default::default(),
+            spans: std::sync::OnceLock::new(),
             misses: std::sync::OnceLock::new(),
         }))
     }

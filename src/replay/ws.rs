@@ -32,20 +32,6 @@ use crate::net::door::Io;
 /// How long to wait for the client's close frame after the recorded close went out.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// Counts an open session in the metrics for as long as it lives.
-struct OpenSession<'a> {
-    replay: &'a Replay,
-    opened: Instant,
-}
-
-impl Drop for OpenSession<'_> {
-    fn drop(&mut self) {
-        let m = self.replay.metrics();
-        m.ws_active.dec();
-        m.ws_duration.observe(self.opened.elapsed().as_secs_f64());
-    }
-}
-
 /// `[opcode] ++ payload`: how frames are compared (same kind and same bytes).
 fn key(op: u8, payload: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(1 + payload.len());
@@ -162,13 +148,8 @@ pub(crate) async fn serve<S: Io>(replay: &Arc<Replay>, upgrade: Upgrade<S>) {
         return;
     }
     replay.finish(&path, &decision, 101);
-    let metrics = replay.metrics();
-    metrics.ws_total.inc();
-    metrics.ws_active.inc();
-    let _open = OpenSession {
-        replay,
-        opened: Instant::now(),
-    };
+    // Counted open until the last of the session's tasks lets go of it.
+    let session = Arc::new(replay.metrics().ws.open());
     let (frame_delay, drop_probability) = match &realism.fault {
         // An abnormal drop: the TCP connection ends with no close frame (clients see 1006).
         Some(Fault::WsDrop) => return,
@@ -177,6 +158,7 @@ pub(crate) async fn serve<S: Io>(replay: &Arc<Replay>, upgrade: Upgrade<S>) {
             payload.extend_from_slice(reason.as_bytes());
             let mut out = BytesMut::new();
             ws::encode(&mut out, true, opcode::CLOSE, &payload, None);
+            session.frame(Direction::ServerToClient, opcode::CLOSE, &payload);
             let _ = writer.write_all(&out).await;
             let _ = writer.flush().await;
             // Give the client a moment to answer the close before the socket goes.
@@ -238,8 +220,7 @@ pub(crate) async fn serve<S: Io>(replay: &Arc<Replay>, upgrade: Upgrade<S>) {
     let reader_progress = progress.clone();
     let reader_payloads = live_payloads.clone();
     let pong_tx = out_tx.clone();
-    let frames_in = replay.metrics().ws_messages.with_label_values(&["in"]);
-    let frames_out = replay.metrics().ws_messages.with_label_values(&["out"]);
+    let reader_session = session.clone();
     let mut client_deflate = deflate.is_some().then(ClientDeflate::default);
     let reader_task = tokio::spawn(async move {
         let mut decoder = ws::Decoder::new();
@@ -257,7 +238,7 @@ pub(crate) async fn serve<S: Io>(replay: &Arc<Replay>, upgrade: Upgrade<S>) {
             }
             pending = Bytes::new();
             while let Some(mut f) = decoder.poll() {
-                frames_in.inc();
+                reader_session.frame(Direction::ClientToServer, f.opcode, &f.payload);
                 if let Some(d) = client_deflate.as_mut() {
                     match d.inflate(&f) {
                         Ok(Some(payload)) => f.payload = payload,
@@ -340,13 +321,14 @@ pub(crate) async fn serve<S: Io>(replay: &Arc<Replay>, upgrade: Upgrade<S>) {
                     0
                 };
                 ws::encode_with_rsv(&mut out, *fin, rsv, *op, &wire, None);
+                payload = wire.into();
             }
             _ => ws::encode(&mut out, *fin, *op, &payload, None),
         }
         if out_tx.send(out.freeze()).await.is_err() {
             break;
         }
-        frames_out.inc();
+        session.frame(Direction::ServerToClient, *op, &payload);
         if *op == opcode::CLOSE {
             sent_close = true;
             break;

@@ -536,6 +536,7 @@ impl<S: Io> ClientConn<S> {
         };
         let client_early = self.decoder.take_buffered();
         let upstream_early = upstream.decoder.take_buffered();
+        let session = self.proxy.ws_session();
         let abnormal = crate::capture::ws::relay(
             &mut self.reader,
             &mut self.writer,
@@ -544,8 +545,10 @@ impl<S: Io> ClientConn<S> {
             client_early,
             upstream_early,
             &mut rec,
+            session.as_ref(),
         )
         .await;
+        drop(session);
         if let Some(e) = abnormal {
             tracing::info!(conn = self.id, seq = self.seq, error = %e, "websocket ended abnormally");
         }

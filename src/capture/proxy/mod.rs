@@ -36,6 +36,7 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 const SHUTDOWN_FINISH: std::time::Duration = std::time::Duration::from_secs(4);
 
 pub use super::dial::upstream_speaks_h2;
+pub(crate) use super::setup::Observers;
 pub use super::setup::{Http2Policy, Proxy, ProxyConfig, ProxyStats, Upstream};
 pub use service::serve;
 pub(crate) use service::serve_internal;
