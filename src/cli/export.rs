@@ -72,7 +72,7 @@ pub(super) fn run(args: ExportArgs) -> anyhow::Result<u8> {
     };
     match args.format {
         Format::Curl => {
-            super::export_curl::write_script(reader.as_ref(), &selection, &clean, &mut out)
+            write_script(reader.as_ref(), &selection, &clean, &mut out)
                 .with_context(reading)?;
         }
         Format::Har => {
@@ -107,7 +107,7 @@ fn write_har(
 
 /// Walks the selected exchanges in recording order, each sanitized by `clean`, and writes
 /// each with `write`; the first write error stops the walk and is the result.
-pub(super) fn write_each(
+fn write_each(
     reader: &dyn RecordingRead,
     selection: &Selection,
     clean: &dyn Fn(&mut Exchange),
@@ -242,4 +242,23 @@ fn har_entry(ex: &Exchange) -> serde_json::Value {
         "serverIPAddress": ex.server_addr.as_deref().and_then(|a| a.rsplit_once(':').map(|(h, _)| h.to_string())),
         "connection": ex.connection_id.to_string(),
     })
+}
+
+/// `--format curl`: a shell script of one command per selected exchange that sends it
+/// again, written to `out` as the exchanges are read.
+///
+/// # Errors
+/// Reading the recording or writing `out` failed.
+fn write_script(
+    reader: &dyn RecordingRead,
+    selection: &Selection,
+    clean: &dyn Fn(&mut Exchange),
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
+    out.write_all(b"#!/bin/sh\n")?;
+    write_each(reader, selection, clean, out, |ex, out| {
+        out.write_all(crate::vocab::curl::command(ex).as_bytes())
+    })?;
+    out.flush()?;
+    Ok(())
 }

@@ -9,7 +9,6 @@ mod ctl;
 mod diagram;
 mod diff;
 mod export;
-mod export_curl;
 mod generate;
 mod import;
 mod import_foreign;
