@@ -72,8 +72,7 @@ pub(super) fn run(args: ExportArgs) -> anyhow::Result<u8> {
     };
     match args.format {
         Format::Curl => {
-            write_script(reader.as_ref(), &selection, &clean, &mut out)
-                .with_context(reading)?;
+            write_script(reader.as_ref(), &selection, &clean, &mut out).with_context(reading)?;
         }
         Format::Har => {
             write_har(reader.as_ref(), &selection, &clean, &mut out).with_context(reading)?

@@ -27,10 +27,19 @@ pub(crate) struct Recorded {
     /// A gRPC call, prepared.
     pub grpc: Option<Arc<Prepared>>,
     /// The metric series its answers usually update, looked up on first use.
-    pub(crate) series: OnceLock<super::pipeline::Series>,
+    pub(crate) series: OnceLock<Series>,
     /// A gRPC call: the grpc-status it ended with and its calls series, looked up on first
     /// use.
     pub(crate) grpc_series: OnceLock<(Option<u32>, prometheus::IntCounter)>,
+}
+
+/// The metric series of one recorded exchange's usual answer (protocol and status as first
+/// served); answers with another protocol or status look theirs up.
+pub(crate) struct Series {
+    pub(crate) protocol: Protocol,
+    pub(crate) status: u16,
+    pub(crate) count: prometheus::IntCounter,
+    pub(crate) duration: prometheus::Histogram,
 }
 
 impl Recorded {

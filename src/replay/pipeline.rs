@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::cache::{AnswerCache, Recorded, DEFAULT_CACHE_BYTES};
+use super::cache::{AnswerCache, Recorded, Series, DEFAULT_CACHE_BYTES};
 use super::grpc_index::GrpcIndex;
 use super::matcher::{Incoming, MatchResult, Matcher, RepeatPolicy};
 use super::metrics::Metrics;
@@ -178,15 +178,6 @@ pub struct Replay {
     spans: std::sync::OnceLock<Arc<crate::net::otlp::Exporter>>,
 }
 
-/// The metric series of one recorded exchange's usual answer (protocol and status as first
-/// served); answers with another protocol or status look theirs up.
-pub(crate) struct Series {
-    protocol: Protocol,
-    status: u16,
-    count: prometheus::IntCounter,
-    duration: prometheus::Histogram,
-}
-
 impl Replay {
     /// Sends requests that nothing answers to `hook` (record-on-miss); what it keeps is
     /// served from then on. Set once, before serving; a second hook is ignored.
@@ -309,9 +300,15 @@ impl Replay {
             plan,
             protocol,
             started,
-            span: self
-                .traced()
-                .then(|| Box::new(super::spans::SpanStart::new(view))),
+            span: self.traced().then(|| {
+                Box::new(super::spans::SpanStart::new(
+                    view.protocol,
+                    view.method,
+                    view.path(),
+                    view.authority,
+                    view.headers,
+                ))
+            }),
         }
     }
 
@@ -426,7 +423,14 @@ impl Replay {
 
     fn finish_call(&self, path: &str, decision: &Decision, status: u16, grpc: Option<u32>) {
         if let (Some(start), Some(exporter)) = (&decision.span, self.spans.get()) {
-            exporter.export(start.finish(decision, status, grpc));
+            exporter.export(start.finish(&super::spans::SpanEnd {
+                elapsed: decision.started.elapsed(),
+                websocket: decision.protocol == Protocol::WebSocket,
+                matched: !matches!(decision.found, Found::Missing(_)),
+                fault: decision.plan.fault.as_ref().map(|f| f.kind()),
+                status,
+                grpc_status: grpc,
+            }));
         }
         let recorded = decision.recorded();
         if let Some(r) = recorded {

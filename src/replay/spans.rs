@@ -4,8 +4,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::pipeline::{Decision, Found, RequestView};
-use crate::model::{HeaderList, Protocol};
+use crate::model::{Header, HeaderList, Protocol};
 use crate::net::otlp::{RequestSpan, SpanData, Value};
 
 /// What a span needs from the request, kept from the decision to the answer.
@@ -18,36 +17,52 @@ pub(crate) struct SpanStart {
     start_unix_ns: u64,
 }
 
+/// How a request ended, as its span tells it.
+pub(crate) struct SpanEnd<'a> {
+    /// How long the answer took, from the request's arrival.
+    pub elapsed: std::time::Duration,
+    /// The request became a WebSocket session.
+    pub websocket: bool,
+    /// Something recorded (or taught by a miss) answered it.
+    pub matched: bool,
+    /// The fault injected into the answer, if any.
+    pub fault: Option<&'a str>,
+    /// The status sent (0: none was sent).
+    pub status: u16,
+    /// The status a gRPC answer ended with.
+    pub grpc_status: Option<u32>,
+}
+
 impl SpanStart {
-    /// Notes `view` as it arrives.
-    pub(crate) fn new(view: &RequestView<'_>) -> SpanStart {
+    /// Notes a request as it arrives: its protocol, method, path (only the path reaches the
+    /// span; the query may hold credentials), the authority it named and its headers.
+    pub(crate) fn new(
+        protocol: Protocol,
+        method: &str,
+        path: &str,
+        authority: Option<&str>,
+        headers: &[Header],
+    ) -> SpanStart {
         SpanStart {
-            protocol: view.protocol,
-            method: view.method.to_string(),
-            // Only the path reaches the span; the query (which may hold credentials) does not.
-            target: view.path().to_string(),
-            authority: view
-                .authority
+            protocol,
+            method: method.to_string(),
+            target: path.to_string(),
+            authority: authority
                 .map(str::to_string)
-                .or_else(|| view.headers.header_str("host"))
+                .or_else(|| headers.header_str("host"))
                 .unwrap_or_default(),
-            traceparent: view.headers.header("traceparent").map(<[u8]>::to_vec),
+            traceparent: headers.header("traceparent").map(<[u8]>::to_vec),
             start_unix_ns: unix_now_ns(),
         }
     }
 
-    /// The span of the answered request: `status` 0 when none was sent, `grpc_status` the
-    /// status a gRPC answer ended with.
-    pub(crate) fn finish(
-        &self,
-        decision: &Decision,
-        status: u16,
-        grpc_status: Option<u32>,
-    ) -> SpanData {
-        let elapsed = u64::try_from(decision.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let protocol = match decision.protocol {
-            Protocol::WebSocket => Protocol::WebSocket,
-            _ => self.protocol,
+    /// The span of the answered request.
+    pub(crate) fn finish(&self, end: &SpanEnd<'_>) -> SpanData {
+        let elapsed = u64::try_from(end.elapsed.as_nanos()).unwrap_or(u64::MAX);
+        let protocol = if end.websocket {
+            Protocol::WebSocket
+        } else {
+            self.protocol
         };
         let mut span = RequestSpan {
             protocol,
@@ -56,18 +71,18 @@ impl SpanStart {
             authority: &self.authority,
             scheme: "http",
             traceparent: self.traceparent.as_deref(),
-            status,
-            grpc_status,
+            status: end.status,
+            grpc_status: end.grpc_status,
             start_unix_ns: self.start_unix_ns,
             end_unix_ns: self.start_unix_ns.saturating_add(elapsed),
             error: None,
         }
         .build();
-        let matched = !matches!(decision.found, Found::Missing(_));
-        span.attributes.push(("mf.matched", Value::Bool(matched)));
-        if let Some(f) = &decision.plan.fault {
+        span.attributes
+            .push(("mf.matched", Value::Bool(end.matched)));
+        if let Some(f) = end.fault {
             span.attributes
-                .push(("mf.fault", Value::Str(f.kind().to_string())));
+                .push(("mf.fault", Value::Str(f.to_string())));
         }
         span
     }
