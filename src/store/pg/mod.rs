@@ -89,6 +89,18 @@ fn tls_config(loc: &PgLocation) -> Result<rustls::ClientConfig, StoreError> {
         .with_no_client_auth())
 }
 
+/// What went wrong, with the server's own words (the library's `Display` says only "db
+/// error" and keeps the rest in its source, which log lines do not print).
+pub(crate) fn describe(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return db.to_string().replace('\n', "; ");
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
+}
+
 /// True when `e` says the database is out of reach or out of room (connection lost, refused,
 /// server shutting down, disk full) rather than that one statement was wrong: every later
 /// write would fail the same way until the database is back.
