@@ -8,7 +8,7 @@
 //! at the same time never share a connection id.
 //!
 //! Files: `location` (URL, recording name, credentials), `schema` (versions and forward
-//! migrations), `write` (batches as multi-row inserts, one transaction each), `read`
+//! migrations), `write` (batches of `COPY` and multi-row inserts, one transaction each), `read`
 //! (paged reads, bodies joined in), `select` (the one [`Selection`](crate::store::Selection)
 //! in PostgreSQL's dialect).
 

@@ -1,5 +1,6 @@
-//! Writing a PostgreSQL recording: each batch is one transaction of three multi-row inserts
-//! (new blobs, exchanges, messages), each statement a single round trip over arrays.
+//! Writing a PostgreSQL recording: each batch is one transaction: new blobs as one multi-row
+//! insert over arrays (`ON CONFLICT DO NOTHING`, recorders share them), the exchanges by
+//! binary `COPY`, then their messages as one multi-row insert.
 //!
 //! A lost connection fails the batch as a storage failure (the writer thread counts and
 //! retries, as for a full disk); the next batch reconnects.
