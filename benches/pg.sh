@@ -77,6 +77,8 @@ t0=$(now)
 "$MF" copy "$work/synthetic.db" "$db&recording=copy" 2> "$work/copy.log" || { cat "$work/copy.log" >&2; exit 1; }
 t1=$(now)
 copied=$(grep -o "copied [0-9]* exchanges" "$work/copy.log" | awk '{print $2}')
+# What the server said when a write failed (a full disk, say): the copy only counts it.
+grep -E "ERROR|FATAL|PANIC" "$work/pg.log" | head -5 >&2 || true
 sqlite_bytes=$(stat -c %s "$work/synthetic.db")
 pg_bytes=$(psql -qAt -h 127.0.0.1 -p "$db_port" -U postgres postgres -c \
   "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'mf_copy' AND c.relkind IN ('r', 'm')")

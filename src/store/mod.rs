@@ -195,8 +195,16 @@ pub enum StoreError {
     },
     #[error("cannot be stored: {reason}")]
     Unstorable { reason: String },
-    #[error("postgres: {0}")]
-    Postgres(#[from] postgres::Error),
+    /// Its message has the library's causes in it already: no `source`, so that error chains
+    /// do not repeat them.
+    #[error("postgres: {}", pg::describe(.0))]
+    Postgres(postgres::Error),
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        StoreError::Postgres(e)
+    }
 }
 
 impl StoreError {

@@ -8,7 +8,7 @@
 //! at the same time never share a connection id.
 //!
 //! Files: `location` (URL, recording name, credentials), `schema` (versions and forward
-//! migrations), `write` (batches as multi-row inserts, one transaction each), `read`
+//! migrations), `write` (batches of `COPY` and multi-row inserts, one transaction each), `read`
 //! (paged reads, bodies joined in), `select` (the one [`Selection`](crate::store::Selection)
 //! in PostgreSQL's dialect).
 
@@ -87,6 +87,18 @@ fn tls_config(loc: &PgLocation) -> Result<rustls::ClientConfig, StoreError> {
         .map_err(|e| bad(format!("TLS: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+/// What went wrong, with the server's own words (the library's `Display` says only "db
+/// error" and keeps the rest in its source, which log lines do not print).
+pub(crate) fn describe(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return db.to_string().replace('\n', "; ");
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
 }
 
 /// True when `e` says the database is out of reach or out of room (connection lost, refused,
