@@ -161,18 +161,16 @@ pub(crate) async fn serve<S: Io>(
             grpc_first: None,
         };
         let decision = replay.decide_or_fetch(&view).await;
-        if decision.protocol == Protocol::WebSocket {
-            if decision.matched().is_some() {
-                let path = view.path().to_string();
-                let early = decoder.take_buffered();
-                return Exit::WebSocket(Box::new(Upgrade {
-                    stream,
-                    headers: head.headers,
-                    early,
-                    path,
-                    decision,
-                }));
-            }
+        if decision.protocol == Protocol::WebSocket && decision.matched().is_some() {
+            let path = view.path().to_string();
+            let early = decoder.take_buffered();
+            return Exit::WebSocket(Box::new(Upgrade {
+                stream,
+                headers: head.headers,
+                early,
+                path,
+                decision,
+            }));
         }
         out.clear();
         let close = match &decision.found {

@@ -150,7 +150,7 @@ impl Reader {
 mod tests {
     use super::*;
     use crate::model::{Direction, Header, MessageKind, StreamMessage};
-    use crate::store::{lean, open_reader, write_exchanges, Meta, RecordingRead};
+    use crate::store::{lean, open_reader, write_exchanges, Meta};
 
     #[test]
     fn the_sqlite_walk_reads_what_lean_keeps_and_the_pool_loads_whole_exchanges() {
