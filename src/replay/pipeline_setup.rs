@@ -78,6 +78,7 @@ impl Replay {
         // Reading rows and indexing them (JSON bodies canonicalised, strings interned) take
         // about as long each: one thread does each, batches passed between them.
         const BATCH: usize = 4096;
+        let started = std::time::Instant::now();
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Exchange>>(4);
         let (walked, b) = std::thread::scope(|scope| {
             let indexer = scope.spawn(move || {
@@ -108,6 +109,11 @@ impl Replay {
             (walked, b)
         });
         walked?;
+        tracing::info!(
+            exchanges = b.matcher.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "recording indexed"
+        );
         let loader = crate::store::into_loader(reader)?;
         Ok(Replay::build(b, Exchanges::Store(loader), None, config)?)
     }

@@ -176,8 +176,18 @@ fn open_read(path: &Path) -> Result<Connection, StoreError> {
     }
     // Read-write so that an old recording can be migrated and a WAL left by a killed recorder
     // is checkpointed; nothing else is written.
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
-        .or_else(|_| Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY))
+    // No SQLite mutex: a connection is used by one thread at a time (rusqlite's `Connection`
+    // is not `Sync`), and taking it on every call was a tenth of a replay's start-up.
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .or_else(|_| {
+        Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+    })
         .map_err(|e| classify_open_error(path, e))?;
     schema::check_and_migrate(&conn, path, false)?;
     sqlfn::register_path(&conn)?;
