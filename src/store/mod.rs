@@ -188,7 +188,7 @@ fn open_read(path: &Path) -> Result<Connection, StoreError> {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
     })
-        .map_err(|e| classify_open_error(path, e))?;
+    .map_err(|e| classify_open_error(path, e))?;
     schema::check_and_migrate(&conn, path, false)?;
     sqlfn::register_path(&conn)?;
     Ok(conn)
