@@ -186,6 +186,16 @@ impl MatcherBuilder {
         self.ids.push(ex.id);
     }
 
+    /// Number of requests added.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when none was added.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// The matcher; `repeat` says what happens once a group's answers are used up.
     pub fn finish(self, repeat: RepeatPolicy) -> Matcher {
         let n_groups = self.groups.len();

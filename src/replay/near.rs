@@ -20,8 +20,10 @@ pub(super) const FULL_SCAN: usize = 10_000;
 const NEIGHBOURS: usize = 32;
 /// Paths kept per shape.
 const PER_SHAPE: usize = 64;
-/// Exchanges scored per candidate path (a path can hold most of a recording).
-const PER_PATH: usize = 100_000;
+/// Exchanges scored per candidate path, the first in recorded order (a path can hold most
+/// of a recording; its exchanges differ only in method, query and body, and the report
+/// prefers the earliest of equal scores anyway).
+const PER_PATH: usize = 20_000;
 
 /// The candidate index of a big recording; empty for a small one.
 pub(super) struct Candidates {

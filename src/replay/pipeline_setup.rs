@@ -23,12 +23,16 @@ pub enum SetupError {
     Metrics(#[from] prometheus::Error),
 }
 
+/// Loads from the store running at once: each holds a blocking thread and a read connection
+/// (with its page cache), so a burst of uncached answers must not start one per request.
+const MAX_LOADS: usize = 4;
+
 /// The recorded exchanges behind a replay's index.
 pub(super) enum Exchanges {
     /// Given whole (tests, small in-memory recordings), in recorded order.
     Memory(Vec<Exchange>),
-    /// Loaded by recorded id from the store.
-    Store(Arc<dyn ExchangeLoader>),
+    /// Loaded by recorded id from the store, at most [`MAX_LOADS`] at once.
+    Store(Arc<dyn ExchangeLoader>, tokio::sync::Semaphore),
 }
 
 /// The indexes of a recording, built one exchange at a time.
@@ -78,6 +82,7 @@ impl Replay {
         // Reading rows and indexing them (JSON bodies canonicalised, strings interned) take
         // about as long each: one thread does each, batches passed between them.
         const BATCH: usize = 4096;
+        let started = std::time::Instant::now();
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Exchange>>(4);
         let (walked, b) = std::thread::scope(|scope| {
             let indexer = scope.spawn(move || {
@@ -108,8 +113,18 @@ impl Replay {
             (walked, b)
         });
         walked?;
+        tracing::info!(
+            exchanges = b.matcher.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "recording indexed"
+        );
         let loader = crate::store::into_loader(reader)?;
-        Ok(Replay::build(b, Exchanges::Store(loader), None, config)?)
+        Ok(Replay::build(
+            b,
+            Exchanges::Store(loader, tokio::sync::Semaphore::new(MAX_LOADS)),
+            None,
+            config,
+        )?)
     }
 
     /// A replay whose answers come from `source` (a fixtures folder) rather than a recording.
@@ -182,7 +197,8 @@ impl Replay {
                 Some(ex) => Ok(Recorded::new(index, ex.clone())),
                 None => Err(format!("no recorded exchange at {index}")),
             },
-            Exchanges::Store(loader) => {
+            Exchanges::Store(loader, permits) => {
+                let _permit = permits.acquire().await.map_err(|e| e.to_string());
                 let loader = loader.clone();
                 let id = self.matcher.id(index).unwrap_or(-1);
                 tokio::task::spawn_blocking(move || {
