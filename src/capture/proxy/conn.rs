@@ -56,6 +56,8 @@ pub(super) struct ClientConn<S> {
     /// intercepted CONNECT tunnel. `None` on a plain forward-proxy connection.
     origin: Option<Upstream>,
     pub(super) peer: SocketAddr,
+    /// `peer` as recorded, formatted once per connection rather than once per exchange.
+    peer_text: String,
     /// The front door can intercept a CONNECT (the proxy has a certificate authority).
     pub(super) can_intercept: bool,
     pub(super) id: u64,
@@ -91,6 +93,7 @@ impl<S: Io> ClientConn<S> {
             upstream: None,
             origin,
             peer: from.peer,
+            peer_text: from.peer.to_string(),
             can_intercept: from.can_intercept(),
             id: numbering.id,
             seq: numbering.seq,
@@ -241,13 +244,13 @@ impl<S: Io> ClientConn<S> {
         ex.connection_id = self.id;
         ex.seq = self.seq;
         ex.protocol = Some(protocol);
-        ex.client_addr = Some(self.peer.to_string());
+        ex.client_addr = Some(self.peer_text.clone());
         ex.authority = authority.to_string();
         rec
     }
 
     /// Forwards one exchange and records it.
-    async fn exchange(&mut self, (head, started_at): (RequestHead, i64)) -> Step {
+    async fn exchange(&mut self, (mut head, started_at): (RequestHead, i64)) -> Step {
         let proxy = self.proxy.clone();
         let config = &proxy.config;
         if head.method.eq_ignore_ascii_case("CONNECT") {
@@ -275,11 +278,36 @@ impl<S: Io> ClientConn<S> {
         };
         let mut rec = self.recorder(started_at, protocol, &target_up.authority);
         rec.exchange_mut().scheme = target_up.scheme().into();
+
+        // The head as the upstream gets it: hop-by-hop fields dropped, except the upgrade
+        // handshake and the body framing that we keep unchanged. Encoded before the
+        // recorder takes the client's headers, so that they are moved there, not copied.
+        let mut out = BytesMut::new();
+        {
+            let fwd = forward_request_headers(
+                &head,
+                config,
+                self.peer,
+                host_override.as_deref(),
+                &target_up.authority,
+            );
+            h1_encode::request_head_fields(
+                &mut out,
+                &head.method,
+                &[&target_up.base_path, &origin_target],
+                fwd.iter().map(|(n, v)| (*n, &v[..])),
+            );
+        }
+        let version = match head.minor {
+            1 => "HTTP/1.1".to_string(),
+            0 => "HTTP/1.0".to_string(),
+            m => format!("HTTP/1.{m}"),
+        };
         rec.request_head(
             head.method.clone(),
-            origin_target.clone(),
-            format!("HTTP/1.{}", head.minor),
-            head.headers.clone(),
+            origin_target,
+            version,
+            std::mem::take(&mut head.headers),
         );
 
         if let Err(failure) = self.ensure_upstream(&target_up).await {
@@ -295,20 +323,7 @@ impl<S: Io> ClientConn<S> {
         let Some(upstream) = self.upstream.as_mut() else {
             return Step::Close;
         };
-        rec.exchange_mut().server_addr = Some(upstream.addr.to_string());
-
-        // The head as the upstream gets it: hop-by-hop fields dropped, except the upgrade
-        // handshake and the body framing that we keep unchanged.
-        let mut out = BytesMut::new();
-        let fwd_headers = forward_request_headers(
-            &head,
-            config,
-            self.peer,
-            host_override.as_deref(),
-            &target_up.authority,
-        );
-        let target = format!("{}{}", target_up.base_path, origin_target);
-        h1_encode::request_head(&mut out, &head.method, &target, &fwd_headers);
+        rec.exchange_mut().server_addr = Some(upstream.addr_text.clone());
         upstream.decoder.push_request_method(&head.method);
 
         let mut response = ResponseOutcome::default();
@@ -494,7 +509,7 @@ impl<S: Io> ClientConn<S> {
             writer,
             origin: up.clone(),
             decoder: Decoder::new(Role::Response),
-            addr,
+            addr_text: addr.to_string(),
         });
         Ok(())
     }

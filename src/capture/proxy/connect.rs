@@ -64,7 +64,7 @@ impl<S: Io> ClientConn<S> {
                     writer,
                     origin: plain,
                     decoder: Decoder::new(Role::Response),
-                    addr,
+                    addr_text: addr.to_string(),
                 });
                 self.tunnel().await;
             }

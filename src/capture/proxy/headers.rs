@@ -2,6 +2,7 @@
 //! minus hop-by-hop fields (except an upgrade handshake and the body framing), with Host and
 //! X-Forwarded-For adjusted. What is recorded is decided by the recorder, not here.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use crate::capture::setup::ProxyConfig;
@@ -17,13 +18,16 @@ pub(super) fn is_websocket_upgrade(headers: &[Header]) -> bool {
 
 /// The request headers sent upstream, in the client's order and case. `host_override`
 /// replaces the Host value (reverse proxy); a request without Host gets `authority`.
-pub(super) fn forward_request_headers(
-    head: &RequestHead,
+///
+/// The fields borrow from the client's head where they are forwarded unchanged: encoding
+/// them copies each header once, into the upstream's buffer, not into a list first.
+pub(super) fn forward_request_headers<'a>(
+    head: &'a RequestHead,
     config: &ProxyConfig,
     peer: SocketAddr,
-    host_override: Option<&str>,
-    authority: &str,
-) -> Vec<Header> {
+    host_override: Option<&'a str>,
+    authority: &'a str,
+) -> Vec<Field<'a>> {
     // `Upgrade: h2c` is declined (the request goes on as HTTP/1.1, which RFC 9113 §3.2 allows):
     // hyper and h2 cannot adopt an upgraded request as stream 1, so the proxy could not record
     // it. Clients that want HTTP/2 from the start use prior knowledge, which is recorded.
@@ -31,7 +35,7 @@ pub(super) fn forward_request_headers(
         .headers
         .header("upgrade")
         .is_some_and(|v| !v.trim_ascii().eq_ignore_ascii_case(b"h2c"));
-    let mut out: Vec<Header> = Vec::with_capacity(head.headers.len() + 2);
+    let mut out: Vec<Field<'a>> = Vec::with_capacity(head.headers.len() + 2);
     let mut saw_host = false;
     let mut saw_xff = false;
     for h in &head.headers {
@@ -49,20 +53,14 @@ pub(super) fn forward_request_headers(
             && is_websocket_upgrade(&head.headers)
         {
             if let Some(value) = deflate_offers(&h.value) {
-                out.push(Header {
-                    name: h.name.clone(),
-                    value,
-                });
+                out.push((&h.name, Cow::Owned(value)));
             }
             continue;
         }
         if h.name.eq_ignore_ascii_case("host") {
             saw_host = true;
             if let Some(host) = host_override {
-                out.push(Header {
-                    name: h.name.clone(),
-                    value: host.as_bytes().to_vec(),
-                });
+                out.push((&h.name, Cow::Borrowed(host.as_bytes())));
                 continue;
             }
         }
@@ -70,22 +68,26 @@ pub(super) fn forward_request_headers(
             saw_xff = true;
             let mut value = h.value.clone();
             value.extend_from_slice(format!(", {}", peer.ip()).as_bytes());
-            out.push(Header {
-                name: h.name.clone(),
-                value,
-            });
+            out.push((&h.name, Cow::Owned(value)));
             continue;
         }
-        out.push(h.clone());
+        out.push((&h.name, Cow::Borrowed(&h.value)));
     }
     if !saw_host {
-        out.insert(0, Header::new("Host", host_override.unwrap_or(authority)));
+        let host = host_override.unwrap_or(authority);
+        out.insert(0, ("Host", Cow::Borrowed(host.as_bytes())));
     }
     if config.x_forwarded_for && !saw_xff {
-        out.push(Header::new("X-Forwarded-For", peer.ip().to_string()));
+        out.push((
+            "X-Forwarded-For",
+            Cow::Owned(peer.ip().to_string().into_bytes()),
+        ));
     }
     out
 }
+
+/// One forwarded header: its name and value, borrowed unless the proxy changed it.
+pub(super) type Field<'a> = (&'a str, Cow<'a, [u8]>);
 
 /// The permessage-deflate offers of one `Sec-WebSocket-Extensions` value: the value itself
 /// when it offers nothing else (forwarded byte for byte), those offers alone otherwise, and

@@ -160,9 +160,13 @@ where
                     if interim {
                         // 100 Continue and friends go straight to the client; the final
                         // response follows on the same request.
-                        let headers =
-                            h1::client_response_headers(head.status, &head.headers, false);
-                        h1_encode::response_head(&mut out, head.status, &head.reason, &headers);
+                        let fields = h1::client_response_fields(head.status, &head.headers, false);
+                        h1_encode::response_head_fields(
+                            &mut out,
+                            head.status,
+                            &head.reason,
+                            fields,
+                        );
                         continue;
                     }
                     framing = head.framing;
@@ -174,8 +178,8 @@ where
                     outcome.close_client = close;
                     outcome.upstream_reusable = !h1::wants_close(head.minor, &head.headers)
                         && !matches!(framing, Framing::UntilClose);
-                    let headers = h1::client_response_headers(head.status, &head.headers, close);
-                    h1_encode::response_head(&mut out, head.status, &head.reason, &headers);
+                    let fields = h1::client_response_fields(head.status, &head.headers, close);
+                    h1_encode::response_head_fields(&mut out, head.status, &head.reason, fields);
                     outcome.head_sent = true;
                     outcome.head = Some(head);
                 }

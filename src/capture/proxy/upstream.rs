@@ -19,7 +19,8 @@ pub(super) struct UpstreamConn {
     /// Which origin this connection talks to.
     pub origin: Upstream,
     pub decoder: Decoder,
-    pub addr: SocketAddr,
+    /// The upstream's address as recorded, formatted once per connection.
+    pub addr_text: String,
 }
 
 impl UpstreamConn {

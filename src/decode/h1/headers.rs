@@ -77,19 +77,31 @@ pub fn response_framing(method: &str, status: u16, headers: &[Header]) -> Framin
 /// `Transfer-Encoding` (mf re-chunks the same body) and, on a 101, `Connection`/`Upgrade` —
 /// and `Connection: close` appended when this connection ends after the response.
 pub fn client_response_headers(status: u16, headers: &[Header], close: bool) -> Vec<Header> {
-    let mut out: Vec<Header> = headers
+    client_response_fields(status, headers, close)
+        .map(|(name, value)| Header {
+            name: name.to_string(),
+            value: value.to_vec(),
+        })
+        .collect()
+}
+
+/// [`client_response_headers`] as borrowed `(name, value)` fields, for encoding without
+/// copying every header (the recording proxy does this for each response).
+pub fn client_response_fields(
+    status: u16,
+    headers: &[Header],
+    close: bool,
+) -> impl Iterator<Item = (&str, &[u8])> + Clone {
+    let closing = (close && status != 101).then_some(("Connection", &b"close"[..]));
+    headers
         .iter()
-        .filter(|h| {
+        .filter(move |h| {
             h.name.eq_ignore_ascii_case("transfer-encoding")
                 || (status == 101
                     && (h.name.eq_ignore_ascii_case("connection")
                         || h.name.eq_ignore_ascii_case("upgrade")))
                 || !is_hop_by_hop(&h.name, headers)
         })
-        .cloned()
-        .collect();
-    if close && status != 101 {
-        out.push(Header::new("Connection", "close"));
-    }
-    out
+        .map(|h| (h.name.as_str(), &h.value[..]))
+        .chain(closing)
 }

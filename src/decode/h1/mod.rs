@@ -28,7 +28,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use crate::model::Header;
 
 use framing::{body_framing, find_lf, has_upgrade, head_error, parse_chunk_size, to_headers};
-pub use headers::{client_response_headers, is_hop_by_hop, response_framing, wants_close};
+pub use headers::{
+    client_response_fields, client_response_headers, is_hop_by_hop, response_framing, wants_close,
+};
 
 /// Largest request or response head accepted (request line + headers).
 pub const DEFAULT_MAX_HEAD: usize = 64 * 1024;

@@ -230,3 +230,29 @@ fn gzip_bodies_are_redacted_inside_and_stay_gzip() {
     );
     assert_eq!(body.size, body.data.len() as u64);
 }
+
+#[test]
+fn secret_words_are_found_in_any_case_and_across_fold_chunks() {
+    let rules = Rules::new(&["X-Internal-Ssn".into(), "$.Profile.Birth_Date".into()]);
+    assert!(rules.may_hold_secret_field(br#"{"PassWord":"x"}"#));
+    assert!(rules.may_hold_secret_field(br#"{"x-INTERNAL-ssn":1}"#));
+    assert!(rules.may_hold_secret_field(br#"{"birth_DATE":1}"#));
+    assert!(!rules.may_hold_secret_field(br#"{"users":[{"id":1,"name":"a"}]}"#));
+    assert!(!rules.may_hold_secret_field(b""));
+    // Every offset around the 4096-byte chunk boundaries, so a word split by one is seen.
+    for at in (4096 - 12..4096 + 4).chain(8192 - 20..8192 - 8) {
+        let mut data = vec![b'x'; 12_000];
+        data[at..at + 8].copy_from_slice(b"PASSWORD");
+        assert!(rules.may_hold_secret_field(&data), "word at {at}");
+    }
+    assert!(!rules.may_hold_secret_field(&vec![b'x'; 12_000]));
+}
+
+#[test]
+fn many_redact_names_are_found_like_few() {
+    let extra: Vec<String> = (0..40).map(|i| format!("Field_{i}_Name")).collect();
+    let rules = Rules::new(&extra);
+    assert!(rules.may_hold_secret_field(br#"{"FIELD_39_name":1}"#));
+    assert!(rules.may_hold_secret_field(br#"{"Token":1}"#));
+    assert!(!rules.may_hold_secret_field(br#"{"field_40_name":1}"#));
+}
