@@ -276,9 +276,7 @@ fn open_read(path: &Path) -> Result<Connection, StoreError> {
     // Read-write so that an old recording can be migrated and a WAL left by a killed recorder
     // is checkpointed; nothing else is written.
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | NO_MUTEX)
-        .or_else(|_| {
-            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | NO_MUTEX)
-        })
+        .or_else(|_| Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | NO_MUTEX))
         .map_err(|e| classify_open_error(path, e))?;
     schema::check_and_migrate(&conn, path, false)?;
     sqlfn::register_path(&conn)?;
