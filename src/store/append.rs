@@ -1,13 +1,12 @@
 //! The SQLite write side: exchanges (bodies and messages into the blob table) and the
 //! patterns table, behind [`RecordingWrite`].
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, OpenFlags};
+use rusqlite::{params, Connection, OpenFlags, Statement};
 
 use super::backend::RecordingWrite;
-use super::blobs::{self, BlobKey};
+use super::blobs::{self, KnownBlobs};
 use super::codec::{encode_chunks, encode_headers};
 use super::{PatternRow, StoreError, APPLICATION_ID, SCHEMA_VERSION};
 use crate::model::{Body, Direction, Exchange};
@@ -17,7 +16,7 @@ pub(super) struct SqliteWriter {
     conn: Connection,
     path: PathBuf,
     /// Blobs already stored by this writer: a repeated body costs a hash, not a query.
-    known: HashSet<BlobKey>,
+    known: KnownBlobs,
 }
 
 impl SqliteWriter {
@@ -26,7 +25,7 @@ impl SqliteWriter {
         Ok(SqliteWriter {
             conn: super::open_write(path, meta)?,
             path: path.to_path_buf(),
-            known: HashSet::new(),
+            known: KnownBlobs::default(),
         })
     }
 
@@ -53,7 +52,7 @@ impl SqliteWriter {
         Ok(SqliteWriter {
             conn,
             path: path.to_path_buf(),
-            known: HashSet::new(),
+            known: KnownBlobs::default(),
         })
     }
 }
@@ -75,14 +74,22 @@ impl RecordingWrite for SqliteWriter {
     ) -> Result<(), StoreError> {
         let result = (|| {
             let tx = self.conn.transaction()?;
+            // Prepared once per batch: looking each up in the statement cache (hashing its
+            // text) for every row showed in the writer's profile.
+            let mut stmts = Stmts {
+                blob: tx.prepare(blobs::INSERT_BLOB)?,
+                exchange: tx.prepare(INSERT_EXCHANGE)?,
+                message: tx.prepare(INSERT_MESSAGE)?,
+            };
             for ex in batch {
-                match insert_exchange(&tx, &mut self.known, ex) {
+                match insert_exchange(&tx, &mut stmts, &mut self.known, ex) {
                     Ok(()) => {}
                     // The disk, not the exchange: the whole batch fails (and rolls back).
                     Err(e) if e.is_storage_failure() => return Err(e),
                     Err(e) => rejected(ex, e),
                 }
             }
+            drop(stmts);
             tx.commit()?;
             Ok(())
         })();
@@ -115,29 +122,51 @@ impl RecordingWrite for SqliteWriter {
     }
 }
 
+/// The statements of one batch's transaction.
+struct Stmts<'c> {
+    blob: Statement<'c>,
+    exchange: Statement<'c>,
+    message: Statement<'c>,
+}
+
+const INSERT_EXCHANGE: &str = "INSERT INTO exchanges (
+            connection_id, seq, protocol, started_at_ns, client_addr, server_addr, scheme, authority,
+            method, target, req_version, req_headers, req_body, req_body_size, req_body_truncated, req_trailers,
+            status, reason, resp_version, resp_headers, resp_body, resp_body_size, resp_body_truncated, resp_trailers,
+            request_end_ns, response_first_byte_ns, response_end_ns, error, trace_id, tags, error_kind,
+            req_body_chunks, resp_body_chunks
+        ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                  ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31,
+                  ?32, ?33)";
+
+const INSERT_MESSAGE: &str =
+    "INSERT INTO messages (exchange_id, idx, direction, offset_ns, kind, size, data)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
 fn blob_of(
-    conn: &Connection,
-    known: &mut HashSet<BlobKey>,
+    insert: &mut Statement<'_>,
+    known: &mut KnownBlobs,
     body: &Body,
 ) -> Result<Option<Vec<u8>>, StoreError> {
     if body.data.is_empty() {
         return Ok(None);
     }
-    Ok(Some(blobs::put(conn, known, &body.data)?.to_vec()))
+    Ok(Some(blobs::put(insert, known, &body.data)?.to_vec()))
 }
 
 /// Inserts one exchange and its stream messages.
 fn insert_exchange(
     conn: &Connection,
-    known: &mut HashSet<BlobKey>,
+    stmts: &mut Stmts<'_>,
+    known: &mut KnownBlobs,
     ex: &Exchange,
 ) -> Result<(), StoreError> {
     let req = &ex.request;
-    let req_body = blob_of(conn, known, &req.body)?;
-    let req_headers = blobs::put(conn, known, &encode_headers(&req.headers))?;
+    let req_body = blob_of(&mut stmts.blob, known, &req.body)?;
+    let req_headers = blobs::put(&mut stmts.blob, known, &encode_headers(&req.headers))?;
     let resp = ex.response.as_ref();
     let resp_body = match resp {
-        Some(r) => blob_of(conn, known, &r.body)?,
+        Some(r) => blob_of(&mut stmts.blob, known, &r.body)?,
         None => None,
     };
     let tags = if ex.tags.is_empty() {
@@ -153,25 +182,18 @@ fn insert_exchange(
         }
     };
     let as_i64 = |v: Option<u64>| v.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
-    conn.prepare_cached(
-        "INSERT INTO exchanges (
-            connection_id, seq, protocol, started_at_ns, client_addr, server_addr, scheme, authority,
-            method, target, req_version, req_headers, req_body, req_body_size, req_body_truncated, req_trailers,
-            status, reason, resp_version, resp_headers, resp_body, resp_body_size, resp_body_truncated, resp_trailers,
-            request_end_ns, response_first_byte_ns, response_end_ns, error, trace_id, tags, error_kind,
-            req_body_chunks, resp_body_chunks
-        ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                  ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31,
-                  ?32, ?33)",
-    )?
-    .execute(params![
+    stmts.exchange.execute(params![
         i64::try_from(ex.connection_id).unwrap_or(i64::MAX),
         ex.seq,
         ex.protocol().as_str(),
         ex.started_at_ns,
         ex.client_addr,
         ex.server_addr,
-        if ex.scheme.is_empty() { "http" } else { ex.scheme.as_str() },
+        if ex.scheme.is_empty() {
+            "http"
+        } else {
+            ex.scheme.as_str()
+        },
         ex.authority,
         req.method,
         req.target,
@@ -204,14 +226,10 @@ fn insert_exchange(
         let data = if m.data.is_empty() {
             None
         } else {
-            Some(blobs::put(conn, known, &m.data)?.to_vec())
+            Some(blobs::put(&mut stmts.blob, known, &m.data)?.to_vec())
         };
         let kind = serde_json::to_string(&m.kind).unwrap_or_default();
-        conn.prepare_cached(
-            "INSERT INTO messages (exchange_id, idx, direction, offset_ns, kind, size, data)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![
+        stmts.message.execute(params![
             id,
             idx as i64,
             matches!(m.direction, Direction::ServerToClient) as i64,

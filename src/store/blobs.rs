@@ -1,14 +1,46 @@
 //! Content-addressed, compressed blob storage.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Statement};
 
 use super::StoreError;
 
 /// Key of a blob: the first 16 bytes of its BLAKE3 hash (collision odds are negligible at
 /// any recording size, and half the index of a full hash).
 pub(super) type BlobKey = [u8; 16];
+
+/// Hashes a [`BlobKey`] by taking its first 8 bytes: a key is already a uniform hash, so
+/// SipHash over it (the std default) was pure cost on the writer thread.
+#[derive(Default)]
+pub(super) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // A `[u8; 16]` hashes as its length then its bytes: keep the first 8 bytes of the
+        // longest write (the key), folding in anything else so other inputs still work.
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = self.0.rotate_left(5) ^ n as u64;
+    }
+}
+
+/// The keys a writer knows are stored.
+pub(super) type KnownBlobs = HashSet<BlobKey, BuildHasherDefault<KeyHasher>>;
+
+/// The statement [`put`] runs.
+pub(super) const INSERT_BLOB: &str =
+    "INSERT OR IGNORE INTO blobs (hash, size, codec, data) VALUES (?1, ?2, ?3, ?4)";
 
 const CODEC_RAW: i64 = 0;
 const CODEC_ZSTD: i64 = 1;
@@ -51,10 +83,11 @@ pub(super) fn encode(data: &[u8]) -> (i64, Vec<u8>) {
     }
 }
 
-/// Stores `data` once; remembers stored keys so repeats cost one hash and no query.
+/// Stores `data` once with `insert` (a prepared [`INSERT_BLOB`]); remembers stored keys so
+/// repeats cost one hash and no query.
 pub(super) fn put(
-    conn: &Connection,
-    known: &mut HashSet<BlobKey>,
+    insert: &mut Statement<'_>,
+    known: &mut KnownBlobs,
     data: &[u8],
 ) -> Result<BlobKey, StoreError> {
     let key = key_of(data);
@@ -62,10 +95,7 @@ pub(super) fn put(
         return Ok(key);
     }
     let (codec, stored) = encode(data);
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO blobs (hash, size, codec, data) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![&key[..], data.len() as i64, codec, stored])?;
+    insert.execute(params![&key[..], data.len() as i64, codec, stored])?;
     known.insert(key);
     Ok(key)
 }
