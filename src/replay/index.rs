@@ -84,7 +84,9 @@ pub(crate) use crate::store::{body_key, canonical_json, short_hash, BodyKey};
 #[derive(Default)]
 pub(crate) struct BodyKeys {
     keys: Vec<BodyKey>,
-    ids: std::collections::HashMap<BodyKey, u32>,
+    /// `hashbrown`'s default hasher rather than SipHash: a key is interned for every
+    /// recorded request, and SipHash over its 17 bytes was most of the cost.
+    ids: hashbrown::HashMap<BodyKey, u32>,
 }
 
 impl BodyKeys {
