@@ -77,49 +77,16 @@ fn span_str<'a>(text: &'a str, spans: &[(u32, u32)], id: u32) -> &'a str {
         .unwrap_or("")
 }
 
-/// How a request body is compared: absent, JSON compared by meaning, or bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum BodyKey {
-    Empty,
-    /// Hash of the canonical JSON text (object keys sorted), so `{"a":1,"b":2}` equals
-    /// `{"b":2,"a":1}`.
-    Json([u8; 16]),
-    Raw([u8; 16]),
-}
-
-/// The first 16 bytes of the BLAKE3 hash of `data`: collisions stay negligible at any
-/// recording size, at half the size of the whole hash.
-pub(crate) fn short_hash(data: &[u8]) -> [u8; 16] {
-    let mut key = [0u8; 16];
-    key.copy_from_slice(&blake3::hash(data).as_bytes()[..16]);
-    key
-}
-
-/// The key of a request body.
-pub(crate) fn body_key(body: &[u8]) -> BodyKey {
-    if body.is_empty() {
-        return BodyKey::Empty;
-    }
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    if matches!(first, Some(b'{') | Some(b'[')) {
-        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
-            return BodyKey::Json(short_hash(canonical_json(&value).as_bytes()));
-        }
-    }
-    BodyKey::Raw(short_hash(body))
-}
-
-/// JSON text with object keys sorted at every level.
-pub(crate) fn canonical_json(v: &serde_json::Value) -> String {
-    crate::store::fixtures::sorted_json(v).to_string()
-}
+pub(crate) use crate::store::{body_key, canonical_json, short_hash, BodyKey};
 
 /// Body keys stored once each, by id (most requests have no body, and repeated bodies are
 /// common).
 #[derive(Default)]
 pub(crate) struct BodyKeys {
     keys: Vec<BodyKey>,
-    ids: std::collections::HashMap<BodyKey, u32>,
+    /// `hashbrown`'s default hasher rather than SipHash: a key is interned for every
+    /// recorded request, and SipHash over its 17 bytes was most of the cost.
+    ids: hashbrown::HashMap<BodyKey, u32>,
 }
 
 impl BodyKeys {
@@ -174,14 +141,7 @@ mod tests {
     }
 
     #[test]
-    fn json_bodies_are_keyed_by_meaning_and_others_by_bytes() {
-        assert_eq!(body_key(b""), BodyKey::Empty);
-        assert_eq!(
-            body_key(br#"{"a":1,"b":2}"#),
-            body_key(br#" {"b": 2, "a": 1}"#)
-        );
-        assert!(matches!(body_key(br#"{"a":1}"#), BodyKey::Json(_)));
-        assert!(matches!(body_key(b"{not json"), BodyKey::Raw(_)));
+    fn body_keys_are_stored_once() {
         let mut t = BodyKeys::default();
         let id = t.intern(body_key(b"x"));
         assert_eq!(t.intern(body_key(b"x")), id);

@@ -153,8 +153,20 @@ impl MatcherBuilder {
     /// Adds the recorded request of `ex` (only its id, authority, method, target and body
     /// are read).
     pub fn push(&mut self, ex: &Exchange) {
+        self.push_keyed(ex, None);
+    }
+
+    /// As [`MatcherBuilder::push`], with the key of the request body when the recording
+    /// stored one (the body is then not read).
+    pub fn push_keyed(&mut self, ex: &Exchange, body_key_stored: Option<BodyKey>) {
         let t = &mut self.tables;
-        let authority = t.strings.intern(&normalize_authority(&ex.authority));
+        // Recorded authorities are nearly always normalised already: interned as they are,
+        // they cost no lower-cased copy per row.
+        let authority = if is_normalized_authority(&ex.authority) {
+            t.strings.intern(&ex.authority)
+        } else {
+            t.strings.intern(&normalize_authority(&ex.authority))
+        };
         match self.first_authority {
             None => self.first_authority = Some(authority),
             Some(a) if a != authority => self.multi_host = true,
@@ -167,7 +179,9 @@ impl MatcherBuilder {
             method: t.strings.intern(&ex.request.method),
             path: t.strings.intern(ex.request.path()),
             query: t.strings.intern(&encode_query(&pairs)),
-            body: t.bodies.intern(body_key(body)),
+            body: t
+                .bodies
+                .intern(body_key_stored.unwrap_or_else(|| body_key(body))),
         };
         let next = u32::try_from(self.groups.len()).unwrap_or(UNKNOWN);
         let group = match wild_of(t, key, &pairs, body) {
@@ -404,6 +418,14 @@ impl Matcher {
 
 /// Lowercase host with the scheme's default port dropped, so `Host: a.example` and
 /// `CONNECT a.example:443` name the same origin.
+/// True when [`normalize_authority`] would leave `a` as it is.
+fn is_normalized_authority(a: &str) -> bool {
+    a.trim().len() == a.len()
+        && !a.bytes().any(|b| b.is_ascii_uppercase())
+        && !a.ends_with(":443")
+        && !a.ends_with(":80")
+}
+
 fn normalize_authority(a: &str) -> String {
     let a = a.trim().to_ascii_lowercase();
     a.strip_suffix(":443")

@@ -59,15 +59,17 @@ impl Candidates {
         let mut paths: Vec<u32> = entries.iter().map(|e| e.path).collect();
         paths.sort_unstable();
         paths.dedup();
+        let ids = paths.last().map_or(0, |&id| id as usize + 1);
         paths.sort_unstable_by(|a, b| strings.str(*a).cmp(strings.str(*b)));
-        let position: HashMap<u32, u32> = paths
-            .iter()
-            .enumerate()
-            .map(|(p, &id)| (id, p as u32))
-            .collect();
+        // By string id: ids are dense, so a vector does what a SipHash map did, without
+        // hashing twice per recorded exchange.
+        let mut position = vec![0u32; ids];
+        for (p, &id) in paths.iter().enumerate() {
+            position[id as usize] = p as u32;
+        }
         let mut starts = vec![0u32; paths.len() + 1];
         for e in entries {
-            starts[position[&e.path] as usize + 1] += 1;
+            starts[position[e.path as usize] as usize + 1] += 1;
         }
         for p in 0..paths.len() {
             starts[p + 1] += starts[p];
@@ -75,7 +77,7 @@ impl Candidates {
         let mut fill = starts.clone();
         let mut members = vec![0u32; entries.len()];
         for (i, e) in entries.iter().enumerate() {
-            let p = position[&e.path] as usize;
+            let p = position[e.path as usize] as usize;
             members[fill[p] as usize] = i as u32;
             fill[p] += 1;
         }

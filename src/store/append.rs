@@ -134,10 +134,10 @@ const INSERT_EXCHANGE: &str = "INSERT INTO exchanges (
             method, target, req_version, req_headers, req_body, req_body_size, req_body_truncated, req_trailers,
             status, reason, resp_version, resp_headers, resp_body, resp_body_size, resp_body_truncated, resp_trailers,
             request_end_ns, response_first_byte_ns, response_end_ns, error, trace_id, tags, error_kind,
-            req_body_chunks, resp_body_chunks
+            req_body_chunks, resp_body_chunks, req_body_key
         ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
                   ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31,
-                  ?32, ?33)";
+                  ?32, ?33, ?34)";
 
 const INSERT_MESSAGE: &str =
     "INSERT INTO messages (exchange_id, idx, direction, offset_ns, kind, size, data)
@@ -220,6 +220,7 @@ fn insert_exchange(
         ex.error.as_ref().map(|e| e.kind.as_str()),
         encode_chunks(&req.body.chunks),
         resp.and_then(|r| encode_chunks(&r.body.chunks)),
+        super::match_key::stored(&req.body.data),
     ])?;
     let id = conn.last_insert_rowid();
     for (idx, m) in ex.messages.iter().enumerate() {

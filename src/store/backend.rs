@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{ExchangeSummary, PatternRow, Selection, StoreError};
+use super::{BodyKey, ExchangeSummary, PatternRow, Selection, StoreError};
 use crate::model::Exchange;
 
 /// Loads single exchanges by id from any thread: what a replay that keeps only an index in
@@ -173,6 +173,29 @@ pub trait RecordingRead: Send {
     /// As [`RecordingRead::for_each`].
     fn for_each_lean(&self, f: &mut dyn FnMut(Exchange) -> bool) -> Result<(), StoreError> {
         self.for_each(&mut |ex| f(lean(ex)))
+    }
+
+    /// As [`RecordingRead::for_each_lean`], each exchange lent to `f` (a backend may refill
+    /// one for every row, sparing its allocations) with the key its request body is matched
+    /// by when the recording stored one: the body is then left out. `None`: the body is
+    /// there, and the key is computed from it.
+    ///
+    /// # Errors
+    /// As [`RecordingRead::for_each`].
+    fn for_each_indexed(
+        &self,
+        f: &mut dyn FnMut(&Exchange, Option<BodyKey>) -> bool,
+    ) -> Result<(), StoreError> {
+        self.for_each_lean(&mut |ex| f(&ex, None))
+    }
+
+    /// The whole check of the recording's file, which opening it skipped (it reads every
+    /// page): what a replay runs once it serves. Backends without one pass.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] with the first damage found, or the backend failed.
+    fn check(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 
     /// A loader of single exchanges of this recording that many threads may call at once

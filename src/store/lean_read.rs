@@ -10,15 +10,16 @@ use bytes::Bytes;
 use rusqlite::{Connection, OpenFlags};
 
 use super::backend::ExchangeLoader;
+use super::match_key::{self, BodyKey};
 use super::read::Reader;
-use super::{blobs, StoreError};
-use crate::model::{Body, Exchange, Protocol, Request, Response, Timings};
+use super::StoreError;
+use crate::model::{Exchange, Protocol, Response, Timings};
 
 /// Read connections kept open between loads. More threads than this may load at once; the
 /// extra connections are closed after their load.
 const MAX_IDLE: usize = 8;
 
-/// SQLite page cache of the lean walk, in KiB.
+/// SQLite page cache of the lean walk when it looks request bodies up, in KiB.
 const WALK_CACHE_KIB: u32 = 32 * 1024;
 
 /// Connections to one recording, handed out one load at a time.
@@ -68,30 +69,63 @@ impl ExchangeLoader for ReaderPool {
 }
 
 impl Reader {
-    /// As [`super::RecordingRead::for_each_lean`], reading only the columns it keeps and the
-    /// request bodies (a join on their blobs), and stream messages of gRPC calls only.
+    /// As [`super::RecordingRead::for_each_lean`], reading only the columns it keeps, and
+    /// stream messages of gRPC calls only.
     ///
     /// # Errors
     /// Database errors or a damaged row.
-    pub fn for_each_lean(&self, f: impl FnMut(Exchange) -> bool) -> Result<(), StoreError> {
-        // Request bodies are looked up in the blobs table by hash, all over the file: a page
-        // cache larger than SQLite's default 2 MiB for the walk saves most of its reads of
-        // the same pages, and is given back afterwards.
-        self.conn
-            .execute_batch(&format!("PRAGMA cache_size = -{WALK_CACHE_KIB};"))?;
-        let walked = self.walk_lean(f);
+    pub fn for_each_lean(&self, mut f: impl FnMut(Exchange) -> bool) -> Result<(), StoreError> {
+        self.for_each_indexed(|ex, key| {
+            let mut ex = ex.clone();
+            if ex.request.body.data.is_empty() && !matches!(key, Some(BodyKey::Empty) | None) {
+                // The key spared reading the body; a caller of this walk wants it.
+                ex.request.body.data = match self.body_of(ex.id) {
+                    Ok(data) => data,
+                    Err(_) => Bytes::new(),
+                };
+            }
+            f(ex)
+        })
+    }
+
+    /// As [`super::RecordingRead::for_each_indexed`]: one exchange lent to `f` for every row
+    /// and refilled in place (its strings keep their allocations), request bodies read only
+    /// for rows written without a stored key.
+    ///
+    /// # Errors
+    /// Database errors or a damaged row.
+    pub fn for_each_indexed(
+        &self,
+        f: impl FnMut(&Exchange, Option<BodyKey>) -> bool,
+    ) -> Result<(), StoreError> {
+        let walked = self.walk_indexed(f);
+        // Restores the default if the walk grew the cache for body lookups.
         self.conn
             .execute_batch("PRAGMA cache_size = -2000; PRAGMA shrink_memory;")?;
         walked
     }
 
-    fn walk_lean(&self, mut f: impl FnMut(Exchange) -> bool) -> Result<(), StoreError> {
+    /// The request body of exchange `id`, read on its own.
+    fn body_of(&self, id: i64) -> Result<Bytes, StoreError> {
+        let hash: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT req_body FROM exchanges WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))?;
+        match hash {
+            Some(h) => Ok(Bytes::from(self.blob(&h)?)),
+            None => Ok(Bytes::new()),
+        }
+    }
+
+    fn walk_indexed(
+        &self,
+        mut f: impl FnMut(&Exchange, Option<BodyKey>) -> bool,
+    ) -> Result<(), StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT e.id, e.connection_id, e.seq, e.protocol, e.authority, e.method, e.target,
-                    e.status, e.request_end_ns, e.response_first_byte_ns, e.response_end_ns,
-                    e.req_body_size, e.req_body, rb.size, rb.codec, rb.data, e.started_at_ns
-             FROM exchanges e LEFT JOIN blobs rb ON rb.hash = e.req_body
-             ORDER BY e.id",
+            "SELECT id, connection_id, seq, protocol, authority, method, target, status,
+                    request_end_ns, response_first_byte_ns, response_end_ns, req_body_size,
+                    req_body, req_body_key, started_at_ns
+             FROM exchanges ORDER BY id",
         )?;
         let mut rows = stmt.query([])?;
         let corrupt = |reason: String| StoreError::Corrupt {
@@ -99,56 +133,63 @@ impl Reader {
             reason,
         };
         let u64_at = |v: Option<i64>| v.and_then(|n| u64::try_from(n).ok());
+        let mut ex = Exchange::default();
+        let mut cache_grown = false;
         while let Some(r) = rows.next()? {
-            let protocol: String = r.get(3)?;
+            let refill = |dst: &mut String, i: usize| -> Result<(), StoreError> {
+                let s = r.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?;
+                dst.clear();
+                dst.push_str(s);
+                Ok(())
+            };
+            ex.id = r.get(0)?;
+            ex.connection_id = u64_at(r.get(1)?).unwrap_or(0);
+            ex.seq = r.get(2)?;
+            ex.protocol = Protocol::parse(r.get_ref(3)?.as_str().map_err(rusqlite::Error::from)?);
+            refill(&mut ex.authority, 4)?;
+            refill(&mut ex.request.method, 5)?;
+            refill(&mut ex.request.target, 6)?;
             let status: Option<u16> = r.get(7)?;
-            let body_key: Option<Vec<u8>> = r.get(12)?;
-            let data = match body_key {
-                None => Bytes::new(),
-                Some(_) => {
-                    let (size, codec, data): (Option<i64>, Option<i64>, Option<Vec<u8>>) =
-                        (r.get(13)?, r.get(14)?, r.get(15)?);
-                    let (Some(size), Some(codec), Some(data)) = (size, codec, data) else {
-                        return Err(corrupt("a body refers to a missing blob".into()));
-                    };
-                    Bytes::from(blobs::decode(size, codec, data).map_err(|e| match e {
-                        StoreError::Corrupt { reason, .. } => corrupt(reason),
-                        other => other,
-                    })?)
+            ex.response = status.map(|status| Response {
+                status,
+                ..Response::default()
+            });
+            ex.timings = Timings {
+                request_end_ns: u64_at(r.get(8)?),
+                response_first_byte_ns: u64_at(r.get(9)?),
+                response_end_ns: u64_at(r.get(10)?),
+            };
+            ex.request.body.size = u64_at(r.get(11)?).unwrap_or(0);
+            ex.started_at_ns = r.get(14)?;
+            let hash = r
+                .get_ref(12)?
+                .as_blob_or_null()
+                .map_err(rusqlite::Error::from)?;
+            let stored = r
+                .get_ref(13)?
+                .as_blob_or_null()
+                .map_err(rusqlite::Error::from)?;
+            let key = match_key::from_stored(hash, stored).map_err(corrupt)?;
+            ex.request.body.data = match (key, hash) {
+                (None, Some(hash)) => {
+                    if !cache_grown {
+                        // Rows written before v4: their bodies are looked up by hash all
+                        // over the file, where a page cache larger than SQLite's default
+                        // 2 MiB saves most reads of the same pages.
+                        self.conn
+                            .execute_batch(&format!("PRAGMA cache_size = -{WALK_CACHE_KIB};"))?;
+                        cache_grown = true;
+                    }
+                    Bytes::from(self.blob(hash)?)
                 }
+                _ => Bytes::new(),
             };
-            let mut ex = Exchange {
-                id: r.get(0)?,
-                connection_id: u64_at(r.get(1)?).unwrap_or(0),
-                seq: r.get(2)?,
-                protocol: Protocol::parse(&protocol),
-                started_at_ns: r.get(16)?,
-                authority: r.get(4)?,
-                request: Request {
-                    method: r.get(5)?,
-                    target: r.get(6)?,
-                    body: Body {
-                        size: u64_at(r.get(11)?).unwrap_or(0),
-                        data,
-                        ..Body::default()
-                    },
-                    ..Request::default()
-                },
-                response: status.map(|status| Response {
-                    status,
-                    ..Response::default()
-                }),
-                timings: Timings {
-                    request_end_ns: u64_at(r.get(8)?),
-                    response_first_byte_ns: u64_at(r.get(9)?),
-                    response_end_ns: u64_at(r.get(10)?),
-                },
-                ..Exchange::default()
+            ex.messages = if ex.protocol == Some(Protocol::Grpc) {
+                self.messages(ex.id)?
+            } else {
+                Vec::new()
             };
-            if ex.protocol == Some(Protocol::Grpc) {
-                ex.messages = self.messages(ex.id)?;
-            }
-            if !f(ex) {
+            if !f(&ex, key) {
                 break;
             }
         }
@@ -164,7 +205,7 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Direction, Header, MessageKind, StreamMessage};
+    use crate::model::{Body, Direction, Header, MessageKind, Request, StreamMessage};
     use crate::store::{lean, open_reader, write_exchanges, Meta};
 
     #[test]
@@ -224,5 +265,82 @@ mod tests {
             pool.load(999),
             Err(StoreError::NoSuchExchange(999))
         ));
+    }
+
+    /// The keys of every exchange's request body as the index walk gives them: stored, or
+    /// computed from the body the walk read.
+    fn walked_keys(reader: &Reader) -> Vec<(i64, Option<BodyKey>, BodyKey)> {
+        let mut keys = vec![];
+        reader
+            .for_each_indexed(|ex, stored| {
+                let computed = crate::store::body_key(&ex.request.body.data);
+                keys.push((ex.id, stored, stored.unwrap_or(computed)));
+                true
+            })
+            .unwrap();
+        keys
+    }
+
+    /// A v3 recording (no stored body keys) migrates to v4; its old rows have their bodies
+    /// read for their keys, rows appended afterwards have theirs stored, and both give the
+    /// key a replay computes from the body.
+    #[test]
+    fn v3_recordings_index_from_bodies_and_new_rows_from_stored_keys() {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/recordings");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        std::fs::copy(fixtures.join("v3.db"), &path).unwrap();
+        let reader = Reader::open(&path).unwrap();
+        let version: i32 = reader
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, crate::store::SCHEMA_VERSION);
+        let old = walked_keys(&reader);
+        // Rows with a body have their key computed; empty bodies need no read.
+        assert!(
+            old.iter()
+                .all(|(_, stored, _)| matches!(stored, None | Some(BodyKey::Empty))),
+            "{old:?}"
+        );
+        let whole = reader.load_all().unwrap();
+        for ((id, _, key), ex) in old.iter().zip(&whole) {
+            assert_eq!(
+                (*id, *key),
+                (ex.id, crate::store::body_key(&ex.request.body.data))
+            );
+        }
+        assert!(
+            old.iter()
+                .any(|(_, stored, k)| stored.is_none() && *k != BodyKey::Empty),
+            "{old:?}"
+        );
+        drop(reader);
+
+        let mut json = whole[0].clone();
+        json.request.body = Body::full(&b" {\"b\": 2, \"a\": 1}"[..]);
+        let mut raw = whole[0].clone();
+        raw.request.body = Body::full(&b"plain"[..]);
+        write_exchanges(&path, &Meta::default(), [json, raw].into_iter()).unwrap();
+        let reader = Reader::open(&path).unwrap();
+        let keys = walked_keys(&reader);
+        assert_eq!(keys[..old.len()], old[..]);
+        let new = &keys[old.len()..];
+        assert_eq!(
+            new.iter().map(|(_, stored, _)| *stored).collect::<Vec<_>>(),
+            vec![
+                Some(crate::store::body_key(br#"{"a":1,"b":2}"#)),
+                Some(crate::store::body_key(b"plain")),
+            ]
+        );
+        // The owned walk still hands out the bodies its keys spared reading.
+        let mut lean_bodies = vec![];
+        reader
+            .for_each_lean(|ex| {
+                lean_bodies.push(ex.request.body.data);
+                true
+            })
+            .unwrap();
+        assert_eq!(&lean_bodies[old.len() + 1][..], b"plain");
     }
 }

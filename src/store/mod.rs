@@ -26,6 +26,7 @@ mod codec;
 pub mod fixtures;
 mod lean_read;
 mod listing;
+mod match_key;
 mod pg;
 mod prune;
 mod read;
@@ -41,6 +42,7 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use backend::{into_loader, lean, ExchangeLoader, RecordingRead, RecordingWrite};
 pub use listing::ExchangeSummary;
+pub use match_key::{body_key, canonical_json, short_hash, BodyKey};
 pub use prune::{prune, PruneReport, PruneRule};
 pub use read::Reader;
 pub use select::{InMemory, Selection, SelectionError, StatusRange};

@@ -283,7 +283,7 @@ impl Reader {
         Ok(ex)
     }
 
-    fn blob(&self, key: &[u8]) -> Result<Vec<u8>, StoreError> {
+    pub(super) fn blob(&self, key: &[u8]) -> Result<Vec<u8>, StoreError> {
         blobs::get(&self.conn, key).map_err(|e| match e {
             StoreError::Corrupt { reason, .. } => StoreError::Corrupt {
                 path: self.path.clone(),
@@ -387,6 +387,17 @@ impl RecordingRead for Reader {
 
     fn for_each_lean(&self, f: &mut dyn FnMut(Exchange) -> bool) -> Result<(), StoreError> {
         Reader::for_each_lean(self, f)
+    }
+
+    fn for_each_indexed(
+        &self,
+        f: &mut dyn FnMut(&Exchange, Option<super::BodyKey>) -> bool,
+    ) -> Result<(), StoreError> {
+        Reader::for_each_indexed(self, f)
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        super::schema::full_check(&self.conn, &self.path)
     }
 
     fn concurrent_loader(
