@@ -1,6 +1,6 @@
 //! Content-addressed, compressed blob storage.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use rusqlite::{params, Connection, OptionalExtension, Statement};
@@ -35,8 +35,87 @@ impl Hasher for KeyHasher {
     }
 }
 
-/// The keys a writer knows are stored.
-pub(super) type KnownBlobs = HashSet<BlobKey, BuildHasherDefault<KeyHasher>>;
+/// Blobs up to this size are remembered by content (see [`KnownBlobs`]).
+const RECENT_MAX_BLOB: usize = 256 << 10;
+/// Bytes of remembered blob contents; past it the memory starts over empty.
+const RECENT_BUDGET: usize = 16 << 20;
+/// Remembered blobs sharing one sample before the oldest is replaced: bounds the
+/// comparisons a lookup can cost.
+const RECENT_PER_SAMPLE: usize = 4;
+
+/// Length and a few bytes of a blob (all of it when short): blobs that share it are compared
+/// whole, so the sample only has to be cheap, not unique.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Sample {
+    len: usize,
+    bytes: [u8; 48],
+}
+
+impl Sample {
+    fn of(data: &[u8]) -> Sample {
+        let mut bytes = [0u8; 48];
+        let n = data.len();
+        if n <= 48 {
+            bytes[..n].copy_from_slice(data);
+        } else {
+            let mid = n / 2 - 8;
+            bytes[..16].copy_from_slice(&data[..16]);
+            bytes[16..32].copy_from_slice(&data[mid..mid + 16]);
+            bytes[32..].copy_from_slice(&data[n - 16..]);
+        }
+        Sample { len: n, bytes }
+    }
+}
+
+/// The blobs a writer knows are stored: every key, and the contents of recent blobs.
+///
+/// A repeated body (the same JSON answer, an empty object, an error page) is then found by a
+/// comparison with a kept copy instead of a BLAKE3 hash: on a lossy capture of API traffic
+/// hashing was a quarter of the writer thread, and comparing runs at memory speed.
+#[derive(Default)]
+pub(super) struct KnownBlobs {
+    keys: HashSet<BlobKey, BuildHasherDefault<KeyHasher>>,
+    recent: HashMap<Sample, Vec<(BlobKey, Box<[u8]>)>, foldhash::fast::RandomState>,
+    recent_bytes: usize,
+}
+
+impl KnownBlobs {
+    /// Forgets everything (the transaction that stored the blobs rolled back).
+    pub(super) fn clear(&mut self) {
+        self.keys.clear();
+        self.forget_contents();
+    }
+
+    fn forget_contents(&mut self) {
+        self.recent.clear();
+        self.recent_bytes = 0;
+    }
+
+    /// The key of `data` when a recent blob had the same bytes.
+    fn recent_key(&self, sample: &Sample, data: &[u8]) -> Option<BlobKey> {
+        let kept = self.recent.get(sample)?;
+        kept.iter()
+            .find(|(_, bytes)| bytes[..] == *data)
+            .map(|(key, _)| *key)
+    }
+
+    /// Remembers the contents of a stored blob.
+    fn remember(&mut self, sample: Sample, key: BlobKey, data: &[u8]) {
+        if data.len() > RECENT_MAX_BLOB {
+            return;
+        }
+        if self.recent_bytes + data.len() > RECENT_BUDGET {
+            self.forget_contents();
+        }
+        self.recent_bytes += data.len();
+        let kept = self.recent.entry(sample).or_default();
+        if kept.len() >= RECENT_PER_SAMPLE {
+            let (_, old) = kept.remove(0);
+            self.recent_bytes -= old.len();
+        }
+        kept.push((key, data.into()));
+    }
+}
 
 /// The statement [`put`] runs.
 pub(super) const INSERT_BLOB: &str =
@@ -83,20 +162,24 @@ pub(super) fn encode(data: &[u8]) -> (i64, Vec<u8>) {
     }
 }
 
-/// Stores `data` once with `insert` (a prepared [`INSERT_BLOB`]); remembers stored keys so
-/// repeats cost one hash and no query.
+/// Stores `data` once with `insert` (a prepared [`INSERT_BLOB`]); remembers stored blobs so
+/// repeats cost a comparison (or, past the content memory, one hash) and no query.
 pub(super) fn put(
     insert: &mut Statement<'_>,
     known: &mut KnownBlobs,
     data: &[u8],
 ) -> Result<BlobKey, StoreError> {
-    let key = key_of(data);
-    if known.contains(&key) {
+    let sample = Sample::of(data);
+    if let Some(key) = known.recent_key(&sample, data) {
         return Ok(key);
     }
-    let (codec, stored) = encode(data);
-    insert.execute(params![&key[..], data.len() as i64, codec, stored])?;
-    known.insert(key);
+    let key = key_of(data);
+    if !known.keys.contains(&key) {
+        let (codec, stored) = encode(data);
+        insert.execute(params![&key[..], data.len() as i64, codec, stored])?;
+        known.keys.insert(key);
+    }
+    known.remember(sample, key, data);
     Ok(key)
 }
 

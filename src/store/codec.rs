@@ -25,14 +25,16 @@ pub(super) fn encode_headers(headers: &[Header]) -> Vec<u8> {
     for h in headers {
         out.extend_from_slice(h.name.as_bytes());
         out.extend_from_slice(b": ");
-        for &b in &h.value {
-            // Escape so that a decoded value is never split; `\` itself is escaped too.
-            match b {
-                b'\n' => out.extend_from_slice(b"\\n"),
-                b'\\' => out.extend_from_slice(b"\\\\"),
-                _ => out.push(b),
-            }
+        // Escape so that a decoded value is never split; `\` itself is escaped too. Values
+        // almost never hold either: copying the runs between them (found by a vectorised
+        // search) beat a byte-by-byte push, which showed in the writer's profile.
+        let mut rest = &h.value[..];
+        while let Some(i) = memchr::memchr2(b'\n', b'\\', rest) {
+            out.extend_from_slice(&rest[..i]);
+            out.extend_from_slice(if rest[i] == b'\n' { b"\\n" } else { b"\\\\" });
+            rest = &rest[i + 1..];
         }
+        out.extend_from_slice(rest);
         out.push(b'\n');
     }
     out

@@ -67,6 +67,15 @@ impl H1 {
     }
 }
 
+/// `HTTP/1.x` as recorded (without the formatting machinery: two per exchange showed).
+fn version_text(minor: u8) -> String {
+    match minor {
+        0 => "HTTP/1.0".to_string(),
+        1 => "HTTP/1.1".to_string(),
+        m => format!("HTTP/1.{m}"),
+    }
+}
+
 fn protocol(minor: u8) -> Protocol {
     if minor == 0 {
         Protocol::Http10
@@ -157,7 +166,7 @@ impl Engine {
                 rec.request_head(
                     head.method,
                     head.target,
-                    format!("HTTP/1.{}", head.minor),
+                    version_text(head.minor),
                     head.headers,
                 );
                 if let Some(prev) = h.current.replace(rec) {
@@ -236,7 +245,7 @@ impl Engine {
                     at,
                     head.status,
                     head.reason,
-                    format!("HTTP/1.{}", head.minor),
+                    version_text(head.minor),
                     head.headers,
                 );
                 None
