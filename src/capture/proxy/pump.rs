@@ -56,6 +56,9 @@ where
         )
     };
     let RequestSettings { framing, stall } = settings;
+    if let Framing::Length(n) = framing {
+        record.expect(n);
+    }
     let mut at = now_ns();
     let mut saw_trailers = false;
     loop {
@@ -170,6 +173,9 @@ where
                         continue;
                     }
                     framing = head.framing;
+                    if let Framing::Length(n) = framing {
+                        record.expect(n);
+                    }
                     let close = client_close
                         || matches!(framing, Framing::UntilClose)
                         || (head.minor == 0
