@@ -159,7 +159,10 @@ impl<S: Io> ClientConn<S> {
                     return None;
                 }
             };
-            match self.exchange(started).await {
+            // Boxed: the exchange's state (both pumps, the recorder) is most of this
+            // connection's future, and an idle keep-alive connection would hold it, touched
+            // by its last exchange, for as long as it stays open.
+            match Box::pin(self.exchange(started)).await {
                 // The tunnel's first request takes the CONNECT's place in the numbering: an
                 // intercepted CONNECT is not an exchange of its own.
                 Step::Intercept(authority) => return Some(authority),
