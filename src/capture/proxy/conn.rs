@@ -3,11 +3,13 @@
 //! client leaves or sends a CONNECT that the front door is to intercept.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::time::Sleep;
 
 use super::failure::{ClientError, Failure};
 use super::headers::{forward_request_headers, is_websocket_upgrade};
@@ -53,8 +55,9 @@ pub(super) struct ClientConn<S> {
     pub(super) decoder: Decoder,
     pub(super) upstream: Option<UpstreamConn>,
     /// Where origin-form requests go: the reverse-proxy upstream, or the host of an
-    /// intercepted CONNECT tunnel. `None` on a plain forward-proxy connection.
-    origin: Option<Upstream>,
+    /// intercepted CONNECT tunnel. `None` on a plain forward-proxy connection. Shared, so
+    /// that routing a request does not copy its strings.
+    origin: Option<Arc<Upstream>>,
     pub(super) peer: SocketAddr,
     /// `peer` as recorded, formatted once per connection rather than once per exchange.
     peer_text: String,
@@ -66,6 +69,10 @@ pub(super) struct ClientConn<S> {
     pub(super) shutdown: Shutdown,
     /// When the connection began (the first request's header deadline counts from here).
     connected: tokio::time::Instant,
+    /// The deadline of whatever the connection waits for: the next request head, or the
+    /// upstream's next bytes. One timer moved along instead of one per wait: a later deadline
+    /// is set without touching the timer wheel, where a new timer is registered and removed.
+    pub(super) timer: Pin<Box<Sleep>>,
 }
 
 impl<S: Io> ClientConn<S> {
@@ -83,8 +90,10 @@ impl<S: Io> ClientConn<S> {
         let origin = match &from.tunnel {
             Some(authority) => Upstream::from_connect(authority).ok(),
             None => proxy.config.upstream.clone(),
-        };
+        }
+        .map(Arc::new);
         let (reader, writer) = tokio::io::split(client);
+        let connected = tokio::time::Instant::now();
         ClientConn {
             proxy,
             reader,
@@ -99,7 +108,8 @@ impl<S: Io> ClientConn<S> {
             seq: numbering.seq,
             buf: vec![0; SMALL_BUF],
             shutdown,
-            connected: tokio::time::Instant::now(),
+            connected,
+            timer: Box::pin(tokio::time::sleep_until(connected)),
         }
     }
 
@@ -149,7 +159,10 @@ impl<S: Io> ClientConn<S> {
                     return None;
                 }
             };
-            match self.exchange(started).await {
+            // Boxed: the exchange's state (both pumps, the recorder) is most of this
+            // connection's future, and an idle keep-alive connection would hold it, touched
+            // by its last exchange, for as long as it stays open.
+            match Box::pin(self.exchange(started)).await {
                 // The tunnel's first request takes the CONNECT's place in the numbering: an
                 // intercepted CONNECT is not an exchange of its own.
                 Step::Intercept(authority) => return Some(authority),
@@ -182,7 +195,6 @@ impl<S: Io> ClientConn<S> {
                 Ok(None) => {}
                 Err(e) => return Err(ClientError::Decode(e)),
             }
-            let mut shutdown = self.shutdown.clone();
             let now = tokio::time::Instant::now();
             let waiting = match (started.is_some() || !self.decoder.is_idle(), self.seq) {
                 (true, _) => Waiting::Head(*head_started.get_or_insert(now)),
@@ -194,14 +206,9 @@ impl<S: Io> ClientConn<S> {
                 .config
                 .client_timeouts
                 .deadline(waiting, self.connected, now);
+            self.timer.as_mut().reset(deadline);
             let n = tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => {
-                    return if ClientTimeouts::answers(waiting) {
-                        Err(ClientError::TimedOut { answer: true })
-                    } else {
-                        Ok(None)
-                    };
-                }
+                biased;
                 r = self.reader.read(&mut self.buf) => match r {
                     Ok(n) => n,
                     // TLS clients often close without close_notify; between requests that is
@@ -209,7 +216,14 @@ impl<S: Io> ClientConn<S> {
                     Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && self.decoder.is_idle() => 0,
                     Err(e) => return Err(ClientError::Io(e.to_string())),
                 },
-                _ = shutdown.wait(), if self.decoder.is_idle() => return Ok(None),
+                () = &mut self.timer => {
+                    return if ClientTimeouts::answers(waiting) {
+                        Err(ClientError::TimedOut { answer: true })
+                    } else {
+                        Ok(None)
+                    };
+                }
+                () = self.shutdown.wait(), if self.decoder.is_idle() => return Ok(None),
             };
             if n == 0 {
                 return if self.decoder.is_idle() {
@@ -256,7 +270,7 @@ impl<S: Io> ClientConn<S> {
         if head.method.eq_ignore_ascii_case("CONNECT") {
             return self.connect(head, started_at).await;
         }
-        let (target_up, origin_target, host_override) = match self.route(&head.target) {
+        let (target_up, origin_target, rewrite_host) = match self.route(&head.target) {
             Ok(route) => route,
             Err(message) => {
                 self.proxy
@@ -288,7 +302,7 @@ impl<S: Io> ClientConn<S> {
                 &head,
                 config,
                 self.peer,
-                host_override.as_deref(),
+                rewrite_host.then_some(target_up.authority.as_str()),
                 &target_up.authority,
             );
             h1_encode::request_head_fields(
@@ -357,6 +371,7 @@ impl<S: Io> ClientConn<S> {
                 },
                 resp_half,
                 &mut response,
+                self.timer.as_mut(),
             );
             // At shutdown an exchange still in flight gets a little less than the accept
             // loop's grace to finish, then is recorded with what arrived: a stalled
@@ -462,9 +477,9 @@ impl<S: Io> ClientConn<S> {
         }
     }
 
-    /// Where a request goes: (upstream, origin-form target, Host header to send instead of
-    /// the client's).
-    fn route(&self, target: &str) -> Result<(Upstream, String, Option<String>), String> {
+    /// Where a request goes: (upstream, origin-form target, whether the upstream's authority
+    /// is sent as the Host header instead of the client's).
+    fn route(&self, target: &str) -> Result<(Arc<Upstream>, String, bool), String> {
         if target.starts_with("http://") || target.starts_with("https://") {
             // Absolute form: a forward-proxy request (RFC 9112 §3.2.2).
             let uri: http::Uri = target
@@ -477,16 +492,12 @@ impl<S: Io> ClientConn<S> {
             );
             let up = Upstream::parse(&origin)?;
             let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-            return Ok((up, path, None));
+            return Ok((Arc::new(up), path, false));
         }
         match &self.origin {
             Some(up) => {
                 let rewrite = self.proxy.config.upstream.is_some() && !self.proxy.config.keep_host;
-                Ok((
-                    up.clone(),
-                    target.to_string(),
-                    rewrite.then(|| up.authority.clone()),
-                ))
+                Ok((up.clone(), target.to_string(), rewrite))
             }
             None => Err(format!(
                 "{target:?} is not an absolute URL: this mf is a forward proxy (no --upstream); \

@@ -1,10 +1,12 @@
 //! Streaming one HTTP/1 message each way: decode what arrives, re-encode it for the peer,
 //! write it before reading more, and show the body to the exchange's recorder on the way.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{Instant, Sleep};
 
 use super::failure::Failure;
 use crate::capture::clock::now_ns;
@@ -56,6 +58,9 @@ where
         )
     };
     let RequestSettings { framing, stall } = settings;
+    if let Framing::Length(n) = framing {
+        record.expect(n);
+    }
     let mut at = now_ns();
     let mut saw_trailers = false;
     loop {
@@ -117,7 +122,12 @@ pub(super) struct ResponseSettings<'a> {
     pub response_timeout: Duration,
 }
 
-/// Streams the upstream's response to the client.
+/// Room for a response head and a small body: written out in one allocation.
+const RESPONSE_OUT: usize = 4096;
+
+/// Streams the upstream's response to the client; `timer` (the connection's) keeps the
+/// response timeout.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn pump_response<R, W>(
     upstream: &mut R,
     decoder: &mut Decoder,
@@ -126,6 +136,7 @@ pub(super) async fn pump_response<R, W>(
     settings: ResponseSettings<'_>,
     record: &mut Half,
     outcome: &mut ResponseOutcome,
+    mut timer: Pin<&mut Sleep>,
 ) -> Result<(), Failure>
 where
     R: AsyncRead + Unpin + ?Sized,
@@ -136,7 +147,7 @@ where
         client_close,
         response_timeout,
     } = settings;
-    let mut out = BytesMut::new();
+    let mut out = BytesMut::with_capacity(RESPONSE_OUT);
     let mut framing = Framing::Empty;
     let mut saw_trailers = false;
     let mut at = now_ns();
@@ -170,6 +181,9 @@ where
                         continue;
                     }
                     framing = head.framing;
+                    if let Framing::Length(n) = framing {
+                        record.expect(n);
+                    }
                     let close = client_close
                         || matches!(framing, Framing::UntilClose)
                         || (head.minor == 0
@@ -232,9 +246,15 @@ where
         // The same limit before the head and between reads of the body (nginx's
         // `proxy_read_timeout` works this way): an upstream that stalls mid-body is cut and
         // the exchange recorded with what arrived and an `upstream_timeout` error.
-        let n = match tokio::time::timeout(response_timeout, upstream.read(buf)).await {
-            Ok(r) => r,
-            Err(_) => {
+        timer.as_mut().reset(Instant::now() + response_timeout);
+        let read = tokio::select! {
+            biased;
+            r = upstream.read(buf) => Some(r),
+            () = timer.as_mut() => None,
+        };
+        let n = match read {
+            Some(r) => r,
+            None => {
                 let message = if outcome.head.is_none() {
                     format!("upstream sent no response within {response_timeout:?}")
                 } else {

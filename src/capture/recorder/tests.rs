@@ -76,6 +76,23 @@ fn body_over_budget_is_truncated_with_its_size_kept() {
 }
 
 #[test]
+fn an_announced_length_changes_nothing_but_the_allocation() {
+    // A length past the budget (or a lie) takes no more than the budget; the recording is
+    // the same as without the announcement.
+    for (announced, data) in [(1 << 40, &b"abcdefgh"[..]), (3, b"abcdefgh"), (0, b"ab")] {
+        let mut rec = Recorder::new(T0, limits(5));
+        get(&mut rec, vec![]);
+        rec.half(Direction::ClientToServer).expect(announced);
+        rec.request_data(T0 + 1, data);
+        let body = rec.finish().request.body;
+        let kept = data.len().min(5);
+        assert_eq!(&body.data[..], &data[..kept]);
+        assert_eq!(body.size, data.len() as u64);
+        assert_eq!(body.truncated, data.len() > 5);
+    }
+}
+
+#[test]
 fn headers_are_stored_as_on_the_wire_hop_by_hop_included() {
     let headers = vec![
         Header::new("Host", "a"),
