@@ -67,6 +67,9 @@ impl Sample {
     }
 }
 
+/// A remembered blob: its key and a copy of its bytes.
+type Kept = (BlobKey, Box<[u8]>);
+
 /// The blobs a writer knows are stored: every key, and the contents of recent blobs.
 ///
 /// A repeated body (the same JSON answer, an empty object, an error page) is then found by a
@@ -75,7 +78,7 @@ impl Sample {
 #[derive(Default)]
 pub(super) struct KnownBlobs {
     keys: HashSet<BlobKey, BuildHasherDefault<KeyHasher>>,
-    recent: HashMap<Sample, Vec<(BlobKey, Box<[u8]>)>, foldhash::fast::RandomState>,
+    recent: HashMap<Sample, Vec<Kept>, foldhash::fast::RandomState>,
     recent_bytes: usize,
 }
 
