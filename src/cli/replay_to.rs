@@ -317,7 +317,13 @@ pub(super) fn run(recording: &Path, args: &ToArgs, tls_flag: bool) -> anyhow::Re
     let judging = Arc::new(Judging {
         rebinder: Mutex::new(Rebinder::new()),
         judge: Judge::new(rules),
-        report: Mutex::new(Report::new()),
+        report: Mutex::new(
+            if args.judge.report.is_none() && args.judge.junit.is_none() {
+                Report::summary_only()
+            } else {
+                Report::new()
+            },
+        ),
     });
     let observer: Arc<dyn Observer> = judging.clone();
     let mut feeder = Feeder {
