@@ -216,7 +216,10 @@ impl Report {
     }
 
     /// Calls `each` with every spooled entry line, in order.
-    fn each_entry(&self, mut each: impl FnMut(&str) -> io::Result<()>) -> io::Result<()> {
+    pub(super) fn each_entry(
+        &self,
+        mut each: impl FnMut(&str) -> io::Result<()>,
+    ) -> io::Result<()> {
         let mut guard = self.spool.lock().unwrap_or_else(|e| e.into_inner());
         let w = match guard.as_mut() {
             None => return Ok(()),
