@@ -271,3 +271,7 @@ fn io_failure(e: &std::io::Error) -> ExchangeError {
         format!("the target's answer failed: {e}"),
     )
 }
+
+#[cfg(test)]
+#[path = "lean_h1_tests.rs"]
+mod tests;
