@@ -200,7 +200,7 @@ async fn run_connection(
         let first = *first_at.get_or_insert(recorded.started_at_ns);
         tokio::time::sleep_until(start + cfg.speed.scale(recorded.started_at_ns - first)).await;
         let recorded = &recorded;
-        let mut outgoing = recorded.clone();
+        let mut outgoing = wire::outgoing_of(recorded);
         observer.before_send(recorded, &mut outgoing);
         let began = Instant::now();
         let result = match recorded.protocol() {
