@@ -167,14 +167,20 @@ const FEED_BATCH: usize = 64;
 /// examples of a fixtures folder.
 #[derive(Clone)]
 enum Source {
-    Recording(PathBuf),
+    /// Opened once: opening checks the whole file (`quick_check`), ~2% of a `--speed max`
+    /// run each time. The passes take turns with the reader.
+    Recording(PathBuf, Arc<Mutex<Box<dyn crate::store::RecordingRead>>>),
     Fixtures(Arc<Vec<Exchange>>),
 }
 
 impl Source {
     fn open(path: &Path) -> anyhow::Result<Source> {
         if !path.is_dir() {
-            return Ok(Source::Recording(path.to_path_buf()));
+            let reader = util::open_recording(path)?;
+            return Ok(Source::Recording(
+                path.to_path_buf(),
+                Arc::new(Mutex::new(reader)),
+            ));
         }
         let set = crate::store::fixtures::read_dir(path)
             .with_context(|| format!("reading fixtures folder {}", path.display()))?;
@@ -186,12 +192,9 @@ impl Source {
     /// Calls `f` with every exchange in recorded order until it returns false.
     fn for_each(&self, f: &mut dyn FnMut(Exchange) -> bool) -> anyhow::Result<()> {
         match self {
-            Source::Recording(path) => {
-                let reader = util::open_recording(path)?;
-                reader
-                    .for_each(f)
-                    .with_context(|| format!("reading {}", path.display()))
-            }
+            Source::Recording(path, reader) => lock(reader)
+                .for_each(f)
+                .with_context(|| format!("reading {}", path.display())),
             Source::Fixtures(all) => {
                 for e in all.iter() {
                     if !f(e.clone()) {
@@ -282,20 +285,45 @@ pub(super) fn run(recording: &Path, args: &ToArgs, tls_flag: bool) -> anyhow::Re
     };
     let cfg = target(args, url, tls_flag)?;
     let source = Source::open(recording)?;
+    let everything = args.select.selection().is_all();
     let selection = Selection(args.select.selection().in_memory());
-    // A first pass counts each connection's exchanges (so the driver knows when one is over)
-    // and keeps a sample to learn noise from: the whole recording, even what is not sent.
+    // Each connection's exchanges are counted first (so the driver knows when one is over),
+    // and a sample is kept to learn noise from: the first exchanges of the recording, even
+    // what is not sent.
     let mut counts = to::ConnectionCounts::new();
     let mut sample = Vec::new();
-    source.for_each(&mut |e| {
-        if selection.keeps(&e) {
-            *counts.entry(e.connection_id).or_default() += 1;
+    let learn = !args.judge.no_learn;
+    match (&source, everything) {
+        (Source::Recording(path, reader), true) => {
+            // Sending everything: the listing rows (no bodies) are enough to count, and only
+            // the sample is read whole — reading every exchange twice was a tenth of a
+            // `--speed max` run, all of it before the first send.
+            lock(reader)
+                .for_each_summary(&crate::store::Selection::default(), &mut |s| {
+                    if !s.method.eq_ignore_ascii_case("CONNECT") {
+                        let id = u64::try_from(s.connection_id).unwrap_or(0);
+                        *counts.entry(id).or_default() += 1;
+                    }
+                    true
+                })
+                .with_context(|| format!("reading {}", path.display()))?;
+            if learn {
+                source.for_each(&mut |e| {
+                    sample.push(e);
+                    sample.len() < LEARN_SAMPLE
+                })?;
+            }
         }
-        if !args.judge.no_learn && sample.len() < LEARN_SAMPLE {
-            sample.push(e);
-        }
-        true
-    })?;
+        _ => source.for_each(&mut |e| {
+            if selection.keeps(&e) {
+                *counts.entry(e.connection_id).or_default() += 1;
+            }
+            if learn && sample.len() < LEARN_SAMPLE {
+                sample.push(e);
+            }
+            true
+        })?,
+    }
     let mut rules = args.judge.rules()?;
     if recording.is_dir() {
         // A fixtures folder's own `ignore:` rules apply to the answers to its examples.
@@ -305,7 +333,7 @@ pub(super) fn run(recording: &Path, args: &ToArgs, tls_flag: bool) -> anyhow::Re
             rules.add_ignore(endpoint, path);
         }
     }
-    if !args.judge.no_learn {
+    if learn {
         rules.learn(sample.iter());
     }
     drop(sample);
@@ -317,7 +345,13 @@ pub(super) fn run(recording: &Path, args: &ToArgs, tls_flag: bool) -> anyhow::Re
     let judging = Arc::new(Judging {
         rebinder: Mutex::new(Rebinder::new()),
         judge: Judge::new(rules),
-        report: Mutex::new(Report::new()),
+        report: Mutex::new(
+            if args.judge.report.is_none() && args.judge.junit.is_none() {
+                Report::summary_only()
+            } else {
+                Report::new()
+            },
+        ),
     });
     let observer: Arc<dyn Observer> = judging.clone();
     let mut feeder = Feeder {

@@ -137,3 +137,33 @@ fn many_endpoints_share_one_line_beyond_the_cap() {
         1_000
     );
 }
+
+#[test]
+fn a_summary_only_report_says_the_same_without_keeping_entries() {
+    let mut lean = Report::summary_only();
+    let full = sample();
+    for e in [
+        entry(1, "/users/1", matched(), 1),
+        entry(2, "/users/3", differing(), 2),
+        entry(
+            3,
+            "/slow",
+            Outcome::Failed {
+                reason: "no answer within 1s".into(),
+                kind: Some(ErrorKind::UpstreamTimeout),
+            },
+            300,
+        ),
+    ] {
+        lean.add(e);
+    }
+    assert_eq!(lean.summary_text(), full.summary_text());
+    assert_eq!(lean.exit_code(&[]), full.exit_code(&[]));
+    let mut seen = 0;
+    lean.each_entry(|_| {
+        seen += 1;
+        Ok(())
+    })
+    .ok();
+    assert_eq!(seen, 0, "no entry is spooled");
+}

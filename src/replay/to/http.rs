@@ -1,7 +1,6 @@
-//! HTTP/1.1, HTTP/2 and gRPC to the target over hyper's client connections: one keep-alive
-//! HTTP/1 connection per recorded connection (opened again when the target closed it), one
-//! HTTP/2 connection per recorded one, and gRPC requests whose client messages are streamed
-//! at their recorded offsets while the target's messages are read.
+//! HTTP/2 and gRPC to the target over hyper's client connections: one HTTP/2 connection per
+//! recorded one, and gRPC requests whose client messages are streamed at their recorded
+//! offsets while the target's messages are read. (HTTP/1.1 is `lean_h1`'s.)
 
 use std::convert::Infallible;
 use std::time::Instant;
@@ -10,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::wire::{self, BoxIo};
@@ -23,41 +22,8 @@ use crate::model::{
 
 type ReqBody = BoxBody<Bytes, Infallible>;
 
-/// A keep-alive HTTP/1.1 connection to the target.
-pub(super) struct H1(http1::SendRequest<ReqBody>);
-
 /// An HTTP/2 connection to the target.
 pub(super) struct H2(http2::SendRequest<ReqBody>);
-
-/// Sends one HTTP/1 request on `conn` (opening it, or opening it again when the target
-/// closed it) and reads the whole answer.
-pub(super) async fn send_h1(
-    conn: &mut Option<H1>,
-    outgoing: &Exchange,
-    cfg: &TargetConfig,
-) -> Result<Exchange, ExchangeError> {
-    let began = Instant::now();
-    let usable = match conn.as_mut() {
-        // Closed by the target between two requests: a keep-alive ending, not a failure.
-        Some(H1(s)) => !s.is_closed() && s.ready().await.is_ok(),
-        None => false,
-    };
-    if !usable {
-        *conn = Some(open_h1(cfg).await?);
-    }
-    let sender = conn.as_mut().map(|c| &mut c.0).ok_or_else(no_connection)?;
-    let req = build(
-        cfg,
-        outgoing,
-        false,
-        Full::new(outgoing.request.body.data.clone()).boxed(),
-    )?;
-    let result = answer(sender.send_request(req), outgoing, cfg, began, false).await;
-    if result.is_err() {
-        *conn = None;
-    }
-    result
-}
 
 /// Sends one HTTP/2 request (a gRPC call with each recorded client message) on `conn`,
 /// opening it first if needed, and reads the whole answer.
@@ -82,7 +48,7 @@ pub(super) async fn send_h2(
     } else {
         (Full::new(outgoing.request.body.data.clone()).boxed(), None)
     };
-    let req = build(cfg, outgoing, true, body)?;
+    let req = build(cfg, outgoing, body)?;
     let result = answer(sender.send_request(req), outgoing, cfg, began, grpc).await;
     let mut observed = match result {
         Ok(o) => o,
@@ -107,19 +73,6 @@ fn no_connection() -> ExchangeError {
     ExchangeError::new(ErrorKind::Other, "no connection to the target")
 }
 
-async fn open_h1(cfg: &TargetConfig) -> Result<H1, ExchangeError> {
-    let (io, _) = wire::connect(cfg, false).await?;
-    let handshake = http1::Builder::new()
-        .title_case_headers(true)
-        .handshake(TokioIo::new(io));
-    let (sender, connection) = handshake.await.map_err(|e| wire::classify(&e))?;
-    tokio::spawn(async move {
-        // Its end is seen by the sender (closed, or the request's error).
-        let _ = connection.await;
-    });
-    Ok(H1(sender))
-}
-
 async fn open_h2(cfg: &TargetConfig) -> Result<H2, ExchangeError> {
     let (io, picked_h2): (BoxIo, bool) = wire::connect(cfg, true).await?;
     if cfg.tls.enabled && !picked_h2 {
@@ -139,26 +92,23 @@ async fn open_h2(cfg: &TargetConfig) -> Result<H2, ExchangeError> {
     Ok(H2(sender))
 }
 
-/// The request to send: method, target path (absolute URI for HTTP/2), Host, headers.
+/// The request to send: method, absolute URI (the authority is HTTP/2's `:authority`),
+/// headers.
 fn build(
     cfg: &TargetConfig,
     outgoing: &Exchange,
-    h2: bool,
     body: ReqBody,
 ) -> Result<http::Request<ReqBody>, ExchangeError> {
     let path = wire::path_and_query(cfg, outgoing);
     let authority = wire::authority(cfg);
-    let mut builder = http::Request::builder().method(outgoing.request.method.as_str());
-    if h2 {
-        let scheme = if cfg.tls.enabled { "https" } else { "http" };
-        builder = builder.uri(format!("{scheme}://{authority}{path}"));
-    } else {
-        builder = builder.uri(path).header(http::header::HOST, authority);
-    }
+    let scheme = if cfg.tls.enabled { "https" } else { "http" };
+    let mut builder = http::Request::builder()
+        .method(outgoing.request.method.as_str())
+        .uri(format!("{scheme}://{authority}{path}"));
     for (name, value) in wire::request_headers(cfg, outgoing) {
         builder = builder.header(name, value);
     }
-    if h2 && outgoing.protocol() == Protocol::Grpc {
+    if outgoing.protocol() == Protocol::Grpc {
         // gRPC servers require it (the one `te` HTTP/2 allows); the recorded one was dropped
         // with the hop-by-hop headers.
         builder = builder.header(http::header::TE, "trailers");

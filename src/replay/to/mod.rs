@@ -10,13 +10,15 @@
 //!
 //! - `wire`: the outgoing request's head (target URL, Host, `--set-header`), the answer as an
 //!   [`Exchange`], and why a send failed as an [`ErrorKind`].
-//! - `http`: HTTP/1.1, HTTP/2 and gRPC over hyper's client connections.
+//! - `lean_h1`: HTTP/1.1, written and read by the connection's own task.
+//! - `http`: HTTP/2 and gRPC over hyper's client connections.
 //! - `ws`: WebSocket sessions (handshake, recorded client frames, the server's frames).
 //! - `examples`: a fixtures folder's examples as exchanges to send.
 
 mod dispatch;
 mod examples;
 mod http;
+mod lean_h1;
 mod wire;
 mod ws;
 
@@ -191,20 +193,20 @@ async fn run_connection(
 ) -> (u64, u64) {
     let start = tokio::time::Instant::now();
     let mut first_at: Option<i64> = None;
-    let mut h1: Option<http::H1> = None;
+    let mut h1: Option<lean_h1::Conn> = None;
     let mut h2: Option<http::H2> = None;
     let (mut sent, mut failed) = (0, 0);
     while let Some(recorded) = next.recv().await {
         let first = *first_at.get_or_insert(recorded.started_at_ns);
         tokio::time::sleep_until(start + cfg.speed.scale(recorded.started_at_ns - first)).await;
         let recorded = &recorded;
-        let mut outgoing = recorded.clone();
+        let mut outgoing = wire::outgoing_of(recorded);
         observer.before_send(recorded, &mut outgoing);
         let began = Instant::now();
         let result = match recorded.protocol() {
             Protocol::WebSocket => ws::session(&outgoing, cfg).await,
             Protocol::H2 | Protocol::Grpc => http::send_h2(&mut h2, &outgoing, cfg).await,
-            Protocol::Http10 | Protocol::Http11 => http::send_h1(&mut h1, &outgoing, cfg).await,
+            Protocol::Http10 | Protocol::Http11 => lean_h1::send(&mut h1, &outgoing, cfg).await,
         };
         let latency = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
         sent += 1;

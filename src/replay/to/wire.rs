@@ -90,21 +90,53 @@ pub(super) fn headers_of(map: &http::HeaderMap) -> Vec<Header> {
         .collect()
 }
 
+/// A copy of `recorded` to send: everything but the recorded answer (cloning its headers
+/// only to drop them was ~3% of a `--speed max` profile).
+pub(super) fn outgoing_of(recorded: &Exchange) -> Exchange {
+    Exchange {
+        id: recorded.id,
+        connection_id: recorded.connection_id,
+        seq: recorded.seq,
+        protocol: recorded.protocol,
+        started_at_ns: recorded.started_at_ns,
+        client_addr: recorded.client_addr.clone(),
+        server_addr: recorded.server_addr.clone(),
+        scheme: recorded.scheme.clone(),
+        authority: recorded.authority.clone(),
+        request: recorded.request.clone(),
+        response: None,
+        timings: recorded.timings,
+        error: recorded.error.clone(),
+        trace_id: recorded.trace_id.clone(),
+        tags: recorded.tags.clone(),
+        messages: recorded.messages.clone(),
+    }
+}
+
 /// The exchange as observed: what was sent (`outgoing`) with the target's answer to come.
 pub(super) fn observed_base(outgoing: &Exchange, cfg: &TargetConfig) -> Exchange {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-    let mut e = outgoing.clone();
-    e.started_at_ns = now;
-    e.scheme = if cfg.tls.enabled { "https" } else { "http" }.into();
-    e.authority = authority(cfg).to_string();
-    e.response = None;
-    e.error = None;
-    e.timings = Default::default();
-    // The client's half of the stream is re-added as it is sent, with the target's half.
-    e.messages.clear();
-    e
+    Exchange {
+        started_at_ns: now,
+        scheme: if cfg.tls.enabled { "https" } else { "http" }.into(),
+        authority: authority(cfg).to_string(),
+        response: None,
+        error: None,
+        timings: Default::default(),
+        // The client's half of the stream is re-added as it is sent, with the target's half.
+        messages: Vec::new(),
+        id: outgoing.id,
+        connection_id: outgoing.connection_id,
+        seq: outgoing.seq,
+        protocol: outgoing.protocol,
+        client_addr: outgoing.client_addr.clone(),
+        server_addr: outgoing.server_addr.clone(),
+        request: outgoing.request.clone(),
+        trace_id: outgoing.trace_id.clone(),
+        tags: outgoing.tags.clone(),
+    }
 }
 
 /// Nanoseconds since `began`, saturating.
