@@ -1,6 +1,9 @@
 //! One HTTP/1 client connection of the proxy: read a request head, route it, forward the
 //! exchange through the pumps while its recorder watches, record it, repeat — until the
 //! client leaves or sends a CONNECT that the front door is to intercept.
+//!
+//! A little over 600 lines because it is one state machine (read, route, forward, record)
+//! whose steps share the connection's buffers and timer; split, they would pass them around.
 
 use std::net::SocketAddr;
 use std::pin::Pin;

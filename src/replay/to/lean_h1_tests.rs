@@ -1,33 +1,20 @@
 //! The HTTP/1.1 sender: the bytes it writes, what it refuses to write, and a target that
 //! answers with an interim answer and closes after each one.
 
-use std::time::Duration;
-
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{encode, send};
 use crate::model::{Body, ErrorKind, Exchange, Header, Request};
 use crate::net::dial::Upstream;
-use crate::replay::to::{Speed, TargetConfig, TlsMode};
+use crate::replay::to::TargetConfig;
 
+/// The shared test target, sent to `url` with the recorded Host.
 fn config(url: &str) -> TargetConfig {
-    let tls = crate::tls::client_config(&Default::default(), &crate::tls::ALPN_H1).unwrap();
-    TargetConfig {
-        url: Upstream::parse(url).unwrap(),
-        host_override: None,
-        set_headers: vec![("X-Run".into(), "test".into())],
-        tls: TlsMode {
-            enabled: false,
-            h1: tls.clone(),
-            h2: tls,
-        },
-        speed: Speed::Max,
-        times: None,
-        for_duration: None,
-        concurrency: 1,
-        timeout: Duration::from_secs(5),
-    }
+    let mut cfg = crate::replay::to::tests::config(([127, 0, 0, 1], 9).into(), 1, None);
+    cfg.url = Upstream::parse(url).unwrap();
+    cfg.host_override = None;
+    cfg
 }
 
 fn post(headers: Vec<Header>, body: &'static str) -> Exchange {

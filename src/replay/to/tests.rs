@@ -44,7 +44,11 @@ async fn echo_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     (addr, accepted)
 }
 
-fn config(addr: std::net::SocketAddr, concurrency: usize, times: Option<u32>) -> TargetConfig {
+pub(super) fn config(
+    addr: std::net::SocketAddr,
+    concurrency: usize,
+    times: Option<u32>,
+) -> TargetConfig {
     let tls = crate::tls::client_config(&Default::default(), &crate::tls::ALPN_H1).unwrap();
     TargetConfig {
         url: Upstream::parse(&format!("http://{addr}")).unwrap(),
