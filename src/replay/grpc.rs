@@ -294,7 +294,7 @@ async fn play(
             .into()),
     };
     if let Some(gone) = written {
-        // Either sender drop or a send resolves it; both mean the bytes are out of the queue.
+        // Nothing sends on it: the sender goes with the last copy of the bytes.
         let _ = gone.await;
     }
     let _ = tx.send(frame).await;
