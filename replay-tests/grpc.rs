@@ -218,6 +218,13 @@ fn client_cancel_and_upstream_death_are_recorded_and_the_proxy_survives() {
         "{rows:?}"
     );
     assert!(errors.iter().any(|e| e.contains("upstream")), "{rows:?}");
+    // The client read three messages through the proxy before the upstream died, so the
+    // recording holds at least three: a replay with fewer lost them on the way out.
+    let died = rows
+        .iter()
+        .find(|r| r["error"].as_str().is_some_and(|e| e.contains("upstream")))
+        .unwrap();
+    assert!(died["messages_out"].as_i64() >= Some(3), "{died:?}");
 
     // Replayed, the upstream's death is a reset stream after the messages it had sent.
     let replay = start_replay(&db, &[]);

@@ -15,13 +15,14 @@ use http::{HeaderValue, Request, Response};
 use http_body::{Body as _, Frame};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use hyper::body::Incoming;
 
 use super::body::{empty, failing, BoxError, ChannelBody, FixedBody, ReplayBody};
 use super::faults::Fault;
+use super::grpc_index::Prepared;
 use super::miss::{frames, MissRequest, Misses};
 use super::pipeline::{Replay, RequestView};
 use super::stream::{due, Progress};
@@ -219,7 +220,7 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
             .map_or_else(|| "upstream sent no response".into(), |e| e.message.clone());
         return trailers_only(14, &format!("mf: recorded call failed: {message}"));
     };
-    let mut last = due(&progress, *head_step, latency, start).await;
+    let last = due(&progress, *head_step, latency, start).await;
     let mut builder = Response::builder().status(*status);
     if let Some(h) = builder.headers_mut() {
         *h = headers.clone();
@@ -241,33 +242,81 @@ pub(crate) async fn answer(replay: Arc<Replay>, req: Request<Incoming>) -> Respo
             .unwrap_or_else(|_| trailers_only_fallback());
     }
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(16);
-    tokio::spawn(async move {
-        for (step, framed) in &prepared.server {
-            last = due(&progress, *step, latency, last).await;
-            if tx.send(Ok(Frame::data(framed.clone()))).await.is_err() {
-                return;
-            }
-        }
-        if let Some(end) = prepared.end {
-            due(&progress, end, latency, last).await;
-        }
-        let frame = match &prepared.trailers {
-            Some(t) => Ok(Frame::trailers(t.clone())),
-            // No trailers recorded: the upstream reset the stream or the client cancelled.
-            None => Err(prepared
-                .error
-                .as_ref()
-                .map_or_else(
-                    || "recorded stream ended without trailers".to_string(),
-                    |e| e.message.clone(),
-                )
-                .into()),
-        };
-        let _ = tx.send(frame).await;
-    });
+    tokio::spawn(play(prepared, progress, latency, last, tx));
     builder
         .body(UnsyncBoxBody::new(ChannelBody { rx }))
         .unwrap_or_else(|_| trailers_only_fallback())
+}
+
+/// Sends the recorded messages of a call as they fall due, then its trailers — or, when the
+/// recorded stream ended without them, the error that makes hyper reset the stream.
+///
+/// A reset goes out only once the last message has left the stream's send queue: h2 drops
+/// whatever DATA is still queued for a stream it resets (`Send::send_reset` clears the
+/// queue), so an error sent right behind the last message lost that message whenever the
+/// connection had not written it yet. A replayed upstream death then showed one message
+/// fewer than the recording held (2 of 3, about one run in twenty on a loaded machine).
+async fn play(
+    prepared: Arc<Prepared>,
+    progress: Progress,
+    latency: bool,
+    mut last: Instant,
+    tx: mpsc::Sender<Result<Frame<Bytes>, BoxError>>,
+) {
+    let resets = prepared.trailers.is_none();
+    let mut written = None;
+    for (i, (step, framed)) in prepared.server.iter().enumerate() {
+        last = due(&progress, *step, latency, last).await;
+        let data = if resets && i + 1 == prepared.server.len() {
+            let (data, gone) = watched(framed.clone());
+            written = Some(gone);
+            data
+        } else {
+            framed.clone()
+        };
+        if tx.send(Ok(Frame::data(data))).await.is_err() {
+            return;
+        }
+    }
+    if let Some(end) = prepared.end {
+        due(&progress, end, latency, last).await;
+    }
+    let frame = match &prepared.trailers {
+        Some(t) => Ok(Frame::trailers(t.clone())),
+        // No trailers recorded: the upstream reset the stream or the client cancelled.
+        None => Err(prepared
+            .error
+            .as_ref()
+            .map_or_else(
+                || "recorded stream ended without trailers".to_string(),
+                |e| e.message.clone(),
+            )
+            .into()),
+    };
+    if let Some(gone) = written {
+        // Nothing sends on it: the sender goes with the last copy of the bytes.
+        let _ = gone.await;
+    }
+    let _ = tx.send(frame).await;
+}
+
+/// The bytes of one DATA frame, owned so that the receiver resolves once h2 lets go of
+/// them: when the connection has copied them into its write buffer (or written them), or
+/// dropped the stream.
+struct Watched {
+    data: Bytes,
+    _gone: oneshot::Sender<()>,
+}
+
+impl AsRef<[u8]> for Watched {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+fn watched(data: Bytes) -> (Bytes, oneshot::Receiver<()>) {
+    let (tx, rx) = oneshot::channel();
+    (Bytes::from_owner(Watched { data, _gone: tx }), rx)
 }
 
 /// A call no recorded one matches, under record-on-miss: read to its end, answered from what
@@ -381,4 +430,85 @@ fn trailers_only(code: u32, message: &str) -> Response<ReplayBody> {
         h.insert("grpc-message", v);
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    use super::*;
+    use crate::model::ExchangeError;
+    use crate::replay::stream::{Step, Trigger};
+
+    /// A recorded upstream death after three messages, replayed to a real HTTP/2 client: all
+    /// three arrive before the reset. On one thread the player queues every message and the
+    /// error before the connection writes anything, which is when h2 used to drop them all.
+    #[tokio::test]
+    async fn a_replayed_reset_comes_after_every_recorded_message() {
+        let now = Step {
+            trigger: Trigger::Start,
+            delay: Duration::ZERO,
+        };
+        let messages: Vec<Bytes> = (0..3u8)
+            .map(|i| Bytes::from(vec![0, 0, 0, 0, 1, i]))
+            .collect();
+        let prepared = Arc::new(Prepared {
+            client_messages: Arc::new(Vec::new()),
+            head: None,
+            server: messages.iter().map(|m| (now, m.clone())).collect(),
+            trailers: None,
+            end: Some(now),
+            trailers_only: false,
+            error: Some(ExchangeError::new(
+                ErrorKind::UpstreamReset,
+                "upstream stream failed",
+            )),
+        });
+
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let service = hyper::service::service_fn(move |_req: Request<Incoming>| {
+            let prepared = prepared.clone();
+            async move {
+                let progress = Progress::new(prepared.client_messages.clone(), Instant::now());
+                let (tx, rx) = mpsc::channel(16);
+                tokio::spawn(play(prepared, progress, false, Instant::now(), tx));
+                let body: ReplayBody = UnsyncBoxBody::new(ChannelBody { rx });
+                Ok::<_, std::convert::Infallible>(Response::new(body))
+            }
+        });
+        tokio::spawn(
+            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(server_io), service),
+        );
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(client_io))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = Request::post("http://replay.test/mftest.Routes/ListPoints")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let mut body = sender.send_request(req).await.unwrap().into_body();
+
+        let mut got = BytesMut::new();
+        let ended = loop {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(d) = frame.data_ref() {
+                        got.extend_from_slice(d);
+                    }
+                }
+                Some(Err(e)) => break Some(e),
+                None => break None,
+            }
+        };
+        assert_eq!(&got[..], &messages.concat()[..]);
+        assert!(
+            ended.is_some(),
+            "the stream ends in a reset, not an end of stream"
+        );
+    }
 }
