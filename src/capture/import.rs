@@ -130,7 +130,7 @@ pub fn import<R: Read>(
                 continue;
             }
         }
-        match decoder.decode(packet.ts_ns, packet.linktype, packet.data) {
+        match decoder.decode_in(packet.ts_ns, packet.linktype, packet.data, packet.owner) {
             Ok(seg) => engine.segment(seg),
             Err(Skip::NotTcp) | Err(Skip::Fragment) => report.not_tcp += 1,
             Err(Skip::Malformed) => report.malformed += 1,

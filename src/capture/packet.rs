@@ -73,6 +73,8 @@ pub struct PacketDecoder {
     fragments: Reassembly,
     /// Packets taken out of a VXLAN or GENEVE encapsulation.
     pub decapsulated: u64,
+    /// The buffer the frame being decoded lies in, while [`PacketDecoder::decode_in`] runs.
+    owner: Option<Bytes>,
 }
 
 impl PacketDecoder {
@@ -92,8 +94,26 @@ impl PacketDecoder {
     /// # Errors
     /// [`Skip`] says why the frame carries no TCP segment.
     pub fn decode(&mut self, ts_ns: i64, linktype: u32, frame: &[u8]) -> Result<Segment, Skip> {
+        self.decode_in(ts_ns, linktype, frame, None)
+    }
+
+    /// [`PacketDecoder::decode`] of a frame that lies in `owner`: the segment's payload is a
+    /// slice of `owner` rather than a copy.
+    ///
+    /// # Errors
+    /// [`Skip`] says why the frame carries no TCP segment.
+    pub fn decode_in(
+        &mut self,
+        ts_ns: i64,
+        linktype: u32,
+        frame: &[u8],
+        owner: Option<&Bytes>,
+    ) -> Result<Segment, Skip> {
+        self.owner = owner.cloned();
         let ip = link_payload(linktype, frame)?;
-        self.ip(ts_ns, ip, 0)
+        let seg = self.ip(ts_ns, ip, 0);
+        self.owner = None;
+        seg
     }
 
     fn ip(&mut self, ts_ns: i64, ip: &[u8], depth: u8) -> Result<Segment, Skip> {
@@ -188,7 +208,7 @@ impl PacketDecoder {
         depth: u8,
     ) -> Result<Segment, Skip> {
         match proto {
-            TCP => tcp(ts_ns, src, dst, body, cut),
+            TCP => tcp(ts_ns, src, dst, body, cut, self.owner.as_ref()),
             UDP if depth < MAX_NESTING => {
                 let u = UdpHeaderSlice::from_slice(body).map_err(|_| Skip::Malformed)?;
                 let payload = &body[8..];
@@ -325,7 +345,14 @@ fn link_payload(linktype: u32, frame: &[u8]) -> Result<&[u8], Skip> {
     }
 }
 
-fn tcp(ts_ns: i64, src: IpAddr, dst: IpAddr, body: &[u8], cut: bool) -> Result<Segment, Skip> {
+fn tcp(
+    ts_ns: i64,
+    src: IpAddr,
+    dst: IpAddr,
+    body: &[u8],
+    cut: bool,
+    owner: Option<&Bytes>,
+) -> Result<Segment, Skip> {
     let h = TcpHeaderSlice::from_slice(body).map_err(|_| Skip::Malformed)?;
     let payload = &body[h.slice().len()..];
     Ok(Segment {
@@ -338,9 +365,22 @@ fn tcp(ts_ns: i64, src: IpAddr, dst: IpAddr, body: &[u8], cut: bool) -> Result<S
         ack_no: h.acknowledgment_number(),
         fin: h.fin(),
         rst: h.rst(),
-        payload: Bytes::copy_from_slice(payload),
+        payload: share(owner, payload),
         cut,
     })
+}
+
+/// `part` as a slice of `owner` when it lies inside it, else a copy (a reassembled IP
+/// datagram lies in the fragment buffer, not in the capture's).
+fn share(owner: Option<&Bytes>, part: &[u8]) -> Bytes {
+    if let Some(owner) = owner {
+        let base = owner.as_ptr() as usize;
+        let at = part.as_ptr() as usize;
+        if at >= base && at + part.len() <= base + owner.len() {
+            return owner.slice(at - base..at - base + part.len());
+        }
+    }
+    Bytes::copy_from_slice(part)
 }
 
 /// Builds an Ethernet/IPv4/TCP frame: for tests and the benchmark generator.

@@ -187,6 +187,9 @@ impl Reassembler {
     }
 
     fn insert(&mut self, off: u64, at_ns: i64, payload: Bytes) {
+        // A payload may be a slice of a capture reader's whole read buffer (megabytes):
+        // what waits for a hole to fill is copied, so that it holds only its own bytes.
+        let payload = Bytes::copy_from_slice(&payload);
         // Keep the first copy of any byte: a later segment covering an earlier stored one only
         // contributes what is new beyond it (longer retransmissions are kept whole if new).
         match self.pending.get(&off) {

@@ -17,6 +17,9 @@ pub(super) struct SqliteWriter {
     path: PathBuf,
     /// Blobs already stored by this writer: a repeated body costs a hash, not a query.
     known: KnownBlobs,
+    /// Loading a new recording without syncing each checkpoint ([`RecordingWrite::bulk_load`]);
+    /// `close` syncs the file once.
+    bulk: bool,
 }
 
 impl SqliteWriter {
@@ -26,6 +29,7 @@ impl SqliteWriter {
             conn: super::open_write(path, meta)?,
             path: path.to_path_buf(),
             known: KnownBlobs::default(),
+            bulk: false,
         })
     }
 
@@ -53,6 +57,7 @@ impl SqliteWriter {
             conn,
             path: path.to_path_buf(),
             known: KnownBlobs::default(),
+            bulk: false,
         })
     }
 }
@@ -114,10 +119,41 @@ impl RecordingWrite for SqliteWriter {
         Ok(())
     }
 
+    fn bulk_load(&mut self) -> Result<(), StoreError> {
+        // Only into a recording with nothing in it: a power cut during the load can then
+        // cost only what this import was writing (run it again), never what was there
+        // before. A process crash (kill -9) is safe either way: the data is in the OS.
+        // Why: with `synchronous = NORMAL` every WAL checkpoint waits on two fsyncs; on a
+        // 320 MB capture that was 41 fsyncs and 0.13-0.15 s of a 0.56 s import, spent on
+        // the writer thread, which is as busy as the parsing thread.
+        let empty: bool =
+            self.conn
+                .query_row("SELECT NOT EXISTS (SELECT 1 FROM exchanges)", [], |r| {
+                    r.get(0)
+                })?;
+        if empty {
+            self.conn.execute_batch("PRAGMA synchronous = OFF;")?;
+            self.bulk = true;
+        }
+        Ok(())
+    }
+
     fn close(&mut self) {
         // Fold the WAL back so the recording is a single self-contained file.
         if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
             tracing::debug!(path = %self.path.display(), error = %e, "WAL checkpoint failed");
+        }
+        if self.bulk {
+            // What the checkpoint did not sync: the file, and its name in the folder.
+            let synced = std::fs::File::open(&self.path).and_then(|f| f.sync_all());
+            let folder = match self.path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => Path::new("."),
+            };
+            let synced = synced.and_then(|()| std::fs::File::open(folder)?.sync_all());
+            if let Err(e) = synced {
+                tracing::warn!(path = %self.path.display(), error = %e, "could not sync the recording");
+            }
         }
     }
 }

@@ -249,6 +249,16 @@ pub trait RecordingWrite: Send {
     /// The backend failed.
     fn replace_patterns(&mut self, patterns: &[PatternRow]) -> Result<(), StoreError>;
 
+    /// The producer is an offline import that can be run again: when the recording holds
+    /// nothing yet, the backend may trade durability *during* the load for speed, as long
+    /// as [`RecordingWrite::close`] still leaves everything durable. Default: nothing.
+    ///
+    /// # Errors
+    /// The backend failed.
+    fn bulk_load(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Makes everything written durable and self-contained; the writer is done.
     fn close(&mut self);
 }

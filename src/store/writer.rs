@@ -55,6 +55,8 @@ pub struct WriterConfig {
     pub when_full: WhenFull,
     /// After a failed write, how often storing is tried again.
     pub retry_every: Duration,
+    /// The producer is an offline import (see [`super::backend::RecordingWrite::bulk_load`]).
+    pub bulk_load: bool,
 }
 
 impl Default for WriterConfig {
@@ -68,6 +70,7 @@ impl Default for WriterConfig {
             queue_bytes: 64 << 20,
             when_full: WhenFull::Drop,
             retry_every: Duration::from_secs(1),
+            bulk_load: false,
         }
     }
 }
@@ -77,6 +80,7 @@ impl WriterConfig {
     pub fn blocking() -> Self {
         WriterConfig {
             when_full: WhenFull::Block,
+            bulk_load: true,
             ..WriterConfig::default()
         }
     }
@@ -339,7 +343,11 @@ impl Writer {
         path: &Path,
         config: WriterConfig,
     ) -> Result<(Writer, WriterHandle), StoreError> {
+        let mut backend = backend;
         let base = backend.connection_id_base()?;
+        if config.bulk_load {
+            backend.bulk_load()?;
+        }
         // The batch being written counts against the bound too (its exchanges are not freed
         // until written), so the channel holds what is left of it.
         let capacity = config

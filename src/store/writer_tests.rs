@@ -84,6 +84,7 @@ fn small_queue(when_full: WhenFull) -> WriterConfig {
         queue_bytes: 10_000,
         when_full,
         retry_every: Duration::from_millis(50),
+        bulk_load: false,
     }
 }
 
