@@ -131,22 +131,68 @@ fn vocab_header(headers: &[Header], name: &str) -> Option<String> {
     headers.header_str(name)
 }
 
+/// True for a header the comparison skips: framing, pseudo-headers, gRPC's status (compared
+/// on its own). `name` is lower-case.
+fn skipped(name: &str, grpc: bool) -> bool {
+    name.starts_with(':')
+        || FRAMING_HEADERS.contains(&name)
+        || (grpc && matches!(name, "grpc-status" | "grpc-message"))
+}
+
+/// A value as the comparison sees it.
+fn shown_value(h: &Header) -> String {
+    h.value_str().trim().to_string()
+}
+
 /// Header values by lowercase name, in order, skipping framing and pseudo-headers.
 fn header_values(headers: &[Header], grpc: bool) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for h in headers {
         let name = h.name.to_ascii_lowercase();
-        if name.starts_with(':')
-            || FRAMING_HEADERS.contains(&name.as_str())
-            || (grpc && matches!(name.as_str(), "grpc-status" | "grpc-message"))
-        {
+        if skipped(&name, grpc) {
             continue;
         }
-        out.entry(name)
-            .or_default()
-            .push(h.value_str().trim().to_string());
+        out.entry(name).or_default().push(shown_value(h));
     }
     out
+}
+
+/// The usual case without building [`header_values`]' maps: both lists name the same
+/// headers in the same order. Then a name's values differ exactly when they differ at one
+/// of its positions, and the values at those positions are its whole lists. Gives the names
+/// (lower-case, sorted, once each) whose values differ, or `None` when the lists are not
+/// aligned. (The maps for every answer were ~7% of a `replay --to --speed max` profile.)
+fn aligned_differences(a: &[Header], b: &[Header], grpc: bool) -> Option<Vec<String>> {
+    if a.len() != b.len() {
+        return None;
+    }
+    let mut names = Vec::new();
+    for (ha, hb) in a.iter().zip(b) {
+        if !ha.name.eq_ignore_ascii_case(&hb.name) {
+            return None;
+        }
+        if ha.value == hb.value {
+            continue;
+        }
+        let name = ha.name.to_ascii_lowercase();
+        if skipped(&name, grpc) || shown_value(ha) == shown_value(hb) {
+            continue;
+        }
+        names.push(name);
+    }
+    names.sort();
+    names.dedup();
+    Some(names)
+}
+
+/// The values of the lower-case `name` in `headers`, as [`header_values`] lists them.
+fn values_of(headers: &[Header], name: &str) -> Option<Vec<String>> {
+    let values: Vec<String> = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name))
+        .map(shown_value)
+        .collect();
+    (!values.is_empty()).then_some(values)
 }
 
 /// The cookie names a `Set-Cookie` list sets (the values are session state: volatile).
@@ -160,36 +206,53 @@ fn cookie_names(values: &[String]) -> Vec<String> {
 }
 
 fn compare_headers(scope: &mut Scope<'_>, what: &str, a: &[Header], b: &[Header], grpc: bool) {
+    if let Some(names) = aligned_differences(a, b, grpc) {
+        for name in &names {
+            let (va, vb) = (values_of(a, name), values_of(b, name));
+            differ_header(scope, what, name, va.as_ref(), vb.as_ref());
+        }
+        return;
+    }
     let (ma, mb) = (header_values(a, grpc), header_values(b, grpc));
     let names: std::collections::BTreeSet<&String> = ma.keys().chain(mb.keys()).collect();
     for name in names {
         let (va, vb) = (ma.get(name), mb.get(name));
-        if va == vb {
-            continue;
+        if va != vb {
+            differ_header(scope, what, name, va, vb);
         }
-        let path = format!("{what} {name}");
-        if scope.rules.volatile_header(name) {
-            scope.ignore(path, format!("volatile header {name}"));
-            continue;
-        }
-        if name == "set-cookie" {
-            let (ca, cb) = (
-                cookie_names(va.map_or(&[][..], |v| v)),
-                cookie_names(vb.map_or(&[][..], |v| v)),
-            );
-            if ca == cb {
-                scope.ignore(
-                    path,
-                    "volatile header set-cookie: the same cookies, new values".into(),
-                );
-                continue;
-            }
-            let (ra, rb) = (ca.join(", "), cb.join(", "));
-            scope.differ(format!("{path} names"), &ra, &rb, ra.clone(), rb.clone());
-            continue;
-        }
-        let join = |v: Option<&Vec<String>>| v.map_or_else(|| ABSENT.to_string(), |v| v.join(", "));
-        let (ra, rb) = (join(va), join(vb));
-        scope.differ(path, &ra, &rb, ra.clone(), rb.clone());
     }
+}
+
+/// The values of header `name` differ: noise, new cookie values, or a difference.
+fn differ_header(
+    scope: &mut Scope<'_>,
+    what: &str,
+    name: &str,
+    va: Option<&Vec<String>>,
+    vb: Option<&Vec<String>>,
+) {
+    let path = format!("{what} {name}");
+    if scope.rules.volatile_header(name) {
+        scope.ignore(path, format!("volatile header {name}"));
+        return;
+    }
+    if name == "set-cookie" {
+        let (ca, cb) = (
+            cookie_names(va.map_or(&[][..], |v| v)),
+            cookie_names(vb.map_or(&[][..], |v| v)),
+        );
+        if ca == cb {
+            scope.ignore(
+                path,
+                "volatile header set-cookie: the same cookies, new values".into(),
+            );
+            return;
+        }
+        let (ra, rb) = (ca.join(", "), cb.join(", "));
+        scope.differ(format!("{path} names"), &ra, &rb, ra.clone(), rb.clone());
+        return;
+    }
+    let join = |v: Option<&Vec<String>>| v.map_or_else(|| ABSENT.to_string(), |v| v.join(", "));
+    let (ra, rb) = (join(va), join(vb));
+    scope.differ(path, &ra, &rb, ra.clone(), rb.clone());
 }

@@ -206,7 +206,7 @@ async fn run_connection(
         let result = match recorded.protocol() {
             Protocol::WebSocket => ws::session(&outgoing, cfg).await,
             Protocol::H2 | Protocol::Grpc => http::send_h2(&mut h2, &outgoing, cfg).await,
-            Protocol::Http10 | Protocol::Http11 => lean_h1::send(&mut h1, &outgoing, cfg).await,
+            Protocol::Http10 | Protocol::Http11 => lean_h1::send(&mut h1, outgoing, cfg).await,
         };
         let latency = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
         sent += 1;
