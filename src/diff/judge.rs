@@ -3,10 +3,9 @@
 
 use std::collections::BTreeMap;
 
-pub(super) use super::scope::{Scope, ABSENT};
+pub(super) use super::scope::{endpoint_of, Scope, ABSENT};
 use super::{body, stream, Rules, Verdict};
-use crate::model::{Exchange, Header, Protocol, Response};
-use crate::vocab;
+use crate::model::{Exchange, Header, HeaderList, Protocol, Response};
 
 /// Headers that describe the connection or the framing, not the answer.
 const FRAMING_HEADERS: &[&str] = &[
@@ -40,21 +39,11 @@ impl Judge {
     }
 }
 
-/// The endpoint an exchange belongs to, as reports and rules name it: `GET /users/{id}`.
-pub(super) fn endpoint_of(ex: &Exchange) -> String {
-    let path = if ex.protocol() == Protocol::Grpc {
-        ex.request.path().to_string()
-    } else {
-        vocab::route_template(ex.request.path())
-    };
-    format!("{} {}", ex.request.method, path)
-}
-
 /// The comparison itself, under any rules (noise learning compares under bare ones).
 pub(super) fn raw_compare(rules: &Rules, recorded: &Exchange, observed: &Exchange) -> Verdict {
     let mut scope = Scope::new(
         rules,
-        endpoint_of(recorded),
+        recorded,
         (recorded.started_at_ns, observed.started_at_ns),
     );
     match (&recorded.response, &observed.response) {
@@ -87,11 +76,10 @@ fn compare_responses(scope: &mut Scope<'_>, recorded: &Exchange, observed: &Exch
     compare_headers(scope, "header", &a.headers, &b.headers, grpc);
     compare_headers(scope, "trailer", &a.trailers, &b.trailers, grpc);
     let body_equal = body::compare(scope, a, b);
-    let (la, lb) = (
-        vocab_header(&a.headers, "content-length"),
-        vocab_header(&b.headers, "content-length"),
-    );
-    if la != lb {
+    // The same bytes need no text copies to compare equal.
+    let same_length = a.headers.header("content-length") == b.headers.header("content-length")
+        || vocab_header(&a.headers, "content-length") == vocab_header(&b.headers, "content-length");
+    if !same_length {
         // The length follows the body: equal bodies make it noise, and differing ones are
         // already reported where they differ.
         let rule = if body_equal {
@@ -127,7 +115,6 @@ fn compare_responses(scope: &mut Scope<'_>, recorded: &Exchange, observed: &Exch
 }
 
 fn vocab_header(headers: &[Header], name: &str) -> Option<String> {
-    use crate::model::HeaderList;
     headers.header_str(name)
 }
 
@@ -175,7 +162,7 @@ fn aligned_differences(a: &[Header], b: &[Header], grpc: bool) -> Option<Vec<Str
             continue;
         }
         let name = ha.name.to_ascii_lowercase();
-        if skipped(&name, grpc) || shown_value(ha) == shown_value(hb) {
+        if skipped(&name, grpc) || ha.value_str().trim() == hb.value_str().trim() {
             continue;
         }
         names.push(name);
@@ -208,6 +195,11 @@ fn cookie_names(values: &[String]) -> Vec<String> {
 fn compare_headers(scope: &mut Scope<'_>, what: &str, a: &[Header], b: &[Header], grpc: bool) {
     if let Some(names) = aligned_differences(a, b, grpc) {
         for name in &names {
+            if scope.rules.volatile_header(name) {
+                // Noise whatever the values are: no need to gather them.
+                scope.ignore(format!("{what} {name}"), format!("volatile header {name}"));
+                continue;
+            }
             let (va, vb) = (values_of(a, name), values_of(b, name));
             differ_header(scope, what, name, va.as_ref(), vb.as_ref());
         }
