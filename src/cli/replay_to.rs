@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::util;
-use crate::diff::{Entry, Judge, Outcome, Rebinder, Report};
+use crate::diff::{Entry, Judge, Learner, Outcome, Rebinder, Report};
 use crate::model::{Exchange, ExchangeError};
 use crate::net::dial::Upstream;
 use crate::replay::to::{self, Observer, Speed, TargetConfig, TlsMode};
@@ -157,7 +157,8 @@ impl Observer for Judging {
 }
 
 /// Noise is learned from at most this many recorded exchanges (the first ones): learning
-/// keeps what it learns from in memory, and a sample this large shows what varies.
+/// keeps the first answer to each distinct request in memory, and a sample this large shows
+/// what varies.
 const LEARN_SAMPLE: usize = 20_000;
 
 /// Exchanges handed to the driver at once: one wake-up of its reader per batch.
@@ -288,10 +289,20 @@ pub(super) fn run(recording: &Path, args: &ToArgs, tls_flag: bool) -> anyhow::Re
     let everything = args.select.selection().is_all();
     let selection = Selection(args.select.selection().in_memory());
     // Each connection's exchanges are counted first (so the driver knows when one is over),
-    // and a sample is kept to learn noise from: the first exchanges of the recording, even
-    // what is not sent.
+    // and noise is learned from a sample: the first exchanges of the recording, even what
+    // is not sent, each looked at as it is read.
+    let mut rules = args.judge.rules()?;
+    if recording.is_dir() {
+        // A fixtures folder's own `ignore:` rules apply to the answers to its examples.
+        let found = crate::store::fixtures::read_ignore_rules(recording)
+            .with_context(|| format!("reading ignore rules of {}", recording.display()))?;
+        for (endpoint, path) in found {
+            rules.add_ignore(endpoint, path);
+        }
+    }
     let mut counts = to::ConnectionCounts::new();
-    let mut sample = Vec::new();
+    let mut learner = Learner::new();
+    let mut sampled = 0;
     let learn = !args.judge.no_learn;
     match (&source, everything) {
         (Source::Recording(path, reader), true) => {
@@ -309,8 +320,9 @@ pub(super) fn run(recording: &Path, args: &ToArgs, tls_flag: bool) -> anyhow::Re
                 .with_context(|| format!("reading {}", path.display()))?;
             if learn {
                 source.for_each(&mut |e| {
-                    sample.push(e);
-                    sample.len() < LEARN_SAMPLE
+                    learner.add(&mut rules, e);
+                    sampled += 1;
+                    sampled < LEARN_SAMPLE
                 })?;
             }
         }
@@ -318,25 +330,14 @@ pub(super) fn run(recording: &Path, args: &ToArgs, tls_flag: bool) -> anyhow::Re
             if selection.keeps(&e) {
                 *counts.entry(e.connection_id).or_default() += 1;
             }
-            if learn && sample.len() < LEARN_SAMPLE {
-                sample.push(e);
+            if learn && sampled < LEARN_SAMPLE {
+                learner.add(&mut rules, e);
+                sampled += 1;
             }
             true
         })?,
     }
-    let mut rules = args.judge.rules()?;
-    if recording.is_dir() {
-        // A fixtures folder's own `ignore:` rules apply to the answers to its examples.
-        let found = crate::store::fixtures::read_ignore_rules(recording)
-            .with_context(|| format!("reading ignore rules of {}", recording.display()))?;
-        for (endpoint, path) in found {
-            rules.add_ignore(endpoint, path);
-        }
-    }
-    if learn {
-        rules.learn(sample.iter());
-    }
-    drop(sample);
+    learner.finish(&mut rules);
     eprintln!(
         "mf: sending {} exchanges on {} connections to {url}",
         counts.values().sum::<u64>(),

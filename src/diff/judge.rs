@@ -3,10 +3,9 @@
 
 use std::collections::BTreeMap;
 
-pub(super) use super::scope::{Scope, ABSENT};
+pub(super) use super::scope::{endpoint_of, Scope, ABSENT};
 use super::{body, stream, Rules, Verdict};
-use crate::model::{Exchange, Header, Protocol, Response};
-use crate::vocab;
+use crate::model::{Exchange, Header, HeaderList, Protocol, Response};
 
 /// Headers that describe the connection or the framing, not the answer.
 const FRAMING_HEADERS: &[&str] = &[
@@ -40,21 +39,11 @@ impl Judge {
     }
 }
 
-/// The endpoint an exchange belongs to, as reports and rules name it: `GET /users/{id}`.
-pub(super) fn endpoint_of(ex: &Exchange) -> String {
-    let path = if ex.protocol() == Protocol::Grpc {
-        ex.request.path().to_string()
-    } else {
-        vocab::route_template(ex.request.path())
-    };
-    format!("{} {}", ex.request.method, path)
-}
-
 /// The comparison itself, under any rules (noise learning compares under bare ones).
 pub(super) fn raw_compare(rules: &Rules, recorded: &Exchange, observed: &Exchange) -> Verdict {
     let mut scope = Scope::new(
         rules,
-        endpoint_of(recorded),
+        recorded,
         (recorded.started_at_ns, observed.started_at_ns),
     );
     match (&recorded.response, &observed.response) {
@@ -87,11 +76,10 @@ fn compare_responses(scope: &mut Scope<'_>, recorded: &Exchange, observed: &Exch
     compare_headers(scope, "header", &a.headers, &b.headers, grpc);
     compare_headers(scope, "trailer", &a.trailers, &b.trailers, grpc);
     let body_equal = body::compare(scope, a, b);
-    let (la, lb) = (
-        vocab_header(&a.headers, "content-length"),
-        vocab_header(&b.headers, "content-length"),
-    );
-    if la != lb {
+    // The same bytes need no text copies to compare equal.
+    let same_length = a.headers.header("content-length") == b.headers.header("content-length")
+        || vocab_header(&a.headers, "content-length") == vocab_header(&b.headers, "content-length");
+    if !same_length {
         // The length follows the body: equal bodies make it noise, and differing ones are
         // already reported where they differ.
         let rule = if body_equal {
@@ -127,8 +115,20 @@ fn compare_responses(scope: &mut Scope<'_>, recorded: &Exchange, observed: &Exch
 }
 
 fn vocab_header(headers: &[Header], name: &str) -> Option<String> {
-    use crate::model::HeaderList;
     headers.header_str(name)
+}
+
+/// True for a header the comparison skips: framing, pseudo-headers, gRPC's status (compared
+/// on its own). `name` is lower-case.
+fn skipped(name: &str, grpc: bool) -> bool {
+    name.starts_with(':')
+        || FRAMING_HEADERS.contains(&name)
+        || (grpc && matches!(name, "grpc-status" | "grpc-message"))
+}
+
+/// A value as the comparison sees it.
+fn shown_value(h: &Header) -> String {
+    h.value_str().trim().to_string()
 }
 
 /// Header values by lowercase name, in order, skipping framing and pseudo-headers.
@@ -136,17 +136,50 @@ fn header_values(headers: &[Header], grpc: bool) -> BTreeMap<String, Vec<String>
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for h in headers {
         let name = h.name.to_ascii_lowercase();
-        if name.starts_with(':')
-            || FRAMING_HEADERS.contains(&name.as_str())
-            || (grpc && matches!(name.as_str(), "grpc-status" | "grpc-message"))
-        {
+        if skipped(&name, grpc) {
             continue;
         }
-        out.entry(name)
-            .or_default()
-            .push(h.value_str().trim().to_string());
+        out.entry(name).or_default().push(shown_value(h));
     }
     out
+}
+
+/// The usual case without building [`header_values`]' maps: both lists name the same
+/// headers in the same order. Then a name's values differ exactly when they differ at one
+/// of its positions, and the values at those positions are its whole lists. Gives the names
+/// (lower-case, sorted, once each) whose values differ, or `None` when the lists are not
+/// aligned. (The maps for every answer were ~7% of a `replay --to --speed max` profile.)
+fn aligned_differences(a: &[Header], b: &[Header], grpc: bool) -> Option<Vec<String>> {
+    if a.len() != b.len() {
+        return None;
+    }
+    let mut names = Vec::new();
+    for (ha, hb) in a.iter().zip(b) {
+        if !ha.name.eq_ignore_ascii_case(&hb.name) {
+            return None;
+        }
+        if ha.value == hb.value {
+            continue;
+        }
+        let name = ha.name.to_ascii_lowercase();
+        if skipped(&name, grpc) || ha.value_str().trim() == hb.value_str().trim() {
+            continue;
+        }
+        names.push(name);
+    }
+    names.sort();
+    names.dedup();
+    Some(names)
+}
+
+/// The values of the lower-case `name` in `headers`, as [`header_values`] lists them.
+fn values_of(headers: &[Header], name: &str) -> Option<Vec<String>> {
+    let values: Vec<String> = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name))
+        .map(shown_value)
+        .collect();
+    (!values.is_empty()).then_some(values)
 }
 
 /// The cookie names a `Set-Cookie` list sets (the values are session state: volatile).
@@ -160,36 +193,58 @@ fn cookie_names(values: &[String]) -> Vec<String> {
 }
 
 fn compare_headers(scope: &mut Scope<'_>, what: &str, a: &[Header], b: &[Header], grpc: bool) {
+    if let Some(names) = aligned_differences(a, b, grpc) {
+        for name in &names {
+            if scope.rules.volatile_header(name) {
+                // Noise whatever the values are: no need to gather them.
+                scope.ignore(format!("{what} {name}"), format!("volatile header {name}"));
+                continue;
+            }
+            let (va, vb) = (values_of(a, name), values_of(b, name));
+            differ_header(scope, what, name, va.as_ref(), vb.as_ref());
+        }
+        return;
+    }
     let (ma, mb) = (header_values(a, grpc), header_values(b, grpc));
     let names: std::collections::BTreeSet<&String> = ma.keys().chain(mb.keys()).collect();
     for name in names {
         let (va, vb) = (ma.get(name), mb.get(name));
-        if va == vb {
-            continue;
+        if va != vb {
+            differ_header(scope, what, name, va, vb);
         }
-        let path = format!("{what} {name}");
-        if scope.rules.volatile_header(name) {
-            scope.ignore(path, format!("volatile header {name}"));
-            continue;
-        }
-        if name == "set-cookie" {
-            let (ca, cb) = (
-                cookie_names(va.map_or(&[][..], |v| v)),
-                cookie_names(vb.map_or(&[][..], |v| v)),
-            );
-            if ca == cb {
-                scope.ignore(
-                    path,
-                    "volatile header set-cookie: the same cookies, new values".into(),
-                );
-                continue;
-            }
-            let (ra, rb) = (ca.join(", "), cb.join(", "));
-            scope.differ(format!("{path} names"), &ra, &rb, ra.clone(), rb.clone());
-            continue;
-        }
-        let join = |v: Option<&Vec<String>>| v.map_or_else(|| ABSENT.to_string(), |v| v.join(", "));
-        let (ra, rb) = (join(va), join(vb));
-        scope.differ(path, &ra, &rb, ra.clone(), rb.clone());
     }
+}
+
+/// The values of header `name` differ: noise, new cookie values, or a difference.
+fn differ_header(
+    scope: &mut Scope<'_>,
+    what: &str,
+    name: &str,
+    va: Option<&Vec<String>>,
+    vb: Option<&Vec<String>>,
+) {
+    let path = format!("{what} {name}");
+    if scope.rules.volatile_header(name) {
+        scope.ignore(path, format!("volatile header {name}"));
+        return;
+    }
+    if name == "set-cookie" {
+        let (ca, cb) = (
+            cookie_names(va.map_or(&[][..], |v| v)),
+            cookie_names(vb.map_or(&[][..], |v| v)),
+        );
+        if ca == cb {
+            scope.ignore(
+                path,
+                "volatile header set-cookie: the same cookies, new values".into(),
+            );
+            return;
+        }
+        let (ra, rb) = (ca.join(", "), cb.join(", "));
+        scope.differ(format!("{path} names"), &ra, &rb, ra.clone(), rb.clone());
+        return;
+    }
+    let join = |v: Option<&Vec<String>>| v.map_or_else(|| ABSENT.to_string(), |v| v.join(", "));
+    let (ra, rb) = (join(va), join(vb));
+    scope.differ(path, &ra, &rb, ra.clone(), rb.clone());
 }

@@ -28,7 +28,7 @@ pub(crate) use gate::Gate;
 pub(crate) use judge::Judge;
 pub(crate) use rebind::Rebinder;
 pub(crate) use report::Report;
-pub(crate) use rules::Rules;
+pub(crate) use rules::{Learner, Rules};
 
 use crate::model::ErrorKind;
 

@@ -7,6 +7,7 @@ use rusqlite::{params, Connection, Row};
 
 use super::backend::RecordingRead;
 use super::codec::{decode_chunks, decode_headers};
+use super::lean_read::BlobMemo;
 use super::{blobs, ExchangeSummary, Selection, StoreError};
 use crate::model::{
     Body, BodyChunk, Direction, ErrorKind, Exchange, ExchangeError, MessageKind, Protocol, Request,
@@ -120,7 +121,7 @@ impl Reader {
         let Some(row) = rows.next()? else {
             return Err(StoreError::NoSuchExchange(id));
         };
-        let raw = raw_row(row, &self.path)?;
+        let raw = raw_row(row, &self.path, &mut BlobMemo::default())?;
         self.resolve(raw)
     }
 
@@ -134,7 +135,7 @@ impl Reader {
         let mut rows = stmt.query([])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
-            let raw = raw_row(row, &self.path)?;
+            let raw = raw_row(row, &self.path, &mut BlobMemo::default())?;
             out.push(self.resolve(raw)?);
         }
         Ok(out)
@@ -184,37 +185,49 @@ impl Reader {
             path: self.path.clone(),
             reason,
         };
+        let mut memo = BlobMemo::default();
         while let Some(row) = rows.next()? {
-            let raw = raw_row(row, &self.path)?;
+            let raw = raw_row(row, &self.path, &mut memo)?;
             let mut ex = raw.ex;
             // Each joined blob is (size, codec, data); request body, response body, headers.
-            let [req_body, resp_body, headers] =
-                [0, 3, 6].map(|offset| EXCHANGE_COLUMN_COUNT + offset);
-            for (present, base) in [
-                (raw.req_body.is_some(), req_body),
-                (raw.resp_body.is_some(), resp_body),
-                (true, headers),
-            ] {
-                if !present {
-                    continue;
-                }
+            // Only read when this walk has not decoded the same key already.
+            let joined = |base: usize| -> Result<Vec<u8>, StoreError> {
                 let (size, codec, data): (Option<i64>, Option<i64>, Option<Vec<u8>>) =
                     (row.get(base)?, row.get(base + 1)?, row.get(base + 2)?);
                 let (Some(size), Some(codec), Some(data)) = (size, codec, data) else {
                     return Err(corrupt("a body refers to a missing blob".into()));
                 };
-                let bytes = Bytes::from(blobs::decode(size, codec, data).map_err(|e| match e {
+                blobs::decode(size, codec, data).map_err(|e| match e {
                     StoreError::Corrupt { reason, .. } => corrupt(reason),
                     other => other,
-                })?);
-                if base == headers {
-                    ex.request.headers = decode_headers(&bytes);
-                } else if base == req_body {
-                    ex.request.body.data = bytes;
-                } else if let Some(resp) = ex.response.as_mut() {
-                    resp.body.data = bytes;
+                })
+            };
+            let mut body_of = |key: &[u8], base: usize| -> Result<Bytes, StoreError> {
+                if let Some(data) = memo.body(key) {
+                    return Ok(data);
+                }
+                let data = Bytes::from(joined(base)?);
+                memo.keep_body(key, &data);
+                Ok(data)
+            };
+            if let Some(key) = &raw.req_body {
+                ex.request.body.data = body_of(key, EXCHANGE_COLUMN_COUNT)?;
+            }
+            if let Some(key) = &raw.resp_body {
+                let data = body_of(key, EXCHANGE_COLUMN_COUNT + 3)?;
+                if let Some(resp) = ex.response.as_mut() {
+                    resp.body.data = data;
                 }
             }
+            ex.request.headers = match memo.headers(&raw.req_headers) {
+                Some(headers) => headers,
+                None => {
+                    let block = joined(EXCHANGE_COLUMN_COUNT + 6)?;
+                    let headers = decode_headers(&block);
+                    memo.keep_headers(&raw.req_headers, block.len(), &headers);
+                    headers
+                }
+            };
             if has_messages {
                 ex.messages = self.messages(ex.id)?;
             }
@@ -438,7 +451,8 @@ fn chunks_at(r: &Row, index: usize, path: &Path) -> Result<Vec<BodyChunk>, Store
         })
 }
 
-fn raw_row(r: &Row, path: &Path) -> Result<RawRow, StoreError> {
+/// A row's fields; its inline answer header block decoded through `memo`.
+fn raw_row(r: &Row, path: &Path, memo: &mut BlobMemo) -> Result<RawRow, StoreError> {
     let protocol: String = r.get(3)?;
     let req_headers: Vec<u8> = r.get(12)?;
     let req_trailers: Option<Vec<u8>> = r.get(16)?;
@@ -460,13 +474,16 @@ fn raw_row(r: &Row, path: &Path) -> Result<RawRow, StoreError> {
     let response = match status {
         None => None,
         Some(status) => {
-            let headers: Option<Vec<u8>> = r.get(20)?;
+            let headers = r
+                .get_ref(20)?
+                .as_blob_or_null()
+                .map_err(rusqlite::Error::from)?;
             let trailers: Option<Vec<u8>> = r.get(24)?;
             Some(Response {
                 status,
                 reason: r.get::<_, Option<String>>(18)?.unwrap_or_default(),
                 version: r.get::<_, Option<String>>(19)?.unwrap_or_default(),
-                headers: headers.map(|h| decode_headers(&h)).unwrap_or_default(),
+                headers: headers.map(|h| memo.inline(h)).unwrap_or_default(),
                 body: Body {
                     data: Bytes::new(),
                     size: opt_u64(r.get(22)?).unwrap_or(0),

@@ -82,7 +82,7 @@ async fn an_interim_answer_is_skipped_and_a_closing_target_gets_a_new_connection
     let cfg = config(&format!("http://{addr}"));
     let mut conn = None;
     for _ in 0..2 {
-        let observed = send(&mut conn, &post(vec![], "{}"), &cfg).await.unwrap();
+        let observed = send(&mut conn, post(vec![], "{}"), &cfg).await.unwrap();
         let r = observed.response.unwrap();
         assert_eq!((r.status, &r.reason[..]), (201, "Created"));
         assert_eq!(&r.body.data[..], b"ok");

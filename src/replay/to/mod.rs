@@ -198,7 +198,11 @@ async fn run_connection(
     let (mut sent, mut failed) = (0, 0);
     while let Some(recorded) = next.recv().await {
         let first = *first_at.get_or_insert(recorded.started_at_ns);
-        tokio::time::sleep_until(start + cfg.speed.scale(recorded.started_at_ns - first)).await;
+        let due = start + cfg.speed.scale(recorded.started_at_ns - first);
+        // At `--speed max` nothing is ever due later: no timer for every exchange.
+        if due > start {
+            tokio::time::sleep_until(due).await;
+        }
         let recorded = &recorded;
         let mut outgoing = wire::outgoing_of(recorded);
         observer.before_send(recorded, &mut outgoing);
@@ -206,7 +210,7 @@ async fn run_connection(
         let result = match recorded.protocol() {
             Protocol::WebSocket => ws::session(&outgoing, cfg).await,
             Protocol::H2 | Protocol::Grpc => http::send_h2(&mut h2, &outgoing, cfg).await,
-            Protocol::Http10 | Protocol::Http11 => lean_h1::send(&mut h1, &outgoing, cfg).await,
+            Protocol::Http10 | Protocol::Http11 => lean_h1::send(&mut h1, outgoing, cfg).await,
         };
         let latency = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
         sent += 1;
