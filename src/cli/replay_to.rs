@@ -310,12 +310,11 @@ pub(super) fn run(recording: &Path, args: &ToArgs, tls_flag: bool) -> anyhow::Re
             // the sample is read whole — reading every exchange twice was a tenth of a
             // `--speed max` run, all of it before the first send.
             lock(reader)
-                .for_each_summary(&crate::store::Selection::default(), &mut |s| {
-                    if !s.method.eq_ignore_ascii_case("CONNECT") {
-                        let id = u64::try_from(s.connection_id).unwrap_or(0);
+                .for_each_connection_method(&mut |connection_id, method| {
+                    if !method.eq_ignore_ascii_case("CONNECT") {
+                        let id = u64::try_from(connection_id).unwrap_or(0);
                         *counts.entry(id).or_default() += 1;
                     }
-                    true
                 })
                 .with_context(|| format!("reading {}", path.display()))?;
             if learn {

@@ -138,6 +138,19 @@ pub trait RecordingRead: Send {
         f: &mut dyn FnMut(ExchangeSummary) -> bool,
     ) -> Result<(), StoreError>;
 
+    /// Calls `f` with the connection id and method of every exchange, in recording order:
+    /// what counting the requests of each connection needs, without a listing row's
+    /// message counts and answer headers.
+    ///
+    /// # Errors
+    /// The backend failed.
+    fn for_each_connection_method(&self, f: &mut dyn FnMut(i64, &str)) -> Result<(), StoreError> {
+        self.for_each_summary(&Selection::default(), &mut |s| {
+            f(s.connection_id, &s.method);
+            true
+        })
+    }
+
     /// Every exchange in recording order, bodies included.
     ///
     /// # Errors
