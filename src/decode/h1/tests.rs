@@ -215,3 +215,50 @@ proptest! {
         }
     }
 }
+
+fn hdr(name: &str, value: &str) -> crate::model::Header {
+    crate::model::Header {
+        name: name.to_string(),
+        value: value.as_bytes().to_vec(),
+    }
+}
+
+fn sent_names(status: u16, headers: &[crate::model::Header], close: bool) -> Vec<String> {
+    client_response_fields(status, headers, close)
+        .map(|(n, _)| n.to_string())
+        .collect()
+}
+
+#[test]
+fn response_fields_drop_hop_by_hop_and_what_connection_names() {
+    let plain = [
+        hdr("Server", "nginx"),
+        hdr("Connection", "keep-alive"),
+        hdr("Keep-Alive", "timeout=5"),
+        hdr("Content-Length", "2"),
+        hdr("TE", "trailers"),
+    ];
+    assert_eq!(sent_names(200, &plain, false), ["Server", "Content-Length"]);
+    assert_eq!(
+        sent_names(200, &plain, true),
+        ["Server", "Content-Length", "Connection"]
+    );
+    // A field the Connection header names is dropped, in any case and list position.
+    let named = [
+        hdr("X-Hop", "1"),
+        hdr("connection", "Keep-Alive , x-hop"),
+        hdr("X-End", "2"),
+        hdr("Transfer-Encoding", "chunked"),
+    ];
+    assert_eq!(
+        sent_names(200, &named, false),
+        ["X-End", "Transfer-Encoding"]
+    );
+    assert!(is_hop_by_hop("X-Hop", &named));
+    assert!(is_hop_by_hop("PROXY-AUTHORIZATION", &[]));
+    assert!(!is_hop_by_hop("X-End", &named));
+    assert!(!is_hop_by_hop("Content-Type", &[]));
+    // A 101 keeps the upgrade handshake.
+    let upgrade = [hdr("Connection", "Upgrade"), hdr("Upgrade", "websocket")];
+    assert_eq!(sent_names(101, &upgrade, true), ["Connection", "Upgrade"]);
+}
