@@ -21,6 +21,7 @@
 
 mod append;
 mod backend;
+mod blob_memo;
 mod blobs;
 mod codec;
 pub mod fixtures;

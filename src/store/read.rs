@@ -6,8 +6,8 @@ use bytes::Bytes;
 use rusqlite::{params, Connection, Row};
 
 use super::backend::RecordingRead;
+use super::blob_memo::BlobMemo;
 use super::codec::{decode_chunks, decode_headers};
-use super::lean_read::BlobMemo;
 use super::{blobs, ExchangeSummary, Selection, StoreError};
 use crate::model::{
     Body, BodyChunk, Direction, ErrorKind, Exchange, ExchangeError, MessageKind, Protocol, Request,

@@ -115,18 +115,8 @@ pub(super) fn outgoing_of(recorded: &Exchange) -> Exchange {
 
 /// The exchange as observed: what was sent (`outgoing`) with the target's answer to come.
 pub(super) fn observed_base(outgoing: &Exchange, cfg: &TargetConfig) -> Exchange {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-    Exchange {
-        started_at_ns: now,
-        scheme: if cfg.tls.enabled { "https" } else { "http" }.into(),
-        authority: authority(cfg).to_string(),
-        response: None,
-        error: None,
-        timings: Default::default(),
-        // The client's half of the stream is re-added as it is sent, with the target's half.
-        messages: Vec::new(),
+    // The client's half of the stream is re-added as it is sent, with the target's half.
+    let sent = Exchange {
         id: outgoing.id,
         connection_id: outgoing.connection_id,
         seq: outgoing.seq,
@@ -136,7 +126,9 @@ pub(super) fn observed_base(outgoing: &Exchange, cfg: &TargetConfig) -> Exchange
         request: outgoing.request.clone(),
         trace_id: outgoing.trace_id.clone(),
         tags: outgoing.tags.clone(),
-    }
+        ..Exchange::default()
+    };
+    observed_from(sent, cfg)
 }
 
 /// As [`observed_base`], taking what was sent instead of copying it (the request's copy
