@@ -3,11 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, OpenFlags, Statement};
+use rusqlite::{params, Connection, OpenFlags};
 
 use super::backend::RecordingWrite;
 use super::blobs::{self, KnownBlobs};
 use super::codec::{encode_chunks, encode_headers};
+use super::raw_stmt::{RawInsert, Val};
 use super::{PatternRow, StoreError, APPLICATION_ID, SCHEMA_VERSION};
 use crate::model::{Body, Direction, Exchange};
 
@@ -82,9 +83,9 @@ impl RecordingWrite for SqliteWriter {
             // Prepared once per batch: looking each up in the statement cache (hashing its
             // text) for every row showed in the writer's profile.
             let mut stmts = Stmts {
-                blob: tx.prepare(blobs::INSERT_BLOB)?,
-                exchange: tx.prepare(INSERT_EXCHANGE)?,
-                message: tx.prepare(INSERT_MESSAGE)?,
+                blob: RawInsert::prepare(&tx, blobs::INSERT_BLOB)?,
+                exchange: RawInsert::prepare(&tx, INSERT_EXCHANGE)?,
+                message: RawInsert::prepare(&tx, INSERT_MESSAGE)?,
             };
             for ex in batch {
                 match insert_exchange(&tx, &mut stmts, &mut self.known, ex) {
@@ -160,9 +161,9 @@ impl RecordingWrite for SqliteWriter {
 
 /// The statements of one batch's transaction.
 struct Stmts<'c> {
-    blob: Statement<'c>,
-    exchange: Statement<'c>,
-    message: Statement<'c>,
+    blob: RawInsert<'c>,
+    exchange: RawInsert<'c>,
+    message: RawInsert<'c>,
 }
 
 const INSERT_EXCHANGE: &str = "INSERT INTO exchanges (
@@ -180,14 +181,22 @@ const INSERT_MESSAGE: &str =
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
 fn blob_of(
-    insert: &mut Statement<'_>,
+    insert: &mut RawInsert<'_>,
     known: &mut KnownBlobs,
     body: &Body,
-) -> Result<Option<Vec<u8>>, StoreError> {
+) -> Result<Option<blobs::BlobKey>, StoreError> {
     if body.data.is_empty() {
         return Ok(None);
     }
-    Ok(Some(blobs::put(insert, known, &body.data)?.to_vec()))
+    Ok(Some(blobs::put(insert, known, &body.data)?))
+}
+
+fn size(n: u64) -> Val<'static> {
+    Val::Int(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+fn opt_size(n: Option<u64>) -> Val<'static> {
+    n.map_or(Val::Null, size)
 }
 
 /// Inserts one exchange and its stream messages.
@@ -217,63 +226,69 @@ fn insert_exchange(
             Some(encode_headers(t))
         }
     };
-    let as_i64 = |v: Option<u64>| v.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
-    stmts.exchange.execute(params![
-        i64::try_from(ex.connection_id).unwrap_or(i64::MAX),
-        ex.seq,
-        ex.protocol().as_str(),
-        ex.started_at_ns,
-        ex.client_addr,
-        ex.server_addr,
-        if ex.scheme.is_empty() {
-            "http"
-        } else {
-            ex.scheme.as_str()
-        },
-        ex.authority,
-        req.method,
-        req.target,
-        req.version,
-        &req_headers[..],
-        req_body,
-        i64::try_from(req.body.size).unwrap_or(i64::MAX),
-        req.body.truncated,
-        opt_trailers(&req.trailers),
-        resp.map(|r| r.status),
-        resp.map(|r| r.reason.as_str()),
-        resp.map(|r| r.version.as_str()),
-        resp.map(|r| encode_headers(&r.headers)),
-        resp_body,
-        resp.map_or(0, |r| i64::try_from(r.body.size).unwrap_or(i64::MAX)),
-        resp.is_some_and(|r| r.body.truncated),
-        resp.and_then(|r| opt_trailers(&r.trailers)),
-        as_i64(ex.timings.request_end_ns),
-        as_i64(ex.timings.response_first_byte_ns),
-        as_i64(ex.timings.response_end_ns),
-        ex.error.as_ref().map(|e| e.message.as_str()),
-        ex.trace_id,
-        tags,
-        ex.error.as_ref().map(|e| e.kind.as_str()),
-        encode_chunks(&req.body.chunks),
-        resp.and_then(|r| encode_chunks(&r.body.chunks)),
-        super::match_key::stored(&req.body.data),
+    let req_trailers = opt_trailers(&req.trailers);
+    let resp_headers = resp.map(|r| encode_headers(&r.headers));
+    let resp_trailers = resp.and_then(|r| opt_trailers(&r.trailers));
+    let req_chunks = encode_chunks(&req.body.chunks);
+    let resp_chunks = resp.and_then(|r| encode_chunks(&r.body.chunks));
+    let body_key = super::match_key::stored(&req.body.data);
+    let scheme = if ex.scheme.is_empty() {
+        "http"
+    } else {
+        ex.scheme.as_str()
+    };
+    stmts.exchange.run(&[
+        size(ex.connection_id),
+        Val::Int(i64::from(ex.seq)),
+        Val::Text(ex.protocol().as_str()),
+        Val::Int(ex.started_at_ns),
+        Val::opt_text(ex.client_addr.as_deref()),
+        Val::opt_text(ex.server_addr.as_deref()),
+        Val::Text(scheme),
+        Val::Text(&ex.authority),
+        Val::Text(&req.method),
+        Val::Text(&req.target),
+        Val::Text(&req.version),
+        Val::Blob(&req_headers),
+        Val::opt_blob(req_body.as_ref().map(|k| &k[..])),
+        size(req.body.size),
+        Val::Int(i64::from(req.body.truncated)),
+        Val::opt_blob(req_trailers.as_deref()),
+        Val::opt_int(resp.map(|r| i64::from(r.status))),
+        Val::opt_text(resp.map(|r| r.reason.as_str())),
+        Val::opt_text(resp.map(|r| r.version.as_str())),
+        Val::opt_blob(resp_headers.as_deref()),
+        Val::opt_blob(resp_body.as_ref().map(|k| &k[..])),
+        resp.map_or(Val::Int(0), |r| size(r.body.size)),
+        Val::Int(i64::from(resp.is_some_and(|r| r.body.truncated))),
+        Val::opt_blob(resp_trailers.as_deref()),
+        opt_size(ex.timings.request_end_ns),
+        opt_size(ex.timings.response_first_byte_ns),
+        opt_size(ex.timings.response_end_ns),
+        Val::opt_text(ex.error.as_ref().map(|e| e.message.as_str())),
+        Val::opt_text(ex.trace_id.as_deref()),
+        Val::opt_text(tags.as_deref()),
+        Val::opt_text(ex.error.as_ref().map(|e| e.kind.as_str())),
+        Val::opt_blob(req_chunks.as_deref()),
+        Val::opt_blob(resp_chunks.as_deref()),
+        Val::opt_blob(body_key.as_deref()),
     ])?;
     let id = conn.last_insert_rowid();
     for (idx, m) in ex.messages.iter().enumerate() {
         let data = if m.data.is_empty() {
             None
         } else {
-            Some(blobs::put(&mut stmts.blob, known, &m.data)?.to_vec())
+            Some(blobs::put(&mut stmts.blob, known, &m.data)?)
         };
         let kind = serde_json::to_string(&m.kind).unwrap_or_default();
-        stmts.message.execute(params![
-            id,
-            idx as i64,
-            matches!(m.direction, Direction::ServerToClient) as i64,
-            i64::try_from(m.offset_ns).unwrap_or(i64::MAX),
-            kind,
-            m.data.len() as i64,
-            data,
+        stmts.message.run(&[
+            Val::Int(id),
+            Val::Int(idx as i64),
+            Val::Int(i64::from(matches!(m.direction, Direction::ServerToClient))),
+            size(m.offset_ns),
+            Val::Text(&kind),
+            Val::Int(m.data.len() as i64),
+            Val::opt_blob(data.as_ref().map(|k| &k[..])),
         ])?;
     }
     Ok(())

@@ -1,9 +1,10 @@
 //! Content-addressed, compressed blob storage.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use rusqlite::{params, Connection, OptionalExtension, Statement};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::StoreError;
 
@@ -152,23 +153,21 @@ fn compress(data: &[u8]) -> Option<Vec<u8>> {
     })
 }
 
-/// How `data` is stored: its codec and the stored bytes (zstd when that is smaller). Every
-/// backend stores blobs this way.
-pub(super) fn encode(data: &[u8]) -> (i64, Vec<u8>) {
+/// How `data` is stored: its codec and the stored bytes (zstd when that is smaller, else
+/// `data` itself, borrowed). Every backend stores blobs this way.
+pub(super) fn encode(data: &[u8]) -> (i64, Cow<'_, [u8]>) {
     if data.len() >= MIN_COMPRESS {
-        match compress(data) {
-            Some(c) if c.len() < data.len() => (CODEC_ZSTD, c),
-            _ => (CODEC_RAW, data.to_vec()),
+        if let Some(c) = compress(data).filter(|c| c.len() < data.len()) {
+            return (CODEC_ZSTD, Cow::Owned(c));
         }
-    } else {
-        (CODEC_RAW, data.to_vec())
     }
+    (CODEC_RAW, Cow::Borrowed(data))
 }
 
 /// Stores `data` once with `insert` (a prepared [`INSERT_BLOB`]); remembers stored blobs so
 /// repeats cost a comparison (or, past the content memory, one hash) and no query.
 pub(super) fn put(
-    insert: &mut Statement<'_>,
+    insert: &mut super::raw_stmt::RawInsert<'_>,
     known: &mut KnownBlobs,
     data: &[u8],
 ) -> Result<BlobKey, StoreError> {
@@ -179,7 +178,13 @@ pub(super) fn put(
     let key = key_of(data);
     if !known.keys.contains(&key) {
         let (codec, stored) = encode(data);
-        insert.execute(params![&key[..], data.len() as i64, codec, stored])?;
+        use super::raw_stmt::Val;
+        insert.run(&[
+            Val::Blob(&key),
+            Val::Int(data.len() as i64),
+            Val::Int(codec),
+            Val::Blob(&stored),
+        ])?;
         known.keys.insert(key);
     }
     known.remember(sample, key, data);

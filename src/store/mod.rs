@@ -30,6 +30,7 @@ mod listing;
 mod match_key;
 mod pg;
 mod prune;
+mod raw_stmt;
 mod read;
 mod schema;
 mod select;

@@ -226,7 +226,7 @@ impl<'a> Fresh<'a> {
                 key,
                 data.len() as i64,
                 i16::try_from(codec).unwrap_or(0),
-                stored,
+                stored.into_owned(),
             ));
         }
         key.to_vec()
