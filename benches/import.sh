@@ -44,11 +44,16 @@ dropped=$(python3 "$here/../replay-tests/servers/pcap_drop.py" "$clean" "$cap" "
 rm -f "$clean"
 mb=$(calc "$(stat -c %s "$cap")/1e6")
 printf 'capture: %.0f MB, %s requests made, %s segments dropped\n' "$mb" "$made" "$dropped"
+# Each tool starts on a settled page cache: without this the capture just written was still
+# being flushed to disk while mf read it (0.97 s where the same import took 0.84 s once the
+# file had settled), a cost tshark, running later, never paid.
+sync
 /usr/bin/time -v "$mf" import "$cap" -o "$dir/lossy.db" 2> "$dir/time.txt" || { tail -5 "$dir/time.txt"; exit 2; }
 mf_s=$(elapsed "$dir/time.txt")
 mf_rss=$(($(peak_kb "$dir/time.txt") / 1024))
 mf_paired=$(paired "$dir/lossy.db")
 rm -f "$dir"/lossy.db*
+sync
 if ! command -v tshark >/dev/null; then
   printf 'mf import:  %7.2f s  %8.1f MB/s  %s requests paired  peak RSS %d MiB\n' "$mf_s" "$(calc "$mb/max($mf_s,1e-6)")" "$mf_paired" "$mf_rss"
   echo "tshark: not installed (make bench-import installs it), no comparison"
