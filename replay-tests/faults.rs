@@ -197,6 +197,38 @@ fn curl_sees_a_reset_a_timeout_and_a_truncated_body() {
     assert_eq!(curl(&[&format!("{}/slow", replay.url())]).status(), 200);
 }
 
+/// Over HTTP/2 a cut body is its head, its first bytes and then RST_STREAM: h2 discards the
+/// DATA a reset stream still has queued, so the reset must wait until those bytes have left
+/// (before it did, clients got a bare RST_STREAM, not even the head).
+#[test]
+fn an_http2_client_gets_the_head_and_the_bytes_before_a_mid_body_reset() {
+    require("nghttp");
+    let (_dir, config) = write_config(
+        "rules:\n  - {match: {path: /json}, fault: {close_mid_body: {after_bytes: 10}}}\n",
+    );
+    let replay = start_replay(recording(), &["--config", config.to_str().unwrap()]);
+    let url = format!("{}/json", replay.url());
+    for _ in 0..10 {
+        // nghttp shows the frames as they arrive.
+        let out = Command::new("nghttp")
+            .args(["-v", "--timeout", "10", &url])
+            .env_remove("http_proxy")
+            .output()
+            .expect("nghttp runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let data = text.find("recv DATA frame <length=10,");
+        let reset = text.find("recv RST_STREAM frame");
+        assert!(text.contains("recv (stream_id=13) :status: 200"), "{text}");
+        assert!(
+            matches!((data, reset), (Some(d), Some(r)) if d < r),
+            "10 bytes of DATA, then the reset: {text}"
+        );
+        // curl reports the stream error (and, on an error, writes out neither head nor body).
+        let cut = curl(&["--http2-prior-knowledge", &url]);
+        assert_eq!(cut.exit, 92, "HTTP/2 stream error: {cut:?}");
+    }
+}
+
 #[test]
 fn admin_api_and_ctl_switch_the_mode_on_the_next_request() {
     let (replay, admin) = replay_with_admin(&["--seed", "3"]);

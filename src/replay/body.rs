@@ -5,12 +5,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body::{Body as HttpBody, Frame};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use tokio::io::AsyncReadExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::latency::{paced_write, Pacing};
 
@@ -34,15 +35,46 @@ pub(crate) fn text(status: StatusCode, body: String) -> Response<ReplayBody> {
 
 /// A body that sends `data` and then fails, so hyper resets the stream.
 pub(crate) fn failing(data: Option<Bytes>) -> ReplayBody {
-    let frames = data
-        .into_iter()
-        .map(|d| Ok(Frame::data(d)))
-        .chain(std::iter::once(Err::<Frame<Bytes>, BoxError>(
-            "mf: injected fault: stream reset".into(),
-        )));
-    UnsyncBoxBody::new(http_body_util::StreamBody::new(futures_util::stream::iter(
-        frames,
-    )))
+    // h2 discards the DATA a reset stream still has queued: the error (the reset) waits
+    // until h2 has let go of the bytes, or the client would get the head and nothing else
+    // (seen every time with curl over h2c).
+    let (data, released) = match data {
+        Some(d) => {
+            let (d, released) = watched(d);
+            (Some(d), Some(released))
+        }
+        None => (None, None),
+    };
+    let head = futures_util::stream::iter(data.map(|d| Ok(Frame::data(d))));
+    let reset = futures_util::stream::once(async move {
+        if let Some(released) = released {
+            // Nothing sends on it: the sender goes with the last copy of the bytes.
+            let _ = released.await;
+        }
+        Err::<Frame<Bytes>, BoxError>("mf: injected fault: stream reset".into())
+    });
+    UnsyncBoxBody::new(http_body_util::StreamBody::new(head.chain(reset)))
+}
+
+/// The bytes of one DATA frame, owned so that the receiver resolves once h2 lets go of
+/// them: when the connection has copied them into its write buffer (or written them), or
+/// dropped the stream.
+struct Watched {
+    data: Bytes,
+    _gone: oneshot::Sender<()>,
+}
+
+impl AsRef<[u8]> for Watched {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+/// `data` as bytes whose release the receiver reports: a reset sent after it resolves
+/// cannot discard them.
+pub(crate) fn watched(data: Bytes) -> (Bytes, oneshot::Receiver<()>) {
+    let (tx, rx) = oneshot::channel();
+    (Bytes::from_owner(Watched { data, _gone: tx }), rx)
 }
 
 /// An empty body.

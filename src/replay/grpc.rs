@@ -15,12 +15,12 @@ use http::{HeaderValue, Request, Response};
 use http_body::{Body as _, Frame};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use hyper::body::Incoming;
 
-use super::body::{empty, failing, BoxError, ChannelBody, FixedBody, ReplayBody};
+use super::body::{empty, failing, watched, BoxError, ChannelBody, FixedBody, ReplayBody};
 use super::faults::Fault;
 use super::grpc_index::Prepared;
 use super::miss::{frames, MissRequest, Misses};
@@ -298,25 +298,6 @@ async fn play(
         let _ = gone.await;
     }
     let _ = tx.send(frame).await;
-}
-
-/// The bytes of one DATA frame, owned so that the receiver resolves once h2 lets go of
-/// them: when the connection has copied them into its write buffer (or written them), or
-/// dropped the stream.
-struct Watched {
-    data: Bytes,
-    _gone: oneshot::Sender<()>,
-}
-
-impl AsRef<[u8]> for Watched {
-    fn as_ref(&self) -> &[u8] {
-        &self.data
-    }
-}
-
-fn watched(data: Bytes) -> (Bytes, oneshot::Receiver<()>) {
-    let (tx, rx) = oneshot::channel();
-    (Bytes::from_owner(Watched { data, _gone: tx }), rx)
 }
 
 /// A call no recorded one matches, under record-on-miss: read to its end, answered from what
