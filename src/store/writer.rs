@@ -81,6 +81,7 @@ impl WriterConfig {
         WriterConfig {
             when_full: WhenFull::Block,
             bulk_load: true,
+            max_batch: 4096,
             ..WriterConfig::default()
         }
     }
