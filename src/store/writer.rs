@@ -81,7 +81,6 @@ impl WriterConfig {
         WriterConfig {
             when_full: WhenFull::Block,
             bulk_load: true,
-            max_batch: 4096,
             ..WriterConfig::default()
         }
     }
