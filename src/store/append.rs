@@ -21,6 +21,8 @@ pub(super) struct SqliteWriter {
     /// Loading a new recording without syncing each checkpoint ([`RecordingWrite::bulk_load`]);
     /// `close` syncs the file once.
     bulk: bool,
+    /// During a bulk load, the recording opened a second time to start its writeback early.
+    early_writeback: Option<std::fs::File>,
 }
 
 impl SqliteWriter {
@@ -31,6 +33,7 @@ impl SqliteWriter {
             path: path.to_path_buf(),
             known: KnownBlobs::default(),
             bulk: false,
+            early_writeback: None,
         })
     }
 
@@ -59,6 +62,7 @@ impl SqliteWriter {
             path: path.to_path_buf(),
             known: KnownBlobs::default(),
             bulk: false,
+            early_writeback: None,
         })
     }
 }
@@ -103,6 +107,8 @@ impl RecordingWrite for SqliteWriter {
             // Blobs inserted by the rolled-back transaction are not in the file: forget them,
             // or a later exchange would point at a blob nobody stored.
             self.known.clear();
+        } else if let Some(file) = &self.early_writeback {
+            start_writeback(file);
         }
         result
     }
@@ -135,6 +141,7 @@ impl RecordingWrite for SqliteWriter {
         if empty {
             self.conn.execute_batch("PRAGMA synchronous = OFF;")?;
             self.bulk = true;
+            self.early_writeback = std::fs::File::open(&self.path).ok();
         }
         Ok(())
     }
@@ -157,6 +164,26 @@ impl RecordingWrite for SqliteWriter {
             }
         }
     }
+}
+
+/// Asks the kernel to start writing the recording's dirty pages to disk, without waiting.
+///
+/// Why: a bulk load syncs once, at `close`; left to itself the kernel kept the whole file
+/// dirty until then, and that one fsync took 0.04-0.43 s of a 0.8 s import of a 320 MB
+/// capture (the disk's speed, not mf's work). Started after every batch, the writeback runs
+/// while the import goes on, and the final sync has little left.
+fn start_writeback(file: &std::fs::File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid descriptor; SYNC_FILE_RANGE_WRITE only queues writeback. Errors
+        // do not matter: the sync at close is what makes the file durable.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
 }
 
 /// The statements of one batch's transaction.
