@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 APT_PACKAGES := curl python3 python3-pip libpcap-dev tcpdump nginx-light wrk nghttp2-client nghttp2-server postgresql chromium chromium-driver prometheus
-PIP_PACKAGES := grpcio grpcio-tools websockets requests prometheus-client openapi-spec-validator mitmproxy selenium opentelemetry-proto
+PIP_PACKAGES := grpcio h2 grpcio-tools websockets requests prometheus-client openapi-spec-validator mitmproxy selenium opentelemetry-proto
 
 .PHONY: demo test bench setup setup-apt setup-pip setup-tshark man fmt lint corpus bench-import fuzz
 

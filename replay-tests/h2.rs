@@ -69,3 +69,45 @@ fn curl_http2_through_proxy_and_replay() {
     assert_eq!(missing.status(), 404);
     assert!(String::from_utf8_lossy(&missing.body).contains("no recorded exchange"));
 }
+
+/// An upstream that resets a stream right after three DATA frames (in the same write): the
+/// client behind the recording proxy gets the three frames and then the reset, as it would
+/// directly. h2 discards a reset stream's queued DATA, so the proxy passes the reset on only
+/// once the frames have left; before, nghttp saw the head and a bare RST_STREAM.
+#[test]
+fn an_upstream_reset_mid_body_reaches_the_client_after_the_data_before_it() {
+    require("nghttp");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("reset.db");
+    let upstream = start_python("h2_reset_upstream.py", &[]);
+    let mut recorder = start_recorder(&upstream.url(), &db, &[]);
+    let url = format!("{}/x", recorder.url());
+    for _ in 0..5 {
+        let out = std::process::Command::new("nghttp")
+            .args(["-v", "--timeout", "10", &url])
+            .output()
+            .expect("nghttp runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let data: Vec<usize> = text
+            .match_indices("recv DATA frame <length=6,")
+            .map(|(i, _)| i)
+            .collect();
+        let reset = text.find("recv RST_STREAM frame");
+        assert_eq!(data.len(), 3, "three DATA frames: {text}");
+        assert!(
+            reset.is_some_and(|r| data.iter().all(|d| *d < r)),
+            "then the reset: {text}"
+        );
+        // nghttp prints the bytes between its frame lines.
+        for part in ["part1", "part2", "part3"] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+    }
+    assert!(recorder.interrupt().success(), "{}", recorder.stderr());
+    let rows = ls_json(&db);
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    for r in &rows {
+        assert_eq!(r["response_bytes"], 18, "{r}");
+        assert_eq!(r["error_kind"], "upstream_reset", "{r}");
+    }
+}

@@ -23,6 +23,7 @@ mod listen;
 pub mod metrics;
 pub(crate) mod otlp;
 pub mod pages;
+pub(crate) mod released;
 pub mod reply;
 mod timeouts;
 

@@ -11,7 +11,9 @@ use http_body::{Body as HttpBody, Frame};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use tokio::io::AsyncReadExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+
+use crate::net::released::watched;
 
 use super::latency::{paced_write, Pacing};
 
@@ -54,27 +56,6 @@ pub(crate) fn failing(data: Option<Bytes>) -> ReplayBody {
         Err::<Frame<Bytes>, BoxError>("mf: injected fault: stream reset".into())
     });
     UnsyncBoxBody::new(http_body_util::StreamBody::new(head.chain(reset)))
-}
-
-/// The bytes of one DATA frame, owned so that the receiver resolves once h2 lets go of
-/// them: when the connection has copied them into its write buffer (or written them), or
-/// dropped the stream.
-struct Watched {
-    data: Bytes,
-    _gone: oneshot::Sender<()>,
-}
-
-impl AsRef<[u8]> for Watched {
-    fn as_ref(&self) -> &[u8] {
-        &self.data
-    }
-}
-
-/// `data` as bytes whose release the receiver reports: a reset sent after it resolves
-/// cannot discard them.
-pub(crate) fn watched(data: Bytes) -> (Bytes, oneshot::Receiver<()>) {
-    let (tx, rx) = oneshot::channel();
-    (Bytes::from_owner(Watched { data, _gone: tx }), rx)
 }
 
 /// An empty body.

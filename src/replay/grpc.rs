@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use hyper::body::Incoming;
 
-use super::body::{empty, failing, watched, BoxError, ChannelBody, FixedBody, ReplayBody};
+use super::body::{empty, failing, BoxError, ChannelBody, FixedBody, ReplayBody};
 use super::faults::Fault;
 use super::grpc_index::Prepared;
 use super::miss::{frames, MissRequest, Misses};
@@ -28,6 +28,7 @@ use super::pipeline::{Replay, RequestView};
 use super::stream::{due, Progress};
 use crate::decode::{grpc, grpc_message};
 use crate::model::{Direction, ErrorKind, Protocol};
+use crate::net::released::watched;
 use crate::vocab::headers_from_map;
 
 /// Reads the request until its first message (or its end). Returns the message and whether

@@ -195,12 +195,7 @@ async fn handle(
             }
         }
     }
-    let req_tee = Tee {
-        inner: Some(body),
-        rec: rec.clone(),
-        direction: Direction::ClientToServer,
-        done: false,
-    };
+    let req_tee = Tee::new(body, rec.clone(), Direction::ClientToServer);
     let up_req = match builder.body(req_tee) {
         Ok(r) => r,
         Err(e) => {
@@ -278,12 +273,7 @@ async fn handle(
             );
         }
     }
-    let resp_tee = Tee {
-        inner: Some(rbody),
-        rec,
-        direction: Direction::ServerToClient,
-        done: false,
-    };
+    let resp_tee = Tee::new(rbody, rec, Direction::ServerToClient);
     Response::from_parts(rparts, UnsyncBoxBody::new(resp_tee))
 }
 

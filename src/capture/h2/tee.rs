@@ -10,11 +10,16 @@ use http::HeaderMap;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use std::future::Future;
+
+use tokio::sync::oneshot;
+
 use super::error_chain;
 use crate::capture::clock::now_ns;
 use crate::capture::recorder::Recorder;
 use crate::capture::setup::Proxy;
 use crate::model::{Direction, ErrorKind, ExchangeError};
+use crate::net::released::watched;
 use crate::vocab::headers_from_map;
 
 /// The exchange of one HTTP/2 stream while it is in flight, shared by the two [`Tee`]s of
@@ -77,13 +82,44 @@ impl Drop for Recording {
 
 /// A body passed through frame by frame while its recording watches.
 pub(crate) struct Tee {
-    pub(super) inner: Option<Incoming>,
-    pub(super) rec: Arc<Mutex<Recording>>,
-    pub(super) direction: Direction,
-    pub(super) done: bool,
+    inner: Option<Incoming>,
+    rec: Arc<Mutex<Recording>>,
+    direction: Direction,
+    done: bool,
+    /// Resolves when h2 has let go of the last DATA passed on.
+    released: Option<oneshot::Receiver<()>>,
+    /// The peer's stream failed: passed on (so the other side is reset) once `released`
+    /// resolves, or h2 would discard the last DATA still queued with the reset.
+    failed: Option<hyper::Error>,
 }
 
 impl Tee {
+    pub(super) fn new(inner: Incoming, rec: Arc<Mutex<Recording>>, direction: Direction) -> Tee {
+        Tee {
+            inner: Some(inner),
+            rec,
+            direction,
+            done: false,
+            released: None,
+            failed: None,
+        }
+    }
+
+    /// The stored failure, once the last DATA has been let go.
+    fn poll_failed(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if let Some(released) = self.released.as_mut() {
+            // Ok or Err alike: the bytes were taken, or dropped with the stream.
+            if Pin::new(released).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.released = None;
+        }
+        Poll::Ready(self.failed.take().map(Err))
+    }
+
     fn with_rec(&self, f: impl FnOnce(&mut Recording)) {
         if let Ok(mut r) = self.rec.lock() {
             f(&mut r);
@@ -100,10 +136,13 @@ impl HttpBody for Tee {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
+        if this.failed.is_some() {
+            return this.poll_failed(cx);
+        }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        let polled = Pin::new(inner).poll_frame(cx);
+        let mut polled = Pin::new(inner).poll_frame(cx);
         let direction = this.direction;
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -115,14 +154,15 @@ impl HttpBody for Tee {
             }
             Poll::Ready(Some(Err(e))) => {
                 this.done = true;
+                let error_text = error_chain(e);
                 let message = match direction {
                     Direction::ClientToServer => ExchangeError::new(
                         ErrorKind::ClientAborted,
-                        format!("client stream failed: {}", error_chain(e)),
+                        format!("client stream failed: {error_text}"),
                     ),
                     Direction::ServerToClient => ExchangeError::new(
                         ErrorKind::UpstreamReset,
-                        format!("upstream stream failed: {}", error_chain(e)),
+                        format!("upstream stream failed: {error_text}"),
                     ),
                 };
                 this.with_rec(|r| {
@@ -143,6 +183,20 @@ impl HttpBody for Tee {
                 });
             }
             Poll::Pending => {}
+        }
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                polled = Poll::Ready(Some(Ok(frame.map_data(|d| {
+                    let (d, released) = watched(d);
+                    this.released = Some(released);
+                    d
+                }))));
+            }
+            Poll::Ready(Some(Err(e))) if this.released.is_some() => {
+                this.failed = Some(e);
+                return this.poll_failed(cx);
+            }
+            other => polled = other,
         }
         polled
     }
