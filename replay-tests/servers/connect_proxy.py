@@ -9,6 +9,8 @@ import socket
 import sys
 import threading
 
+from tcp_serve import serve_forever
+
 
 def relay(src, dst):
     try:
@@ -53,14 +55,7 @@ def handle(conn, silent):
 
 def main():
     silent = len(sys.argv) > 1 and sys.argv[1] == "silent"
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(16)
-    print("PORT %d" % srv.getsockname()[1], flush=True)
-    while True:
-        conn, _ = srv.accept()
-        threading.Thread(target=handle, args=(conn, silent), daemon=True).start()
+    serve_forever(handle, silent)
 
 
 if __name__ == "__main__":

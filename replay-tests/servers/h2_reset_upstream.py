@@ -1,14 +1,15 @@
 """An HTTP/2 (h2c, prior knowledge) upstream that answers every request with a head, three
 DATA frames ("part1\\n" .. "part3\\n") and then RST_STREAM (INTERNAL_ERROR): an upstream that
 fails in the middle of a body, deterministically. Prints "PORT <n>" once listening."""
-import socket
 import sys
-import threading
 
 import h2.config
 import h2.connection
 import h2.errors
 import h2.events
+import h2.exceptions
+
+from tcp_serve import serve_forever
 
 
 def serve(sock):
@@ -37,14 +38,7 @@ def serve(sock):
 
 
 def main():
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    print("PORT %d" % listener.getsockname()[1], flush=True)
-    while True:
-        sock, _ = listener.accept()
-        threading.Thread(target=serve, args=(sock,), daemon=True).start()
+    serve_forever(serve)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,9 @@ response). Prints `PORT n` once listening on 127.0.0.1.
 The answer to the upgraded request is `:status 200`, `content-type: text/plain` and the
 body `hello over h2c\n`.
 """
-import socket
 import struct
-import sys
-import threading
+
+from tcp_serve import serve_forever
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 BODY = b"hello over h2c\n"
@@ -56,14 +55,7 @@ def handle(conn):
 
 
 def main():
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(16)
-    print("PORT %d" % srv.getsockname()[1], flush=True)
-    while True:
-        conn, _ = srv.accept()
-        threading.Thread(target=handle, args=(conn,), daemon=True).start()
+    serve_forever(handle)
 
 
 if __name__ == "__main__":
