@@ -468,9 +468,11 @@ pub fn trace_id_from_traceparent(value: &[u8]) -> Option<String> {
 
 /// Where finished exchanges go: implemented by the store's batched writer, and by test sinks.
 ///
-/// `record` must not block on disk: the proxy calls it on its hot path.
+/// `record` must not block on disk: the proxy calls it on its hot path. Exchanges travel
+/// boxed: a recorder builds one in a box, and it reaches the writer's queue without being
+/// copied again (the struct is ~0.7 KB).
 pub trait ExchangeSink: Send + Sync {
-    fn record(&self, exchange: Exchange);
+    fn record(&self, exchange: Box<Exchange>);
 }
 
 /// Serialises header values as strings when they are UTF-8 (readable JSON) and as

@@ -60,10 +60,10 @@ pub enum Forwarded {
 /// Exchanges recorded by the in-memory connections, routed back to the caller waiting for
 /// each connection.
 #[derive(Default)]
-struct Waiting(Mutex<HashMap<u64, oneshot::Sender<Exchange>>>);
+struct Waiting(Mutex<HashMap<u64, oneshot::Sender<Box<Exchange>>>>);
 
 impl ExchangeSink for Waiting {
-    fn record(&self, exchange: Exchange) {
+    fn record(&self, exchange: Box<Exchange>) {
         let waiter = self
             .0
             .lock()
@@ -126,7 +126,7 @@ impl Forwarder {
         match recorded {
             Some(ex) if ex.error.is_none() && ex.response.is_some() => {
                 self.store.record(ex.clone());
-                Forwarded::Stored(Box::new(ex))
+                Forwarded::Stored(ex)
             }
             Some(ex) => Forwarded::Failed(Box::new(failure(&answer, ex.error.map(|e| e.message)))),
             None => Forwarded::Failed(Box::new(failure(&answer, None))),

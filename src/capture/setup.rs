@@ -148,7 +148,7 @@ impl Proxy {
     }
 
     /// Hands a finished exchange to the sink and counts it.
-    pub(crate) fn record(&self, exchange: Exchange) {
+    pub(crate) fn record(&self, exchange: Box<Exchange>) {
         if let Some(o) = self.observers.get() {
             if let Some(m) = &o.metrics {
                 m.proxied(&exchange);

@@ -353,7 +353,7 @@ mod tests {
         client.read_to_end(&mut echoed).await.unwrap();
         assert_eq!(echoed, back, "server bytes pass through untouched");
         drop(client);
-        relay.await.unwrap()
+        *relay.await.unwrap()
     }
 
     fn deflate_session(max_body: usize) -> Recorder {

@@ -60,7 +60,7 @@ pub(super) fn run(args: CopyArgs) -> anyhow::Result<u8> {
         if present.contains(&(ex.connection_id, ex.seq, ex.started_at_ns)) {
             skipped += 1;
         } else {
-            handle.record(ex);
+            handle.record(Box::new(ex));
         }
         true
     });

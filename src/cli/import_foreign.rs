@@ -99,7 +99,7 @@ pub(super) fn write(
         for mut ex in file.exchanges {
             ex.connection_id += base;
             top = top.max(ex.connection_id);
-            sink.record(ex);
+            sink.record(Box::new(ex));
         }
         base = top + 1;
         lines.push(format!(

@@ -208,7 +208,7 @@ impl FixtureWriter {
 }
 
 impl ExchangeSink for FixtureWriter {
-    fn record(&self, exchange: Exchange) {
+    fn record(&self, exchange: Box<Exchange>) {
         let Ok(mut counts) = self.counts.lock() else {
             return;
         };

@@ -226,6 +226,35 @@ fn opt_size(n: Option<u64>) -> Val<'static> {
     n.map_or(Val::Null, size)
 }
 
+/// Texts that most rows repeat (methods, versions, reasons, schemes): one of these is bound
+/// as [`Val::Static`], so a row that repeats the previous row's value does not rebind it.
+const COMMON_WORDS: &[&str] = &[
+    "GET",
+    "POST",
+    "PUT",
+    "DELETE",
+    "PATCH",
+    "HEAD",
+    "OPTIONS",
+    "HTTP/1.1",
+    "HTTP/1.0",
+    "HTTP/2",
+    "OK",
+    "Created",
+    "No Content",
+    "Not Found",
+    "http",
+    "https",
+];
+
+/// `s` as a [`Val`], the static copy when it is one of [`COMMON_WORDS`].
+fn word(s: &str) -> Val<'_> {
+    COMMON_WORDS
+        .iter()
+        .find(|w| **w == s)
+        .map_or(Val::Text(s), |w| Val::Static(w))
+}
+
 /// Inserts one exchange and its stream messages.
 fn insert_exchange(
     conn: &Connection,
@@ -260,30 +289,30 @@ fn insert_exchange(
     let resp_chunks = resp.and_then(|r| encode_chunks(&r.body.chunks));
     let body_key = super::match_key::stored(&req.body.data);
     let scheme = if ex.scheme.is_empty() {
-        "http"
+        Val::Static("http")
     } else {
-        ex.scheme.as_str()
+        word(&ex.scheme)
     };
     stmts.exchange.run(&[
         size(ex.connection_id),
         Val::Int(i64::from(ex.seq)),
-        Val::Text(ex.protocol().as_str()),
+        Val::Static(ex.protocol().as_str()),
         Val::Int(ex.started_at_ns),
         Val::opt_text(ex.client_addr.as_deref()),
         Val::opt_text(ex.server_addr.as_deref()),
-        Val::Text(scheme),
+        scheme,
         Val::Text(&ex.authority),
-        Val::Text(&req.method),
+        word(&req.method),
         Val::Text(&req.target),
-        Val::Text(&req.version),
+        word(&req.version),
         Val::Blob(&req_headers),
         Val::opt_blob(req_body.as_ref().map(|k| &k[..])),
         size(req.body.size),
         Val::Int(i64::from(req.body.truncated)),
         Val::opt_blob(req_trailers.as_deref()),
         Val::opt_int(resp.map(|r| i64::from(r.status))),
-        Val::opt_text(resp.map(|r| r.reason.as_str())),
-        Val::opt_text(resp.map(|r| r.version.as_str())),
+        resp.map_or(Val::Null, |r| word(&r.reason)),
+        resp.map_or(Val::Null, |r| word(&r.version)),
         Val::opt_blob(resp_headers.as_deref()),
         Val::opt_blob(resp_body.as_ref().map(|k| &k[..])),
         resp.map_or(Val::Int(0), |r| size(r.body.size)),
@@ -295,7 +324,9 @@ fn insert_exchange(
         Val::opt_text(ex.error.as_ref().map(|e| e.message.as_str())),
         Val::opt_text(ex.trace_id.as_deref()),
         Val::opt_text(tags.as_deref()),
-        Val::opt_text(ex.error.as_ref().map(|e| e.kind.as_str())),
+        ex.error
+            .as_ref()
+            .map_or(Val::Null, |e| Val::Static(e.kind.as_str())),
         Val::opt_blob(req_chunks.as_deref()),
         Val::opt_blob(resp_chunks.as_deref()),
         Val::opt_blob(body_key.as_deref()),

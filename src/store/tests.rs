@@ -52,7 +52,7 @@ fn write_then_read_round_trips_and_dedups_bodies() {
     let (writer, handle) = Writer::spawn(&path, &Meta::default(), WriterConfig::default()).unwrap();
     let big = &[b'x'; 10_000][..];
     for i in 0..5 {
-        handle.record(sample(i, big));
+        handle.record(Box::new(sample(i, big)));
     }
     let summary = writer.finish().unwrap();
     assert_eq!(summary.exchanges, 5);
@@ -226,13 +226,13 @@ fn streaming_every_exchange_matches_loading_them() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r.db");
     let (writer, handle) = Writer::spawn(&path, &Meta::default(), WriterConfig::default()).unwrap();
-    handle.record(sample(0, b"request body"));
+    handle.record(Box::new(sample(0, b"request body")));
     let mut bodiless = sample(1, b"");
     bodiless.error = Some(crate::model::ExchangeError::new(
         crate::model::ErrorKind::UpstreamTimeout,
         "no answer within 1s",
     ));
-    handle.record(bodiless);
+    handle.record(Box::new(bodiless));
     writer.finish().unwrap();
 
     let reader = Reader::open(&path).unwrap();

@@ -278,10 +278,10 @@ impl WriterHandle {
 }
 
 impl ExchangeSink for WriterHandle {
-    fn record(&self, exchange: Exchange) {
+    fn record(&self, exchange: Box<Exchange>) {
         let bytes = weight(&exchange);
         let s = &self.shared;
-        let msg = Msg::Exchange(Box::new(exchange));
+        let msg = Msg::Exchange(exchange);
         let sent = match s.when_full {
             WhenFull::Block => {
                 s.drop_spent();

@@ -94,7 +94,7 @@ fn a_blocking_producer_waits_and_never_holds_more_than_the_bound() {
     control.delay_ms.store(2, Ordering::SeqCst);
     for sent in 1..=200u64 {
         // 3 KB each: the byte bound (10 KB) binds before the count bound.
-        handle.record(exchange(3000));
+        handle.record(Box::new(exchange(3000)));
         let in_flight = sent - control.appended.load(Ordering::SeqCst);
         assert!(in_flight <= 5, "{in_flight} exchanges held in memory");
     }
@@ -110,7 +110,7 @@ fn a_live_producer_never_waits_and_counts_what_it_dropped() {
     control.delay_ms.store(50, Ordering::SeqCst);
     let started = std::time::Instant::now();
     for _ in 0..500 {
-        handle.record(exchange(10));
+        handle.record(Box::new(exchange(10)));
     }
     // 500 sends against a writer taking 50 ms a batch: waiting would take seconds.
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -130,7 +130,7 @@ fn a_failing_disk_loses_what_arrives_meanwhile_and_storing_resumes() {
     let (writer, handle, control) = start(small_queue(WhenFull::Drop));
     control.full.store(true, Ordering::SeqCst);
     for _ in 0..6 {
-        handle.record(exchange(10));
+        handle.record(Box::new(exchange(10)));
         std::thread::sleep(Duration::from_millis(5));
     }
     // Every one of them is counted as lost, none is stored.
@@ -139,12 +139,12 @@ fn a_failing_disk_loses_what_arrives_meanwhile_and_storing_resumes() {
     // After the next retry, exchanges are stored again.
     let mut later = 0;
     while control.appended.load(Ordering::SeqCst) == 0 {
-        handle.record(exchange(10));
+        handle.record(Box::new(exchange(10)));
         later += 1;
         std::thread::sleep(Duration::from_millis(10));
         assert!(later < 500, "storing never resumed");
     }
-    handle.record(exchange(10));
+    handle.record(Box::new(exchange(10)));
     drop(handle);
     let summary = writer.finish().unwrap();
     assert!(summary.lost >= 6, "{summary:?}");

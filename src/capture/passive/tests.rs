@@ -9,8 +9,8 @@ use crate::model::Exchange;
 #[derive(Default)]
 struct Collect(Mutex<Vec<Exchange>>);
 impl ExchangeSink for Collect {
-    fn record(&self, exchange: Exchange) {
-        self.0.lock().expect("lock").push(exchange);
+    fn record(&self, exchange: Box<Exchange>) {
+        self.0.lock().expect("lock").push(*exchange);
     }
 }
 

@@ -25,7 +25,7 @@ pub const DEDUP_TAG: &str = "dedup_dropped";
 struct Group {
     kept: usize,
     dropped: u64,
-    held: Option<Exchange>,
+    held: Option<Box<Exchange>>,
 }
 
 /// Dedup state of one recording.
@@ -38,11 +38,11 @@ pub(crate) struct Dedup {
 /// What to do with an exchange.
 pub(crate) enum Verdict {
     /// Store it now.
-    Store(Exchange),
+    Store(Box<Exchange>),
     /// Dropped as a duplicate.
     Dropped,
     /// Held back; `evicted`, when some, is to be stored now.
-    Held { evicted: Option<Exchange> },
+    Held { evicted: Option<Box<Exchange>> },
 }
 
 impl Dedup {
@@ -54,7 +54,7 @@ impl Dedup {
         }
     }
 
-    pub(crate) fn offer(&mut self, ex: Exchange) -> Verdict {
+    pub(crate) fn offer(&mut self, ex: Box<Exchange>) -> Verdict {
         let key = identity(&ex);
         if !self.groups.contains_key(&key) && self.groups.len() >= MAX_GROUPS {
             return Verdict::Store(ex);
@@ -82,7 +82,9 @@ impl Dedup {
     }
 
     /// Every held exchange, tagged with its group's drops, in the order they were held.
-    pub(crate) fn drain(&mut self) -> Vec<Exchange> {
+    // Boxed on purpose: each goes on to a sink, which takes exchanges boxed.
+    #[allow(clippy::vec_box)]
+    pub(crate) fn drain(&mut self) -> Vec<Box<Exchange>> {
         let order = std::mem::take(&mut self.held_order);
         order
             .into_iter()
@@ -92,7 +94,7 @@ impl Dedup {
 }
 
 /// Takes the held exchange of `g`, tagged with the drops so far.
-fn release(g: &mut Group) -> Option<Exchange> {
+fn release(g: &mut Group) -> Option<Box<Exchange>> {
     let mut ex = g.held.take()?;
     if g.dropped > 0 {
         ex.tags.insert(DEDUP_TAG.to_string(), g.dropped.to_string());

@@ -177,7 +177,7 @@ impl PolicySink {
 }
 
 impl ExchangeSink for PolicySink {
-    fn record(&self, mut ex: Exchange) {
+    fn record(&self, mut ex: Box<Exchange>) {
         if !self.filter.keeps(&ex) {
             self.filtered.fetch_add(1, Ordering::Relaxed);
             return;

@@ -7,13 +7,13 @@ use crate::model::{Body, Exchange, Header, Request, Response};
 struct Collect(Mutex<Vec<Exchange>>);
 
 impl ExchangeSink for Collect {
-    fn record(&self, exchange: Exchange) {
-        self.0.lock().unwrap().push(exchange);
+    fn record(&self, exchange: Box<Exchange>) {
+        self.0.lock().unwrap().push(*exchange);
     }
 }
 
-fn ex(method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> Exchange {
-    Exchange {
+fn ex(method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> Box<Exchange> {
+    Box::new(Exchange {
         authority: "api.example:8080".into(),
         request: Request {
             method: method.into(),
@@ -28,7 +28,7 @@ fn ex(method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> Excha
             ..Default::default()
         }),
         ..Default::default()
-    }
+    })
 }
 
 fn sink(cfg: &PolicyConfig) -> (Arc<Collect>, PolicySink) {

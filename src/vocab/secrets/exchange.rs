@@ -24,13 +24,11 @@ pub fn redact_exchange(ex: &mut Exchange, red: &mut Redaction<'_>) -> u64 {
     }
     headers(&mut ex.request.headers, red);
     headers(&mut ex.request.trailers, red);
-    let req_ct = ex.request.headers.header_str("content-type");
-    body(&mut ex.request.body, &ex.request.headers, req_ct, red);
+    body(&mut ex.request.body, &ex.request.headers, red);
     if let Some(resp) = &mut ex.response {
         headers(&mut resp.headers, red);
         headers(&mut resp.trailers, red);
-        let ct = resp.headers.header_str("content-type");
-        body(&mut resp.body, &resp.headers, ct, red);
+        body(&mut resp.body, &resp.headers, red);
     }
     if red.count > before {
         scrub(ex, red);
@@ -58,10 +56,10 @@ enum Coding {
 }
 
 fn coding(b: &Body, headers: &[Header]) -> Coding {
-    match headers.header_str("content-encoding") {
+    match headers.header("content-encoding").map(<[u8]>::trim_ascii) {
         None => Coding::Identity,
-        Some(e) if e.is_empty() || e.eq_ignore_ascii_case("identity") => Coding::Identity,
-        Some(e) if e.eq_ignore_ascii_case("gzip") && !b.truncated => Coding::Gzip,
+        Some(e) if e.is_empty() || e.eq_ignore_ascii_case(b"identity") => Coding::Identity,
+        Some(e) if e.eq_ignore_ascii_case(b"gzip") && !b.truncated => Coding::Gzip,
         Some(_) => Coding::Other,
     }
 }
@@ -96,10 +94,14 @@ fn edit_body(b: &mut Body, headers: &[Header], edit: impl FnOnce(&[u8]) -> Optio
     }
 }
 
-fn body(b: &mut Body, headers: &[Header], ct: Option<String>, red: &mut Redaction<'_>) {
-    edit_body(b, headers, |data| {
-        red.body(ct.as_deref().unwrap_or(""), data)
-    });
+/// Redacts a body by its media type. The type is read in place (a copy of it for every
+/// request and response showed in the capture profile); a type that is not UTF-8 is no
+/// type this module parses.
+fn body(b: &mut Body, headers: &[Header], red: &mut Redaction<'_>) {
+    let ct = headers
+        .header("content-type")
+        .map(|v| std::str::from_utf8(v).map_or("", str::trim));
+    edit_body(b, headers, |data| red.body(ct.unwrap_or(""), data));
 }
 
 /// Replaces the stored bytes, keeping `size` and the chunk table consistent with them: a

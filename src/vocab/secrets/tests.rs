@@ -32,10 +32,24 @@ fn name_rules() {
         "X-CSRF-Token",
         "my-secret",
         "x-tenant",
+        "TOKEN",
+        "x-passwordless",
+        "Sub-ApiKey",
+        "ssecret",
     ] {
         assert!(r.is_secret_header(h), "{h}");
     }
-    for h in ["Content-Type", "Accept", "X-Request-Id"] {
+    for h in [
+        "Content-Type",
+        "Accept",
+        "X-Request-Id",
+        "",
+        "t",
+        "toke",
+        "x-tok",
+        "Secre",
+        "api-ke",
+    ] {
         assert!(!r.is_secret_header(h), "{h}");
     }
     for f in [
