@@ -22,6 +22,7 @@
 //! Imports: `super::{packet, recorder}`, `decode`, `model`, `vocab`.
 
 mod config;
+mod flow_key;
 mod h1;
 mod h1_holes;
 mod h2;
@@ -50,7 +51,7 @@ use super::recorder::{Limits, Recorder};
 use crate::decode::{h2 as h2_frames, tcp, tls as tls_records};
 use crate::model::{Direction, ErrorKind, ExchangeError, ExchangeSink, Protocol};
 
-type FlowKey = (SocketAddr, SocketAddr);
+use self::flow_key::FlowKey;
 
 /// Flows by address pair. Each segment looks its flow up and puts it back: SipHash (the std
 /// default) over the two addresses showed as ~2% of an import, foldhash (seeded per
@@ -138,11 +139,7 @@ impl Engine {
         if seg.cut {
             self.stats.cut_segments += 1;
         }
-        let key = if seg.src <= seg.dst {
-            (seg.src, seg.dst)
-        } else {
-            (seg.dst, seg.src)
-        };
+        let key = FlowKey::of(seg.src, seg.dst);
         let side = usize::from(seg.src != key.0);
         let mut flow = match self.flows.remove(&key) {
             Some(flow) => flow,
