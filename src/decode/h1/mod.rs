@@ -140,6 +140,28 @@ enum State {
     Failed,
 }
 
+/// What a response's framing needs to know of the request it answers: only `HEAD` and
+/// `CONNECT` change it. Kept instead of the method's text, which cost an allocation per
+/// request in an import's profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AskedWith {
+    Head,
+    Connect,
+    Other,
+}
+
+impl AskedWith {
+    fn of(method: &str) -> AskedWith {
+        if method.eq_ignore_ascii_case("HEAD") {
+            AskedWith::Head
+        } else if method.eq_ignore_ascii_case("CONNECT") {
+            AskedWith::Connect
+        } else {
+            AskedWith::Other
+        }
+    }
+}
+
 /// Decodes one direction of an HTTP/1.x connection. See the module docs.
 #[derive(Debug)]
 pub struct Decoder {
@@ -148,7 +170,7 @@ pub struct Decoder {
     buf: BytesMut,
     max_head: usize,
     /// Request methods whose responses are still to come; decides HEAD/CONNECT framing.
-    pending_methods: VecDeque<String>,
+    pending_methods: VecDeque<AskedWith>,
     events: VecDeque<Event>,
 }
 
@@ -173,7 +195,7 @@ impl Decoder {
 
     /// Tells a response decoder the method of a request sent on the connection, in order.
     pub fn push_request_method(&mut self, method: &str) {
-        self.pending_methods.push_back(method.to_string());
+        self.pending_methods.push_back(AskedWith::of(method));
     }
 
     /// Appends bytes read from the wire.
@@ -518,13 +540,13 @@ impl Decoder {
     ) -> Result<ResponseHead, Error> {
         let interim = (100..200).contains(&status) && status != 101;
         let method = if interim {
-            self.pending_methods.front().cloned()
+            self.pending_methods.front().copied()
         } else {
             self.pending_methods.pop_front()
         };
-        let method = method.unwrap_or_default();
-        let is_head = method.eq_ignore_ascii_case("HEAD");
-        let is_connect = method.eq_ignore_ascii_case("CONNECT");
+        let method = method.unwrap_or(AskedWith::Other);
+        let is_head = method == AskedWith::Head;
+        let is_connect = method == AskedWith::Connect;
         let switched = status == 101 || (is_connect && (200..300).contains(&status));
         // RFC 9112 §6.3 rules 1-2: these responses never carry content, whatever the headers say.
         let bodiless = is_head || (100..200).contains(&status) || status == 204 || status == 304;
