@@ -259,4 +259,42 @@ mod tests {
         );
         Ok(())
     }
+
+    #[test]
+    fn values_left_bound_from_the_previous_row_are_stored_again() -> Result<(), rusqlite::Error> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT, c, d)")?;
+        {
+            let mut ins =
+                RawInsert::prepare(&conn, "INSERT INTO t (a, b, c, d) VALUES (?1, ?2, ?3, ?4)")?;
+            let text = String::from("x");
+            ins.run(&[Val::Int(1), Val::Static("GET"), Val::Null, Val::Int(5)])?;
+            ins.run(&[Val::Int(2), Val::Static("GET"), Val::Null, Val::Int(5)])?;
+            ins.run(&[
+                Val::Int(3),
+                Val::Static("PUT"),
+                Val::Text(&text),
+                Val::Int(5),
+            ])?;
+            ins.run(&[Val::Int(4), Val::Text(&text), Val::Null, Val::Int(6)])?;
+            ins.run(&[Val::Int(5), Val::Static("PUT"), Val::Int(7), Val::Null])?;
+        }
+        type Row = (i64, String, rusqlite::types::Value, Option<i64>);
+        let rows: Vec<Row> = conn
+            .prepare("SELECT a, b, c, d FROM t ORDER BY a")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<Result<_, _>>()?;
+        use rusqlite::types::Value;
+        assert_eq!(
+            rows,
+            vec![
+                (1, "GET".into(), Value::Null, Some(5)),
+                (2, "GET".into(), Value::Null, Some(5)),
+                (3, "PUT".into(), Value::Text("x".into()), Some(5)),
+                (4, "x".into(), Value::Null, Some(6)),
+                (5, "PUT".into(), Value::Integer(7), None),
+            ]
+        );
+        Ok(())
+    }
 }
