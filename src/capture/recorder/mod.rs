@@ -57,10 +57,10 @@ fn is_grpc(headers: &[Header]) -> bool {
 /// 0.7-1.3 KB per exchange, 14% of the instructions of an import's parsing thread
 /// (callgrind); two allocations cost a fraction of that.
 pub(crate) struct Recorder {
-    p: Box<Parts>,
+    p: Box<State>,
 }
 
-struct Parts {
+struct State {
     ex: Box<Exchange>,
     request: Half,
     response: Half,
@@ -71,7 +71,7 @@ impl Recorder {
     /// An exchange whose first byte was seen at `at`.
     pub(crate) fn new(at: i64, limits: Limits) -> Self {
         Recorder {
-            p: Box::new(Parts {
+            p: Box::new(State {
                 ex: Box::new(Exchange {
                     started_at_ns: at,
                     ..Exchange::default()
@@ -234,7 +234,7 @@ impl Recorder {
     /// `messages_dropped` tag and the error. A direction's own failure (broken gRPC framing,
     /// say) is reported before a failure of the exchange as a whole, the request's first.
     pub(crate) fn finish(self) -> Box<Exchange> {
-        let Parts {
+        let State {
             mut ex,
             request,
             response,

@@ -127,6 +127,11 @@ pub struct Rules {
 enum Words {
     /// No automaton could be built: every body may hold a secret.
     Unknown,
+    /// One vectorised pass for all the words (Teddy, a SIMD multi-substring search), where the
+    /// CPU has it. One substring search per word (below) read each body a dozen times: in a
+    /// callgrind profile of the recording proxy on a 700-byte JSON answer that was 4,200
+    /// instructions per exchange, 9% of all it did.
+    Packed(aho_corasick::packed::Searcher),
     /// One vectorised substring search per word: with the built-in dozen words and a body
     /// of a few hundred bytes this is several times faster than an automaton stepping every
     /// byte (which was the proxy's top user-space cost per exchange).
@@ -142,6 +147,7 @@ impl Words {
     fn is_match(&self, folded: &[u8]) -> bool {
         match self {
             Words::Unknown => true,
+            Words::Packed(searcher) => searcher.find(folded).is_some(),
             Words::Few(finders) => finders.iter().any(|f| f.find(folded).is_some()),
             Words::Many(ac) => ac.is_match(folded),
         }
@@ -190,7 +196,12 @@ impl Rules {
         // case-insensitive automaton has no SIMD prefilter and steps every byte, while
         // lower-case words can use vectorised searches. Folding is a cheap pass over a stack
         // buffer.
-        rules.words = if words.len() <= FEW_WORDS {
+        let packed = (words.len() <= FEW_WORDS)
+            .then(|| aho_corasick::packed::Searcher::new(words.iter()))
+            .flatten();
+        rules.words = if let Some(searcher) = packed {
+            Words::Packed(searcher)
+        } else if words.len() <= FEW_WORDS {
             Words::Few(
                 words
                     .iter()
