@@ -211,13 +211,35 @@ fn misuse(what: &str) -> rusqlite::Error {
 mod tests {
     use super::*;
 
+    const INSERT_FOUR: &str = "INSERT INTO t (a, b, c, d) VALUES (?1, ?2, ?3, ?4)";
+
+    /// An in-memory table `t (a, b, c, d)`; `c` of type `c_type`.
+    fn table_of_four(c_type: &str) -> Result<Connection, rusqlite::Error> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(&format!(
+            "CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT, c {c_type}, d)"
+        ))?;
+        Ok(conn)
+    }
+
+    /// Every row of `t`, in order of `a`.
+    fn rows_of<A, B, C, D>(conn: &Connection) -> Result<Vec<(A, B, C, D)>, rusqlite::Error>
+    where
+        A: rusqlite::types::FromSql,
+        B: rusqlite::types::FromSql,
+        C: rusqlite::types::FromSql,
+        D: rusqlite::types::FromSql,
+    {
+        conn.prepare("SELECT a, b, c, d FROM t ORDER BY a")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect()
+    }
+
     #[test]
     fn binds_every_kind_and_reports_constraint_errors() -> Result<(), rusqlite::Error> {
-        let conn = Connection::open_in_memory()?;
-        conn.execute_batch("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT, c BLOB, d)")?;
+        let conn = table_of_four("BLOB")?;
         {
-            let mut ins =
-                RawInsert::prepare(&conn, "INSERT INTO t (a, b, c, d) VALUES (?1, ?2, ?3, ?4)")?;
+            let mut ins = RawInsert::prepare(&conn, INSERT_FOUR)?;
             let text = String::from("héllo");
             let blob = vec![0u8, 1, 2];
             ins.run(&[Val::Int(1), Val::Text(&text), Val::Blob(&blob), Val::Null])?;
@@ -245,10 +267,7 @@ mod tests {
             ])?;
         }
         type Row = (i64, Option<String>, Option<Vec<u8>>, Option<i64>);
-        let rows: Vec<Row> = conn
-            .prepare("SELECT a, b, c, d FROM t ORDER BY a")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-            .collect::<Result<_, _>>()?;
+        let rows: Vec<Row> = rows_of(&conn)?;
         assert_eq!(
             rows,
             vec![
@@ -262,11 +281,9 @@ mod tests {
 
     #[test]
     fn values_left_bound_from_the_previous_row_are_stored_again() -> Result<(), rusqlite::Error> {
-        let conn = Connection::open_in_memory()?;
-        conn.execute_batch("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT, c, d)")?;
+        let conn = table_of_four("")?;
         {
-            let mut ins =
-                RawInsert::prepare(&conn, "INSERT INTO t (a, b, c, d) VALUES (?1, ?2, ?3, ?4)")?;
+            let mut ins = RawInsert::prepare(&conn, INSERT_FOUR)?;
             let text = String::from("x");
             ins.run(&[Val::Int(1), Val::Static("GET"), Val::Null, Val::Int(5)])?;
             ins.run(&[Val::Int(2), Val::Static("GET"), Val::Null, Val::Int(5)])?;
@@ -280,10 +297,7 @@ mod tests {
             ins.run(&[Val::Int(5), Val::Static("PUT"), Val::Int(7), Val::Null])?;
         }
         type Row = (i64, String, rusqlite::types::Value, Option<i64>);
-        let rows: Vec<Row> = conn
-            .prepare("SELECT a, b, c, d FROM t ORDER BY a")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-            .collect::<Result<_, _>>()?;
+        let rows: Vec<Row> = rows_of(&conn)?;
         use rusqlite::types::Value;
         assert_eq!(
             rows,
