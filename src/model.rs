@@ -43,12 +43,8 @@ pub trait HeaderList {
     fn header_all<'a>(&'a self, name: &'a str) -> Box<dyn Iterator<Item = &'a [u8]> + 'a>;
     /// First value of `name` as trimmed text.
     fn header_str(&self, name: &str) -> Option<String> {
-        // Valid UTF-8 (nearly every value) is trimmed without the lossy conversion's
-        // intermediate string; asked for `Host` of every request an import records.
-        self.header(name).map(|v| match std::str::from_utf8(v) {
-            Ok(s) => s.trim().to_string(),
-            Err(_) => String::from_utf8_lossy(v).trim().to_string(),
-        })
+        self.header(name)
+            .map(|v| String::from_utf8_lossy(v).trim().to_string())
     }
 }
 
