@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 APT_PACKAGES := curl python3 python3-pip libpcap-dev tcpdump nginx-light wrk nghttp2-client nghttp2-server postgresql chromium chromium-driver prometheus
-PIP_PACKAGES := grpcio h2 grpcio-tools websockets requests prometheus-client openapi-spec-validator mitmproxy selenium opentelemetry-proto
+PIP_PACKAGES := grpcio h2 grpcio-tools websockets requests prometheus-client openapi-spec-validator 'mitmproxy>=11,<12' selenium opentelemetry-proto
 
 .PHONY: demo test bench setup setup-apt setup-pip setup-tshark man fmt lint corpus bench-import fuzz
 
@@ -29,10 +29,12 @@ setup-apt:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# mitmproxy is pinned: unpinned, pip's resolver backtracks to releases whose old cryptography
+# builds from source and fails on today's setuptools (no pkg_resources).
 setup-pip:
 	@python3 -c "import grpc, grpc_tools, websockets, requests, prometheus_client, openapi_spec_validator, mitmproxy, selenium, opentelemetry.proto" 2>/dev/null || \
-	  python3 -m pip install --quiet --disable-pip-version-check $(PIP_PACKAGES) 2>/dev/null || \
-	  python3 -m pip install --quiet --disable-pip-version-check --break-system-packages $(PIP_PACKAGES)
+	  python3 -m pip install --quiet --disable-pip-version-check --prefer-binary $(PIP_PACKAGES) 2>/dev/null || \
+	  python3 -m pip install --quiet --disable-pip-version-check --prefer-binary --break-system-packages $(PIP_PACKAGES)
 
 man:
 	$(CARGO) run --quiet -- generate man man
