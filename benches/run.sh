@@ -75,7 +75,8 @@ nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" & pids+=($!)
 nginx -p "$work/nginx-proxy" -c "$work/nginx-proxy/nginx.conf" & pids+=($!)
 wait_port "$up_port"; wait_port "$ngx_port"
 
-"$MF" record --proxy --upstream "http://127.0.0.1:$up_port" --listen 127.0.0.1:0 -o "$work/load.db" 2> "$work/rec.log" & rec=$!; pids+=($rec)
+# One connection thread, as nginx's proxy has one worker (mf's store writer is a thread of its own).
+"$MF" record --proxy --threads 1 --upstream "http://127.0.0.1:$up_port" --listen 127.0.0.1:0 -o "$work/load.db" 2> "$work/rec.log" & rec=$!; pids+=($rec)
 rec_addr=$(wait_line "$work/rec.log" "listening on")
 
 read -r direct_rps direct_p50 direct_p99 < <(load "http://127.0.0.1:$up_port/api.json")

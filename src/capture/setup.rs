@@ -56,6 +56,9 @@ pub struct ProxyConfig {
     pub max_head: usize,
     /// How long clients may take to send a request (slow or silent ones are closed).
     pub client_timeouts: crate::net::ClientTimeouts,
+    /// Threads client connections are dealt to, each with its own event loop; 0 runs them
+    /// on the runtime that accepts them.
+    pub threads: usize,
 }
 
 /// Live counters, read for the summary line.

@@ -132,6 +132,11 @@ pub struct RecordArgs {
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub upstream_timeout: Duration,
 
+    /// Threads that serve client connections, each with its own event loop (a connection
+    /// stays on one, as in an nginx worker) [default: one per CPU].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+
     /// Close a client that has not sent a whole request head this long after connecting, or
     /// after the head's first byte (answered 408 once it had begun).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
@@ -296,6 +301,10 @@ pub(super) fn run(args: RecordArgs) -> anyhow::Result<u8> {
             header: args.header_timeout,
             idle: args.idle_timeout,
         },
+        threads: args.threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            usize::from,
+        ),
     };
     // A TLS listener offers clients h2 when the upstream speaks it (probed once, now), so
     // that clients speak to mf what they would speak to the upstream.

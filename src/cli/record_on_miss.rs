@@ -122,6 +122,7 @@ fn proxy_config(url: &str, trust: &crate::tls::UpstreamTls) -> anyhow::Result<Pr
         response_timeout: std::time::Duration::from_secs(60),
         max_head: crate::decode::h1::DEFAULT_MAX_HEAD,
         client_timeouts: crate::net::ClientTimeouts::default(),
+        threads: 0,
     })
 }
 

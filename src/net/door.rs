@@ -28,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use super::{accept_loop, starts_with_h2_preface, Shutdown};
+use super::{accept_loop_on, starts_with_h2_preface, ConnThreads, Shutdown};
 
 /// A client stream of any kind (TCP, TLS, TLS inside a CONNECT tunnel).
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -286,6 +286,8 @@ pub struct Door {
     /// TLS handshake) before the door closes it: a silent client otherwise held a
     /// descriptor for ever, before any service's own timeouts could start.
     greeting_timeout: Option<Duration>,
+    /// Connection threads to deal connections to; 0: the caller's runtime runs them.
+    threads: usize,
 }
 
 impl Door {
@@ -304,6 +306,13 @@ impl Door {
     /// are closed.
     pub fn with_greeting_timeout(mut self, limit: Duration) -> Door {
         self.greeting_timeout = Some(limit);
+        self
+    }
+
+    /// Connections run on `count` threads of their own (see `net::threads`) rather than on
+    /// the runtime that accepts them; 0 keeps them on the accepting runtime.
+    pub fn with_threads(mut self, count: usize) -> Door {
+        self.threads = count;
         self
     }
 
@@ -327,12 +336,21 @@ impl Door {
         shutdown: Shutdown,
         grace: Duration,
     ) {
-        accept_loop(listener, shutdown, grace, move |stream, peer, shutdown| {
-            let door = self.clone();
+        let threads = match self.threads {
+            0 => None,
+            n => ConnThreads::start(n)
+                .inspect_err(|e| tracing::warn!(error = %e, "cannot start connection threads; serving on one"))
+                .ok(),
+        };
+        let door = self.clone();
+        let handle = move |stream, peer, shutdown| {
+            let door = door.clone();
             let service = service.clone();
             async move { door.connection(service, stream, peer, shutdown).await }
-        })
-        .await;
+        };
+        accept_loop_on(listener, shutdown, grace, threads.as_ref(), handle).await;
+        // Stops the threads once the loop has let their connections go.
+        drop(threads);
     }
 
     /// Takes one accepted connection through the door.

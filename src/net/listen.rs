@@ -3,11 +3,14 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+
+use super::threads::ConnThreads;
 
 /// A cloneable "stop now" flag that connection tasks can await.
 #[derive(Clone)]
@@ -49,13 +52,29 @@ impl Shutdown {
 /// connections `grace` to finish what they are doing before dropping them.
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
     grace: Duration,
     handle: F,
 ) where
-    F: Fn(TcpStream, SocketAddr, Shutdown) -> Fut,
+    F: Fn(TcpStream, SocketAddr, Shutdown) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    accept_loop_on(listener, shutdown, grace, None, handle).await;
+}
+
+/// [`accept_loop`], with each connection run on one of `threads` (round robin) instead of
+/// the caller's runtime when they are given.
+pub(crate) async fn accept_loop_on<F, Fut>(
+    listener: TcpListener,
+    mut shutdown: Shutdown,
+    grace: Duration,
+    threads: Option<&ConnThreads>,
+    handle: F,
+) where
+    F: Fn(TcpStream, SocketAddr, Shutdown) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let handle = Arc::new(handle);
     let mut tasks = JoinSet::new();
     let mut failures = AcceptFailures::default();
     loop {
@@ -65,7 +84,28 @@ pub async fn accept_loop<F, Fut>(
                 Ok((stream, peer)) => {
                     failures.succeeded();
                     let _ = stream.set_nodelay(true);
-                    tasks.spawn(handle(stream, peer, shutdown.clone()));
+                    let Some(threads) = threads else {
+                        tasks.spawn(handle(stream, peer, shutdown.clone()));
+                        continue;
+                    };
+                    // The socket leaves this runtime's reactor and joins the thread's, so
+                    // that its readiness wakes that thread alone.
+                    match stream.into_std() {
+                        Ok(stream) => {
+                            let handle = handle.clone();
+                            let shutdown = shutdown.clone();
+                            tasks.spawn_on(
+                                async move {
+                                    match TcpStream::from_std(stream) {
+                                        Ok(stream) => handle(stream, peer, shutdown).await,
+                                        Err(e) => tracing::warn!(peer = %peer, error = %e, "cannot take an accepted connection on"),
+                                    }
+                                },
+                                threads.next(),
+                            );
+                        }
+                        Err(e) => tracing::warn!(peer = %peer, error = %e, "cannot hand an accepted connection on"),
+                    }
                 }
                 // Out of file descriptors and the like: back off instead of spinning, and
                 // say so at most once a second (it was one line per 50 ms attempt).
@@ -83,6 +123,9 @@ pub async fn accept_loop<F, Fut>(
     drop(listener);
     let _ = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     tasks.abort_all();
+    // Wait for the aborted ones to be dropped, so that what they hold (a recording's sink,
+    // say) is released when this returns.
+    while tasks.join_next().await.is_some() {}
 }
 
 /// The accept loop's memory of consecutive failures: how long to pause, and when to log.

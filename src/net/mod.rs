@@ -3,7 +3,7 @@
 //! connection through TLS, protocol detection and CONNECT interception to a service
 //! (`door`), dialing upstreams and replay targets (`dial`), the plain-text HTTP/1 error
 //! answers every server writes (`reply`), how long a client may take (`timeouts`), the
-//! read buffers lent to busy connections (`bufpool`), who may use a local control port
+//! threads connections are dealt to (`threads`), the read buffers lent to busy connections (`bufpool`), who may use a local control port
 //! (`guard`), and the seam through which such a port serves web pages (`pages`).
 //!
 //! What both stages observe lives here too, so the proxy and the replay share one of each:
@@ -25,11 +25,14 @@ pub(crate) mod otlp;
 pub mod pages;
 pub(crate) mod released;
 pub mod reply;
+mod threads;
 mod timeouts;
 
 pub use bufpool::{PooledBuf, BIG_BUF, SMALL_BUF};
+pub(crate) use listen::accept_loop_on;
 pub use listen::{
     accept_loop, shutdown_pair, starts_with_h2_preface, termination_signal, Shutdown,
     ShutdownTrigger, H2_PREFACE,
 };
+pub(crate) use threads::ConnThreads;
 pub use timeouts::{ClientTimeouts, Waiting};

@@ -90,7 +90,8 @@ pub async fn serve(
     let door = Door::new()
         .with_tls(tls)
         .with_intercept(intercept)
-        .with_greeting_timeout(proxy.config.client_timeouts.header);
+        .with_greeting_timeout(proxy.config.client_timeouts.header)
+        .with_threads(proxy.config.threads);
     Arc::new(door)
         .serve(listener, proxy, shutdown, super::SHUTDOWN_GRACE)
         .await;
