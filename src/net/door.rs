@@ -339,7 +339,7 @@ impl Door {
         let threads = match self.threads {
             0 => None,
             n => ConnThreads::start(n)
-                .inspect_err(|e| tracing::warn!(error = %e, "cannot start connection threads; serving on one"))
+                .inspect_err(|e| tracing::warn!(error = %e, "cannot start connection threads; serving connections on the accepting runtime"))
                 .ok(),
         };
         let door = self.clone();
