@@ -189,7 +189,8 @@ pub trait RecordingRead: Send {
     }
 
     /// As [`RecordingRead::for_each_lean`], each exchange lent to `f` (a backend may refill
-    /// one for every row, sparing its allocations) with the key its request body is matched
+    /// one for every row, sparing its allocations; `f` may take what it holds, or swap in an
+    /// exchange whose allocations the next row is to reuse) with the key its request body is matched
     /// by when the recording stored one: the body is then left out. `None`: the body is
     /// there, and the key is computed from it.
     ///
@@ -197,9 +198,9 @@ pub trait RecordingRead: Send {
     /// As [`RecordingRead::for_each`].
     fn for_each_indexed(
         &self,
-        f: &mut dyn FnMut(&Exchange, Option<BodyKey>) -> bool,
+        f: &mut dyn FnMut(&mut Exchange, Option<BodyKey>) -> bool,
     ) -> Result<(), StoreError> {
-        self.for_each_lean(&mut |ex| f(&ex, None))
+        self.for_each_lean(&mut |mut ex| f(&mut ex, None))
     }
 
     /// The whole check of the recording's file, which opening it skipped (it reads every

@@ -79,7 +79,7 @@ impl Reader {
     /// Database errors or a damaged row.
     pub fn for_each_lean(&self, mut f: impl FnMut(Exchange) -> bool) -> Result<(), StoreError> {
         self.for_each_indexed(|ex, key| {
-            let mut ex = ex.clone();
+            let mut ex = std::mem::take(ex);
             if ex.request.body.data.is_empty() && !matches!(key, Some(BodyKey::Empty) | None) {
                 // The key spared reading the body; a caller of this walk wants it.
                 ex.request.body.data = match self.body_of(ex.id) {
@@ -92,14 +92,16 @@ impl Reader {
     }
 
     /// As [`super::RecordingRead::for_each_indexed`]: one exchange lent to `f` for every row
-    /// and refilled in place (its strings keep their allocations), request bodies read only
-    /// for rows written without a stored key.
+    /// and refilled in place (its strings keep their allocations, or those of whatever `f`
+    /// swapped in), request bodies read only for rows written without a stored key. Every
+    /// field the walk reads is set for every row, so nothing of a swapped-in exchange's
+    /// earlier row survives into the next.
     ///
     /// # Errors
     /// Database errors or a damaged row.
     pub fn for_each_indexed(
         &self,
-        f: impl FnMut(&Exchange, Option<BodyKey>) -> bool,
+        f: impl FnMut(&mut Exchange, Option<BodyKey>) -> bool,
     ) -> Result<(), StoreError> {
         let walked = self.walk_indexed(f);
         // Restores the default if the walk grew the cache for body lookups.
@@ -122,7 +124,7 @@ impl Reader {
 
     fn walk_indexed(
         &self,
-        mut f: impl FnMut(&Exchange, Option<BodyKey>) -> bool,
+        mut f: impl FnMut(&mut Exchange, Option<BodyKey>) -> bool,
     ) -> Result<(), StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, connection_id, seq, protocol, authority, method, target, status,
@@ -192,7 +194,7 @@ impl Reader {
             } else {
                 Vec::new()
             };
-            if !f(&ex, key) {
+            if !f(&mut ex, key) {
                 break;
             }
         }

@@ -420,7 +420,7 @@ impl RecordingRead for Reader {
 
     fn for_each_indexed(
         &self,
-        f: &mut dyn FnMut(&Exchange, Option<super::BodyKey>) -> bool,
+        f: &mut dyn FnMut(&mut Exchange, Option<super::BodyKey>) -> bool,
     ) -> Result<(), StoreError> {
         Reader::for_each_indexed(self, f)
     }
