@@ -3,8 +3,9 @@
 //! connection through TLS, protocol detection and CONNECT interception to a service
 //! (`door`), dialing upstreams and replay targets (`dial`), the plain-text HTTP/1 error
 //! answers every server writes (`reply`), how long a client may take (`timeouts`), the
-//! threads connections are dealt to (`threads`), the read buffers lent to busy connections (`bufpool`), who may use a local control port
-//! (`guard`), and the seam through which such a port serves web pages (`pages`).
+//! threads connections are dealt to (`threads`), the read buffers lent to busy connections
+//! (`bufpool`), who may use a local control port (`guard`), and the seam through which such
+//! a port serves web pages (`pages`).
 //!
 //! What both stages observe lives here too, so the proxy and the replay share one of each:
 //! the Prometheus metric set (`metrics`), the admin listeners' guard and the proxy's

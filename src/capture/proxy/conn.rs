@@ -2,8 +2,7 @@
 //! exchange through the pumps while its recorder watches, record it, repeat — until the
 //! client leaves or sends a CONNECT that the front door is to intercept.
 //!
-//! A little over 600 lines because it is one state machine (read, route, forward, record)
-//! whose steps share the connection's buffers and timer; split, they would pass them around.
+//! What follows a 101 or a CONNECT (relaying both ways) is in `tunnel`.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -11,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncReadExt, ReadHalf, WriteHalf};
 use tokio::time::Sleep;
 
 use super::failure::{ClientError, Failure};
@@ -555,57 +554,5 @@ impl<S: Io> ClientConn<S> {
     /// Answers with the shared plain-text error and closes; a client already gone is fine.
     pub(super) async fn send_simple(&mut self, status: u16, body: &str) {
         let _ = write_simple(&mut self.writer, status, body).await;
-    }
-
-    /// After a WebSocket 101: relay and decode frames both ways, then record the exchange.
-    async fn tunnel_websocket(&mut self, mut rec: Recorder) {
-        let Some(mut upstream) = self.upstream.take() else {
-            self.proxy.record(rec.finish());
-            return;
-        };
-        let client_early = self.decoder.take_buffered();
-        let upstream_early = upstream.decoder.take_buffered();
-        let session = self.proxy.ws_session();
-        let abnormal = crate::capture::ws::relay(
-            &mut self.reader,
-            &mut self.writer,
-            &mut upstream.reader,
-            &mut upstream.writer,
-            client_early,
-            upstream_early,
-            &mut rec,
-            session.as_ref(),
-        )
-        .await;
-        drop(session);
-        if let Some(e) = abnormal {
-            tracing::info!(conn = self.id, seq = self.seq, error = %e, "websocket ended abnormally");
-        }
-        rec.end(now_ns(), Direction::ServerToClient);
-        self.proxy.record(rec.finish());
-    }
-
-    /// After a 101 (or a CONNECT tunnel): relay bytes both ways until either side closes.
-    pub(super) async fn tunnel(&mut self) {
-        let Some(mut upstream) = self.upstream.take() else {
-            return;
-        };
-        let client_early = self.decoder.take_buffered();
-        let upstream_early = upstream.decoder.take_buffered();
-        let to_upstream = async {
-            if !client_early.is_empty() {
-                upstream.writer.write_all(&client_early).await?;
-            }
-            tokio::io::copy(&mut self.reader, &mut upstream.writer).await?;
-            upstream.writer.shutdown().await
-        };
-        let to_client = async {
-            if !upstream_early.is_empty() {
-                self.writer.write_all(&upstream_early).await?;
-            }
-            tokio::io::copy(&mut upstream.reader, &mut self.writer).await?;
-            self.writer.shutdown().await
-        };
-        let _ = tokio::join!(to_upstream, to_client);
     }
 }

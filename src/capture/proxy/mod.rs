@@ -16,7 +16,8 @@
 //!
 //! Files: `service` plugs the proxy into the door, `connect` decides what a `CONNECT` gets
 //! (interception by the door, or an opaque tunnel), `conn` runs the exchanges of one client
-//! connection, `pump` streams one message each way, `upstream` opens and keeps upstream
+//! connection, `tunnel` relays what follows an upgrade or a CONNECT, `pump` streams one
+//! message each way, `upstream` opens and keeps upstream
 //! connections, `headers` decides what is forwarded.
 //!
 //! Imports: `super::{setup, dial, io, clock, recorder, h2, ws}`, `decode`, `model`, `net`, `vocab`.
@@ -27,6 +28,7 @@ mod failure;
 mod headers;
 mod pump;
 mod service;
+mod tunnel;
 mod upstream;
 
 /// How long open connections get to finish after shutdown is asked for.
