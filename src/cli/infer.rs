@@ -8,6 +8,7 @@ use clap::Args;
 
 use super::util;
 use crate::infer::{path_of, Analyzer, InferConfig, TemplateBuilder};
+use crate::model::Exchange;
 use crate::store::fixtures;
 
 /// Infer endpoint templates, schemas, sequence patterns and fixtures from a recording.
@@ -125,21 +126,28 @@ pub(super) fn analyse(
     bar.set_message("analysing");
     // Reading (SQLite, zstd, header decoding) and analysis each take about half the time: a
     // reader thread feeding a bounded channel uses the second core and keeps memory flat.
-    // Batches, so that the two threads meet every few hundred exchanges, not every one.
+    // Batches, so that the two threads meet every few hundred exchanges, not every one; an
+    // analysed batch goes back to the reader, whose walk refills its exchanges in place.
+    // (Two readers, each on every other run of ids, were slower on 2 cores: 12.8–13.2 s
+    // against 11 s, their walks together taking 40% more CPU than one.)
     const BATCH: usize = 256;
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<crate::model::Exchange>>(8);
-    let path = path.to_path_buf();
-    let read = std::thread::spawn(move || -> anyhow::Result<()> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Exchange>>(8);
+    let (back, returned) = std::sync::mpsc::channel::<Vec<Exchange>>();
+    let read = std::thread::spawn(move || -> Result<(), crate::store::StoreError> {
         let mut batch = Vec::with_capacity(BATCH);
-        reader
-            .for_each(&mut |ex| {
-                batch.push(ex);
-                batch.len() < BATCH
-                    || tx
-                        .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
-                        .is_ok()
-            })
-            .with_context(|| format!("reading {}", path.display()))?;
+        let mut spare: Vec<Exchange> = Vec::new();
+        reader.scan(&mut |ex| {
+            if spare.is_empty() {
+                spare = returned.try_recv().unwrap_or_default();
+            }
+            let mut slot = spare.pop().unwrap_or_default();
+            std::mem::swap(&mut slot, ex);
+            batch.push(slot);
+            batch.len() < BATCH
+                || tx
+                    .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                    .is_ok()
+        })?;
         if !batch.is_empty() {
             let _ = tx.send(batch);
         }
@@ -150,9 +158,11 @@ pub(super) fn analyse(
             analyzer.add(ex);
         }
         bar.inc(batch.len() as u64);
+        // The reader may be done already: then the batch is simply dropped.
+        let _ = back.send(batch);
     }
     match read.join() {
-        Ok(result) => result?,
+        Ok(result) => result.with_context(what)?,
         Err(_) => anyhow::bail!("the reader thread failed"),
     }
     analyzer.finish().context("building fixtures")

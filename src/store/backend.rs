@@ -117,6 +117,16 @@ pub trait RecordingRead: Send {
     /// The backend failed or holds a damaged exchange.
     fn for_each(&self, f: &mut dyn FnMut(Exchange) -> bool) -> Result<(), StoreError>;
 
+    /// As [`RecordingRead::for_each`], lending each exchange instead: `f` may keep it by
+    /// swapping another in, whose allocations the walk then reuses. For passes that read the
+    /// whole recording once (inference), where the SQLite walk also maps the file.
+    ///
+    /// # Errors
+    /// The backend failed or holds a damaged exchange.
+    fn scan(&self, f: &mut dyn FnMut(&mut Exchange) -> bool) -> Result<(), StoreError> {
+        self.for_each(&mut |mut ex| f(&mut ex))
+    }
+
     /// As [`RecordingRead::for_each`], over the exchanges `selection` picks.
     ///
     /// # Errors

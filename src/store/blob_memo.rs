@@ -32,8 +32,16 @@ impl BlobMemo {
         self.bodies.get(key).cloned()
     }
 
-    pub(super) fn headers(&self, key: &[u8]) -> Option<Vec<Header>> {
-        self.headers.get(key).cloned()
+    /// Sets `dst` to the headers kept for `key` (reusing its allocations), or says there are
+    /// none kept.
+    pub(super) fn headers_into(&self, key: &[u8], dst: &mut Vec<Header>) -> bool {
+        match self.headers.get(key) {
+            Some(headers) => {
+                dst.clone_from(headers);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Room for `len` more bytes, or false when a blob that large is not kept.
@@ -62,13 +70,14 @@ impl BlobMemo {
         }
     }
 
-    /// An inline header block decoded, or the last one's headers again when it is the same.
-    pub(super) fn inline(&mut self, raw: &[u8]) -> Vec<Header> {
+    /// Sets `dst` to an inline header block decoded, or to the last one's headers again when
+    /// it is the same; `dst` keeps its allocations where it can (a walk refills one exchange).
+    pub(super) fn inline_into(&mut self, raw: &[u8], dst: &mut Vec<Header>) {
         if raw != self.last_inline.as_slice() {
             self.last_decoded = decode_headers(raw);
             self.last_inline.clear();
             self.last_inline.extend_from_slice(raw);
         }
-        self.last_decoded.clone()
+        dst.clone_from(&self.last_decoded);
     }
 }

@@ -208,12 +208,20 @@ pub(super) fn get(conn: &Connection, key: &[u8]) -> Result<Vec<u8>, StoreError> 
 
 /// A stored blob row back to its bytes.
 pub(super) fn decode(size: i64, codec: i64, data: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+    if codec == CODEC_RAW {
+        return Ok(data);
+    }
+    decode_slice(size, codec, &data)
+}
+
+/// As [`decode`], from bytes SQLite still holds: a compressed blob is not copied first.
+pub(super) fn decode_slice(size: i64, codec: i64, data: &[u8]) -> Result<Vec<u8>, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
         path: "recording".into(),
         reason,
     };
     match codec {
-        CODEC_RAW => Ok(data),
+        CODEC_RAW => Ok(data.to_vec()),
         CODEC_ZSTD => {
             let cap = usize::try_from(size).map_err(|_| corrupt("bad blob size".into()))?;
             // One decompression context per thread: creating one per blob was 5% of `mf infer`.
@@ -230,7 +238,7 @@ pub(super) fn decode(size: i64, codec: i64, data: Vec<u8>) -> Result<Vec<u8>, St
                 }
                 match slot.as_mut() {
                     Some(d) => d
-                        .decompress(&data, cap)
+                        .decompress(data, cap)
                         .map_err(|e| corrupt(format!("blob does not decompress: {e}"))),
                     None => Err(corrupt("zstd context unavailable".into())),
                 }

@@ -32,6 +32,7 @@ mod pg;
 mod prune;
 mod raw_stmt;
 mod read;
+mod row;
 mod schema;
 mod select;
 mod sql;

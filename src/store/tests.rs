@@ -400,3 +400,40 @@ fn v2_recordings_migrate_to_chunk_tables() {
     let last = after.last().unwrap().response.as_ref().unwrap();
     assert_eq!(last.body.chunks.len(), 3);
 }
+
+#[test]
+fn a_scan_refilling_one_exchange_leaves_nothing_of_the_row_before() {
+    // Rows that differ in every optional part, each after one that has it: a field the walk
+    // forgot to set would carry the earlier row's value into the next.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let mut bare = sample(1, b"");
+    bare.response = None;
+    bare.messages.clear();
+    bare.request.headers.clear();
+    bare.error = Some(crate::model::ExchangeError::new(
+        crate::model::ErrorKind::UpstreamTimeout,
+        "no answer",
+    ));
+    bare.client_addr = Some("127.0.0.1:1".into());
+    let mut plain = sample(3, b"");
+    plain.response.as_mut().unwrap().trailers.clear();
+    plain.response.as_mut().unwrap().body = crate::model::Body::default();
+    plain.messages.clear();
+    plain.tags.insert("k".into(), "v".into());
+    let rows = [sample(0, b"first body"), bare, streamed(2), plain, sample(4, b"x")];
+    write_exchanges(&path, &Meta::default(), rows.into_iter()).unwrap();
+    let reader = Reader::open(&path).unwrap();
+    let mut lent = Vec::new();
+    let mut kept = Exchange::default();
+    reader
+        .scan(|ex| {
+            lent.push(ex.clone());
+            // What the caller swaps in is refilled too: give it the first row back.
+            std::mem::swap(ex, &mut kept);
+            true
+        })
+        .unwrap();
+    assert_eq!(lent, reader.load_all().unwrap());
+    assert_eq!(lent.len(), 5);
+}

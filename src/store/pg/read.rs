@@ -16,7 +16,7 @@ use crate::model::{
 };
 use crate::store::backend::RecordingRead;
 use crate::store::codec::{decode_chunks, decode_headers};
-use crate::store::read::EXCHANGE_COLUMNS;
+use crate::store::row::EXCHANGE_COLUMNS;
 use crate::store::{blobs, ExchangeSummary, PatternRow, Selection, StoreError};
 
 /// Exchanges per page of a walk: enough to amortise the round trips, few enough that a page
