@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::endpoint::{unique_name, Candidate, EndpointAcc};
 use super::openapi;
 use super::redact::Redactor;
-use super::sequence::{self, hash_str, Observation, SequenceAnalyzer};
+use super::sequence::{self, hash_parts, hash_str, Observation, SequenceAnalyzer};
 use super::template::{self, path_of, Templates};
 use crate::model::{Exchange, HeaderList, Protocol};
 use crate::store::fixtures::{self, FixtureSet, Index, FORMAT};
@@ -133,9 +133,14 @@ impl Analyzer {
         acc.count += 1;
         acc.streaming |= matches!(ex.protocol(), Protocol::Grpc | Protocol::WebSocket);
         let status = ex.response.as_ref().map(|r| r.status);
-        *acc.statuses
-            .entry(status.map_or("error".to_string(), |s| s.to_string()))
-            .or_insert(0) += 1;
+        let mut digits = [0u8; 5];
+        let label = status.map_or("error", |s| status_label(s, &mut digits));
+        match acc.statuses.get_mut(label) {
+            Some(n) => *n += 1,
+            None => {
+                acc.statuses.insert(label.to_string(), 1);
+            }
+        }
         if let Some(ns) = ex.duration_ns() {
             acc.latencies_us
                 .push(u32::try_from(ns / 1000).unwrap_or(u32::MAX));
@@ -167,15 +172,22 @@ impl Analyzer {
         // Headers: variation (for the matchers), credentials (for sessions and flows).
         let mut secret_headers = Vec::new();
         for h in &req.headers {
-            let lower = h.name.to_ascii_lowercase();
             let value = h.value_str();
             if self.redactor.is_secret_header(&h.name) {
                 secret_headers.push((h.name.as_str(), value.to_string()));
-            } else if !BORING_HEADERS.contains(&lower.as_str()) {
-                acc.header_var
-                    .entry(h.name.clone())
-                    .or_default()
-                    .add(&value);
+            } else if !BORING_HEADERS
+                .iter()
+                .any(|b| h.name.eq_ignore_ascii_case(b))
+            {
+                // The name is copied only the first time it is seen.
+                match acc.header_var.get_mut(&h.name) {
+                    Some(var) => var.add(&value),
+                    None => acc
+                        .header_var
+                        .entry(h.name.clone())
+                        .or_default()
+                        .add(&value),
+                }
             }
         }
         if let Some(auth) = req.headers.header_str("authorization") {
@@ -232,11 +244,8 @@ impl Analyzer {
                 resp_json = Some(v);
             }
         }
-        obs.request_hash = {
-            let mut s = format!("{} {}\n", req.method, req.target);
-            s.push_str(&String::from_utf8_lossy(&req.body.data));
-            hash_str(&s)
-        };
+        obs.request_hash =
+            hash_parts(&[req.method.as_bytes(), req.target.as_bytes(), &req.body.data]);
         obs.failure = match status {
             None => Some("error".into()),
             Some(s) if s >= 500 => Some(s.to_string()),
@@ -247,8 +256,9 @@ impl Analyzer {
         // Examples: the first exchange of each (status, response shape), in recording order.
         let shape_key = match &resp_json {
             Some(Value::Object(m)) => {
-                let keys: Vec<&String> = m.keys().collect();
-                hash_str(&format!("{keys:?}{}", req_json.is_some()))
+                let mut parts: Vec<&[u8]> = m.keys().map(|k| k.as_bytes()).collect();
+                parts.push(if req_json.is_some() { b"1" } else { b"0" });
+                hash_parts(&parts)
             }
             Some(Value::Array(a)) => {
                 hash_str(&format!("array{}{}", a.is_empty(), req_json.is_some()))
@@ -347,4 +357,31 @@ fn redacted_for_schema<'a>(redactor: &mut Redactor, v: &'a Value) -> std::borrow
     redactor.json(&mut redacted);
     redactor.counting = true;
     std::borrow::Cow::Owned(redacted)
+}
+
+/// `status` in decimal, written into `digits`: the label of its count without a `String`
+/// per exchange.
+fn status_label(status: u16, digits: &mut [u8; 5]) -> &str {
+    let mut n = status;
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 || at == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&digits[at..]).unwrap_or("error")
+}
+
+#[cfg(test)]
+mod status_label_tests {
+    #[test]
+    fn statuses_are_labelled_in_decimal() {
+        let mut digits = [0u8; 5];
+        for s in [0u16, 7, 200, 404, 599, 65535] {
+            assert_eq!(super::status_label(s, &mut digits), s.to_string());
+        }
+    }
 }

@@ -92,7 +92,7 @@ fn segments(path: &str) -> impl Iterator<Item = &str> {
 impl TemplateBuilder {
     /// Adds one request path.
     pub fn add(&mut self, method: &str, path: &str) {
-        let mut node = self.roots.entry(method.to_string()).or_default();
+        let mut node = child(&mut self.roots, method);
         node.through += 1;
         for seg in segments(path) {
             node = match segment_class(seg) {
@@ -100,7 +100,7 @@ impl TemplateBuilder {
                 None if node.literals.len() >= MAX_LITERALS && !node.literals.contains_key(seg) => {
                     node.param_child("slug")
                 }
-                None => node.literals.entry(seg.to_string()).or_default(),
+                None => child(&mut node.literals, seg),
             };
             node.through += 1;
         }
@@ -298,6 +298,18 @@ pub fn params_of<'a>(template: &Template, path: &'a str) -> Vec<(&'a str, String
             Segment::Literal(_) => None,
         })
         .collect()
+}
+
+/// The node under `key`, created when missing; the key is copied only then (this pass sees
+/// every exchange of the recording, most of them on paths seen before).
+fn child<'a>(nodes: &'a mut BTreeMap<String, Node>, key: &str) -> &'a mut Node {
+    if !nodes.contains_key(key) {
+        nodes.insert(key.to_string(), Node::default());
+    }
+    match nodes.get_mut(key) {
+        Some(node) => node,
+        None => unreachable!("inserted just above"),
+    }
 }
 
 #[cfg(test)]

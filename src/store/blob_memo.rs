@@ -20,8 +20,8 @@ const MEMO_MAX_BYTES: usize = 8 << 20;
 /// `replay --to --speed max` profile: SQLite copies, zstd, header parsing, page zeroing.
 #[derive(Default)]
 pub(super) struct BlobMemo {
-    bodies: HashMap<Vec<u8>, Bytes>,
-    headers: HashMap<Vec<u8>, Vec<Header>>,
+    bodies: HashMap<Vec<u8>, Bytes, foldhash::fast::RandomState>,
+    headers: HashMap<Vec<u8>, Vec<Header>, foldhash::fast::RandomState>,
     bytes: usize,
     last_inline: Vec<u8>,
     last_decoded: Vec<Header>,

@@ -182,12 +182,12 @@ impl Reader {
             .collect::<Vec<_>>()
             .join(", ");
         // Bodies come with the row (a join), not from a lookup per body: half the statements.
+        // Request header blocks repeat (one client sends the same headers over and over), so
+        // they are looked up only when the memo does not hold them: a join seeks for every row.
         let sql = format!(
-            "SELECT {columns}, rb.size, rb.codec, rb.data, sb.size, sb.codec, sb.data,
-                    hb.size, hb.codec, hb.data
+            "SELECT {columns}, rb.size, rb.codec, rb.data, sb.size, sb.codec, sb.data
              FROM exchanges e LEFT JOIN blobs rb ON rb.hash = e.req_body
                   LEFT JOIN blobs sb ON sb.hash = e.resp_body
-                  LEFT JOIN blobs hb ON hb.hash = e.req_headers
              WHERE {clause}
              ORDER BY e.id"
         );
@@ -206,7 +206,7 @@ impl Reader {
         let mut keys = RowKeys::default();
         while let Some(row) = rows.next()? {
             row::fill(row, &self.path, &mut memo, &mut ex, &mut keys)?;
-            // Each joined blob is (size, codec, data); request body, response body, headers.
+            // Each joined blob is (size, codec, data); request body, then response body.
             // Only read when this walk has not decoded the same key already.
             let joined = |base: usize| -> Result<Vec<u8>, StoreError> {
                 let blob = |i: usize| {
@@ -242,7 +242,7 @@ impl Reader {
                 };
             }
             if !memo.headers_into(&keys.req_headers, &mut ex.request.headers) {
-                let block = joined(EXCHANGE_COLUMN_COUNT + 6)?;
+                let block = self.blob(&keys.req_headers)?;
                 let headers = decode_headers(&block);
                 memo.keep_headers(&keys.req_headers, block.len(), &headers);
                 ex.request.headers = headers;
@@ -273,9 +273,8 @@ impl Reader {
             .prepare("SELECT method, target FROM exchanges ORDER BY id")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
-            let method: String = row.get(0)?;
-            let target: String = row.get(1)?;
-            f(&method, &target);
+            let text = |i: usize| row.get_ref(i)?.as_str().map_err(rusqlite::Error::from);
+            f(text(0)?, text(1)?);
         }
         Ok(())
     }

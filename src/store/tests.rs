@@ -421,7 +421,13 @@ fn a_scan_refilling_one_exchange_leaves_nothing_of_the_row_before() {
     plain.response.as_mut().unwrap().body = crate::model::Body::default();
     plain.messages.clear();
     plain.tags.insert("k".into(), "v".into());
-    let rows = [sample(0, b"first body"), bare, streamed(2), plain, sample(4, b"x")];
+    let rows = [
+        sample(0, b"first body"),
+        bare,
+        streamed(2),
+        plain,
+        sample(4, b"x"),
+    ];
     write_exchanges(&path, &Meta::default(), rows.into_iter()).unwrap();
     let reader = Reader::open(&path).unwrap();
     let mut lent = Vec::new();
