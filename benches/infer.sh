@@ -44,7 +44,7 @@ import sys
 n, secs, base, rss, cpu = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 print(f"baseline  sqlite3 scan of rows + response blobs: {base:.2f} s ({n / base:,.0f} rows/s)")
 print(f"mf infer  {n:,} exchanges in {secs:.2f} s = {n / secs:,.0f} exchanges/s (goal >= 100,000); {secs / base:.1f}x baseline")
-print(f"mf infer  peak RSS {rss / 1024:.0f} MiB (goal < 512 MiB)")
+print(f"mf infer  peak RSS {rss / 1024:.0f} MiB (goal < 512 MiB; up to 256 MiB of it are pages of the recording mapped while it is read, the page cache's, shared and reclaimable)")
 if cpu:
     print(f"mf infer  CPU time (user+sys, both threads) {cpu:.2f} s = {n / cpu:,.0f} exchanges per CPU-second (wall time suffers on a shared machine)")
 PY
