@@ -133,14 +133,7 @@ impl Analyzer {
         acc.count += 1;
         acc.streaming |= matches!(ex.protocol(), Protocol::Grpc | Protocol::WebSocket);
         let status = ex.response.as_ref().map(|r| r.status);
-        let mut digits = [0u8; 5];
-        let label = status.map_or("error", |s| status_label(s, &mut digits));
-        match acc.statuses.get_mut(label) {
-            Some(n) => *n += 1,
-            None => {
-                acc.statuses.insert(label.to_string(), 1);
-            }
-        }
+        *acc.statuses.entry(status).or_insert(0) += 1;
         if let Some(ns) = ex.duration_ns() {
             acc.latencies_us
                 .push(u32::try_from(ns / 1000).unwrap_or(u32::MAX));
@@ -357,31 +350,4 @@ fn redacted_for_schema<'a>(redactor: &mut Redactor, v: &'a Value) -> std::borrow
     redactor.json(&mut redacted);
     redactor.counting = true;
     std::borrow::Cow::Owned(redacted)
-}
-
-/// `status` in decimal, written into `digits`: the label of its count without a `String`
-/// per exchange.
-fn status_label(status: u16, digits: &mut [u8; 5]) -> &str {
-    let mut n = status;
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 || at == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&digits[at..]).unwrap_or("error")
-}
-
-#[cfg(test)]
-mod status_label_tests {
-    #[test]
-    fn statuses_are_labelled_in_decimal() {
-        let mut digits = [0u8; 5];
-        for s in [0u16, 7, 200, 404, 599, 65535] {
-            assert_eq!(super::status_label(s, &mut digits), s.to_string());
-        }
-    }
 }

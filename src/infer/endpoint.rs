@@ -139,7 +139,9 @@ fn headers_of(h: &[Header], drop: &[&str]) -> Vec<(String, String)> {
 #[derive(Debug, Default)]
 pub(super) struct EndpointAcc {
     pub(super) count: u64,
-    pub(super) statuses: BTreeMap<String, u64>,
+    /// Exchanges by answer status, `None` for no answer (labelled when the profile is made:
+    /// a label per exchange was a `String` per exchange).
+    pub(super) statuses: BTreeMap<Option<u16>, u64>,
     pub(super) latencies_us: Vec<u32>,
     pub(super) req_sizes: SizeAcc,
     pub(super) resp_sizes: SizeAcc,
@@ -193,7 +195,11 @@ impl EndpointAcc {
             },
             profile: Profile {
                 count: self.count,
-                statuses: self.statuses.clone(),
+                statuses: self
+                    .statuses
+                    .iter()
+                    .map(|(s, n)| (s.map_or_else(|| "error".to_string(), |s| s.to_string()), *n))
+                    .collect(),
                 latency_ms: latency(&mut self.latencies_us),
                 request_bytes: self.req_sizes.sizes(),
                 response_bytes: self.resp_sizes.sizes(),

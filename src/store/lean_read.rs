@@ -12,6 +12,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::backend::ExchangeLoader;
 use super::match_key::{self, BodyKey};
 use super::read::Reader;
+use super::row::{opt_u64, set, text};
 use super::StoreError;
 use crate::model::{Exchange, Protocol, Response, Timings};
 
@@ -137,34 +138,27 @@ impl Reader {
             path: self.path.clone(),
             reason,
         };
-        let u64_at = |v: Option<i64>| v.and_then(|n| u64::try_from(n).ok());
         let mut ex = Exchange::default();
         let mut cache_grown = false;
         while let Some(r) = rows.next()? {
-            let refill = |dst: &mut String, i: usize| -> Result<(), StoreError> {
-                let s = r.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?;
-                dst.clear();
-                dst.push_str(s);
-                Ok(())
-            };
             ex.id = r.get(0)?;
-            ex.connection_id = u64_at(r.get(1)?).unwrap_or(0);
+            ex.connection_id = opt_u64(r.get(1)?).unwrap_or(0);
             ex.seq = r.get(2)?;
-            ex.protocol = Protocol::parse(r.get_ref(3)?.as_str().map_err(rusqlite::Error::from)?);
-            refill(&mut ex.authority, 4)?;
-            refill(&mut ex.request.method, 5)?;
-            refill(&mut ex.request.target, 6)?;
+            ex.protocol = Protocol::parse(text(r, 3)?);
+            set(&mut ex.authority, text(r, 4)?);
+            set(&mut ex.request.method, text(r, 5)?);
+            set(&mut ex.request.target, text(r, 6)?);
             let status: Option<u16> = r.get(7)?;
             ex.response = status.map(|status| Response {
                 status,
                 ..Response::default()
             });
             ex.timings = Timings {
-                request_end_ns: u64_at(r.get(8)?),
-                response_first_byte_ns: u64_at(r.get(9)?),
-                response_end_ns: u64_at(r.get(10)?),
+                request_end_ns: opt_u64(r.get(8)?),
+                response_first_byte_ns: opt_u64(r.get(9)?),
+                response_end_ns: opt_u64(r.get(10)?),
             };
-            ex.request.body.size = u64_at(r.get(11)?).unwrap_or(0);
+            ex.request.body.size = opt_u64(r.get(11)?).unwrap_or(0);
             ex.started_at_ns = r.get(14)?;
             let hash = r
                 .get_ref(12)?

@@ -42,9 +42,7 @@ pub(super) fn fill(
     ex: &mut Exchange,
     keys: &mut RowKeys,
 ) -> Result<(), StoreError> {
-    let text = |i: usize| -> Result<&str, StoreError> {
-        Ok(r.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?)
-    };
+    let text = |i: usize| text(r, i);
     let opt_text = |i: usize| -> Result<Option<&str>, StoreError> {
         Ok(r.get_ref(i)?
             .as_str_or_null()
@@ -130,7 +128,13 @@ pub(super) fn read(
     Ok((ex, keys))
 }
 
-fn set(dst: &mut String, value: &str) {
+/// Column `i` of `r` as text, borrowed from SQLite.
+pub(super) fn text<'r>(r: &'r Row, i: usize) -> Result<&'r str, StoreError> {
+    Ok(r.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?)
+}
+
+/// `dst` set to `value` in its own allocation.
+pub(super) fn set(dst: &mut String, value: &str) {
     dst.clear();
     dst.push_str(value);
 }
@@ -161,6 +165,7 @@ fn set_headers(dst: &mut Vec<Header>, block: Option<&[u8]>) {
     }
 }
 
+/// A stored integer as the unsigned count or instant it holds (`None` when NULL or negative).
 pub(super) fn opt_u64(v: Option<i64>) -> Option<u64> {
     v.and_then(|n| u64::try_from(n).ok())
 }

@@ -16,7 +16,7 @@ use crate::model::{
 };
 use crate::store::backend::RecordingRead;
 use crate::store::codec::{decode_chunks, decode_headers};
-use crate::store::row::EXCHANGE_COLUMNS;
+use crate::store::row::{opt_u64, EXCHANGE_COLUMNS};
 use crate::store::{blobs, ExchangeSummary, PatternRow, Selection, StoreError};
 
 /// Exchanges per page of a walk: enough to amortise the round trips, few enough that a page
@@ -201,10 +201,6 @@ impl PgReader {
         let rows = self.query(&sql, &all)?;
         rows.iter().map(summary_of).collect()
     }
-}
-
-fn opt_u64(v: Option<i64>) -> Option<u64> {
-    v.and_then(|n| u64::try_from(n).ok())
 }
 
 fn grpc_status(trailers: Option<Vec<u8>>, headers: Option<Vec<u8>>) -> Option<String> {
