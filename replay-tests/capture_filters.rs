@@ -49,7 +49,7 @@ fn excluded_paths_and_methods_are_forwarded_but_not_stored() {
     );
     let stored: Vec<(String, String)> = load(&db)
         .into_iter()
-        .map(|e| (e.request.method, e.request.target))
+        .map(|e| (e.request.method.into(), e.request.target.into()))
         .collect();
     assert_eq!(
         stored,

@@ -93,7 +93,7 @@ fn recording_proxy_and_passive_capture_store_the_same_hop_by_hop_headers() {
     assert!(ra
         .headers
         .iter()
-        .any(|h| h.name == "Keep-Alive" && h.value == b"timeout=5, max=100"));
+        .any(|h| h.name == "Keep-Alive" && h.value[..] == b"timeout=5, max=100"[..]));
     assert_eq!(
         (&ra.body.data[..], &rb.body.data[..]),
         (&b"ok"[..], &b"ok"[..])

@@ -424,7 +424,7 @@ fn grpc_unary_and_bidi_streaming_from_grpcio() {
         assert!(
             trailers
                 .iter()
-                .any(|h| h.name == "grpc-status" && h.value == b"0"),
+                .any(|h| h.name == "grpc-status" && h.value[..] == b"0"[..]),
             "{trailers:?}"
         );
     }

@@ -77,8 +77,8 @@ fn summary(ex: &[Exchange]) -> Vec<(String, String, u16, Vec<u8>, bool)> {
         .map(|e| {
             let r = e.response.as_ref();
             (
-                e.request.method.clone(),
-                e.request.target.clone(),
+                e.request.method.to_string(),
+                e.request.target.to_string(),
                 r.map_or(0, |r| r.status),
                 r.map_or(Vec::new(), |r| r.body.data.to_vec()),
                 e.error.is_some(),

@@ -87,7 +87,7 @@ fn imported(ex: &[Exchange]) -> Vec<Transfer> {
                 .and_then(|n| n.parse().ok())
                 .expect("a /r/I target");
             assert_eq!(r.headers.header_str("x-req"), Some(i.to_string()));
-            (i, e.request.method.clone(), r.status, r.body.size)
+            (i, e.request.method.to_string(), r.status, r.body.size)
         })
         .collect();
     got.sort();

@@ -15,17 +15,26 @@ use serde::{Deserialize, Serialize};
 /// relative order and the case of names survive a record/replay round trip byte for byte.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
-    pub name: String,
+    pub name: Text,
     #[serde(with = "lossless_bytes")]
-    pub value: Vec<u8>,
+    pub value: HeaderValue,
 }
+
+/// Short text of an exchange (header names, methods, versions, addresses): stored inline up
+/// to 24 bytes. Measured on the recording proxy, a `String` for each of these was most of
+/// the allocations per request, each freed again on the store's writer thread.
+pub type Text = compact_str::CompactString;
+
+/// A header value's bytes, inline up to 32 (a `Date`, a `Content-Type`, a length or an ETag
+/// fit; a cookie or a token spills to the heap).
+pub type HeaderValue = smallvec::SmallVec<[u8; 32]>;
 
 impl Header {
     /// A header from text; convenient for tests and generated responses.
-    pub fn new(name: impl Into<String>, value: impl AsRef<[u8]>) -> Self {
+    pub fn new(name: impl AsRef<str>, value: impl AsRef<[u8]>) -> Self {
         Header {
-            name: name.into(),
-            value: value.as_ref().to_vec(),
+            name: Text::new(name),
+            value: HeaderValue::from_slice(value.as_ref()),
         }
     }
 
@@ -186,12 +195,12 @@ impl Body {
 /// The request half of an exchange.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Request {
-    pub method: String,
+    pub method: Text,
     /// The request target as sent: origin form (`/a?b=c`), absolute form, or `service/method`
     /// path for gRPC.
-    pub target: String,
+    pub target: Text,
     /// `HTTP/1.1`, `HTTP/1.0` or `HTTP/2`.
-    pub version: String,
+    pub version: Text,
     pub headers: Vec<Header>,
     pub body: Body,
     pub trailers: Vec<Header>,
@@ -219,8 +228,8 @@ impl Request {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
-    pub reason: String,
-    pub version: String,
+    pub reason: Text,
+    pub version: Text,
     pub headers: Vec<Header>,
     pub body: Body,
     pub trailers: Vec<Header>,
@@ -285,11 +294,11 @@ pub struct Exchange {
     pub protocol: Option<Protocol>,
     /// Wall-clock start (first request byte) in nanoseconds since the Unix epoch.
     pub started_at_ns: i64,
-    pub client_addr: Option<String>,
-    pub server_addr: Option<String>,
+    pub client_addr: Option<Text>,
+    pub server_addr: Option<Text>,
     /// `http` or `https`; the authority the client addressed (Host or `:authority`).
-    pub scheme: String,
-    pub authority: String,
+    pub scheme: Text,
+    pub authority: Text,
     pub request: Request,
     /// `None` when no response arrived (see `error`).
     pub response: Option<Response>,
@@ -494,10 +503,10 @@ mod lossless_bytes {
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<super::HeaderValue, D::Error> {
         Ok(match Repr::deserialize(d)? {
-            Repr::Text(t) => t.into_bytes(),
-            Repr::Bytes(b) => b,
+            Repr::Text(t) => t.into_bytes().into(),
+            Repr::Bytes(b) => b.into(),
         })
     }
 }

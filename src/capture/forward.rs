@@ -278,7 +278,7 @@ fn failure(answer: &[u8], message: Option<String>) -> Response {
     let body = format!("mf: no recorded answer, and the upstream did not give one: {why}\n");
     Response {
         status,
-        reason: crate::vocab::reason_phrase(status).to_string(),
+        reason: crate::vocab::reason_phrase(status).into(),
         version: "HTTP/1.1".into(),
         headers: vec![
             Header::new("Content-Type", "text/plain; charset=utf-8"),

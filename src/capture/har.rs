@@ -298,11 +298,11 @@ fn exchange(entry: Entry) -> Result<Exchange, String> {
         (
             Some(Response {
                 status,
-                reason: resp.status_text,
+                reason: resp.status_text.into(),
                 version: if resp.http_version.is_empty() {
-                    version.to_string()
+                    version.into()
                 } else {
-                    resp_version.to_string()
+                    resp_version.into()
                 },
                 headers: resp_headers,
                 body,
@@ -347,18 +347,19 @@ fn exchange(entry: Entry) -> Result<Exchange, String> {
         protocol: Some(protocol),
         started_at_ns: start_ns,
         client_addr: None,
-        server_addr: entry.server_ip.filter(|ip| !ip.is_empty()).map(|ip| {
+        server_addr: (entry.server_ip.filter(|ip| !ip.is_empty()).map(|ip| {
             let port = authority
                 .rsplit_once(':')
                 .map_or(if scheme == "https" { "443" } else { "80" }, |(_, p)| p);
             format!("{ip}:{port}")
-        }),
-        scheme,
-        authority,
+        }))
+        .map(Into::into),
+        scheme: scheme.into(),
+        authority: authority.into(),
         request: Request {
-            method: req.method,
-            target,
-            version: version.to_string(),
+            method: req.method.into(),
+            target: target.into(),
+            version: version.into(),
             headers: req_headers,
             body: Body::full(body),
             trailers: Vec::new(),

@@ -148,10 +148,11 @@ fn exchange(flow: &TValue) -> Result<Exchange, String> {
                 .ok_or("the response has no status_code")?;
             Some(Response {
                 status,
-                reason: text(r, "reason").unwrap_or_default(),
-                version: version_of(&text(r, "http_version").unwrap_or_default())
+                reason: (text(r, "reason").unwrap_or_default()).into(),
+                version: (version_of(&text(r, "http_version").unwrap_or_default())
                     .1
-                    .to_string(),
+                    .to_string())
+                .into(),
                 headers: headers(r.get("headers")),
                 body: Body::full(content(r)),
                 trailers: headers(r.get("trailers")),
@@ -213,14 +214,14 @@ fn exchange(flow: &TValue) -> Result<Exchange, String> {
         seq: 0,
         protocol: Some(protocol),
         started_at_ns: start_ns,
-        client_addr: conn("client_conn", &["peername", "address"]),
-        server_addr: conn("server_conn", &["peername", "address"]),
-        scheme,
-        authority,
+        client_addr: (conn("client_conn", &["peername", "address"])).map(Into::into),
+        server_addr: (conn("server_conn", &["peername", "address"])).map(Into::into),
+        scheme: scheme.into(),
+        authority: authority.into(),
         request: Request {
-            method,
-            target: path,
-            version: version.to_string(),
+            method: method.into(),
+            target: path.into(),
+            version: version.into(),
             headers: req_headers,
             body: Body::full(content(req)),
             trailers: headers(req.get("trailers")),

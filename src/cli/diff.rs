@@ -159,7 +159,7 @@ fn unpaired(ex: &Exchange, side: &str) -> Entry {
     };
     Entry {
         id: ex.id,
-        method: ex.request.method.clone(),
+        method: ex.request.method.clone().into(),
         path: ex.request.origin_form().to_string(),
         outcome: Outcome::Compared(Verdict {
             differences: vec![Difference {
@@ -223,7 +223,7 @@ pub(super) fn run(args: DiffArgs) -> anyhow::Result<u8> {
         rebinder.absorb(&mut verdict);
         report.add(Entry {
             id: ea.id,
-            method: ea.request.method.clone(),
+            method: ea.request.method.clone().into(),
             path: ea.request.origin_form().to_string(),
             outcome: Outcome::Compared(verdict),
             latency_recorded_ns: ea.duration_ns(),

@@ -147,7 +147,7 @@ impl Observer for Judging {
         };
         lock(&self.report).add(Entry {
             id: recorded.id,
-            method: recorded.request.method.clone(),
+            method: recorded.request.method.clone().into(),
             path: recorded.request.path().to_string(),
             outcome,
             latency_recorded_ns: recorded.duration_ns(),

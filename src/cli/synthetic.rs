@@ -81,7 +81,7 @@ fn exchange(
         },
         response: Some(Response {
             status,
-            reason: String::new(),
+            reason: String::new().into(),
             version: "HTTP/1.1".into(),
             headers: vec![
                 Header::new("Content-Type", "application/json"),

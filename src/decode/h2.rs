@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::model::Header;
+use crate::model::{Header, HeaderValue, Text};
 
 /// The client connection preface (RFC 9113 §3.4).
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -303,8 +303,8 @@ impl Decoder {
         let mut headers = Vec::new();
         let result = self.hpack.decode_with_cb(&block, |name, value| {
             headers.push(Header {
-                name: String::from_utf8_lossy(&name).into_owned(),
-                value: value.into_owned(),
+                name: Text::from_utf8_lossy(&name),
+                value: HeaderValue::from_slice(&value),
             });
         });
         if !promise {

@@ -135,7 +135,7 @@ fn shown_value(h: &Header) -> String {
 fn header_values(headers: &[Header], grpc: bool) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for h in headers {
-        let name = h.name.to_ascii_lowercase();
+        let name = h.name.as_str().to_ascii_lowercase();
         if skipped(&name, grpc) {
             continue;
         }
@@ -161,7 +161,7 @@ fn aligned_differences(a: &[Header], b: &[Header], grpc: bool) -> Option<Vec<Str
         if ha.value == hb.value {
             continue;
         }
-        let name = ha.name.to_ascii_lowercase();
+        let name = ha.name.as_str().to_ascii_lowercase();
         if skipped(&name, grpc) || ha.value_str().trim() == hb.value_str().trim() {
             continue;
         }

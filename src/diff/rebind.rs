@@ -167,11 +167,11 @@ impl Rebinder {
         }
         let req = &mut outgoing.request;
         if let Some(t) = self.rewrite_target(&req.target) {
-            req.target = t;
+            req.target = t.into();
         }
         for h in &mut req.headers {
             if let Some(value) = self.rewrite_header(&h.name, &h.value_str()) {
-                h.value = value.into_bytes();
+                h.value = value.into_bytes().into();
             }
         }
         let form = req
@@ -191,7 +191,7 @@ impl Rebinder {
             let len = req.body.data.len().to_string();
             for h in &mut req.headers {
                 if h.name.eq_ignore_ascii_case("content-length") {
-                    h.value = len.clone().into_bytes();
+                    h.value = len.as_bytes().into();
                 }
             }
         }

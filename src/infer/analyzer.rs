@@ -173,11 +173,11 @@ impl Analyzer {
                 .any(|b| h.name.eq_ignore_ascii_case(b))
             {
                 // The name is copied only the first time it is seen.
-                match acc.header_var.get_mut(&h.name) {
+                match acc.header_var.get_mut(h.name.as_str()) {
                     Some(var) => var.add(&value),
                     None => acc
                         .header_var
-                        .entry(h.name.clone())
+                        .entry(h.name.to_string())
                         .or_default()
                         .add(&value),
                 }

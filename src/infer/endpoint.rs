@@ -130,7 +130,7 @@ fn body_of(data: &[u8], redactor: &mut Redactor) -> Option<Body> {
 fn headers_of(h: &[Header], drop: &[&str]) -> Vec<(String, String)> {
     h.iter()
         .filter(|h| !drop.contains(&h.name.to_ascii_lowercase().as_str()))
-        .map(|h| (h.name.clone(), h.value_str().into_owned()))
+        .map(|h| (h.name.to_string(), h.value_str().into_owned()))
         .collect()
 }
 

@@ -103,7 +103,7 @@ fn proxied_exchanges_count_requests_and_grpc_status() {
             status: 200,
             trailers: vec![Header {
                 name: "grpc-status".into(),
-                value: b"5".to_vec(),
+                value: b"5"[..].into(),
             }],
             ..Default::default()
         }),

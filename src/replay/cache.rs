@@ -157,7 +157,7 @@ mod tests {
             Exchange {
                 request: Request {
                     method: "GET".into(),
-                    target: format!("/{index}"),
+                    target: format!("/{index}").into(),
                     ..Default::default()
                 },
                 response: Some(Response {

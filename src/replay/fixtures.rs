@@ -143,11 +143,12 @@ impl FixtureSource {
                         response_json: parse_json(&resp_body),
                         response: Response {
                             status: ex.response.status,
-                            reason: http::StatusCode::from_u16(status)
+                            reason: (http::StatusCode::from_u16(status)
                                 .ok()
                                 .and_then(|c| c.canonical_reason())
                                 .unwrap_or("Recorded")
-                                .to_string(),
+                                .to_string())
+                            .into(),
                             version: "HTTP/1.1".into(),
                             headers,
                             body: Body::full(resp_body),
@@ -348,7 +349,7 @@ fn set_body(r: &mut Response, body: &Value) {
         .iter_mut()
         .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
     {
-        h.value = text.len().to_string().into_bytes();
+        h.value = text.len().to_string().as_bytes().into();
     }
     r.body = Body::full(text.into_bytes());
 }

@@ -142,7 +142,7 @@ pub(crate) async fn serve<S: Io>(
             let early = decoder.take_buffered();
             return Exit::Connect {
                 stream,
-                authority: head.target,
+                authority: head.target.into(),
                 early,
             };
         }

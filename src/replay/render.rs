@@ -138,7 +138,7 @@ pub(crate) fn render_response(
                     .iter_mut()
                     .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
                 {
-                    h.value = data.len().to_string().into_bytes();
+                    h.value = data.len().to_string().as_bytes().into();
                 }
             }
             body.extend_from_slice(data);
@@ -223,7 +223,7 @@ fn content_type(headers: &[Header]) -> Option<Vec<u8>> {
     headers
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case("content-type"))
-        .map(|h| h.value.clone())
+        .map(|h| h.value.to_vec())
 }
 
 /// The body and content type of a `status` fault: the configured body, else the recorded one

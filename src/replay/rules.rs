@@ -206,7 +206,7 @@ impl Rule {
             req.headers
                 .iter()
                 .find(|h| h.name.eq_ignore_ascii_case(name))
-                .is_some_and(|h| want == "*" || h.value == want.as_bytes())
+                .is_some_and(|h| want == "*" || h.value[..] == *want.as_bytes())
         })
     }
 

@@ -59,7 +59,7 @@ fn agree_deflate(recorded: &[Header], live: &[Header]) -> Option<Agreement> {
     let values = |hs: &[Header]| -> Vec<Vec<u8>> {
         hs.iter()
             .filter(|h| is_extensions(&h.name))
-            .map(|h| h.value.clone())
+            .map(|h| h.value.to_vec())
             .collect()
     };
     if !ws_deflate::negotiated(values(recorded).iter().map(Vec::as_slice)) {
@@ -118,7 +118,7 @@ pub(crate) async fn serve<S: Io>(replay: &Arc<Replay>, upgrade: Upgrade<S>) {
         if h.name.eq_ignore_ascii_case("sec-websocket-accept") {
             headers.push(Header {
                 name: h.name.clone(),
-                value: ws::accept_key(live_key).into_bytes(),
+                value: ws::accept_key(live_key).into_bytes().into(),
             });
         } else if h.name.eq_ignore_ascii_case("sec-websocket-extensions") {
             // The recorded answer was to another client's offer: this client gets the answer
@@ -127,7 +127,7 @@ pub(crate) async fn serve<S: Io>(replay: &Arc<Replay>, upgrade: Upgrade<S>) {
                 if !headers.iter().any(|h| is_extensions(&h.name)) {
                     headers.push(Header {
                         name: h.name.clone(),
-                        value: a.response.clone().into_bytes(),
+                        value: a.response.as_bytes().into(),
                     });
                 }
             }

@@ -9,7 +9,7 @@
 //! first chunk's offset itself), then the length. Twenty events 200 ms apart take about six
 //! bytes each; a body that arrived at once has no table at all (NULL).
 
-use crate::model::{BodyChunk, Header};
+use crate::model::{BodyChunk, Header, HeaderValue, Text};
 
 /// The first byte of every chunk table this build writes.
 const CHUNKS_FORMAT: u8 = 1;
@@ -50,8 +50,8 @@ pub(super) fn decode_headers(data: &[u8]) -> Vec<Header> {
         let Some(colon) = line.windows(2).position(|w| w == b": ") else {
             continue;
         };
-        let name = String::from_utf8_lossy(&line[..colon]).into_owned();
-        let mut value = Vec::with_capacity(line.len() - colon);
+        let name = Text::from_utf8_lossy(&line[..colon]);
+        let mut value = HeaderValue::with_capacity(line.len() - colon);
         let mut escaped = false;
         for &b in &line[colon + 2..] {
             if escaped {
@@ -171,7 +171,7 @@ mod tests {
 
         #[test]
         fn headers_round_trip(fields in proptest::collection::vec(("[A-Za-z-]{1,12}", proptest::collection::vec(any::<u8>(), 0..40)), 0..10)) {
-            let headers: Vec<Header> = fields.into_iter().map(|(n, v)| Header { name: n, value: v }).collect();
+            let headers: Vec<Header> = fields.into_iter().map(|(n, v)| Header { name: n.into(), value: v.into() }).collect();
             prop_assert_eq!(decode_headers(&encode_headers(&headers)), headers);
         }
     }

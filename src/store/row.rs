@@ -9,7 +9,7 @@ use super::blob_memo::BlobMemo;
 use super::codec::{decode_chunks, decode_headers};
 use super::StoreError;
 use crate::model::{
-    BodyChunk, ErrorKind, Exchange, ExchangeError, Header, Protocol, Response, Timings,
+    BodyChunk, ErrorKind, Exchange, ExchangeError, Header, Protocol, Response, Text, Timings,
 };
 
 /// The columns [`fill`] reads, in its order.
@@ -109,7 +109,13 @@ pub(super) fn fill(
             ))
         }
     };
-    set_opt(&mut ex.trace_id, opt_text(29)?);
+    match (ex.trace_id.as_mut(), opt_text(29)?) {
+        (Some(d), Some(v)) => {
+            d.clear();
+            d.push_str(v);
+        }
+        (_, v) => ex.trace_id = v.map(str::to_string),
+    }
     ex.tags = opt_text(30)?
         .and_then(|t| serde_json::from_str(t).ok())
         .unwrap_or_default();
@@ -133,16 +139,16 @@ pub(super) fn text<'r>(r: &'r Row, i: usize) -> Result<&'r str, StoreError> {
     Ok(r.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?)
 }
 
-/// `dst` set to `value` in its own allocation.
-pub(super) fn set(dst: &mut String, value: &str) {
+/// `dst` set to `value`, reusing its room.
+pub(super) fn set(dst: &mut Text, value: &str) {
     dst.clear();
     dst.push_str(value);
 }
 
-fn set_opt(dst: &mut Option<String>, value: Option<&str>) {
+fn set_opt(dst: &mut Option<Text>, value: Option<&str>) {
     match (dst.as_mut(), value) {
         (Some(d), Some(v)) => set(d, v),
-        (_, v) => *dst = v.map(str::to_string),
+        (_, v) => *dst = v.map(Text::from),
     }
 }
 

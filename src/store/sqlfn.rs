@@ -86,7 +86,7 @@ pub(super) fn register_query(conn: &Connection, blob_conn: Connection) -> Result
 fn headers_json(encoded: &[u8]) -> String {
     let pairs: Vec<[String; 2]> = decode_headers(encoded)
         .iter()
-        .map(|h| [h.name.clone(), h.value_str().into_owned()])
+        .map(|h| [h.name.to_string(), h.value_str().into_owned()])
         .collect();
     serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".into())
 }

@@ -13,7 +13,7 @@ fn sample(i: u32, body: &'static [u8]) -> Exchange {
         authority: "api.test".into(),
         request: Request {
             method: "POST".into(),
-            target: format!("/items/{i}?a=1"),
+            target: format!("/items/{i}?a=1").into(),
             version: "HTTP/1.1".into(),
             headers: vec![
                 Header::new("Host", "api.test"),

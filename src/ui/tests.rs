@@ -27,7 +27,7 @@ fn exchange(i: u32) -> Exchange {
         authority: "api.test".into(),
         request: Request {
             method: method.into(),
-            target: format!("/items/{i}"),
+            target: format!("/items/{i}").into(),
             version: "HTTP/1.1".into(),
             headers: vec![Header::new("Content-Type", ctype)],
             body: Body::full(Bytes::from_static(if i == 7 { body } else { b"" })),

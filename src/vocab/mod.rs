@@ -174,8 +174,8 @@ pub fn reason_phrase(code: u16) -> &'static str {
 pub fn headers_from_map(map: &HeaderMap) -> Vec<Header> {
     map.iter()
         .map(|(n, v)| Header {
-            name: n.as_str().to_string(),
-            value: v.as_bytes().to_vec(),
+            name: n.as_str().into(),
+            value: v.as_bytes().into(),
         })
         .collect()
 }

@@ -133,11 +133,16 @@ async fn handle(
         ex.connection_id = id;
         ex.seq = seq;
         ex.protocol = Some(Protocol::H2);
-        ex.client_addr = Some(peer.to_string());
+        ex.client_addr = Some(compact_str::format_compact!("{peer}"));
         ex.scheme = links.target.as_ref().map_or("http", |u| u.scheme()).into();
-        ex.authority = authority;
+        ex.authority = authority.into();
     }
-    recorder.request_head(method.to_string(), target.clone(), "HTTP/2".into(), headers);
+    recorder.request_head(
+        method.as_str().into(),
+        target.as_str().into(),
+        "HTTP/2".into(),
+        headers,
+    );
     let rec = Arc::new(Mutex::new(Recording {
         rec: Some(recorder),
         answered: false,
@@ -154,7 +159,7 @@ async fn handle(
     };
     if let Ok(mut r) = rec.lock() {
         if let Some(x) = r.rec.as_mut() {
-            x.exchange_mut().server_addr = links.addr();
+            x.exchange_mut().server_addr = links.addr().map(Into::into);
         }
     }
     let Some(up) = links.target.as_ref() else {
@@ -267,7 +272,7 @@ async fn handle(
             x.response_head(
                 now_ns(),
                 rparts.status.as_u16(),
-                rparts.status.canonical_reason().unwrap_or("").to_string(),
+                rparts.status.canonical_reason().unwrap_or("").into(),
                 upstream_version.into(),
                 headers_from_map(&rparts.headers),
             );

@@ -161,13 +161,14 @@ impl Engine {
             h1::Event::RequestHead(head) => {
                 h.req_body = 0;
                 let mut rec = self.new_recorder(flow, at, protocol(head.minor));
-                rec.exchange_mut().authority = head.headers.header_str("host").unwrap_or_default();
+                rec.exchange_mut().authority =
+                    head.headers.header_str("host").unwrap_or_default().into();
                 h.resp.push_request_method(&head.method);
                 expect_body(&mut rec, Direction::ClientToServer, head.framing);
                 rec.request_head(
                     head.method,
                     head.target,
-                    version_text(head.minor),
+                    version_text(head.minor).into(),
                     head.headers,
                 );
                 if let Some(prev) = h.current.replace(rec) {
@@ -247,7 +248,7 @@ impl Engine {
                     at,
                     head.status,
                     head.reason,
-                    version_text(head.minor),
+                    version_text(head.minor).into(),
                     head.headers,
                 );
                 None
@@ -333,7 +334,7 @@ impl Engine {
             let target = rec.exchange().request.target.clone();
             self.emit(rec);
             self.stats.tunnels += 1;
-            flow.tunnel = Some(target);
+            flow.tunnel = Some(target.into());
             let client = flow.client.unwrap_or(0);
             for (side, rest) in [(client, client_rest), (1 - client, server_rest)] {
                 if !rest.is_empty() {

@@ -172,15 +172,16 @@ fn headers_event(rec: &mut Recorder, dir: Direction, at: i64, headers: Vec<Heade
     match dir {
         Direction::ClientToServer if rec.exchange().request.method.is_empty() => {
             let ex = rec.exchange_mut();
-            ex.authority = get(":authority")
+            ex.authority = (get(":authority")
                 .or_else(|| regular.header_str("host"))
-                .unwrap_or_default();
+                .unwrap_or_default())
+            .into();
             if let Some(s) = get(":scheme") {
-                ex.scheme = s;
+                ex.scheme = s.into();
             }
             rec.request_head(
-                get(":method").unwrap_or_default(),
-                get(":path").unwrap_or_default(),
+                get(":method").unwrap_or_default().into(),
+                get(":path").unwrap_or_default().into(),
                 "HTTP/2".into(),
                 regular,
             );
@@ -195,7 +196,7 @@ fn headers_event(rec: &mut Recorder, dir: Direction, at: i64, headers: Vec<Heade
                     rec.response_head(
                         at,
                         status,
-                        reason_phrase(status).to_string(),
+                        reason_phrase(status).into(),
                         "HTTP/2".into(),
                         regular,
                     );

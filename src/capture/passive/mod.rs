@@ -522,7 +522,7 @@ impl Engine {
         if let Some(outer) = ex.tags.get("tunnel") {
             // Inside a CONNECT tunnel the client asked for the tunnel's target: that is the
             // authority, whatever the inner Host or :authority says.
-            ex.authority = outer.clone();
+            ex.authority = outer.clone().into();
         }
         if ex.request.method.is_empty() && ex.response.is_none() {
             return;
@@ -530,7 +530,7 @@ impl Engine {
         if ex.authority.is_empty() {
             // Decrypted TLS without a Host: the name the client asked the TLS layer for.
             if let Some(sni) = ex.tags.get("sni") {
-                ex.authority = sni.clone();
+                ex.authority = sni.clone().into();
             }
         }
         if ex.error.is_some() {
@@ -559,8 +559,8 @@ impl Engine {
         let shown = flow
             .shown
             .get_or_insert_with(|| addrs.map(|a| a.to_string()));
-        ex.client_addr = Some(shown[client].clone());
-        ex.server_addr = Some(shown[1 - client].clone());
+        ex.client_addr = Some(shown[client].clone().into());
+        ex.server_addr = Some((shown[1 - client].clone()).into());
         ex.scheme = "http".into();
         if let Some(outer) = &flow.tunnel {
             ex.tags.insert("tunnel".into(), outer.clone());

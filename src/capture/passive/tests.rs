@@ -198,7 +198,7 @@ fn h1_holes_cost_only_the_exchanges_they_hit() {
         .iter()
         .map(|e| {
             (
-                e.request.target.clone(),
+                e.request.target.to_string(),
                 e.response.as_ref().map(|r| r.body.data.to_vec()),
                 e.error.as_ref().map(|e| e.kind),
             )

@@ -26,7 +26,7 @@ use crate::capture::recorder::{Limits, Recorder};
 use crate::capture::setup::{Proxy, Upstream};
 use crate::decode::h1::{self, Decoder, Event, Framing, RequestHead, Role};
 use crate::decode::h1_encode;
-use crate::model::{Direction, ErrorKind, ExchangeError, Protocol};
+use crate::model::{Direction, ErrorKind, ExchangeError, Protocol, Text};
 use crate::net::door::{H1Exit, Io, Origin};
 use crate::net::reply::{write_simple, write_simple_to};
 use crate::net::{ClientTimeouts, PooledBuf, Shutdown, Waiting, SMALL_BUF};
@@ -62,7 +62,7 @@ pub(super) struct ClientConn<S> {
     origin: Option<Arc<Upstream>>,
     pub(super) peer: SocketAddr,
     /// `peer` as recorded, formatted once per connection rather than once per exchange.
-    peer_text: String,
+    peer_text: Text,
     /// The front door can intercept a CONNECT (the proxy has a certificate authority).
     pub(super) can_intercept: bool,
     pub(super) id: u64,
@@ -104,7 +104,7 @@ impl<S: Io> ClientConn<S> {
             upstream: None,
             origin,
             peer: from.peer,
-            peer_text: from.peer.to_string(),
+            peer_text: compact_str::format_compact!("{}", from.peer),
             can_intercept: from.can_intercept(),
             id: numbering.id,
             seq: numbering.seq,
@@ -261,7 +261,7 @@ impl<S: Io> ClientConn<S> {
         ex.seq = self.seq;
         ex.protocol = Some(protocol);
         ex.client_addr = Some(self.peer_text.clone());
-        ex.authority = authority.to_string();
+        ex.authority = authority.into();
         rec
     }
 
@@ -314,15 +314,10 @@ impl<S: Io> ClientConn<S> {
                 fwd.iter().map(|(n, v)| (*n, &v[..])),
             );
         }
-        let version = match head.minor {
-            1 => "HTTP/1.1".to_string(),
-            0 => "HTTP/1.0".to_string(),
-            m => format!("HTTP/1.{m}"),
-        };
         rec.request_head(
             head.method.clone(),
             origin_target,
-            version,
+            h1::version_text(head.minor),
             std::mem::take(&mut head.headers),
         );
 
@@ -418,7 +413,7 @@ impl<S: Io> ClientConn<S> {
                 response.first_byte_at.unwrap_or(started_at),
                 h.status,
                 h.reason,
-                format!("HTTP/1.{}", h.minor),
+                h1::version_text(h.minor),
                 h.headers,
             );
         }
@@ -481,7 +476,7 @@ impl<S: Io> ClientConn<S> {
 
     /// Where a request goes: (upstream, origin-form target, whether the upstream's authority
     /// is sent as the Host header instead of the client's).
-    fn route(&self, target: &str) -> Result<(Arc<Upstream>, String, bool), String> {
+    fn route(&self, target: &str) -> Result<(Arc<Upstream>, Text, bool), String> {
         if target.starts_with("http://") || target.starts_with("https://") {
             // Absolute form: a forward-proxy request (RFC 9112 §3.2.2).
             let uri: http::Uri = target
@@ -493,13 +488,13 @@ impl<S: Io> ClientConn<S> {
                 uri.authority().map(|a| a.as_str()).unwrap_or("")
             );
             let up = Upstream::parse(&origin)?;
-            let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+            let path = Text::from(uri.path_and_query().map_or("/", |p| p.as_str()));
             return Ok((Arc::new(up), path, false));
         }
         match &self.origin {
             Some(up) => {
                 let rewrite = self.proxy.config.upstream.is_some() && !self.proxy.config.keep_host;
-                Ok((up.clone(), target.to_string(), rewrite))
+                Ok((up.clone(), target.into(), rewrite))
             }
             None => Err(format!(
                 "{target:?} is not an absolute URL: this mf is a forward proxy (no --upstream); \
@@ -522,7 +517,7 @@ impl<S: Io> ClientConn<S> {
             writer,
             origin: up.clone(),
             decoder: Decoder::new(Role::Response),
-            addr_text: addr.to_string(),
+            addr_text: compact_str::format_compact!("{addr}"),
         });
         Ok(())
     }

@@ -6,7 +6,7 @@
 use super::conn::{ClientConn, Step};
 use super::upstream::{connect_upstream, UpstreamConn};
 use crate::capture::setup::Upstream;
-use crate::decode::h1::{Decoder, RequestHead, Role};
+use crate::decode::h1::{self, Decoder, RequestHead, Role};
 use crate::model::Protocol;
 use crate::net::door::Io;
 use crate::net::reply::CONNECT_ESTABLISHED;
@@ -29,7 +29,7 @@ impl<S: Io> ClientConn<S> {
             .iter()
             .any(|h| h.eq_ignore_ascii_case(&up.host));
         if self.can_intercept && !passthrough {
-            return Step::Intercept(head.target);
+            return Step::Intercept(head.target.into());
         }
         // Opaque tunnel: connect first so that a dead host gets a 502, not a 200.
         let mut rec = self.recorder(started_at, Protocol::Http11, &up.authority);
@@ -40,14 +40,14 @@ impl<S: Io> ClientConn<S> {
         rec.request_head(
             head.method.clone(),
             head.target.clone(),
-            format!("HTTP/1.{}", head.minor),
+            h1::version_text(head.minor),
             head.headers.clone(),
         );
         let mut plain = up.clone();
         plain.tls = false;
         match connect_upstream(&proxy.config, &plain).await {
             Ok((reader, writer, addr)) => {
-                rec.exchange_mut().server_addr = Some(addr.to_string());
+                rec.exchange_mut().server_addr = Some(compact_str::format_compact!("{addr}"));
                 rec.response_head(
                     crate::capture::clock::now_ns(),
                     200,
@@ -64,7 +64,7 @@ impl<S: Io> ClientConn<S> {
                     writer,
                     origin: plain,
                     decoder: Decoder::new(Role::Response),
-                    addr_text: addr.to_string(),
+                    addr_text: compact_str::format_compact!("{addr}"),
                 });
                 self.tunnel().await;
             }

@@ -66,7 +66,7 @@ pub(super) fn forward_request_headers<'a>(
         }
         if config.x_forwarded_for && h.name.eq_ignore_ascii_case("x-forwarded-for") && !saw_xff {
             saw_xff = true;
-            let mut value = h.value.clone();
+            let mut value = h.value.to_vec();
             value.extend_from_slice(format!(", {}", peer.ip()).as_bytes());
             out.push((&h.name, Cow::Owned(value)));
             continue;

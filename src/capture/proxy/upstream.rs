@@ -11,6 +11,7 @@ use crate::capture::dial::{dial, Dialed};
 use crate::capture::io::{BoxRead, BoxWrite};
 use crate::capture::setup::{ProxyConfig, Upstream};
 use crate::decode::h1::Decoder;
+use crate::model::Text;
 
 /// An upstream connection, kept alive between exchanges of one client connection.
 pub(super) struct UpstreamConn {
@@ -20,7 +21,7 @@ pub(super) struct UpstreamConn {
     pub origin: Upstream,
     pub decoder: Decoder,
     /// The upstream's address as recorded, formatted once per connection.
-    pub addr_text: String,
+    pub addr_text: Text,
 }
 
 impl UpstreamConn {

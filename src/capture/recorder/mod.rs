@@ -15,7 +15,7 @@ mod tests;
 
 use crate::model::{
     trace_id_from_traceparent, Direction, Exchange, ExchangeError, Header, HeaderList, Protocol,
-    Request, Response,
+    Request, Response, Text,
 };
 
 pub(crate) use half::Half;
@@ -99,9 +99,9 @@ impl Recorder {
     /// its DATA is recorded as messages.
     pub(crate) fn request_head(
         &mut self,
-        method: String,
-        target: String,
-        version: String,
+        method: Text,
+        target: Text,
+        version: Text,
         headers: Vec<Header>,
     ) {
         if version == "HTTP/2" && is_grpc(&headers) {
@@ -126,8 +126,8 @@ impl Recorder {
         &mut self,
         at: i64,
         status: u16,
-        reason: String,
-        version: String,
+        reason: Text,
+        version: Text,
         headers: Vec<Header>,
     ) {
         if version == "HTTP/2" && is_grpc(&headers) {

@@ -20,8 +20,8 @@ pub(super) fn to_headers(fields: &[httparse::Header]) -> Vec<Header> {
             .iter()
             .filter(|h| !h.name.is_empty())
             .map(|h| Header {
-                name: h.name.to_string(),
-                value: h.value.to_vec(),
+                name: h.name.into(),
+                value: h.value.into(),
             }),
     );
     headers

@@ -102,8 +102,8 @@ pub fn response_framing(method: &str, status: u16, headers: &[Header]) -> Framin
 pub fn client_response_headers(status: u16, headers: &[Header], close: bool) -> Vec<Header> {
     client_response_fields(status, headers, close)
         .map(|(name, value)| Header {
-            name: name.to_string(),
-            value: value.to_vec(),
+            name: name.into(),
+            value: value.into(),
         })
         .collect()
 }

@@ -26,7 +26,7 @@ use std::mem::MaybeUninit;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::model::Header;
+use crate::model::{Header, Text};
 
 use framing::{body_framing, find_lf, has_upgrade, head_error, parse_chunk_size, to_headers};
 pub use headers::{
@@ -47,11 +47,21 @@ pub enum Role {
     Response,
 }
 
+/// The protocol version of an HTTP/1.`minor` message as recorded, without an allocation for
+/// the two versions there are.
+pub fn version_text(minor: u8) -> Text {
+    match minor {
+        1 => Text::const_new("HTTP/1.1"),
+        0 => Text::const_new("HTTP/1.0"),
+        m => compact_str::format_compact!("HTTP/1.{m}"),
+    }
+}
+
 /// A parsed request line and headers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestHead {
-    pub method: String,
-    pub target: String,
+    pub method: Text,
+    pub target: Text,
     /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor: u8,
     pub headers: Vec<Header>,
@@ -62,7 +72,7 @@ pub struct RequestHead {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResponseHead {
     pub status: u16,
-    pub reason: String,
+    pub reason: Text,
     pub minor: u8,
     pub headers: Vec<Header>,
     pub framing: Framing,
@@ -457,8 +467,8 @@ impl Decoder {
                 let mut req = httparse::Request::new(&mut []);
                 match req.parse_with_uninit_headers(&self.buf, &mut storage) {
                     Ok(httparse::Status::Complete(len)) => {
-                        let method = req.method.unwrap_or_default().to_string();
-                        let target = req.path.unwrap_or_default().to_string();
+                        let method = Text::from(req.method.unwrap_or_default());
+                        let target = Text::from(req.path.unwrap_or_default());
                         let (minor, headers) = (req.version.unwrap_or(1), to_headers(req.headers));
                         let head = self.request_head(method, target, minor, headers)?;
                         (Event::RequestHead(head), len)
@@ -477,7 +487,7 @@ impl Decoder {
                 match parsed {
                     Ok(httparse::Status::Complete(len)) => {
                         let status = resp.code.unwrap_or(0);
-                        let reason = resp.reason.unwrap_or_default().to_string();
+                        let reason = Text::from(resp.reason.unwrap_or_default());
                         let (minor, headers) =
                             (resp.version.unwrap_or(1), to_headers(resp.headers));
                         let head = self.response_head(status, reason, minor, headers)?;
@@ -504,8 +514,8 @@ impl Decoder {
 
     fn request_head(
         &mut self,
-        method: String,
-        target: String,
+        method: Text,
+        target: Text,
         minor: u8,
         headers: Vec<Header>,
     ) -> Result<RequestHead, Error> {
@@ -534,7 +544,7 @@ impl Decoder {
     fn response_head(
         &mut self,
         status: u16,
-        reason: String,
+        reason: Text,
         minor: u8,
         headers: Vec<Header>,
     ) -> Result<ResponseHead, Error> {

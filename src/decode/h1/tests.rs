@@ -217,10 +217,7 @@ proptest! {
 }
 
 fn hdr(name: &str, value: &str) -> crate::model::Header {
-    crate::model::Header {
-        name: name.to_string(),
-        value: value.as_bytes().to_vec(),
-    }
+    crate::model::Header::new(name, value)
 }
 
 fn sent_names(status: u16, headers: &[crate::model::Header], close: bool) -> Vec<String> {

@@ -28,8 +28,8 @@ pub(crate) fn exchanges_from_fixtures(set: &FixtureSet) -> Vec<Exchange> {
                 seq,
                 protocol: Some(Protocol::Http11),
                 request: Request {
-                    method: endpoint.method.clone(),
-                    target,
+                    method: endpoint.method.clone().into(),
+                    target: target.into(),
                     version: "HTTP/1.1".into(),
                     headers: header_lines(&ex.request.headers),
                     body: Body::full(body_of(&ex.request.body)),
@@ -46,7 +46,7 @@ pub(crate) fn exchanges_from_fixtures(set: &FixtureSet) -> Vec<Exchange> {
 fn response(r: &ExampleResponse, body: Bytes) -> Response {
     Response {
         status: r.status,
-        reason: String::new(),
+        reason: String::new().into(),
         version: "HTTP/1.1".into(),
         headers: header_lines(&r.headers),
         body: Body::full(body),

@@ -175,13 +175,14 @@ async fn answer(
     let (parts, mut body) = res.into_parts();
     let mut response = Response {
         status: parts.status.as_u16(),
-        reason: parts.status.canonical_reason().unwrap_or("").to_string(),
-        version: match parts.version {
+        reason: parts.status.canonical_reason().unwrap_or("").into(),
+        version: (match parts.version {
             http::Version::HTTP_2 => "HTTP/2",
             http::Version::HTTP_10 => "HTTP/1.0",
             _ => "HTTP/1.1",
         }
-        .to_string(),
+        .to_string())
+        .into(),
         headers: wire::headers_of(&parts.headers),
         ..Response::default()
     };

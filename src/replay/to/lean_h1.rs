@@ -261,17 +261,19 @@ fn is_value(s: &[u8]) -> bool {
 fn answer_of(head: h1::ResponseHead) -> Response {
     Response {
         status: head.status,
-        reason: http::StatusCode::from_u16(head.status)
+        reason: (http::StatusCode::from_u16(head.status)
             .ok()
             .and_then(|s| s.canonical_reason())
             .unwrap_or("")
-            .to_string(),
-        version: if head.minor == 0 {
+            .to_string())
+        .into(),
+        version: (if head.minor == 0 {
             "HTTP/1.0"
         } else {
             "HTTP/1.1"
         }
-        .to_string(),
+        .to_string())
+        .into(),
         headers: lowercase(head.headers),
         ..Response::default()
     }

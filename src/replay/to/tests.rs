@@ -75,7 +75,7 @@ fn exchange(conn: u64, seq: u32, path: String) -> Exchange {
         started_at_ns: i64::from(seq),
         request: Request {
             method: "GET".into(),
-            target: path,
+            target: path.into(),
             version: "HTTP/1.1".into(),
             headers: vec![
                 Header::new("Host", "recorded.example"),
@@ -130,7 +130,7 @@ impl Observer for Seen {
         self.0
             .lock()
             .unwrap()
-            .push((recorded.request.target.clone(), body));
+            .push((recorded.request.target.clone().into(), body));
     }
 }
 

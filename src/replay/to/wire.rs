@@ -73,7 +73,7 @@ pub(super) fn request_headers(cfg: &TargetConfig, outgoing: &Exchange) -> Vec<(S
         .headers
         .iter()
         .filter(|h| !h.name.starts_with(':') && !not_copied(&h.name) && !replaced(&h.name))
-        .map(|h| (h.name.clone(), h.value.clone()))
+        .map(|h| (h.name.to_string(), h.value.to_vec()))
         .collect();
     out.extend(
         cfg.set_headers
@@ -140,7 +140,7 @@ pub(super) fn observed_from(outgoing: Exchange, cfg: &TargetConfig) -> Exchange 
     Exchange {
         started_at_ns: now,
         scheme: if cfg.tls.enabled { "https" } else { "http" }.into(),
-        authority: authority(cfg).to_string(),
+        authority: authority(cfg).into(),
         response: None,
         error: None,
         timings: Default::default(),

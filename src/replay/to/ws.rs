@@ -210,7 +210,7 @@ async fn read_head(
                 let status = res.code.unwrap_or(0);
                 let response = Response {
                     status,
-                    reason: res.reason.unwrap_or("").to_string(),
+                    reason: res.reason.unwrap_or("").into(),
                     version: "HTTP/1.1".into(),
                     headers: res
                         .headers

@@ -262,9 +262,9 @@ fn exchange_of(r: &Row) -> Result<(Exchange, bool, bool), StoreError> {
     let req_body: Option<Vec<u8>> = r.try_get(13)?;
     let resp_body: Option<Vec<u8>> = r.try_get(21)?;
     let request = Request {
-        method: r.try_get(9)?,
-        target: r.try_get(10)?,
-        version: r.try_get(11)?,
+        method: r.try_get::<_, &str>(9)?.into(),
+        target: r.try_get::<_, &str>(10)?.into(),
+        version: r.try_get::<_, &str>(11)?.into(),
         headers: Vec::new(),
         body: Body {
             data: Bytes::new(),
@@ -278,8 +278,8 @@ fn exchange_of(r: &Row) -> Result<(Exchange, bool, bool), StoreError> {
         None => None,
         Some(status) => Some(Response {
             status: u16::try_from(status).unwrap_or(0),
-            reason: r.try_get::<_, Option<String>>(18)?.unwrap_or_default(),
-            version: r.try_get::<_, Option<String>>(19)?.unwrap_or_default(),
+            reason: r.try_get::<_, Option<&str>>(18)?.unwrap_or_default().into(),
+            version: r.try_get::<_, Option<&str>>(19)?.unwrap_or_default().into(),
             headers: headers_at(20)?,
             body: Body {
                 data: Bytes::new(),
@@ -298,10 +298,10 @@ fn exchange_of(r: &Row) -> Result<(Exchange, bool, bool), StoreError> {
         seq: u32::try_from(seq).unwrap_or(0),
         protocol: Protocol::parse(&protocol),
         started_at_ns: r.try_get(4)?,
-        client_addr: r.try_get(5)?,
-        server_addr: r.try_get(6)?,
-        scheme: r.try_get(7)?,
-        authority: r.try_get(8)?,
+        client_addr: r.try_get::<_, Option<&str>>(5)?.map(Into::into),
+        server_addr: r.try_get::<_, Option<&str>>(6)?.map(Into::into),
+        scheme: r.try_get::<_, &str>(7)?.into(),
+        authority: r.try_get::<_, &str>(8)?.into(),
         request,
         response,
         timings: Timings {

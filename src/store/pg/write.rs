@@ -335,17 +335,19 @@ impl Rows {
         self.seq.push(i64::from(ex.seq));
         self.protocol.push(ex.protocol().as_str());
         self.started_at_ns.push(ex.started_at_ns);
-        self.client_addr.push(ex.client_addr.clone());
-        self.server_addr.push(ex.server_addr.clone());
+        self.client_addr
+            .push(ex.client_addr.clone().map(Into::into));
+        self.server_addr
+            .push(ex.server_addr.clone().map(Into::into));
         self.scheme.push(if ex.scheme.is_empty() {
             "http".into()
         } else {
-            ex.scheme.clone()
+            ex.scheme.clone().into()
         });
-        self.authority.push(ex.authority.clone());
-        self.method.push(req.method.clone());
-        self.target.push(req.target.clone());
-        self.req_version.push(req.version.clone());
+        self.authority.push(ex.authority.clone().into());
+        self.method.push(req.method.clone().into());
+        self.target.push(req.target.clone().into());
+        self.req_version.push(req.version.clone().into());
         self.req_headers
             .push(fresh.put(&encode_headers(&req.headers)));
         self.req_body.push(fresh.put_body(&req.body.data));
@@ -353,8 +355,10 @@ impl Rows {
         self.req_body_truncated.push(req.body.truncated);
         self.req_trailers.push(trailers(&req.trailers));
         self.status.push(resp.map(|r| i32::from(r.status)));
-        self.reason.push(resp.map(|r| r.reason.clone()));
-        self.resp_version.push(resp.map(|r| r.version.clone()));
+        self.reason
+            .push((resp.map(|r| r.reason.clone())).map(Into::into));
+        self.resp_version
+            .push((resp.map(|r| r.version.clone())).map(Into::into));
         self.resp_headers
             .push(resp.map(|r| encode_headers(&r.headers)));
         self.resp_body

@@ -19,7 +19,7 @@ pub fn redact_exchange(ex: &mut Exchange, red: &mut Redaction<'_>) -> u64 {
     let target = &mut ex.request.target;
     if let Some((path, query)) = target.split_once('?') {
         if let Some(q) = red.query(query) {
-            *target = format!("{path}?{q}");
+            *target = format!("{path}?{q}").into();
         }
     }
     headers(&mut ex.request.headers, red);
@@ -39,7 +39,7 @@ pub fn redact_exchange(ex: &mut Exchange, red: &mut Redaction<'_>) -> u64 {
 fn headers(list: &mut [Header], red: &mut Redaction<'_>) {
     for h in list.iter_mut() {
         if let Some(v) = red.header_value(&h.name, &h.value) {
-            h.value = v;
+            h.value = v.into();
         }
     }
 }
@@ -130,12 +130,12 @@ fn set_data(b: &mut Body, data: Vec<u8>) {
 /// Replaces secrets found elsewhere in the exchange wherever they reappear in its text.
 fn scrub(ex: &mut Exchange, red: &Redaction<'_>) {
     if let Some(t) = red.scrub(ex.request.target.as_bytes()) {
-        ex.request.target = String::from_utf8_lossy(&t).into_owned();
+        ex.request.target = String::from_utf8_lossy(&t).into_owned().into();
     }
     let scrub_headers = |list: &mut Vec<Header>| {
         for h in list.iter_mut() {
             if let Some(v) = red.scrub(&h.value) {
-                h.value = v;
+                h.value = v.into();
             }
         }
     };
