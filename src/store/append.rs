@@ -7,7 +7,7 @@ use rusqlite::{params, Connection, OpenFlags};
 
 use super::backend::RecordingWrite;
 use super::blobs::{self, KnownBlobs};
-use super::codec::{encode_chunks, encode_headers};
+use super::codec::{encode_chunks, encode_headers, encode_headers_into};
 use super::raw_stmt::{RawInsert, Val};
 use super::{PatternRow, StoreError, APPLICATION_ID, SCHEMA_VERSION};
 use crate::model::{Body, Direction, Exchange};
@@ -90,6 +90,8 @@ impl RecordingWrite for SqliteWriter {
                 blob: RawInsert::prepare(&tx, blobs::INSERT_BLOB)?,
                 exchange: RawInsert::prepare(&tx, INSERT_EXCHANGE)?,
                 message: RawInsert::prepare(&tx, INSERT_MESSAGE)?,
+                req_headers: Vec::new(),
+                resp_headers: Vec::new(),
             };
             for ex in batch {
                 match insert_exchange(&tx, &mut stmts, &mut self.known, ex) {
@@ -191,6 +193,10 @@ struct Stmts<'c> {
     blob: RawInsert<'c>,
     exchange: RawInsert<'c>,
     message: RawInsert<'c>,
+    /// Encoded header blocks of the exchange being inserted, reused from row to row: a
+    /// fresh pair per exchange was most of the writer's allocations.
+    req_headers: Vec<u8>,
+    resp_headers: Vec<u8>,
 }
 
 const INSERT_EXCHANGE: &str = "INSERT INTO exchanges (
@@ -264,7 +270,8 @@ fn insert_exchange(
 ) -> Result<(), StoreError> {
     let req = &ex.request;
     let req_body = blob_of(&mut stmts.blob, known, &req.body)?;
-    let req_headers = blobs::put(&mut stmts.blob, known, &encode_headers(&req.headers))?;
+    encode_headers_into(&mut stmts.req_headers, &req.headers);
+    let req_headers = blobs::put(&mut stmts.blob, known, &stmts.req_headers)?;
     let resp = ex.response.as_ref();
     let resp_body = match resp {
         Some(r) => blob_of(&mut stmts.blob, known, &r.body)?,
@@ -283,7 +290,10 @@ fn insert_exchange(
         }
     };
     let req_trailers = opt_trailers(&req.trailers);
-    let resp_headers = resp.map(|r| encode_headers(&r.headers));
+    let resp_headers = resp.map(|r| {
+        encode_headers_into(&mut stmts.resp_headers, &r.headers);
+        &stmts.resp_headers[..]
+    });
     let resp_trailers = resp.and_then(|r| opt_trailers(&r.trailers));
     let req_chunks = encode_chunks(&req.body.chunks);
     let resp_chunks = resp.and_then(|r| encode_chunks(&r.body.chunks));
@@ -313,7 +323,7 @@ fn insert_exchange(
         Val::opt_int(resp.map(|r| i64::from(r.status))),
         resp.map_or(Val::Null, |r| word(&r.reason)),
         resp.map_or(Val::Null, |r| word(&r.version)),
-        Val::opt_blob(resp_headers.as_deref()),
+        Val::opt_blob(resp_headers),
         Val::opt_blob(resp_body.as_ref().map(|k| &k[..])),
         resp.map_or(Val::Int(0), |r| size(r.body.size)),
         Val::Int(i64::from(resp.is_some_and(|r| r.body.truncated))),

@@ -16,7 +16,15 @@ const CHUNKS_FORMAT: u8 = 1;
 
 /// Encodes headers; fields that contain a newline (impossible on a valid wire) are escaped.
 pub(super) fn encode_headers(headers: &[Header]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(
+    let mut out = Vec::new();
+    encode_headers_into(&mut out, headers);
+    out
+}
+
+/// [`encode_headers`] into `out`, replacing what it held (the writer reuses one per batch).
+pub(super) fn encode_headers_into(out: &mut Vec<u8>, headers: &[Header]) {
+    out.clear();
+    out.reserve(
         headers
             .iter()
             .map(|h| h.name.len() + h.value.len() + 3)
@@ -37,7 +45,6 @@ pub(super) fn encode_headers(headers: &[Header]) -> Vec<u8> {
         out.extend_from_slice(rest);
         out.push(b'\n');
     }
-    out
 }
 
 /// Inverse of [`encode_headers`].

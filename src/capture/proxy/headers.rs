@@ -27,7 +27,7 @@ pub(super) fn forward_request_headers<'a>(
     peer: SocketAddr,
     host_override: Option<&'a str>,
     authority: &'a str,
-) -> Vec<Field<'a>> {
+) -> Fields<'a> {
     // `Upgrade: h2c` is declined (the request goes on as HTTP/1.1, which RFC 9113 §3.2 allows):
     // hyper and h2 cannot adopt an upgraded request as stream 1, so the proxy could not record
     // it. Clients that want HTTP/2 from the start use prior knowledge, which is recorded.
@@ -35,7 +35,7 @@ pub(super) fn forward_request_headers<'a>(
         .headers
         .header("upgrade")
         .is_some_and(|v| !v.trim_ascii().eq_ignore_ascii_case(b"h2c"));
-    let mut out: Vec<Field<'a>> = Vec::with_capacity(head.headers.len() + 2);
+    let mut out = Fields::new();
     let mut saw_host = false;
     let mut saw_xff = false;
     for h in &head.headers {
@@ -88,6 +88,10 @@ pub(super) fn forward_request_headers<'a>(
 
 /// One forwarded header: its name and value, borrowed unless the proxy changed it.
 pub(super) type Field<'a> = (&'a str, Cow<'a, [u8]>);
+
+/// A request's forwarded headers, on the stack up to 16 (they live only while the head is
+/// encoded).
+pub(super) type Fields<'a> = smallvec::SmallVec<[Field<'a>; 16]>;
 
 /// The permessage-deflate offers of one `Sec-WebSocket-Extensions` value: the value itself
 /// when it offers nothing else (forwarded byte for byte), those offers alone otherwise, and

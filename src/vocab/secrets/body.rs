@@ -269,25 +269,31 @@ impl<'a> Redaction<'a> {
         if data.is_empty() {
             return None;
         }
-        let ct = content_type.to_ascii_lowercase();
-        let media = ct.split(';').next().unwrap_or("").trim();
+        // Compared without case rather than lower-cased: a copy per body showed in the
+        // proxy's allocation profile.
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        let is = |m: &str| media.eq_ignore_ascii_case(m);
+        let json_media = media
+            .as_bytes()
+            .windows(4)
+            .any(|w| w.eq_ignore_ascii_case(b"json"));
         let looks_json = matches!(
             data.iter().find(|b| !b.is_ascii_whitespace()),
             Some(b'{') | Some(b'[')
         );
-        let structured = media == "application/x-www-form-urlencoded"
-            || media == "multipart/form-data"
-            || media.contains("json")
+        let structured = is("application/x-www-form-urlencoded")
+            || is("multipart/form-data")
+            || json_media
             || looks_json;
         // Only structured bodies have fields to redact: others are not even scanned.
         if !structured || !self.rules.may_hold_secret_field(data) {
             return None;
         }
-        if media == "application/x-www-form-urlencoded" {
+        if is("application/x-www-form-urlencoded") {
             let text = std::str::from_utf8(data).ok()?;
             return self.query(text).map(String::into_bytes);
         }
-        if media == "multipart/form-data" {
+        if is("multipart/form-data") {
             let boundary = content_type.split(';').find_map(|p| {
                 let (k, v) = p.trim().split_once('=')?;
                 k.eq_ignore_ascii_case("boundary")
@@ -295,7 +301,7 @@ impl<'a> Redaction<'a> {
             })?;
             return self.multipart(data, &boundary);
         }
-        if media.contains("json") || looks_json {
+        if json_media || looks_json {
             return self.json(data);
         }
         None

@@ -147,6 +147,35 @@ fn query_form_json_and_multipart() {
 }
 
 #[test]
+fn media_types_match_whatever_their_case() {
+    let (rules, k) = (Rules::new(&[]), keys());
+    let mut red = Redaction::new(&rules, &k);
+    let form = red
+        .body(
+            "Application/X-WWW-Form-URLEncoded; charset=UTF-8",
+            b"user=ada&password=hunter22",
+        )
+        .unwrap();
+    assert_eq!(
+        form,
+        format!("user=ada&password={}", k.of("hunter22")).into_bytes()
+    );
+    // A JSON media type in capitals, on a body that does not start like JSON.
+    let out = red
+        .body("Application/Problem+JSON", b" \"password\"")
+        .is_none();
+    assert!(out, "not a document: nothing to rewrite, and no panic");
+    let doc = br#"{"password": "hunter22"}"#;
+    let out = red.body("TEXT/PLAIN+JSON", doc).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["password"], k.of("hunter22"));
+    let mp =
+        b"--B\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\nhunter22\r\n--B--\r\n";
+    let out = red.body("Multipart/Form-Data; boundary=B", mp).unwrap();
+    assert!(!String::from_utf8_lossy(&out).contains("hunter22"));
+}
+
+#[test]
 fn exchange_redaction_scrubs_echoes_and_fixes_sizes() {
     let (rules, k) = (Rules::new(&[]), keys());
     let mut red = Redaction::new(&rules, &k);
