@@ -387,7 +387,10 @@ impl Door {
                     inner: stream,
                     reset,
                 };
-                let Some(accepted) = self.greeting(acceptor.accept(stream)).await else {
+                // The TLS paths are boxed, and HTTP/2 below: inline, their state (a TLS
+                // session, an h2 connection) sized every connection's task, so that an idle
+                // plain HTTP/1 keep-alive connection held a 10 KiB future.
+                let Some(accepted) = self.greeting(Box::pin(acceptor.accept(stream))).await else {
                     tracing::info!(peer = %peer, "TLS handshake with client not finished in time: closing");
                     return;
                 };
@@ -395,8 +398,7 @@ impl Door {
                     Ok(tls) => {
                         origin.tls = true;
                         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                        self.hand_over(service, tls, h2, origin, None, shutdown)
-                            .await;
+                        Box::pin(self.hand_over(service, tls, h2, origin, None, shutdown)).await;
                     }
                     Err(e) => {
                         let cause = crate::tls::handshake_cause(&e);
@@ -427,7 +429,7 @@ impl Door {
         shutdown: Shutdown,
     ) {
         if h2 {
-            service.serve_h2(stream, origin, carried, shutdown).await;
+            Box::pin(service.serve_h2(stream, origin, carried, shutdown)).await;
             return;
         }
         let exit = service
