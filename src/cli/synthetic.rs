@@ -81,7 +81,7 @@ fn exchange(
         },
         response: Some(Response {
             status,
-            reason: String::new().into(),
+            reason: Default::default(),
             version: "HTTP/1.1".into(),
             headers: vec![
                 Header::new("Content-Type", "application/json"),

@@ -206,7 +206,7 @@ fn grpc_is_recognised_from_the_response_too() {
     rec.response_head(
         T0,
         200,
-        String::new().into(),
+        Default::default(),
         "HTTP/2".into(),
         vec![Header::new("content-type", "application/grpc")],
     );

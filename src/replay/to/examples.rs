@@ -46,7 +46,7 @@ pub(crate) fn exchanges_from_fixtures(set: &FixtureSet) -> Vec<Exchange> {
 fn response(r: &ExampleResponse, body: Bytes) -> Response {
     Response {
         status: r.status,
-        reason: String::new().into(),
+        reason: Default::default(),
         version: "HTTP/1.1".into(),
         headers: header_lines(&r.headers),
         body: Body::full(body),

@@ -130,7 +130,7 @@ fn set_data(b: &mut Body, data: Vec<u8>) {
 /// Replaces secrets found elsewhere in the exchange wherever they reappear in its text.
 fn scrub(ex: &mut Exchange, red: &Redaction<'_>) {
     if let Some(t) = red.scrub(ex.request.target.as_bytes()) {
-        ex.request.target = String::from_utf8_lossy(&t).into_owned().into();
+        ex.request.target = crate::model::Text::from_utf8_lossy(&t);
     }
     let scrub_headers = |list: &mut Vec<Header>| {
         for h in list.iter_mut() {
