@@ -21,10 +21,11 @@ pub fn request_head_fields<'a>(
     out: &mut BytesMut,
     method: &str,
     target: &[&str],
-    fields: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
+    fields: impl Iterator<Item = (&'a str, &'a [u8])>,
 ) {
+    let fields = gather(fields);
     let target_len: usize = target.iter().map(|t| t.len()).sum();
-    out.reserve(method.len() + target_len + 16 + fields_len(fields.clone()));
+    out.reserve(method.len() + target_len + 16 + fields_len(&fields));
     out.put_slice(method.as_bytes());
     out.put_u8(b' ');
     for t in target {
@@ -39,9 +40,10 @@ pub fn response_head_fields<'a>(
     out: &mut BytesMut,
     status: u16,
     reason: &str,
-    fields: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
+    fields: impl Iterator<Item = (&'a str, &'a [u8])>,
 ) {
-    out.reserve(reason.len() + 16 + fields_len(fields.clone()));
+    let fields = gather(fields);
+    out.reserve(reason.len() + 16 + fields_len(&fields));
     out.put_slice(b"HTTP/1.1 ");
     out.put_slice(&itoa_u16(status));
     out.put_u8(b' ');
@@ -73,15 +75,30 @@ pub fn last_chunk(out: &mut BytesMut, trailers: &[Header]) {
     put_headers(out, trailers);
 }
 
-fn fields_len<'a>(fields: impl Iterator<Item = (&'a str, &'a [u8])>) -> usize {
-    fields.map(|(n, v)| n.len() + v.len() + 4).sum::<usize>() + 2
+/// A head's fields, taken from their iterator once.
+///
+/// Why: a proxy's iterator filters (hop-by-hop names, fields its `Connection` header lists),
+/// and sizing the head then writing it ran that filter twice per field; gathered on the
+/// stack first, it runs once (~600 instructions of a proxied request, callgrind).
+type Gathered<'a> = smallvec::SmallVec<[(&'a str, &'a [u8]); 24]>;
+
+fn gather<'a>(fields: impl Iterator<Item = (&'a str, &'a [u8])>) -> Gathered<'a> {
+    fields.collect()
+}
+
+fn fields_len(fields: &Gathered<'_>) -> usize {
+    fields
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + 4)
+        .sum::<usize>()
+        + 2
 }
 
 fn put_headers(out: &mut BytesMut, headers: &[Header]) {
     put_fields(out, fields(headers));
 }
 
-fn put_fields<'a>(out: &mut BytesMut, fields: impl Iterator<Item = (&'a str, &'a [u8])>) {
+fn put_fields<'a>(out: &mut BytesMut, fields: impl IntoIterator<Item = (&'a str, &'a [u8])>) {
     for (name, value) in fields {
         out.put_slice(name.as_bytes());
         out.put_slice(b": ");

@@ -191,7 +191,7 @@ impl Rebinder {
             let len = req.body.data.len().to_string();
             for h in &mut req.headers {
                 if h.name.eq_ignore_ascii_case("content-length") {
-                    h.value = len.as_bytes().into();
+                    h.value = crate::model::HeaderValue::from_slice(len.as_bytes());
                 }
             }
         }

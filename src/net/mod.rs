@@ -30,10 +30,10 @@ mod threads;
 mod timeouts;
 
 pub use bufpool::{PooledBuf, BIG_BUF, SMALL_BUF};
-pub(crate) use listen::accept_loop_on;
 pub use listen::{
     accept_loop, shutdown_pair, starts_with_h2_preface, termination_signal, Shutdown,
     ShutdownTrigger, H2_PREFACE,
 };
+pub(crate) use listen::{accept_loop_on, StopSignal};
 pub(crate) use threads::ConnThreads;
 pub use timeouts::{ClientTimeouts, Waiting};

@@ -349,7 +349,7 @@ fn set_body(r: &mut Response, body: &Value) {
         .iter_mut()
         .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
     {
-        h.value = text.len().to_string().as_bytes().into();
+        h.value = crate::model::HeaderValue::from_slice(text.len().to_string().as_bytes());
     }
     r.body = Body::full(text.into_bytes());
 }

@@ -138,7 +138,8 @@ pub(crate) fn render_response(
                     .iter_mut()
                     .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
                 {
-                    h.value = data.len().to_string().as_bytes().into();
+                    h.value =
+                        crate::model::HeaderValue::from_slice(data.len().to_string().as_bytes());
                 }
             }
             body.extend_from_slice(data);

@@ -127,7 +127,7 @@ pub(crate) async fn serve<S: Io>(replay: &Arc<Replay>, upgrade: Upgrade<S>) {
                 if !headers.iter().any(|h| is_extensions(&h.name)) {
                     headers.push(Header {
                         name: h.name.clone(),
-                        value: a.response.as_bytes().into(),
+                        value: crate::model::HeaderValue::from_slice(a.response.as_bytes()),
                     });
                 }
             }

@@ -175,7 +175,7 @@ pub fn headers_from_map(map: &HeaderMap) -> Vec<Header> {
     map.iter()
         .map(|(n, v)| Header {
             name: n.as_str().into(),
-            value: v.as_bytes().into(),
+            value: crate::model::HeaderValue::from_slice(v.as_bytes()),
         })
         .collect()
 }

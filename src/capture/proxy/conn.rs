@@ -29,7 +29,7 @@ use crate::decode::h1_encode;
 use crate::model::{Direction, ErrorKind, ExchangeError, Protocol, Text};
 use crate::net::door::{H1Exit, Io, Origin};
 use crate::net::reply::{write_simple, write_simple_to};
-use crate::net::{ClientTimeouts, PooledBuf, Shutdown, Waiting, SMALL_BUF};
+use crate::net::{ClientTimeouts, PooledBuf, Shutdown, StopSignal, Waiting, SMALL_BUF};
 
 /// Where a client connection's exchanges are numbered from: handed through an intercepted
 /// tunnel, so that the requests inside it keep their connection's id and order.
@@ -68,7 +68,8 @@ pub(super) struct ClientConn<S> {
     pub(super) id: u64,
     pub(super) seq: u32,
     buf: Vec<u8>,
-    pub(super) shutdown: Shutdown,
+    /// Shutdown, watched once for the connection's life.
+    stop: StopSignal,
     /// When the connection began (the first request's header deadline counts from here).
     connected: tokio::time::Instant,
     /// The deadline of whatever the connection waits for: the next request head, or the
@@ -109,7 +110,7 @@ impl<S: Io> ClientConn<S> {
             id: numbering.id,
             seq: numbering.seq,
             buf: vec![0; SMALL_BUF],
-            shutdown,
+            stop: StopSignal::new(shutdown),
             connected,
             timer: Box::pin(tokio::time::sleep_until(connected)),
         }
@@ -176,7 +177,7 @@ impl<S: Io> ClientConn<S> {
                 up.decoder.shrink_when_idle();
             }
             self.seq += 1;
-            if self.shutdown.is_triggered() {
+            if self.stop.is_triggered() {
                 return None;
             }
         }
@@ -225,7 +226,7 @@ impl<S: Io> ClientConn<S> {
                         Ok(None)
                     };
                 }
-                () = self.shutdown.wait(), if self.decoder.is_idle() => return Ok(None),
+                () = self.stop.wait(), if self.decoder.is_idle() => return Ok(None),
             };
             if n == 0 {
                 return if self.decoder.is_idle() {
@@ -373,7 +374,7 @@ impl<S: Io> ClientConn<S> {
             // At shutdown an exchange still in flight gets a little less than the accept
             // loop's grace to finish, then is recorded with what arrived: a stalled
             // upstream once made a recording end with `recorded 0 exchanges`.
-            let mut stop = self.shutdown.clone();
+            let stop = &mut self.stop;
             let stopping = async move {
                 stop.wait().await;
                 tokio::time::sleep(SHUTDOWN_FINISH).await;
@@ -383,6 +384,9 @@ impl<S: Io> ClientConn<S> {
             let mut resp_result: Option<Result<(), Failure>> = None;
             while resp_result.is_none() {
                 tokio::select! {
+                    // In order: a random start costs a random number per wake-up, and each
+                    // branch completes once.
+                    biased;
                     r = &mut req_pump, if req_result.is_none() => {
                         // A client that vanished mid-body ends the exchange; the upstream gets nothing more.
                         let failed = r.is_err();

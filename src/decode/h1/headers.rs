@@ -4,7 +4,7 @@
 
 use super::framing::body_framing;
 use super::Framing;
-use crate::model::Header;
+use crate::model::{Header, HeaderValue};
 
 /// Headers that describe one connection rather than the message (RFC 9110 §7.6.1), plus any
 /// field the `Connection` header names. A proxy must not forward them.
@@ -103,7 +103,7 @@ pub fn client_response_headers(status: u16, headers: &[Header], close: bool) -> 
     client_response_fields(status, headers, close)
         .map(|(name, value)| Header {
             name: name.into(),
-            value: value.into(),
+            value: HeaderValue::from_slice(value),
         })
         .collect()
 }

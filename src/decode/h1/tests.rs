@@ -141,6 +141,41 @@ fn conflicting_content_length_is_rejected() {
 }
 
 #[test]
+fn body_framing_reads_both_fields_in_any_case_and_order() {
+    let h = |pairs: &[(&str, &str)]| -> Vec<Header> {
+        pairs.iter().map(|(n, v)| Header::new(*n, *v)).collect()
+    };
+    let f = |pairs: &[(&str, &str)]| framing::body_framing(&h(pairs));
+    assert_eq!(
+        f(&[("content-LENGTH", "5, 5"), ("Content-Length", "5")]),
+        Ok(Some(Framing::Length(5)))
+    );
+    assert_eq!(f(&[("Content-Length", "0")]), Ok(Some(Framing::Empty)));
+    assert_eq!(f(&[("X-Length", "5")]), Ok(None));
+    // Transfer-Encoding wins over any Content-Length, even a malformed one before it.
+    assert_eq!(
+        f(&[
+            ("Content-Length", "x"),
+            ("TRANSFER-encoding", "gzip, chunked")
+        ]),
+        Ok(Some(Framing::Chunked))
+    );
+    assert_eq!(
+        f(&[("Transfer-Encoding", "chunked, gzip")]),
+        Ok(Some(Framing::UntilClose))
+    );
+    assert_eq!(
+        f(&[("Content-Length", "3"), ("Content-Length", "4")]),
+        Err(Error::BadContentLength)
+    );
+    assert_eq!(f(&[("Content-Length", "")]), Err(Error::BadContentLength));
+    assert_eq!(
+        f(&[("Content-Length", "12345678901234567890")]),
+        Err(Error::BadContentLength)
+    );
+}
+
+#[test]
 fn a_hole_inside_a_body_is_skipped_without_losing_the_framing() {
     let mut d = Decoder::new(Role::Response);
     d.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n012");
