@@ -8,6 +8,44 @@ fn keys() -> Placeholders {
 }
 
 #[test]
+fn header_verdicts_stay_right_when_remembered_names_are_replaced() {
+    let r = Rules::default();
+    let secret = [
+        "Authorization",
+        "cookie",
+        "X-Csrf-Token",
+        "x-api-key",
+        "TOKEN",
+    ];
+    let plain = [
+        "Content-Type",
+        "content-type",
+        "Accept",
+        "X-Request-Id",
+        "Date",
+        "t",
+    ];
+    // Many names of every length and letter, so that remembered names keep being evicted
+    // and looked up again in between.
+    let crowd: Vec<String> = (0..500)
+        .map(|i| format!("x-h{i}-{}", (b'a' + (i % 26) as u8) as char))
+        .collect();
+    for round in 0..3 {
+        for (i, name) in crowd.iter().enumerate() {
+            assert!(!r.is_secret_header(name), "{name} (round {round})");
+            let s = secret[i % secret.len()];
+            assert!(r.is_secret_header(s), "{s} (round {round})");
+            let p = plain[i % plain.len()];
+            assert!(!r.is_secret_header(p), "{p} (round {round})");
+        }
+    }
+    // The user's names are not remembered with the built-in verdicts.
+    let extra = Rules::new(&["Content-Type".into()]);
+    assert!(extra.is_secret_header("content-type"));
+    assert!(!r.is_secret_header("content-type"));
+}
+
+#[test]
 fn placeholders_are_stable_per_key_and_recognisable() {
     let k = keys();
     let a = k.of("sk-live-123456");
