@@ -76,6 +76,32 @@ fn write_then_read_round_trips_and_dedups_bodies() {
 }
 
 #[test]
+fn request_header_sets_that_change_and_come_back_are_each_stored_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let (writer, handle) = Writer::spawn(&path, &Meta::default(), WriterConfig::default()).unwrap();
+    // A, A, B, A, B, B, C: the writer compares each set with the row before.
+    let sets = [0, 0, 1, 0, 1, 1, 2];
+    for (i, set) in sets.iter().enumerate() {
+        let mut ex = sample(i as u32, b"");
+        ex.request
+            .headers
+            .push(Header::new("X-Set", format!("{set}")));
+        handle.record(Box::new(ex));
+    }
+    assert_eq!(writer.finish().unwrap().exchanges, sets.len() as u64);
+    let all = Reader::open(&path).unwrap().load_all().unwrap();
+    let got: Vec<String> = all
+        .iter()
+        .map(|e| String::from_utf8_lossy(&e.request.headers[3].value).into_owned())
+        .collect();
+    assert_eq!(got, ["0", "0", "1", "0", "1", "1", "2"]);
+    assert!(all
+        .iter()
+        .all(|e| e.request.headers[..3] == sample(0, b"").request.headers[..]));
+}
+
+#[test]
 fn foreign_and_garbage_files_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("garbage.db");
