@@ -263,8 +263,8 @@ impl Rules {
         self.extra.iter().any(|e| e.eq_ignore_ascii_case(name))
     }
 
-    /// True when a header of this name carries a secret. Allocation-free: it runs for every
-    /// header of every exchange the proxy records.
+    /// True when a header of this name carries a secret. It runs for every header of every
+    /// exchange the proxy records: it allocates only to remember a name over 24 bytes long.
     pub fn is_secret_header(&self, name: &str) -> bool {
         builtin_secret_header(name) || self.is_extra(name)
     }
